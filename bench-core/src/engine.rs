@@ -1,0 +1,174 @@
+//! Engines: who decides when a model CPU runs, and what time it is.
+//!
+//! The same policy and actor code runs on every engine; an engine only
+//! supplies waiting (a spinning waiter, a sleeping waiter), the clock, and
+//! the points where another CPU may be scheduled. The native engine runs
+//! each model CPU on an OS thread: its scheduling points compile to nothing.
+
+use crate::mm::LockId;
+use crate::policy::{DynPolicy, ScanResult};
+use crate::primitives::Cx;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Where a collapse is: the kernel's step numbers, for hooks and timelines.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// Early exits and page-cache lookup.
+    Prologue,
+    /// Step 1: check every mapped PTE maps `hpage + i`, under `ptl`.
+    Check,
+    /// Between dropping `ptl` and starting the mmu-notifier range.
+    Notify,
+    /// Step 2: clear the entries and their rmap.
+    Clear,
+    /// Step 2 again after a failed `pml` trylock (v2 forms).
+    Recheck,
+    /// Step 3: refcount and mm counters.
+    Account,
+    /// Step 4: take `pml` (if not held), clear the PMD, flush, free the table.
+    RemoveTable,
+    /// Step 5: install the PMD mapping (MADV_COLLAPSE).
+    Install,
+    /// The abort path.
+    Abort,
+}
+
+impl Step {
+    /// Label used in timelines ("step 2 (clear)").
+    pub fn label(self) -> &'static str {
+        match self {
+            Step::Prologue => "prologue",
+            Step::Check => "step 1 (check)",
+            Step::Notify => "mmu_notifier start",
+            Step::Clear => "step 2 (clear)",
+            Step::Recheck => "step 2 (recheck)",
+            Step::Account => "step 3 (account)",
+            Step::RemoveTable => "step 4 (remove table)",
+            Step::Install => "step 5 (install pmd)",
+            Step::Abort => "abort",
+        }
+    }
+}
+
+/// A shared-state access that another CPU could interleave with.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// About to wait for a spinlock.
+    Lock(LockId),
+    /// About to try a spinlock.
+    Trylock(LockId),
+    /// Just released a spinlock.
+    Unlock(LockId),
+    /// A lockless read of a PMD or PTE.
+    LocklessRead,
+    /// A TLB lookup or fill.
+    TlbAccess,
+    /// A page lock, reference or flag change.
+    PageOp,
+}
+
+/// What a model CPU runs on.
+pub trait Engine: Sized {
+    /// Recorded in results ("native").
+    const NAME: &'static str;
+    /// Whether [`Engine::sched_point`] does anything (lets the native engine
+    /// skip building events at compile time).
+    const PREEMPTS: bool;
+
+    /// Time now, ns (wall clock or virtual).
+    fn now_ns(&mut self) -> u64;
+    /// Busy-wait until `ready` (a spinlock waiter: burns its CPU).
+    fn spin_until(&mut self, ready: impl FnMut() -> bool);
+    /// Block until `ready` (a sleeping lock: gives its CPU away).
+    fn sleep_until(&mut self, ready: impl FnMut() -> bool);
+    /// Another CPU may run here.
+    fn sched_point(&mut self, cpu: u32, ev: Event);
+    /// The CPU reached a named step of a collapse.
+    fn step(&mut self, cpu: u32, step: Step);
+    /// Run `policy` on this engine (static dispatch inside).
+    fn collapse(
+        policy: &dyn DynPolicy,
+        cx: &mut Cx<'_, Self>,
+        haddr: u64,
+        install_pmd: bool,
+    ) -> ScanResult;
+}
+
+/// A test hook: called on the collapsing CPU at every step; may block to
+/// force an interleaving.
+pub type StepHook = Arc<dyn Fn(u32, Step) + Send + Sync>;
+
+/// Native engine: one OS thread per model CPU, wall-clock time.
+pub struct Native {
+    base: Instant,
+    hook: Option<StepHook>,
+    yield_while_spinning: bool,
+}
+
+impl Native {
+    /// A native engine whose clock starts at `base`. With
+    /// `oversubscribed`, spinning waiters yield their OS CPU now and then so
+    /// a preempted lock holder can run (the kernel would not; see the
+    /// README on oversubscription).
+    pub fn new(base: Instant, hook: Option<StepHook>, oversubscribed: bool) -> Self {
+        Native {
+            base,
+            hook,
+            yield_while_spinning: oversubscribed,
+        }
+    }
+}
+
+impl Engine for Native {
+    const NAME: &'static str = "native";
+    const PREEMPTS: bool = false;
+
+    #[inline]
+    fn now_ns(&mut self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+
+    #[inline]
+    fn spin_until(&mut self, mut ready: impl FnMut() -> bool) {
+        let mut spins = 0u32;
+        while !ready() {
+            std::hint::spin_loop();
+            spins = spins.wrapping_add(1);
+            if self.yield_while_spinning && spins % 128 == 0 {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    fn sleep_until(&mut self, mut ready: impl FnMut() -> bool) {
+        let mut spins = 0u32;
+        while !ready() {
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn sched_point(&mut self, _cpu: u32, _ev: Event) {}
+
+    #[inline]
+    fn step(&mut self, cpu: u32, step: Step) {
+        if let Some(hook) = &self.hook {
+            hook(cpu, step);
+        }
+    }
+
+    fn collapse(
+        policy: &dyn DynPolicy,
+        cx: &mut Cx<'_, Self>,
+        haddr: u64,
+        install_pmd: bool,
+    ) -> ScanResult {
+        policy.collapse_native(cx, haddr, install_pmd)
+    }
+}

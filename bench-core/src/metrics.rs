@@ -1,0 +1,350 @@
+//! Per-CPU measurements: histograms and counters, merged after a run.
+//!
+//! Every model CPU owns its [`Metrics`] (no sharing on the hot path); the
+//! engine merges them at the end. Histograms are hdrhistogram with two
+//! significant digits (1 % resolution), 1 ns to 60 s.
+
+use crate::mm::LockClass;
+use crate::policy::ScanResult;
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What a model CPU is doing, for attributing lock holds and waits.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// `collapse_pte_mapped_thp()` itself (what the policy does).
+    Collapse,
+    /// The collapser putting a range back (split, re-populate); not timed as collapse.
+    Restore,
+    /// Page-cache fault (`filemap_map_pages`, trylocks the page).
+    Faulter,
+    /// `UFFDIO_COPY` on a private VMA.
+    Uffd,
+    /// Write fault COWing a file page into an anonymous copy.
+    Cow,
+    /// Swap-out / swap-in of anonymous copies.
+    Swap,
+    /// Migration of anonymous copies (migration entries).
+    Migrate,
+    /// THP operations on another huge PMD under the same `pml`.
+    Neighbour,
+    /// Touches memory through its TLB and checks the content.
+    Reader,
+    /// Installs and removes PTE markers under `ptl` only (guard regions).
+    Marker,
+    /// The oracles' own consistency checks.
+    Oracle,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 11] = [
+        Role::Collapse,
+        Role::Restore,
+        Role::Faulter,
+        Role::Uffd,
+        Role::Cow,
+        Role::Swap,
+        Role::Migrate,
+        Role::Neighbour,
+        Role::Reader,
+        Role::Marker,
+        Role::Oracle,
+    ];
+
+    /// Short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Collapse => "collapse",
+            Role::Restore => "restore",
+            Role::Faulter => "faulter",
+            Role::Uffd => "uffd",
+            Role::Cow => "cow",
+            Role::Swap => "swap",
+            Role::Migrate => "migrate",
+            Role::Neighbour => "neighbour",
+            Role::Reader => "reader",
+            Role::Marker => "marker",
+            Role::Oracle => "oracle",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Encode who installed a page: role and CPU.
+pub fn installer_code(role: Role, cpu: u32) -> u32 {
+    ((role as u32) << 16) | (cpu & 0xffff)
+}
+
+/// Decode [`installer_code`] as stored in a page (+1; 0 is nobody).
+pub fn installer_name(stored: u32) -> String {
+    match stored.checked_sub(1) {
+        None => "nobody".into(),
+        Some(code) => {
+            let role = Role::ALL.get((code >> 16) as usize).copied();
+            format!("{} on CPU {}", role.map_or("?", Role::name), code & 0xffff)
+        }
+    }
+}
+
+const ROLES: usize = Role::ALL.len();
+const CLASSES: usize = LockClass::ALL.len();
+
+fn new_hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 2).expect("valid histogram bounds")
+}
+
+fn record(slot: &mut Option<Box<Histogram<u64>>>, v: u64) {
+    slot.get_or_insert_with(|| Box::new(new_hist()))
+        .saturating_record(v.max(1));
+}
+
+/// Event counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Collapse results by `SCAN_*` name.
+    pub results: BTreeMap<String, u64>,
+    /// Step-2 passes run again after a failed trylock (v2 forms).
+    pub recheck_passes: u64,
+    /// `spin_trylock()` calls that failed, by lock class.
+    pub trylock_failures: BTreeMap<String, u64>,
+    /// `flush_tlb_mm()` calls.
+    pub flush_mm: u64,
+    /// Range flushes (`flush_tlb_range`, `pmdp_collapse_flush`, per-page flushes).
+    pub flush_range: u64,
+    /// IPIs those flushes would send.
+    pub ipis: u64,
+    /// Operations completed, by role.
+    pub ops: BTreeMap<String, u64>,
+    /// Tables passed to `pte_free_defer()`.
+    pub tables_freed: u64,
+    /// mmu-notifier invalidations started.
+    pub notifier_ranges: u64,
+}
+
+impl Counters {
+    fn merge(&mut self, o: &Counters) {
+        let add = |a: &mut BTreeMap<String, u64>, b: &BTreeMap<String, u64>| {
+            for (k, v) in b {
+                *a.entry(k.clone()).or_default() += v;
+            }
+        };
+        add(&mut self.results, &o.results);
+        add(&mut self.trylock_failures, &o.trylock_failures);
+        add(&mut self.ops, &o.ops);
+        self.recheck_passes += o.recheck_passes;
+        self.flush_mm += o.flush_mm;
+        self.flush_range += o.flush_range;
+        self.ipis += o.ipis;
+        self.tables_freed += o.tables_freed;
+        self.notifier_ranges += o.notifier_ranges;
+    }
+}
+
+/// One CPU's (or, merged, a whole run's) measurements.
+#[derive(Default)]
+pub struct Metrics {
+    collapse: BTreeMap<ScanResult, Box<Histogram<u64>>>,
+    hold: [[Option<Box<Histogram<u64>>>; CLASSES]; ROLES],
+    wait: [[Option<Box<Histogram<u64>>>; CLASSES]; ROLES],
+    op: [Option<Box<Histogram<u64>>>; ROLES],
+    /// Event counters.
+    pub counters: Counters,
+}
+
+impl Metrics {
+    /// Record a collapse's latency and result.
+    pub fn record_collapse(&mut self, result: ScanResult, ns: u64) {
+        self.collapse
+            .entry(result)
+            .or_insert_with(|| Box::new(new_hist()))
+            .saturating_record(ns.max(1));
+        *self
+            .counters
+            .results
+            .entry(result.name().to_owned())
+            .or_default() += 1;
+    }
+
+    /// Record how long `role` held a lock of `class`.
+    #[inline]
+    pub fn record_hold(&mut self, role: Role, class: LockClass, ns: u64) {
+        record(&mut self.hold[role as usize][class as usize], ns);
+    }
+
+    /// Record how long `role` waited for a lock of `class` (contended only).
+    #[inline]
+    pub fn record_wait(&mut self, role: Role, class: LockClass, ns: u64) {
+        record(&mut self.wait[role as usize][class as usize], ns);
+    }
+
+    /// Record one operation of `role` and its latency.
+    pub fn record_op(&mut self, role: Role, ns: u64) {
+        record(&mut self.op[role as usize], ns);
+        *self.counters.ops.entry(role.name().to_owned()).or_default() += 1;
+    }
+
+    /// Fold another CPU's measurements into this one.
+    pub fn merge(&mut self, o: &Metrics) {
+        let add = |a: &mut Option<Box<Histogram<u64>>>, b: &Option<Box<Histogram<u64>>>| {
+            if let Some(b) = b {
+                a.get_or_insert_with(|| Box::new(new_hist()))
+                    .add(&**b)
+                    .expect("same bounds");
+            }
+        };
+        for (k, h) in &o.collapse {
+            self.collapse
+                .entry(*k)
+                .or_insert_with(|| Box::new(new_hist()))
+                .add(&**h)
+                .expect("same bounds");
+        }
+        for r in 0..ROLES {
+            for c in 0..CLASSES {
+                add(&mut self.hold[r][c], &o.hold[r][c]);
+                add(&mut self.wait[r][c], &o.wait[r][c]);
+            }
+            add(&mut self.op[r], &o.op[r]);
+        }
+        self.counters.merge(&o.counters);
+    }
+
+    /// Collapse latency over every outcome.
+    pub fn collapse_all(&self) -> Option<HistSummary> {
+        let mut all = new_hist();
+        for h in self.collapse.values() {
+            all.add(&**h).expect("same bounds");
+        }
+        (!all.is_empty()).then(|| HistSummary::of(&all))
+    }
+
+    /// Serializable summary of everything.
+    pub fn summary(&self) -> MetricsSummary {
+        let mut s = MetricsSummary {
+            collapse_latency_ns: self
+                .collapse
+                .iter()
+                .map(|(k, h)| (k.name().to_owned(), HistSummary::of(h)))
+                .collect(),
+            counters: self.counters.clone(),
+            ..Default::default()
+        };
+        if let Some(all) = self.collapse_all() {
+            s.collapse_latency_ns.insert("all".into(), all);
+        }
+        for role in Role::ALL {
+            for class in LockClass::ALL {
+                let key = format!("{}/{}", role.name(), class.name());
+                if let Some(h) = &self.hold[role as usize][class as usize] {
+                    s.lock_hold_ns.insert(key.clone(), HistSummary::of(h));
+                }
+                if let Some(h) = &self.wait[role as usize][class as usize] {
+                    s.lock_wait_ns.insert(key, HistSummary::of(h));
+                }
+            }
+            if let Some(h) = &self.op[role as usize] {
+                s.op_latency_ns
+                    .insert(role.name().to_owned(), HistSummary::of(h));
+            }
+        }
+        s
+    }
+}
+
+/// Quantiles of one histogram, in ns.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HistSummary {
+    /// Samples.
+    pub count: u64,
+    /// Smallest.
+    pub min: u64,
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest.
+    pub max: u64,
+    /// (value, fraction at or below) points for plotting a CDF.
+    pub cdf: Vec<(u64, f64)>,
+}
+
+impl HistSummary {
+    /// Summarise a histogram.
+    pub fn of(h: &Histogram<u64>) -> HistSummary {
+        let mut cdf: Vec<(u64, f64)> = h
+            .iter_quantiles(1)
+            .map(|v| {
+                (
+                    h.highest_equivalent(v.value_iterated_to()),
+                    v.quantile_iterated_to(),
+                )
+            })
+            .collect();
+        cdf.dedup_by_key(|p| p.0);
+        HistSummary {
+            count: h.len(),
+            min: h.min(),
+            mean: h.mean(),
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+            cdf,
+        }
+    }
+}
+
+/// Everything a run measured, serializable.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricsSummary {
+    /// Collapse latency by result (`SCAN_*`), plus "all".
+    pub collapse_latency_ns: BTreeMap<String, HistSummary>,
+    /// Lock hold time by "role/class".
+    pub lock_hold_ns: BTreeMap<String, HistSummary>,
+    /// Contended lock wait time by "role/class".
+    pub lock_wait_ns: BTreeMap<String, HistSummary>,
+    /// Operation latency by role.
+    pub op_latency_ns: BTreeMap<String, HistSummary>,
+    /// Event counters.
+    pub counters: Counters,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_adds_up() {
+        let mut a = Metrics::default();
+        let mut b = Metrics::default();
+        a.record_hold(Role::Collapse, LockClass::PmdLock, 100);
+        b.record_hold(Role::Collapse, LockClass::PmdLock, 300);
+        b.record_collapse(ScanResult::Succeed, 1000);
+        b.counters.recheck_passes = 2;
+        a.merge(&b);
+        let s = a.summary();
+        assert_eq!(s.lock_hold_ns["collapse/pml"].count, 2);
+        assert_eq!(s.collapse_latency_ns["SCAN_SUCCEED"].count, 1);
+        assert_eq!(s.counters.results["SCAN_SUCCEED"], 1);
+        assert_eq!(s.counters.recheck_passes, 2);
+        assert_eq!(
+            installer_name(installer_code(Role::Uffd, 3) + 1),
+            "uffd on CPU 3"
+        );
+    }
+}

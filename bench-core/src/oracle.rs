@@ -1,0 +1,121 @@
+//! What the checker enforces, and how a broken rule is reported.
+//!
+//! Each oracle is a named rule from DESIGN §4; a [`Violation`] carries the
+//! rule, the CPU and step where it was seen, and a message in kernel terms.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Mutex;
+
+/// The rules, each with the name it is reported under.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Oracle {
+    /// A PTE table freed while an entry is not none.
+    TableFreedLive,
+    /// A collapse dropped its page lock while another CPU still cached a
+    /// translation it cleared and never flushed.
+    StaleTlb,
+    /// Refcount, mapcount, mm counters or page-table count disagree with the
+    /// tables (including the teardown's "Bad rss-counter state").
+    Accounting,
+    /// A page installed by another actor is neither mapped nor freed.
+    LostPage,
+    /// Lock order pml -> ptl broken other than by trylock, a lock held at
+    /// return, released by a non-holder, or a sleeping call under a spinlock.
+    LockOrder,
+    /// Every CPU blocked.
+    Deadlock,
+    /// Freed memory used: a page read through a TLB after it was freed, a
+    /// double free, or a lockless walker reaching a freed table.
+    UseAfterFree,
+}
+
+impl Oracle {
+    /// Every oracle, in report order.
+    pub const ALL: [Oracle; 7] = [
+        Oracle::TableFreedLive,
+        Oracle::StaleTlb,
+        Oracle::Accounting,
+        Oracle::LostPage,
+        Oracle::LockOrder,
+        Oracle::Deadlock,
+        Oracle::UseAfterFree,
+    ];
+
+    /// The name violations are reported under.
+    pub fn name(self) -> &'static str {
+        match self {
+            Oracle::TableFreedLive => "table-freed-live",
+            Oracle::StaleTlb => "stale-tlb",
+            Oracle::Accounting => "accounting",
+            Oracle::LostPage => "lost-page",
+            Oracle::LockOrder => "lock-order",
+            Oracle::Deadlock => "deadlock",
+            Oracle::UseAfterFree => "use-after-free",
+        }
+    }
+}
+
+impl fmt::Display for Oracle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One broken rule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    /// Which rule.
+    pub oracle: Oracle,
+    /// The CPU that observed it (None: found at teardown).
+    pub cpu: Option<u32>,
+    /// The step the observing CPU was at.
+    pub step: Option<String>,
+    /// What happened, in kernel terms.
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}]", self.oracle)?;
+        if let Some(cpu) = self.cpu {
+            write!(f, " CPU {cpu}")?;
+        }
+        if let Some(step) = &self.step {
+            write!(f, " at {step}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Violations seen during a run. Rare, so a mutex is fine; the first
+/// [`Violations::KEEP`] are kept, the rest only counted.
+#[derive(Default)]
+pub struct Violations {
+    inner: Mutex<(Vec<Violation>, u64)>,
+}
+
+impl Violations {
+    /// How many violations are kept with their messages.
+    pub const KEEP: usize = 64;
+
+    /// Record one.
+    pub fn push(&self, v: Violation) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.1 += 1;
+        if g.0.len() < Self::KEEP {
+            g.0.push(v);
+        }
+    }
+
+    /// The kept violations and the total count.
+    pub fn snapshot(&self) -> (Vec<Violation>, u64) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether any violation of `oracle` was recorded (among the kept ones).
+    pub fn any(&self, oracle: Oracle) -> bool {
+        self.snapshot().0.iter().any(|v| v.oracle == oracle)
+    }
+}

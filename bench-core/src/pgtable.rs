@@ -1,0 +1,149 @@
+//! Page-table memory: a pool of 4 KiB PTE tables and the PMD tables.
+//!
+//! PTE tables are 512 × 8-byte entries, 4 KiB aligned, in one mmap'd arena,
+//! so a step-2 scan walks one 4 KiB page as in the kernel. A slot's state
+//! (free / live / waiting for a grace period) lets lockless walkers and the
+//! teardown detect use of freed table memory.
+
+use crate::pte::{Pmd, Pte, PTRS_PER_PMD, PTRS_PER_PTE};
+use crossbeam::queue::ArrayQueue;
+use memmap2::MmapMut;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+
+/// Lifecycle of a PTE-table slot.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum TableState {
+    /// On the free list.
+    Free = 0,
+    /// Allocated (possibly detached from its PMD already).
+    Live = 1,
+    /// Passed to `pte_free_defer()`, waiting for lockless walkers.
+    Deferred = 2,
+}
+
+/// Fixed arena of PTE tables.
+pub struct TablePool {
+    map: MmapMut,
+    slots: usize,
+    state: Box<[AtomicU8]>,
+    free: ArrayQueue<u32>,
+}
+
+impl TablePool {
+    /// An arena of `slots` tables, all free.
+    pub fn new(slots: usize) -> std::io::Result<Self> {
+        let map = MmapMut::map_anon(slots * PTRS_PER_PTE * 8)?;
+        let free = ArrayQueue::new(slots.max(1));
+        for s in 0..slots as u32 {
+            let _ = free.push(s);
+        }
+        let state = (0..slots)
+            .map(|_| AtomicU8::new(TableState::Free as u8))
+            .collect();
+        Ok(TablePool {
+            map,
+            slots,
+            state,
+            free,
+        })
+    }
+
+    /// Entry `idx` of table `slot`.
+    #[inline]
+    pub fn entry(&self, slot: u32, idx: usize) -> &AtomicU64 {
+        assert!((slot as usize) < self.slots && idx < PTRS_PER_PTE);
+        // SAFETY: in bounds of a zero-initialised mapping that lives as long
+        // as self; entries are only accessed atomically.
+        unsafe { &*(self.map.as_ptr() as *const AtomicU64).add(slot as usize * PTRS_PER_PTE + idx) }
+    }
+
+    /// Read entry `idx` of table `slot`.
+    #[inline]
+    pub fn get(&self, slot: u32, idx: usize) -> Pte {
+        Pte(self.entry(slot, idx).load(Ordering::Acquire))
+    }
+
+    /// `pte_alloc_one()`: a zeroed table, or `None` when the arena is exhausted.
+    pub fn alloc(&self) -> Option<u32> {
+        let slot = self.free.pop()?;
+        self.state[slot as usize].store(TableState::Live as u8, Ordering::Release);
+        Some(slot)
+    }
+
+    /// Move a live table to the deferred state (it was passed to `pte_free_defer`).
+    pub(crate) fn mark_deferred(&self, slot: u32) {
+        self.state[slot as usize].store(TableState::Deferred as u8, Ordering::Release);
+    }
+
+    /// Really free a table: zero it and put it back on the free list.
+    pub(crate) fn release(&self, slot: u32) {
+        for i in 0..PTRS_PER_PTE {
+            self.entry(slot, i).store(0, Ordering::Relaxed);
+        }
+        self.state[slot as usize].store(TableState::Free as u8, Ordering::Release);
+        self.free.push(slot).expect("free list holds every slot");
+    }
+
+    /// State of `slot` now.
+    pub fn state(&self, slot: u32) -> TableState {
+        match self.state[slot as usize].load(Ordering::Acquire) {
+            0 => TableState::Free,
+            1 => TableState::Live,
+            _ => TableState::Deferred,
+        }
+    }
+
+    /// Number of slots.
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// Tables not on the free list.
+    pub fn in_use(&self) -> usize {
+        self.slots - self.free.len()
+    }
+}
+
+/// The PMD tables of the model's address space.
+pub struct PmdTables {
+    map: MmapMut,
+    tables: usize,
+}
+
+impl PmdTables {
+    /// `tables` PMD tables, every entry none.
+    pub fn new(tables: usize) -> std::io::Result<Self> {
+        Ok(PmdTables {
+            map: MmapMut::map_anon(tables.max(1) * PTRS_PER_PMD * 8)?,
+            tables,
+        })
+    }
+
+    /// Entry `idx` of PMD table `table`.
+    #[inline]
+    pub fn entry(&self, table: u32, idx: u32) -> &AtomicU64 {
+        assert!((table as usize) < self.tables && (idx as usize) < PTRS_PER_PMD);
+        // SAFETY: as for TablePool::entry.
+        unsafe {
+            &*(self.map.as_ptr() as *const AtomicU64)
+                .add(table as usize * PTRS_PER_PMD + idx as usize)
+        }
+    }
+
+    /// Read a PMD entry.
+    #[inline]
+    pub fn get(&self, table: u32, idx: u32) -> Pmd {
+        Pmd(self.entry(table, idx).load(Ordering::Acquire))
+    }
+
+    /// Number of PMD tables.
+    pub fn len(&self) -> usize {
+        self.tables
+    }
+
+    /// Whether there are none (never, once built).
+    pub fn is_empty(&self) -> bool {
+        self.tables == 0
+    }
+}

@@ -1,0 +1,168 @@
+//! Result files: what was run, where, and what it measured (JSON via serde).
+
+use crate::metrics::MetricsSummary;
+use crate::oracle::Violation;
+use crate::spinlock::LockStats;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+/// Version of the result-file layout.
+pub const SCHEMA: u32 = 1;
+
+/// The machine and build a result came from.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    /// CPU model name (`/proc/cpuinfo`).
+    pub cpu_model: String,
+    /// Cores available to the process.
+    pub cores: usize,
+    /// Operating system.
+    pub os: String,
+    /// Kernel release (`uname -r`).
+    pub kernel: String,
+    /// Git revision of collapse-bench that produced the result.
+    pub git_revision: String,
+    /// Engine ("native").
+    pub engine: String,
+    /// Seed every random choice came from.
+    pub seed: u64,
+    /// Seconds since the Unix epoch when the run started.
+    pub started_unix_s: u64,
+}
+
+impl Environment {
+    /// Read the machine's facts.
+    pub fn capture(engine: &str, seed: u64, git_revision: &str) -> Environment {
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_default()
+        };
+        let cpu_model = read("/proc/cpuinfo")
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("model name")
+                    .and_then(|r| r.split_once(':'))
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+            .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
+        let os = match read("/proc/sys/kernel/ostype") {
+            s if s.is_empty() => std::env::consts::OS.to_owned(),
+            s => s,
+        };
+        Environment {
+            cpu_model,
+            cores: crate::native::available_cores(),
+            os,
+            kernel: read("/proc/sys/kernel/osrelease"),
+            git_revision: git_revision.to_owned(),
+            engine: engine.to_owned(),
+            seed,
+            started_unix_s: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        }
+    }
+}
+
+/// One policy's run of one workload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PolicyRun {
+    /// Name with non-default parameters (`v2-flush-bool:recheck_always=true`).
+    pub policy: String,
+    /// The policy's parameters.
+    pub params: serde_json::Value,
+    /// Workload preset or scenario name.
+    pub workload: String,
+    /// Seed.
+    pub seed: u64,
+    /// Wall time of the measured part, s.
+    pub wall_s: f64,
+    /// Model CPUs (threads).
+    pub threads: usize,
+    /// Cores available.
+    pub cores: usize,
+    /// Threads pinned one per core.
+    pub pinned: bool,
+    /// More threads than cores.
+    pub oversubscribed: bool,
+    /// Collapses run.
+    pub collapses: u64,
+    /// Collapses per second of wall time.
+    pub collapses_per_s: f64,
+    /// Histograms and counters.
+    pub metrics: MetricsSummary,
+    /// Lock totals per class ("pml", "ptl", "page_table_lock").
+    pub locks: BTreeMap<String, LockStats>,
+    /// Violations found (the first [`crate::oracle::Violations::KEEP`]).
+    pub violations: Vec<Violation>,
+    /// All violations found, kept or not.
+    pub violations_total: u64,
+}
+
+/// A result file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// [`SCHEMA`].
+    pub schema: u32,
+    /// "collapse-bench X.Y.Z".
+    pub tool: String,
+    /// Where it ran.
+    pub environment: Environment,
+    /// The full workload configuration.
+    pub scenario: serde_json::Value,
+    /// The command line that reproduces it.
+    pub command: String,
+    /// One entry per policy.
+    pub runs: Vec<PolicyRun>,
+}
+
+/// Write `bytes` to `path` atomically: a temporary file beside it, then a
+/// rename, so an interrupted run never leaves a half-written file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("output path has no file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_whole_file() {
+        let dir = std::env::temp_dir().join(format!("cb-atomic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("r.json");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temporary left behind"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
