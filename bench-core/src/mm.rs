@@ -500,7 +500,12 @@ impl Mm {
                     }
                     PmdKind::Table(slot) => {
                         for i in 0..PTRS_PER_PTE {
-                            self.zap_pte(0, slot, i, &mut report);
+                            // No CPU runs the mm any more: nothing to flush first.
+                            if let Some(page) = self.zap_pte(0, slot, i, &mut report) {
+                                if let Err(e) = self.pages.free_anon(page) {
+                                    report(Oracle::UseAfterFree, format!("exit_mmap: free_page: {e:?}"));
+                                }
+                            }
                         }
                         self.tables.release(slot);
                         self.add_nr_ptes(0, -1);

@@ -1,1 +1,35 @@
-pub fn placeholder() {}
+//! The shipped collapse policies, one file each, each readable beside
+//! `collapse_pte_mapped_thp()` in mm/khugepaged.c (v6.6): the same step
+//! numbers, the same names, the kernel's comments where they say why a
+//! lock is held.
+//!
+//! | name | verdict expected |
+//! |---|---|
+//! | `v1` | correct (merged) |
+//! | `v2-flush-bool` | correct |
+//! | `v2-step3-down` | correct |
+//! | `v2-posted` | stale TLB after a recheck-pass abort (control) |
+//! | `pre-fix` | table freed with a live uffd PTE (control) |
+
+#![warn(missing_docs)]
+
+pub mod khugepaged;
+pub mod pre_fix;
+pub mod recheck;
+pub mod v1;
+pub mod v2_flush_bool;
+pub mod v2_posted;
+pub mod v2_step3_down;
+
+use bench_core::{entry, PolicyEntry};
+
+/// Every shipped policy, in report order (base first, controls last).
+pub fn registry() -> Vec<PolicyEntry> {
+    vec![
+        entry::<v1::V1>(),
+        entry::<v2_flush_bool::V2FlushBool>(),
+        entry::<v2_step3_down::V2Step3Down>(),
+        entry::<v2_posted::V2Posted>(),
+        entry::<pre_fix::PreFix>(),
+    ]
+}

@@ -1,1 +1,20 @@
+//! workloads: the actors that run beside a collapse, the scenarios that
+//! configure them (named presets or TOML files), and the runner that puts
+//! a policy on a scenario and collects a [`bench_core::results::PolicyRun`].
+//!
+//! ```text
+//! let scenario = preset("uffd-private")?;
+//! let run = run_policy(policy, &scenario, &opts)?;
+//! ```
 
+#![warn(missing_docs)]
+
+pub mod actors;
+pub mod presets;
+pub mod runner;
+pub mod scenario;
+
+pub use actors::Actor;
+pub use presets::{preset, PRESETS};
+pub use runner::{run_policy, RunOptions};
+pub use scenario::{CollapseMode, Pace, Scenario, ScenarioError, Threads, UffdMode, VmaShare};

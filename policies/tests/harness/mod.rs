@@ -1,0 +1,147 @@
+//! Building blocks for driving policies by hand: a small model, a CPU
+//! context, and the kernel operations the tests race against a collapse.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use bench_core::mm::{range_addr, vpn, MmConfig, VM_UFFD_MISSING};
+use bench_core::pte::PAGE_SIZE;
+use bench_core::{Cx, DynPolicy, FileKind, Mm, MmCounter, Native, PmdKind, Pte, Role, StepHook};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The five shipped policies, built with default parameters.
+pub fn all_policies() -> Vec<Arc<dyn DynPolicy>> {
+    policies::registry().iter().map(|e| (e.build)(&serde_json::Value::Null).unwrap()).collect()
+}
+
+/// One policy by name.
+pub fn policy(name: &str) -> Arc<dyn DynPolicy> {
+    let e = policies::registry().into_iter().find(|e| e.name == name).unwrap();
+    (e.build)(&serde_json::Value::Null).unwrap()
+}
+
+/// A one-range model with the VMA flags given.
+pub fn model(vm_flags: u32, density: u32, cpus: u32) -> Mm {
+    Mm::new(MmConfig {
+        ranges: vec![vm_flags],
+        file: FileKind::Shmem,
+        split_pmd_ptlocks: true,
+        split_pte_ptlocks: true,
+        cpus,
+        density,
+        anon_pages: 64,
+        spare_tables: 8,
+        oracles: true,
+    })
+    .unwrap()
+}
+
+/// A uffd-armed (missing) private VMA.
+pub const UFFD_PRIVATE: u32 = VM_UFFD_MISSING;
+
+/// A native CPU context.
+pub fn cpu(mm: &Mm, cpu: u32, role: Role, hook: Option<StepHook>) -> Cx<'_, Native> {
+    Cx::new(mm, cpu, role, Native::new(Instant::now(), hook, false))
+}
+
+/// Address of subpage `i` of range 0.
+pub fn addr(i: usize) -> u64 {
+    range_addr(0) + i as u64 * PAGE_SIZE
+}
+
+/// UFFDIO_COPY into subpage `i` of range 0, as `mfill_atomic_pte()`: the
+/// anonymous page is allocated first, then installed under `ptl` alone
+/// into a none slot. Returns true if it installed the page.
+pub fn uffd_copy(cx: &mut Cx<'_, Native>, i: usize) -> bool {
+    let addr = addr(i);
+    let page = cx.alloc_anon_page(addr).expect("anon pool");
+    let pmd = Cx::<Native>::pmd_offset(addr).unwrap();
+    loop {
+        if matches!(cx.pmdp_get_lockless(pmd).kind(), PmdKind::Huge(_)) {
+            cx.free_anon_page(page); // -EEXIST
+            return false;
+        }
+        assert!(cx.pte_alloc(pmd));
+        let Some((map, ptl)) = cx.pte_offset_map_lock(pmd, addr) else { continue };
+        let installed = cx.ptep_get(map.at(i)).is_none();
+        if installed {
+            cx.set_pte_at(addr, map.at(i), Pte::present(page));
+            cx.page_add_new_anon_rmap(page);
+            cx.add_mm_counter(MmCounter::AnonPages, 1);
+        }
+        cx.pte_unmap_unlock(map, ptl);
+        if !installed {
+            cx.free_anon_page(page);
+        }
+        return installed;
+    }
+}
+
+/// A write fault COWing subpage `i` into an anonymous copy.
+pub fn cow(cx: &mut Cx<'_, Native>, i: usize) {
+    let addr = addr(i);
+    let copy = cx.alloc_anon_page(addr).unwrap();
+    let pmd = Cx::<Native>::pmd_offset(addr).unwrap();
+    let (map, ptl) = cx.pte_offset_map_lock(pmd, addr).unwrap();
+    let old = cx.ptep_clear_flush(addr, map.at(i)).pfn().expect("present file page");
+    cx.set_pte_at(addr, map.at(i), Pte::present(copy));
+    cx.page_add_new_anon_rmap(copy);
+    let vma = cx.vma_lookup(addr).unwrap();
+    cx.page_remove_rmap(old, vma, false);
+    cx.put_page(old);
+    let file = cx.mm_counter_file(old);
+    cx.add_mm_counter(file, -1);
+    cx.add_mm_counter(MmCounter::AnonPages, 1);
+    cx.pte_unmap_unlock(map, ptl);
+}
+
+/// Swap out the anonymous page at subpage `i` (the entry becomes non-present).
+pub fn swap_out(cx: &mut Cx<'_, Native>, i: usize) {
+    let addr = addr(i);
+    let pmd = Cx::<Native>::pmd_offset(addr).unwrap();
+    let (map, ptl) = cx.pte_offset_map_lock(pmd, addr).unwrap();
+    let page = cx.ptep_clear_flush(addr, map.at(i)).pfn().expect("present");
+    let slot = cx.get_swap_page();
+    cx.set_pte_at(addr, map.at(i), Pte::swap(slot));
+    let vma = cx.vma_lookup(addr).unwrap();
+    cx.page_remove_rmap(page, vma, false);
+    cx.add_mm_counter(MmCounter::AnonPages, -1);
+    cx.add_mm_counter(MmCounter::SwapEnts, 1);
+    cx.pte_unmap_unlock(map, ptl);
+    cx.put_page(page);
+    cx.free_anon_page(page);
+}
+
+/// Touch every subpage of range 0 from `cx`'s CPU, filling its TLB.
+pub fn touch_all(cx: &mut Cx<'_, Native>) {
+    for i in 0..512 {
+        assert!(cx.touch(addr(i)).is_some());
+    }
+}
+
+/// Refcount of range 0's huge page.
+pub fn hpage_refs(mm: &Mm) -> i32 {
+    mm.pages.get(mm.file_hpage(0)).refcount.load(Ordering::Relaxed)
+}
+
+/// Sum of subpage mapcounts of range 0's huge page.
+pub fn hpage_mapcount(mm: &Mm) -> i32 {
+    let h = mm.file_hpage(0);
+    (0..512).map(|i| mm.pages.get(h.nth(i)).mapcount.load(Ordering::Relaxed)).sum()
+}
+
+/// Whether any model lock is held.
+pub fn any_lock_held(mm: &Mm) -> bool {
+    mm.lock_stats().any(|(id, _, _)| mm.lock(id).is_locked())
+}
+
+/// The PMD of range 0 now.
+pub fn pmd_kind(mm: &Mm) -> PmdKind {
+    mm.pmds.get(0, 0).kind()
+}
+
+/// The TLB of `cpu` still maps subpage `i` of range 0 to the huge page.
+pub fn tlb_caches(mm: &Mm, cpu: u32, i: usize) -> bool {
+    mm.tlbs.lookup(cpu, vpn(addr(i))) == Some(mm.file_hpage(0).nth(i))
+}

@@ -1,0 +1,216 @@
+//! Named workloads: the cases the August 2023 thread talked about.
+//!
+//! Thread totals are kept small (2 to 9): the development machine has two
+//! cores, and a run with more threads than cores is oversubscribed (a
+//! preempted lock holder stalls its spinning waiters), which the results
+//! record. Scale up with `threads.*` overrides on bigger machines.
+
+use crate::scenario::{CollapseMode, Pace, Scenario, ScenarioError, Threads, VmaShare};
+use bench_core::FileKind;
+
+/// Think time of `mixed`'s background actors, ns.
+const MIXED_PACE_NS: u64 = 20_000;
+
+/// Every preset: (name, one-line summary).
+pub const PRESETS: &[(&str, &str)] = &[
+    (
+        "uffd-private",
+        "the original report: 1 shmem range mapped private, uffd missing, MADV_COLLAPSE vs UFFDIO_COPY, 3 threads",
+    ),
+    (
+        "shmem-shared",
+        "4 shared shmem ranges, no uffd, khugepaged vs page-cache faults, 3 threads",
+    ),
+    (
+        "pml-contended",
+        "4 uffd-private ranges, MADV_COLLAPSE, 2 neighbours holding pml 2 us; 5 threads (oversubscribed on 2 cores)",
+    ),
+    (
+        "cow-swap",
+        "4 private file ranges, COW writes, swap and migration of the copies; 5 threads (oversubscribed on 2 cores)",
+    ),
+    (
+        "no-split-locks",
+        "pml-contended with mm->page_table_lock for pml and ptl; 5 threads (oversubscribed on 2 cores)",
+    ),
+    (
+        "markers",
+        "4 private shmem ranges, no uffd, khugepaged vs guard markers installed under ptl only, 3 threads",
+    ),
+    (
+        "mixed",
+        "8 private shmem ranges, half uffd-armed, one of every actor, all but collapser and neighbour paced 20 us; 9 threads (oversubscribed on 2 cores)",
+    ),
+];
+
+/// The preset called `name`, validated.
+pub fn preset(name: &str) -> Result<Scenario, ScenarioError> {
+    let base = Scenario {
+        name: name.to_owned(),
+        ..Scenario::default()
+    };
+    let threads = |t: Threads| Threads {
+        collapsers: 1,
+        readers: 1,
+        ..t
+    };
+    let pml_contended = Scenario {
+        ranges: 4,
+        share: VmaShare::Private,
+        uffd_fraction: 1.0,
+        collapse_mode: CollapseMode::MadvCollapse,
+        threads: threads(Threads {
+            uffd: 1,
+            neighbours: 2,
+            ..Threads::default()
+        }),
+        neighbour_hold_ns: 2000,
+        ..base.clone()
+    };
+    let scenario = match name {
+        "uffd-private" => Scenario {
+            ranges: 1,
+            density: 512,
+            file: FileKind::Shmem,
+            share: VmaShare::Private,
+            uffd_fraction: 1.0,
+            collapse_mode: CollapseMode::MadvCollapse,
+            threads: threads(Threads {
+                uffd: 1,
+                ..Threads::default()
+            }),
+            ..base
+        },
+        "shmem-shared" => Scenario {
+            ranges: 4,
+            file: FileKind::Shmem,
+            share: VmaShare::Shared,
+            collapse_mode: CollapseMode::Khugepaged,
+            threads: threads(Threads {
+                faulters: 1,
+                ..Threads::default()
+            }),
+            ..base
+        },
+        "pml-contended" => pml_contended,
+        "cow-swap" => Scenario {
+            ranges: 4,
+            file: FileKind::File,
+            share: VmaShare::Private,
+            threads: threads(Threads {
+                cow: 1,
+                swap: 1,
+                migrate: 1,
+                ..Threads::default()
+            }),
+            ..base
+        },
+        "no-split-locks" => Scenario {
+            split_pmd_ptlocks: false,
+            split_pte_ptlocks: false,
+            ..pml_contended
+        },
+        "markers" => Scenario {
+            ranges: 4,
+            file: FileKind::Shmem,
+            share: VmaShare::Private,
+            collapse_mode: CollapseMode::Khugepaged,
+            threads: threads(Threads {
+                markers: 1,
+                ..Threads::default()
+            }),
+            ..base
+        },
+        "mixed" => Scenario {
+            ranges: 8,
+            file: FileKind::Shmem,
+            share: VmaShare::Private,
+            uffd_fraction: 0.5,
+            collapse_mode: CollapseMode::MadvCollapse,
+            threads: Threads {
+                collapsers: 1,
+                faulters: 1,
+                uffd: 1,
+                cow: 1,
+                swap: 1,
+                migrate: 1,
+                neighbours: 1,
+                readers: 1,
+                markers: 1,
+            },
+            // Think time (a sleep) for the actors that would otherwise spin
+            // back to back: with 9 threads on 2 cores, unpaced faulters
+            // hold the page lock through ptl convoys and starve the
+            // collapse's lock_page for seconds. Neighbours stay unpaced:
+            // their pml pressure is the point.
+            pace: Pace {
+                faulters: MIXED_PACE_NS,
+                uffd: MIXED_PACE_NS,
+                cow: MIXED_PACE_NS,
+                swap: MIXED_PACE_NS,
+                migrate: MIXED_PACE_NS,
+                readers: MIXED_PACE_NS,
+                markers: MIXED_PACE_NS,
+                ..Pace::default()
+            },
+            neighbour_hold_ns: 1000,
+            ..base
+        },
+        _ => {
+            let names: Vec<&str> = PRESETS.iter().map(|p| p.0).collect();
+            return Err(ScenarioError::new(format!(
+                "unknown preset `{name}`; allowed: {}",
+                names.join(", ")
+            )));
+        }
+    };
+    scenario.validate()?;
+    Ok(scenario)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bench_core::Mm;
+
+    #[test]
+    fn every_preset_validates_and_builds_a_model() {
+        for &(name, summary) in PRESETS {
+            let s = preset(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(s.name, name);
+            assert!(!summary.is_empty());
+            let mm = Mm::new(s.mm_config()).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(mm.nr_ranges(), s.ranges);
+            assert_eq!(mm.config.cpus, s.threads.total());
+            assert!(mm.exit_mmap().is_empty(), "{name}: clean teardown");
+        }
+    }
+
+    #[test]
+    fn presets_have_the_shapes_asked_for() {
+        let p = preset("uffd-private").unwrap();
+        assert_eq!(
+            (p.ranges, p.threads.total(), p.uffd_armed_ranges()),
+            (1, 3, 1)
+        );
+        let p = preset("no-split-locks").unwrap();
+        assert!(!p.split_pmd_ptlocks && !p.split_pte_ptlocks);
+        assert_eq!(p.threads, preset("pml-contended").unwrap().threads);
+        assert_eq!(p.neighbour_hold_ns, 2000);
+        let p = preset("mixed").unwrap();
+        assert_eq!((p.threads.total(), p.uffd_armed_ranges()), (9, 4));
+        let p = preset("markers").unwrap();
+        assert_eq!(p.uffd_armed_ranges(), 0);
+        assert!(!p.collapse_mode.install_pmd());
+    }
+
+    #[test]
+    fn unknown_preset_lists_the_names() {
+        let e = preset("uffd").unwrap_err().to_string();
+        assert!(
+            e.starts_with("unknown preset `uffd`; allowed: uffd-private, shmem-shared,")
+                && e.ends_with("mixed"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,89 @@
+//! Put a policy on a scenario: build the model, run the actors natively,
+//! tear down, and say what happened.
+
+use crate::actors::Actor;
+use crate::scenario::{Scenario, ScenarioError};
+use bench_core::native::{run_native, Limit, NativeOptions};
+use bench_core::results::PolicyRun;
+use bench_core::spinlock::LockStats;
+use bench_core::{DynPolicy, Mm, StepHook};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// How to run.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// When to stop (collapses or wall time).
+    pub limit: Limit,
+    /// Pin threads one per core when they fit.
+    pub pin: bool,
+    /// Test hook called at every collapse step.
+    pub hook: Option<StepHook>,
+    /// Git revision of the build, for the caller's
+    /// [`bench_core::results::Environment`] (a `PolicyRun` has no field
+    /// for it).
+    pub git_revision: String,
+}
+
+/// Validate `scenario`, build its model and actors (CPU numbering:
+/// collapsers first, then faulters, uffd, cow, swap, migrate, neighbours,
+/// readers, markers), run them natively under `policy` until
+/// `opts.limit`, tear down with `exit_mmap()` (whose findings count as
+/// violations too), and report. `locks` holds the lock classes that were
+/// taken at least once.
+pub fn run_policy(
+    policy: Arc<dyn DynPolicy>,
+    scenario: &Scenario,
+    opts: &RunOptions,
+) -> Result<PolicyRun, ScenarioError> {
+    scenario.validate()?;
+    let mm = Mm::new(scenario.mm_config())
+        .map_err(|e| ScenarioError::new(format!("building the model: {e}")))?;
+    let actors = Actor::for_scenario(scenario, &policy);
+    let run = run_native(
+        &mm,
+        actors,
+        &NativeOptions {
+            limit: opts.limit,
+            pin: opts.pin,
+            hook: opts.hook.clone(),
+        },
+    );
+    mm.exit_mmap();
+    let (violations, violations_total) = mm.violations.snapshot();
+    let metrics = run.metrics.summary();
+    let collapses: u64 = metrics.counters.results.values().sum();
+    let wall_s = run.wall.as_secs_f64();
+    // Per class, over the locks that were taken: the model has a lock per
+    // PTE table and PMD table even when they are not split (then all go
+    // to page_table_lock), and an all-zero class would read as "unused".
+    let mut locks: BTreeMap<String, LockStats> = BTreeMap::new();
+    for (_, class, stats) in mm.lock_stats().filter(|l| l.2.acquisitions > 0) {
+        let sum = locks.entry(class.name().to_owned()).or_default();
+        sum.acquisitions += stats.acquisitions;
+        sum.contended += stats.contended;
+        sum.wait_ns += stats.wait_ns;
+        sum.hold_ns += stats.hold_ns;
+    }
+    Ok(PolicyRun {
+        policy: policy.label(),
+        params: policy.params_json(),
+        workload: scenario.name.clone(),
+        seed: scenario.seed,
+        wall_s,
+        threads: run.threads,
+        cores: run.cores,
+        pinned: run.pinned,
+        oversubscribed: run.oversubscribed,
+        collapses,
+        collapses_per_s: if wall_s > 0.0 {
+            collapses as f64 / wall_s
+        } else {
+            0.0
+        },
+        metrics,
+        locks,
+        violations,
+        violations_total,
+    })
+}
