@@ -75,9 +75,13 @@ fn uffd_insert_between_step_2_and_step_4() {
                 assert!(teardown.iter().any(|v| v.oracle == Oracle::LostPage), "{what}: {teardown:?}");
             } else {
                 assert!(!uffd_got_in_first, "{what}: ptl must be held from step 2 to step 4");
-                assert_eq!(result, ScanResult::Succeed, "{what}");
-                // After the collapse uffd retries: a new table (khugepaged) or -EEXIST on the huge PMD.
-                assert_eq!(installed, !install, "{what}");
+                // After the table is gone uffd retries and installs into a new
+                // table, unless MADV_COLLAPSE mapped the PMD first (-EEXIST);
+                // if uffd's new table came first, set_huge_pmd() fails.
+                match (install, result, installed) {
+                    (false, ScanResult::Succeed, true) | (true, ScanResult::Succeed, false) | (true, ScanResult::Fail, true) => {}
+                    other => panic!("{what}: unexpected (install, result, uffd installed) {other:?}"),
+                }
                 assert!(violations.is_empty(), "{what}: {violations:?}");
                 assert_eq!(mm.counter(MmCounter::AnonPages), 0, "{what}");
             }

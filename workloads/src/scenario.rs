@@ -770,9 +770,11 @@ mod tests {
         check("threads.readers", "1024", "threads");
         check("split_pte_ptlocks", "false", "split_pmd_ptlocks");
         check("anon_pages", "0", "anon_pages");
-        let mut s = Scenario::default();
-        s.share = VmaShare::Shared;
-        s.uffd_fraction = 1.0;
+        let mut s = Scenario {
+            share: VmaShare::Shared,
+            uffd_fraction: 1.0,
+            ..Scenario::default()
+        };
         s.threads.uffd = 1;
         assert_eq!(
             s.validate().unwrap_err().field.as_deref(),
