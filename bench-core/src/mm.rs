@@ -503,7 +503,10 @@ impl Mm {
                             // No CPU runs the mm any more: nothing to flush first.
                             if let Some(page) = self.zap_pte(0, slot, i, &mut report) {
                                 if let Err(e) = self.pages.free_anon(page) {
-                                    report(Oracle::UseAfterFree, format!("exit_mmap: free_page: {e:?}"));
+                                    report(
+                                        Oracle::UseAfterFree,
+                                        format!("exit_mmap: free_page: {e:?}"),
+                                    );
                                 }
                             }
                         }

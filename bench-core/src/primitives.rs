@@ -817,15 +817,29 @@ impl<'a, E: Engine> Cx<'a, E> {
     // What the other actors need
     // ---------------------------------------------------------------
 
-    /// `__pte_alloc()`: if the PMD is none, install a fresh table under `pml`.
-    /// Returns false when the table arena is exhausted.
-    pub fn pte_alloc(&mut self, pmd: PmdRef) -> bool {
-        if !self.pmdp_get_lockless(pmd).is_none() {
-            return true;
+    /// `pte_alloc_one()`: a zeroed table. When every spare table is waiting
+    /// for a grace period, reclaim and, if need be, wait for one (as the
+    /// kernel's allocator would reclaim rather than fail).
+    fn pte_alloc_one(&mut self) -> u32 {
+        let mm = self.mm;
+        let mut slot = mm.tables.alloc();
+        if slot.is_none() {
+            self.engine.sleep_until(|| {
+                mm.rcu.reclaim(|s| mm.tables.release(s));
+                slot = mm.tables.alloc();
+                slot.is_some()
+            });
         }
-        let Some(slot) = self.mm.tables.alloc() else {
-            return false;
-        };
+        slot.expect("sleep_until returned with a table")
+    }
+
+    /// `__pte_alloc()`: if the PMD is none, install a fresh empty table
+    /// under `pml` (another CPU may have installed one meanwhile).
+    pub fn pte_alloc(&mut self, pmd: PmdRef) {
+        if !self.pmdp_get_lockless(pmd).is_none() {
+            return;
+        }
+        let slot = self.pte_alloc_one();
         let pml = self.pmd_lock(pmd);
         let entry = self.mm.pmds.entry(pmd.table, pmd.idx);
         let installed = entry.load(Ordering::Acquire) == 0;
@@ -837,7 +851,20 @@ impl<'a, E: Engine> Cx<'a, E> {
         if !installed {
             self.mm.tables.release(slot);
         }
-        true
+    }
+
+    /// Install, under `pml` (held by the caller) into a none PMD, a table
+    /// already filled with range `r`'s density pattern: a fault-around that
+    /// maps the whole pattern at once, so no other CPU sees it half built.
+    /// The workloads use it to put a range back between collapses.
+    pub fn pmd_populate_range(&mut self, pmd: PmdRef, r: u32) {
+        self.assert_held(self.pmd_lockptr(pmd), "pmd_populate");
+        let slot = self.pte_alloc_one();
+        self.mm.populate_table(self.cpu, r, slot);
+        self.mm.add_nr_ptes(self.cpu, 1);
+        let entry = self.mm.pmds.entry(pmd.table, pmd.idx);
+        let old = entry.swap(Pmd::table(slot).0, Ordering::AcqRel);
+        assert_eq!(old, 0, "pmd_populate_range into a PMD that is not none");
     }
 
     /// Allocate an anonymous page whose content belongs to `addr`.

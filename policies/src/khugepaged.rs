@@ -9,7 +9,9 @@
 
 use bench_core::mm::VM_SHARED;
 use bench_core::pte::{HPAGE_PMD_NR, HPAGE_PMD_ORDER, HPAGE_PMD_SIZE, PAGE_SIZE};
-use bench_core::{Cx, Engine, LockId, NotifierRange, Pfn, Pmd, PmdRef, PteMap, ScanResult, Step, Vma};
+use bench_core::{
+    Cx, Engine, LockId, NotifierRange, Pfn, Pmd, PmdRef, PteMap, ScanResult, Step, Vma,
+};
 
 /// Early exits, with only `mmap_lock` held (implicit in the model).
 fn vma_checks<'a, E: Engine>(cx: &mut Cx<'a, E>, haddr: u64) -> Result<&'a Vma, ScanResult> {
@@ -36,7 +38,11 @@ fn vma_checks<'a, E: Engine>(cx: &mut Cx<'a, E>, haddr: u64) -> Result<&'a Vma, 
 /// is locked and referenced; the caller ends with [`drop_hpage`]. The
 /// page lock keeps page-cache faults from mapping more subpages and keeps
 /// other collapses away; it does not stop userfaultfd.
-fn find_lock_hpage<E: Engine>(cx: &mut Cx<'_, E>, vma: &Vma, haddr: u64) -> Result<Pfn, ScanResult> {
+fn find_lock_hpage<E: Engine>(
+    cx: &mut Cx<'_, E>,
+    vma: &Vma,
+    haddr: u64,
+) -> Result<Pfn, ScanResult> {
     let Some(hpage) = cx.find_lock_page(vma, haddr) else {
         return Err(ScanResult::PageNull);
     };
@@ -94,7 +100,13 @@ pub fn uffd_private(vma: &Vma) -> bool {
 
 /// Step 1: every entry that is not none must be present and map exactly
 /// `hpage + i`. Nothing is changed. Caller holds `ptl`.
-fn check_all_ptes<E: Engine>(cx: &mut Cx<'_, E>, vma: &Vma, haddr: u64, hpage: Pfn, start_pte: PteMap) -> Result<(), ScanResult> {
+fn check_all_ptes<E: Engine>(
+    cx: &mut Cx<'_, E>,
+    vma: &Vma,
+    haddr: u64,
+    hpage: Pfn,
+    start_pte: PteMap,
+) -> Result<(), ScanResult> {
     for i in 0..HPAGE_PMD_NR {
         let addr = haddr + i as u64 * PAGE_SIZE;
         let ptent = cx.ptep_get(start_pte.at(i));
@@ -122,7 +134,12 @@ fn check_all_ptes<E: Engine>(cx: &mut Cx<'_, E>, vma: &Vma, haddr: u64, hpage: P
 /// Returns the abort result at the first entry that is no longer
 /// `hpage + i`; entries cleared before it stay cleared (and counted).
 /// Caller holds `ptl`.
-pub fn clear_ptes<E: Engine>(cx: &mut Cx<'_, E>, t: &Target<'_>, start_pte: PteMap, nr_ptes: &mut i32) -> Result<(), ScanResult> {
+pub fn clear_ptes<E: Engine>(
+    cx: &mut Cx<'_, E>,
+    t: &Target<'_>,
+    start_pte: PteMap,
+    nr_ptes: &mut i32,
+) -> Result<(), ScanResult> {
     let (vma, haddr, hpage) = (t.vma, t.haddr, t.hpage);
     for i in 0..HPAGE_PMD_NR {
         let addr = haddr + i as u64 * PAGE_SIZE;
@@ -198,8 +215,26 @@ pub fn collapse_pte_mapped_thp<E: Engine>(
         Err(result) => return result,
     };
     let result = match recheck_pmd(cx, haddr) {
-        PmdState::Table(pmd) => steps_1_to_4(cx, &Target { vma, haddr, hpage, pmd, install_pmd }),
-        PmdState::None(pmd) => maybe_install_pmd(cx, &Target { vma, haddr, hpage, pmd, install_pmd }),
+        PmdState::Table(pmd) => steps_1_to_4(
+            cx,
+            &Target {
+                vma,
+                haddr,
+                hpage,
+                pmd,
+                install_pmd,
+            },
+        ),
+        PmdState::None(pmd) => maybe_install_pmd(
+            cx,
+            &Target {
+                vma,
+                haddr,
+                hpage,
+                pmd,
+                install_pmd,
+            },
+        ),
         PmdState::GiveUp(result) => result,
     };
     drop_hpage(cx, hpage);
@@ -209,7 +244,12 @@ pub fn collapse_pte_mapped_thp<E: Engine>(
 /// The end of step 4, after `pml` and `ptl` are dropped: end the notifier
 /// range, uncount the table and free it after a grace period (lockless
 /// walkers may still be reading it); then step 5.
-pub fn free_table_and_install<E: Engine>(cx: &mut Cx<'_, E>, range: NotifierRange, pgt_pmd: Pmd, t: &Target<'_>) -> ScanResult {
+pub fn free_table_and_install<E: Engine>(
+    cx: &mut Cx<'_, E>,
+    range: NotifierRange,
+    pgt_pmd: Pmd,
+    t: &Target<'_>,
+) -> ScanResult {
     cx.mmu_notifier_invalidate_range_end(range);
     cx.mm_dec_nr_ptes();
     cx.pte_free_defer(Cx::<E>::pmd_pgtable(pgt_pmd));
@@ -230,10 +270,16 @@ pub fn maybe_install_pmd<E: Engine>(cx: &mut Cx<'_, E>, t: &Target<'_>) -> ScanR
 /// Step 1 under `ptl`, as every policy does it. On success `ptl` is
 /// dropped again; on failure the table stays mapped and locked in
 /// `k.start_pte` for the abort path.
-pub fn step1_check<E: Engine>(cx: &mut Cx<'_, E>, t: &Target<'_>, k: &mut Locals) -> Result<(), ScanResult> {
+pub fn step1_check<E: Engine>(
+    cx: &mut Cx<'_, E>,
+    t: &Target<'_>,
+    k: &mut Locals,
+) -> Result<(), ScanResult> {
     cx.step(Step::Check);
     /* mmap_lock + page lock should prevent a missing table */
-    let (start_pte, ptl) = cx.pte_offset_map_lock(t.pmd, t.haddr).ok_or(ScanResult::Fail)?;
+    let (start_pte, ptl) = cx
+        .pte_offset_map_lock(t.pmd, t.haddr)
+        .ok_or(ScanResult::Fail)?;
     (k.start_pte, k.ptl) = (Some(start_pte), Some(ptl));
     check_all_ptes(cx, t.vma, t.haddr, t.hpage, start_pte)?;
     cx.pte_unmap_unlock(start_pte, ptl);
@@ -267,14 +313,23 @@ pub struct Locals {
 /// `abort:` — pay the owed TLB flush if `flush_owed`, account the cleared
 /// entries step 3 has not, drop `ptl` and `pml`, end the notifier range.
 /// Cleared entries are not put back: they simply fault in again later.
-pub fn abort<E: Engine>(cx: &mut Cx<'_, E>, hpage: Pfn, locals: Locals, flush_owed: bool, result: ScanResult) -> ScanResult {
+pub fn abort<E: Engine>(
+    cx: &mut Cx<'_, E>,
+    hpage: Pfn,
+    locals: Locals,
+    flush_owed: bool,
+    result: ScanResult,
+) -> ScanResult {
     cx.step(Step::Abort);
     if flush_owed {
         cx.flush_tlb_mm();
     }
     account_cleared(cx, hpage, locals.nr_ptes);
     if let Some(start_pte) = locals.start_pte {
-        cx.pte_unmap_unlock(start_pte, locals.ptl.expect("start_pte is mapped with its ptl held"));
+        cx.pte_unmap_unlock(
+            start_pte,
+            locals.ptl.expect("start_pte is mapped with its ptl held"),
+        );
     }
     if let Some(pml) = locals.pml {
         if Some(pml) != locals.ptl {

@@ -8,7 +8,10 @@
 //! freed with the table (`table-freed-live`; at exit, "Bad rss-counter
 //! state ... type:MM_ANONPAGES val:1").
 
-use crate::khugepaged::{abort, account_cleared, clear_ptes, collapse_pte_mapped_thp, free_table_and_install, notify_start, step1_check, Locals, Target};
+use crate::khugepaged::{
+    abort, account_cleared, clear_ptes, collapse_pte_mapped_thp, free_table_and_install,
+    notify_start, step1_check, Locals, Target,
+};
 use bench_core::{CollapsePolicy, Cx, Engine, NoParams, ScanResult, Step, SINGLE_DEPTH_NESTING};
 
 /// The unfixed form.

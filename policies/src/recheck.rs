@@ -22,7 +22,13 @@ pub struct RecheckParams {
 /// anything that inserts under `ptl` alone may have filled the table.
 /// Returns true when step 2 must run again. A second call (pml held) does
 /// nothing.
-pub fn lock_pml_or_recheck<E: Engine>(cx: &mut Cx<'_, E>, t: &Target<'_>, k: &mut Locals, ptl: LockId, params: &RecheckParams) -> bool {
+pub fn lock_pml_or_recheck<E: Engine>(
+    cx: &mut Cx<'_, E>,
+    t: &Target<'_>,
+    k: &mut Locals,
+    ptl: LockId,
+    params: &RecheckParams,
+) -> bool {
     if k.pml.is_some() {
         return false;
     }

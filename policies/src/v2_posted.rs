@@ -10,7 +10,10 @@
 //! pass cleared entries: other CPUs keep translations of subpages whose
 //! references were dropped (`stale-tlb`).
 
-use crate::khugepaged::{abort, account_cleared, clear_ptes, collapse_pte_mapped_thp, free_table_and_install, notify_start, step1_check, Locals, Target};
+use crate::khugepaged::{
+    abort, account_cleared, clear_ptes, collapse_pte_mapped_thp, free_table_and_install,
+    notify_start, step1_check, Locals, Target,
+};
 use crate::recheck::{lock_pml_or_recheck, RecheckParams};
 use bench_core::{CollapsePolicy, Cx, Engine, ScanResult, Step};
 
@@ -20,7 +23,8 @@ pub struct V2Posted(RecheckParams);
 impl CollapsePolicy for V2Posted {
     type Params = RecheckParams;
     const NAME: &'static str = "v2-posted";
-    const SUMMARY: &'static str = "control, buggy: trylock + recheck; nr_ptes reset makes a recheck abort skip flush_tlb_mm";
+    const SUMMARY: &'static str =
+        "control, buggy: trylock + recheck; nr_ptes reset makes a recheck abort skip flush_tlb_mm";
 
     fn new(params: RecheckParams) -> Self {
         V2Posted(params)
@@ -35,7 +39,11 @@ impl CollapsePolicy for V2Posted {
     }
 }
 
-fn steps_1_to_4<E: Engine>(cx: &mut Cx<'_, E>, t: &Target<'_>, params: &RecheckParams) -> ScanResult {
+fn steps_1_to_4<E: Engine>(
+    cx: &mut Cx<'_, E>,
+    t: &Target<'_>,
+    params: &RecheckParams,
+) -> ScanResult {
     let mut k = Locals::default();
     let result = 'abort: {
         /* step 1: check all mapped PTEs are to the right huge page */

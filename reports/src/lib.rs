@@ -1,1 +1,6 @@
+//! Rendering result files for people: the `run` summary table (and, as
+//! the project grows, the mailing-list report, plots and comparisons).
 
+#![warn(missing_docs)]
+
+pub mod summary;

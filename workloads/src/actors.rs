@@ -132,8 +132,11 @@ pub struct Collapser {
 impl Collapser {
     /// One collapse, its accounting check, and the restore.
     fn round<E: Engine>(&mut self, cx: &mut Cx<'_, E>) {
-        let r = self.state.ranges[self.next];
-        self.next = (self.next + 1) % self.state.ranges.len();
+        let ranges = &self.state.ranges;
+        let r = *ranges
+            .get(self.next)
+            .expect("a validated scenario gives every collapser a range");
+        self.next = (self.next + 1) % ranges.len();
         cx.run_collapse(&*self.policy, range_addr(r), self.install_pmd);
         if cx.mm.config.oracles {
             cx.check_range_accounting(r);
@@ -149,68 +152,55 @@ impl Collapser {
 
 /// Put range `r` back as collapse finds it: a PTE table mapping the
 /// density pattern of its huge page, nothing else. What the real system
-/// gets from splits, unmaps and refaults over time, done at once so every
-/// collapse starts from the same state. Under the huge page's lock, which
-/// keeps page-cache faulters (who trylock it) away while the range is
-/// rebuilt; uffd, COW, swap, migration and markers still run.
-fn restore<E: Engine>(cx: &mut Cx<'_, E>, r: u32) {
+/// gets from splits, unmaps and refaults over time, done at once and in
+/// one `pml` hold (with `ptl` nested for a table), so no other actor sees
+/// the range half rebuilt and every collapse starts from the same state.
+/// Under the huge page's lock, which keeps page-cache faulters (who
+/// trylock it) away; uffd, COW, swap, migration and markers still run
+/// before and after.
+pub fn restore<E: Engine>(cx: &mut Cx<'_, E>, r: u32) {
     let mm = cx.mm;
     let (haddr, hpage, pmd) = (range_addr(r), mm.file_hpage(r), pmd_of(r));
     cx.lock_page(hpage);
-    let has_table = loop {
-        match cx.pmdp_get_lockless(pmd).kind() {
-            // MADV_COLLAPSE installed it, or a faulter mapped it after a
-            // khugepaged collapse: zap it (as a split and unmap would),
-            // then refault by PTEs.
-            PmdKind::Huge(_) => {
-                let pml = cx.pmd_lock(pmd);
-                if matches!(cx.pmdp_get_lockless(pmd).kind(), PmdKind::Huge(_)) {
-                    cx.zap_huge_pmd(haddr, pmd);
-                }
-                cx.spin_unlock(pml);
-            }
-            // Retracted by khugepaged: a fresh table (false if the table
-            // arena is spent; the next round tries again).
-            PmdKind::None => break cx.pte_alloc(pmd),
-            // The collapse aborted (or never started): zap what the other
-            // actors left in the table.
-            PmdKind::Table(slot) => {
-                if zap_table(cx, haddr, pmd, slot) {
-                    break true;
-                }
-            }
+    let pml = cx.pmd_lock(pmd);
+    match cx.pmdp_get_lockless(pmd).kind() {
+        // MADV_COLLAPSE installed it, or a faulter mapped it after a
+        // khugepaged collapse: zap it (as a split and unmap would), then
+        // refault by PTEs.
+        PmdKind::Huge(_) => {
+            cx.zap_huge_pmd(haddr, pmd);
+            cx.pmd_populate_range(pmd, r);
         }
-    };
-    if has_table {
-        if let Some((map, ptl)) = cx.pte_offset_map_lock(pmd, haddr) {
+        // Retracted by khugepaged.
+        PmdKind::None => cx.pmd_populate_range(pmd, r),
+        // The collapse aborted (or never started): zap what the other
+        // actors left in the table and refault the pattern.
+        PmdKind::Table(slot) => {
+            let ptl = mm.pte_lock_id(slot);
+            if ptl != pml {
+                cx.spin_lock_nested(ptl, SINGLE_DEPTH_NESTING);
+            }
+            let map = PteMap { slot };
+            zap_table(cx, haddr, map);
             cx.populate_range(r, map);
-            cx.pte_unmap_unlock(map, ptl);
+            if ptl != pml {
+                cx.spin_unlock(ptl);
+            }
         }
     }
+    cx.spin_unlock(pml);
     cx.unlock_page(hpage);
 }
 
-/// `zap_pte_range()` of the whole table `slot` under `pml` and `ptl`
-/// (nested): uffd and COW pages freed after the flush, file subpages,
-/// swap entries and markers dropped. Returns false, having changed
-/// nothing, if the PMD no longer points to `slot`.
+/// `zap_pte_range()` of the whole locked table: uffd and COW pages freed
+/// after the flush, file subpages, swap entries and markers dropped.
 ///
 /// A migration entry is dropped with the anon count it stands for, as the
 /// kernel's `zap_pte_range()` does; the migrator's second section then
 /// finds its entry gone and frees both pages. (bench-core's
 /// `zap_pte_range` is written for `exit_mmap`, where a migration entry is
 /// a bug, so they are cleared here first.)
-fn zap_table<E: Engine>(cx: &mut Cx<'_, E>, haddr: u64, pmd: PmdRef, slot: u32) -> bool {
-    let pml = cx.pmd_lock(pmd);
-    if cx.pmdp_get_lockless(pmd) != Pmd::table(slot) {
-        cx.spin_unlock(pml);
-        return false;
-    }
-    let ptl = cx.mm.pte_lock_id(slot);
-    if ptl != pml {
-        cx.spin_lock_nested(ptl, SINGLE_DEPTH_NESTING);
-    }
-    let map = PteMap { slot };
+fn zap_table<E: Engine>(cx: &mut Cx<'_, E>, haddr: u64, map: PteMap) {
     for i in 0..PTRS_PER_PTE {
         if cx.ptep_get(map.at(i)).migration_pfn().is_some() {
             cx.ptep_clear(haddr + i as u64 * PAGE_SIZE, map.at(i));
@@ -218,11 +208,6 @@ fn zap_table<E: Engine>(cx: &mut Cx<'_, E>, haddr: u64, pmd: PmdRef, slot: u32) 
         }
     }
     cx.zap_pte_range(haddr, map);
-    if ptl != pml {
-        cx.spin_unlock(ptl);
-    }
-    cx.spin_unlock(pml);
-    true
 }
 
 /// A swapper: reclaim's `try_to_unmap_one()` and the `do_swap_page()`
@@ -267,7 +252,8 @@ pub enum Actor {
 impl Actor {
     /// The scenario's actors in CPU order (collapsers, faulters, uffd,
     /// cow, swap, migrate, neighbours, readers, markers): actor `i` runs
-    /// on model CPU `i` and draws from stream `(seed, i)`.
+    /// on model CPU `i` and draws from stream `(seed, i)`. `scenario`
+    /// must pass [`Scenario::validate`] (as `run_policy` checks).
     pub fn for_scenario(scenario: &Scenario, policy: &Arc<dyn DynPolicy>) -> Vec<Actor> {
         let all: Vec<u32> = (0..scenario.ranges).collect();
         let private = match scenario.share {
@@ -439,8 +425,10 @@ fn uffd_copy<E: Engine>(s: &mut ActorState, cx: &mut Cx<'_, E>) {
     };
     let installed = match cx.pmdp_get_lockless(pmd).kind() {
         PmdKind::Huge(_) => false,
-        PmdKind::None if !cx.pte_alloc(pmd) => false,
-        PmdKind::None | PmdKind::Table(_) => match cx.pte_offset_map_lock(pmd, addr) {
+        PmdKind::None | PmdKind::Table(_) => match {
+            cx.pte_alloc(pmd);
+            cx.pte_offset_map_lock(pmd, addr)
+        } {
             // The PMD went huge meanwhile: -EEXIST.
             None => false,
             Some((map, ptl)) => {

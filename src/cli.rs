@@ -1,0 +1,299 @@
+//! The subcommands: argument types, parsing of policy and override
+//! specifications, and the glue between the crates.
+
+use bench_core::native::Limit;
+use bench_core::results::{write_atomic, Environment, RunResult, SCHEMA};
+use bench_core::DynPolicy;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use workloads::{preset, run_policy, RunOptions, Scenario, PRESETS};
+
+/// Git revision of this build.
+pub const GIT_REVISION: &str = env!("COLLAPSE_BENCH_GIT_REVISION");
+
+/// Why a command failed, and its exit code.
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad input (exit 2): names the field and the allowed values.
+    Usage(String),
+    /// Something went wrong while running (exit 1).
+    Failed(String),
+}
+
+impl CliError {
+    /// 2 for bad input, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => 2,
+            CliError::Failed(_) => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Usage(m) | CliError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<workloads::ScenarioError> for CliError {
+    fn from(e: workloads::ScenarioError) -> Self {
+        CliError::Usage(e.to_string())
+    }
+}
+
+/// Arguments of `run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Policies, comma-separated; parameters after colons
+    /// (`v2-flush-bool:recheck_always=true`).
+    #[arg(
+        short = 'p',
+        long = "policies",
+        default_value = "v1,v2-flush-bool,v2-step3-down"
+    )]
+    pub policies: String,
+    /// Workload preset (see `collapse-bench list`).
+    #[arg(short = 'w', long = "workload", conflicts_with = "scenario")]
+    pub workload: Option<String>,
+    /// Load the workload from a TOML scenario file instead of a preset.
+    #[arg(long, value_name = "FILE.toml")]
+    pub scenario: Option<PathBuf>,
+    /// Actor threads, e.g. `uffd=2,readers=1` (same as --set threads.uffd=2 ...).
+    #[arg(long, value_name = "KIND=N,...")]
+    pub threads: Option<String>,
+    /// Override any scenario parameter, e.g. `--set density=256` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Run each policy this long (`5s`, `500ms`, `2m`). Default 5s, or the
+    /// cap for --ops.
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// Stop each policy after this many collapses instead.
+    #[arg(long)]
+    pub ops: Option<u64>,
+    /// Seed for every random choice (default: the scenario's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where to write the results.
+    #[arg(long, default_value = "collapse-run.json")]
+    pub json: PathBuf,
+    /// Do not pin threads to cores.
+    #[arg(long)]
+    pub no_pin: bool,
+}
+
+/// `list`: policies and presets, one line each.
+pub fn list() -> String {
+    let mut out = String::from("policies:\n");
+    for e in policies::registry() {
+        let params = (e.default_params)();
+        let params = match params.as_object() {
+            Some(m) if !m.is_empty() => format!(
+                " [{}]",
+                m.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            _ => String::new(),
+        };
+        let _ = writeln!(out, "  {:<15} {}{params}", e.name, e.summary);
+    }
+    out.push_str("workloads:\n");
+    for (name, summary) in PRESETS {
+        let _ = writeln!(out, "  {name:<15} {summary}");
+    }
+    out
+}
+
+/// Build policies from `name[:key=value]...` specifications.
+pub fn parse_policies(spec: &str) -> Result<Vec<Arc<dyn DynPolicy>>, CliError> {
+    let registry = policies::registry();
+    let allowed = || {
+        registry
+            .iter()
+            .map(|e| e.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = vec![];
+    for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let mut parts = item.split(':');
+        let name = parts.next().unwrap_or_default();
+        let entry = registry.iter().find(|e| e.name == name).ok_or_else(|| {
+            CliError::Usage(format!(
+                "--policies: unknown policy `{name}`; allowed: {}",
+                allowed()
+            ))
+        })?;
+        let mut params = serde_json::Map::new();
+        for kv in parts {
+            let (k, v) = kv.split_once('=').ok_or_else(|| {
+                CliError::Usage(format!("--policies: `{kv}` in `{item}` is not KEY=VALUE"))
+            })?;
+            let value =
+                serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_owned()));
+            params.insert(k.to_owned(), value);
+        }
+        out.push(
+            (entry.build)(&serde_json::Value::Object(params)).map_err(|e| {
+                let defaults = (entry.default_params)();
+                CliError::Usage(format!(
+                    "--policies: {e}; parameters of {name} and their defaults: {defaults}"
+                ))
+            })?,
+        );
+    }
+    if out.is_empty() {
+        return Err(CliError::Usage(format!(
+            "--policies: no policy given; allowed: {}",
+            allowed()
+        )));
+    }
+    Ok(out)
+}
+
+/// Parse `5s`, `500ms`, `2m`, `1.5` (seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, CliError> {
+    let bad = || {
+        CliError::Usage(format!(
+            "--duration: `{s}` is not a duration; use e.g. 500ms, 5s, 2m (at most 24h)"
+        ))
+    };
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = num.trim().parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(bad()),
+    };
+    if !(secs > 0.0 && secs <= 86400.0) {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// The workload a `run` asked for, with every override applied.
+pub fn scenario(args: &RunArgs) -> Result<Scenario, CliError> {
+    let mut scenario = match &args.scenario {
+        Some(path) => Scenario::from_toml_file(path)?,
+        None => preset(args.workload.as_deref().unwrap_or("uffd-private"))?,
+    };
+    for kv in args
+        .threads
+        .iter()
+        .flat_map(|t| t.split(','))
+        .filter(|s| !s.is_empty())
+    {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| CliError::Usage(format!("--threads: `{kv}` is not KIND=N")))?;
+        scenario.set(&format!("threads.{}", k.trim()), v.trim())?;
+    }
+    for kv in &args.set {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| CliError::Usage(format!("--set: `{kv}` is not KEY=VALUE")))?;
+        scenario.set(k.trim(), v.trim())?;
+    }
+    if let Some(seed) = args.seed {
+        scenario.seed = seed;
+    }
+    scenario.validate()?;
+    Ok(scenario)
+}
+
+/// The command line, quoted for a shell, with the seed made explicit.
+fn reproducer(seed: u64, seed_given: bool) -> String {
+    let mut words: Vec<String> = std::env::args().collect();
+    words[0] = "collapse-bench".into();
+    if !seed_given {
+        words.push(format!("--seed={seed}"));
+    }
+    words
+        .iter()
+        .map(|w| {
+            if w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_=.,:/".contains(c))
+            {
+                w.clone()
+            } else {
+                format!("'{w}'")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `run`.
+pub fn run(args: &RunArgs) -> Result<(), CliError> {
+    let policies = parse_policies(&args.policies)?;
+    let scenario = scenario(args)?;
+    let duration = args.duration.as_deref().map(parse_duration).transpose()?;
+    let limit = match args.ops {
+        Some(0) => return Err(CliError::Usage("--ops: must be at least 1".into())),
+        Some(ops) => Limit::Ops {
+            ops,
+            cap: duration.unwrap_or(Duration::from_secs(60)),
+        },
+        None => Limit::Duration(duration.unwrap_or(Duration::from_secs(5))),
+    };
+    let opts = RunOptions {
+        limit,
+        pin: !args.no_pin,
+        hook: None,
+        git_revision: GIT_REVISION.into(),
+    };
+    let threads = scenario.threads.total() as usize;
+    let cores = bench_core::native::available_cores();
+    println!(
+        "workload {} (seed {}), {threads} threads on {cores} cores",
+        scenario.name, scenario.seed
+    );
+    if threads > cores {
+        println!(
+            "note: {threads} threads on {cores} cores: oversubscribed. A preempted lock holder stalls every\n\
+             spinning waiter, so hold and wait figures include scheduler delays; use the\n\
+             simulation engine (or a machine with more cores) for contention studies."
+        );
+    }
+    let mut runs = vec![];
+    for policy in &policies {
+        eprintln!("running {} ...", policy.label());
+        runs.push(run_policy(policy.clone(), &scenario, &opts)?);
+    }
+    print!("\n{}", reports::summary::run_table(&runs));
+    for r in runs.iter().filter(|r| r.violations_total > 0) {
+        println!("{}: {} violation(s); first:", r.policy, r.violations_total);
+        for v in r.violations.iter().take(3) {
+            println!("  {v}");
+        }
+    }
+    let result = RunResult {
+        schema: SCHEMA,
+        tool: format!("collapse-bench {}", env!("CARGO_PKG_VERSION")),
+        environment: Environment::capture("native", scenario.seed, GIT_REVISION),
+        scenario: serde_json::to_value(&scenario).map_err(|e| CliError::Failed(e.to_string()))?,
+        command: reproducer(scenario.seed, args.seed.is_some()),
+        runs,
+    };
+    let json = serde_json::to_vec_pretty(&result).map_err(|e| CliError::Failed(e.to_string()))?;
+    write_atomic(&args.json, &json)
+        .map_err(|e| CliError::Failed(format!("writing {}: {e}", args.json.display())))?;
+    println!(
+        "results: {}\nreproduce: {}",
+        args.json.display(),
+        result.command
+    );
+    Ok(())
+}
