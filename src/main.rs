@@ -20,7 +20,7 @@ enum Command {
     List,
     /// Run policies on a workload with the native engine; print a summary
     /// and write the results as JSON.
-    Run(cli::RunArgs),
+    Run(Box<cli::RunArgs>),
 }
 
 fn main() -> ExitCode {

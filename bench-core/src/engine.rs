@@ -135,7 +135,7 @@ impl Engine for Native {
         while !ready() {
             std::hint::spin_loop();
             spins = spins.wrapping_add(1);
-            if self.yield_while_spinning && spins % 128 == 0 {
+            if self.yield_while_spinning && spins.is_multiple_of(128) {
                 std::thread::yield_now();
             }
         }

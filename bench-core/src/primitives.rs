@@ -1065,9 +1065,9 @@ impl<'a, E: Engine> Cx<'a, E> {
                     self.spin_lock_nested(ptl, SINGLE_DEPTH_NESTING);
                     ptl_taken = Some(ptl);
                 }
-                for i in 0..PTRS_PER_PTE {
+                for (i, mapped) in ptes.iter_mut().enumerate() {
                     if self.mm.tables.get(slot, i).pfn() == Some(hpage.nth(i)) {
-                        ptes[i] += 1;
+                        *mapped += 1;
                     }
                 }
             }

@@ -99,7 +99,7 @@ impl Pte {
     /// `pte_pfn()` of a present entry.
     pub fn pfn(self) -> Option<Pfn> {
         self.is_present()
-            .then(|| Pfn((self.0 >> PAYLOAD_SHIFT) as u32))
+            .then_some(Pfn((self.0 >> PAYLOAD_SHIFT) as u32))
     }
     /// `is_swap_pte()` in the narrow sense: a real swap entry.
     pub fn is_swap(self) -> bool {
@@ -108,7 +108,7 @@ impl Pte {
     /// `is_migration_entry()`; returns the page being migrated.
     pub fn migration_pfn(self) -> Option<Pfn> {
         (!self.is_present() && self.0 & KIND_MASK == KIND_MIGRATION)
-            .then(|| Pfn((self.0 >> PAYLOAD_SHIFT) as u32))
+            .then_some(Pfn((self.0 >> PAYLOAD_SHIFT) as u32))
     }
     /// `is_pte_marker()`; returns which marker.
     pub fn marker_kind(self) -> Option<PteMarker> {

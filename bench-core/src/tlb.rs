@@ -35,7 +35,7 @@ fn encode(vpn: u64, pfn: Pfn) -> u64 {
 }
 
 fn decode(e: u64) -> Option<(u64, Pfn)> {
-    (e & VALID != 0).then(|| ((e & !VALID) >> 32, Pfn(e as u32)))
+    (e & VALID != 0).then_some(((e & !VALID) >> 32, Pfn(e as u32)))
 }
 
 /// All CPUs' TLBs for one mm.

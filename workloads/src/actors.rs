@@ -423,12 +423,10 @@ fn uffd_copy<E: Engine>(s: &mut ActorState, cx: &mut Cx<'_, E>) {
     let Some(page) = cx.alloc_anon_page(addr) else {
         return;
     };
-    let installed = match cx.pmdp_get_lockless(pmd).kind() {
-        PmdKind::Huge(_) => false,
-        PmdKind::None | PmdKind::Table(_) => match {
-            cx.pte_alloc(pmd);
-            cx.pte_offset_map_lock(pmd, addr)
-        } {
+    // A huge PMD is -EEXIST; a none PMD gets a table first.
+    let installed = !matches!(cx.pmdp_get_lockless(pmd).kind(), PmdKind::Huge(_)) && {
+        cx.pte_alloc(pmd);
+        match cx.pte_offset_map_lock(pmd, addr) {
             // The PMD went huge meanwhile: -EEXIST.
             None => false,
             Some((map, ptl)) => {
@@ -442,7 +440,7 @@ fn uffd_copy<E: Engine>(s: &mut ActorState, cx: &mut Cx<'_, E>) {
                 cx.pte_unmap_unlock(map, ptl);
                 empty
             }
-        },
+        }
     };
     if !installed {
         cx.free_anon_page(page);
