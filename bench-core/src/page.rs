@@ -25,6 +25,8 @@ pub const PG_ANON: u32 = 1 << 3;
 pub const PG_FREE: u32 = 1 << 4;
 /// Page-cache page of a tmpfs/shmem file (counts in MM_SHMEMPAGES).
 pub const PG_SHMEM: u32 = 1 << 5;
+/// The page lock was handed to a sleeping waiter by `unlock_page()`.
+const PG_HANDOFF: u32 = 1 << 6;
 const ORDER_SHIFT: u32 = 8;
 
 /// One frame's descriptor.
@@ -42,6 +44,8 @@ pub struct Page {
     pub tag: AtomicU64,
     /// Who installed an anonymous page: actor id + 1 (0: nobody).
     pub installer: AtomicU32,
+    /// Sleepers in `lock_page()` (the kernel's PG_waiters and wait queue).
+    lock_waiters: AtomicU32,
 }
 
 impl Page {
@@ -73,9 +77,29 @@ impl Page {
     pub(crate) fn trylock(&self) -> bool {
         self.flags.fetch_or(PG_LOCKED, Ordering::Acquire) & PG_LOCKED == 0
     }
-    /// `unlock_page()`.
+    /// Queue as a `lock_page()` sleeper; poll [`Page::lock_or_take_handoff`].
+    pub(crate) fn add_lock_waiter(&self) {
+        self.lock_waiters.fetch_add(1, Ordering::SeqCst);
+    }
+    /// A queued sleeper's attempt: take a lock handed over by
+    /// `unlock_page()`, or a free one. Leaves the queue on success.
+    pub(crate) fn lock_or_take_handoff(&self) -> bool {
+        let got =
+            self.flags.fetch_and(!PG_HANDOFF, Ordering::AcqRel) & PG_HANDOFF != 0 || self.trylock();
+        if got {
+            self.lock_waiters.fetch_sub(1, Ordering::SeqCst);
+        }
+        got
+    }
+    /// `unlock_page()`. With sleepers queued the lock is handed over
+    /// (PG_locked stays set, so `trylock_page()` cannot steal it), as the
+    /// kernel's `folio_wake_bit()` does for an exclusive waiter since 5.9.
     pub(crate) fn unlock(&self) {
-        self.flags.fetch_and(!PG_LOCKED, Ordering::Release);
+        if self.lock_waiters.load(Ordering::SeqCst) > 0 {
+            self.flags.fetch_or(PG_HANDOFF, Ordering::AcqRel);
+        } else {
+            self.flags.fetch_and(!PG_LOCKED, Ordering::Release);
+        }
     }
 }
 

@@ -233,7 +233,10 @@ impl<'a, E: Engine> Cx<'a, E> {
         self.might_sleep("lock_page");
         self.engine.sched_point(self.cpu, Event::PageOp);
         let p = self.mm.pages.get(page);
-        self.engine.sleep_until(|| p.trylock());
+        if !p.trylock() {
+            p.add_lock_waiter();
+            self.engine.sleep_until(|| p.lock_or_take_handoff());
+        }
     }
 
     /// `trylock_page()`.

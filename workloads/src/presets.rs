@@ -35,7 +35,7 @@ pub const PRESETS: &[(&str, &str)] = &[
     ),
     (
         "markers",
-        "4 private shmem ranges, no uffd, khugepaged vs guard markers installed under ptl only, 3 threads",
+        "4 private shmem ranges, no uffd, khugepaged vs guard markers installed under ptl only, a pml neighbour so v2 trylocks fail; 4 threads (oversubscribed on 2 cores)",
     ),
     (
         "mixed",
@@ -117,8 +117,12 @@ pub fn preset(name: &str) -> Result<Scenario, ScenarioError> {
             collapse_mode: CollapseMode::Khugepaged,
             threads: threads(Threads {
                 markers: 1,
+                neighbours: 1,
                 ..Threads::default()
             }),
+            // Contends pml so the v2 forms' trylock fails and ptl is dropped:
+            // only recheck_always rechecks then (no VMA here is uffd-armed).
+            neighbour_hold_ns: 2000,
             ..base
         },
         "mixed" => Scenario {
