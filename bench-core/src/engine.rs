@@ -82,6 +82,10 @@ pub trait Engine: Sized {
     fn spin_until(&mut self, ready: impl FnMut() -> bool);
     /// Block until `ready` (a sleeping lock: gives its CPU away).
     fn sleep_until(&mut self, ready: impl FnMut() -> bool);
+    /// Keep the CPU busy for `ns` (work done while holding a lock, say).
+    fn busy_wait(&mut self, ns: u64);
+    /// Give the CPU away for `ns` (an actor's think time between operations).
+    fn idle(&mut self, ns: u64);
     /// Another CPU may run here.
     fn sched_point(&mut self, cpu: u32, ev: Event);
     /// The CPU reached a named step of a collapse.
@@ -150,6 +154,22 @@ impl Engine for Native {
             } else {
                 std::thread::yield_now();
             }
+        }
+    }
+
+    fn busy_wait(&mut self, ns: u64) {
+        let end = self.now_ns() + ns;
+        while self.now_ns() < end {
+            std::hint::spin_loop();
+        }
+    }
+
+    fn idle(&mut self, ns: u64) {
+        // Sleeping has ~50 us granularity: spin through short pauses.
+        if ns < 20_000 {
+            self.busy_wait(ns);
+        } else {
+            std::thread::sleep(std::time::Duration::from_nanos(ns));
         }
     }
 

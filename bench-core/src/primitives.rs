@@ -153,6 +153,16 @@ impl<'a, E: Engine> Cx<'a, E> {
         self.engine.now_ns()
     }
 
+    /// `ndelay()`: keep this CPU busy for `ns` (on the engine's clock).
+    pub fn ndelay(&mut self, ns: u64) {
+        self.engine.busy_wait(ns);
+    }
+
+    /// Think time between an actor's operations: the CPU is given away.
+    pub fn pause(&mut self, ns: u64) {
+        self.engine.idle(ns);
+    }
+
     /// Locks held now, innermost last.
     pub fn held_locks(&self) -> Vec<LockId> {
         self.held.iter().map(|h| h.id).collect()

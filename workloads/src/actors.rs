@@ -19,10 +19,6 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// Pauses shorter than this spin on the clock; longer ones sleep.
-const SPIN_PACE_BELOW_NS: u64 = 20_000;
 
 /// What every actor has: its random stream, the ranges it works on, and
 /// its think time.
@@ -64,22 +60,11 @@ impl ActorState {
         self.below(PTRS_PER_PTE)
     }
 
-    /// Wait out the think time: spin on the engine clock when short,
-    /// sleep when long.
+    /// Wait out the think time (the engine decides how).
     fn pace<E: Engine>(&self, cx: &mut Cx<'_, E>) {
-        match self.pace_ns {
-            0 => {}
-            ns if ns < SPIN_PACE_BELOW_NS => spin_for(cx, ns),
-            ns => std::thread::sleep(Duration::from_nanos(ns)),
+        if self.pace_ns > 0 {
+            cx.pause(self.pace_ns);
         }
-    }
-}
-
-/// Busy-wait `ns` on the engine clock (a CPU doing work, not sleeping).
-fn spin_for<E: Engine>(cx: &mut Cx<'_, E>, ns: u64) {
-    let end = cx.now_ns() + ns;
-    while cx.now_ns() < end {
-        std::hint::spin_loop();
     }
 }
 
@@ -630,7 +615,7 @@ fn hold_pml<E: Engine>(n: &mut Neighbour, cx: &mut Cx<'_, E>) {
     let entry = cx.mm.pmds.entry(table, NEIGHBOUR_SLOT);
     let pmd = Pmd(entry.load(Ordering::Acquire));
     entry.store(pmd.touched().0, Ordering::Release);
-    spin_for(cx, n.hold_ns);
+    cx.ndelay(n.hold_ns);
     cx.spin_unlock(pml);
 }
 
