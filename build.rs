@@ -12,10 +12,7 @@ fn main() {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
     };
     let revision = match git(&["rev-parse", "--short=12", "HEAD"]) {
-        Some(rev)
-            if git(&["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|s| !s.is_empty()) =>
-        {
+        Some(rev) if git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty()) => {
             format!("{rev}-dirty")
         }
         Some(rev) => rev,

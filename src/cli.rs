@@ -51,11 +51,7 @@ impl From<workloads::ScenarioError> for CliError {
 pub struct RunArgs {
     /// Policies, comma-separated; parameters after colons
     /// (`v2-flush-bool:recheck_always=true`).
-    #[arg(
-        short = 'p',
-        long = "policies",
-        default_value = "v1,v2-flush-bool,v2-step3-down"
-    )]
+    #[arg(short = 'p', long = "policies", default_value = "v1,v2-flush-bool,v2-step3-down")]
     pub policies: String,
     /// Workload preset (see `collapse-bench list`).
     #[arg(short = 'w', long = "workload", conflicts_with = "scenario")]
@@ -93,13 +89,9 @@ pub fn list() -> String {
     for e in policies::registry() {
         let params = (e.default_params)();
         let params = match params.as_object() {
-            Some(m) if !m.is_empty() => format!(
-                " [{}]",
-                m.iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ),
+            Some(m) if !m.is_empty() => {
+                format!(" [{}]", m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))
+            }
             _ => String::new(),
         };
         let _ = writeln!(out, "  {:<15} {}{params}", e.name, e.summary);
@@ -114,61 +106,39 @@ pub fn list() -> String {
 /// Build policies from `name[:key=value]...` specifications.
 pub fn parse_policies(spec: &str) -> Result<Vec<Arc<dyn DynPolicy>>, CliError> {
     let registry = policies::registry();
-    let allowed = || {
-        registry
-            .iter()
-            .map(|e| e.name)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let allowed = || registry.iter().map(|e| e.name).collect::<Vec<_>>().join(", ");
     let mut out = vec![];
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let mut parts = item.split(':');
         let name = parts.next().unwrap_or_default();
-        let entry = registry.iter().find(|e| e.name == name).ok_or_else(|| {
-            CliError::Usage(format!(
-                "--policies: unknown policy `{name}`; allowed: {}",
-                allowed()
-            ))
-        })?;
+        let entry = registry
+            .iter()
+            .find(|e| e.name == name)
+            .ok_or_else(|| CliError::Usage(format!("--policies: unknown policy `{name}`; allowed: {}", allowed())))?;
         let mut params = serde_json::Map::new();
         for kv in parts {
-            let (k, v) = kv.split_once('=').ok_or_else(|| {
-                CliError::Usage(format!("--policies: `{kv}` in `{item}` is not KEY=VALUE"))
-            })?;
-            let value =
-                serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_owned()));
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| CliError::Usage(format!("--policies: `{kv}` in `{item}` is not KEY=VALUE")))?;
+            let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_owned()));
             params.insert(k.to_owned(), value);
         }
-        out.push(
-            (entry.build)(&serde_json::Value::Object(params)).map_err(|e| {
-                let defaults = (entry.default_params)();
-                CliError::Usage(format!(
-                    "--policies: {e}; parameters of {name} and their defaults: {defaults}"
-                ))
-            })?,
-        );
+        out.push((entry.build)(&serde_json::Value::Object(params)).map_err(|e| {
+            let defaults = (entry.default_params)();
+            CliError::Usage(format!("--policies: {e}; parameters of {name} and their defaults: {defaults}"))
+        })?);
     }
     if out.is_empty() {
-        return Err(CliError::Usage(format!(
-            "--policies: no policy given; allowed: {}",
-            allowed()
-        )));
+        return Err(CliError::Usage(format!("--policies: no policy given; allowed: {}", allowed())));
     }
     Ok(out)
 }
 
 /// Parse `5s`, `500ms`, `2m`, `1.5` (seconds).
 pub fn parse_duration(s: &str) -> Result<Duration, CliError> {
-    let bad = || {
-        CliError::Usage(format!(
-            "--duration: `{s}` is not a duration; use e.g. 500ms, 5s, 2m (at most 24h)"
-        ))
-    };
+    let bad = || CliError::Usage(format!("--duration: `{s}` is not a duration; use e.g. 500ms, 5s, 2m (at most 24h)"));
     let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| c.is_ascii_alphabetic())
-        .map_or((s, "s"), |i| s.split_at(i));
+    let (num, unit) = s.find(|c: char| c.is_ascii_alphabetic()).map_or((s, "s"), |i| s.split_at(i));
     let n: f64 = num.trim().parse().map_err(|_| bad())?;
     let secs = match unit {
         "ms" => n / 1e3,
@@ -189,21 +159,12 @@ pub fn scenario(args: &RunArgs) -> Result<Scenario, CliError> {
         Some(path) => Scenario::from_toml_file(path)?,
         None => preset(args.workload.as_deref().unwrap_or("uffd-private"))?,
     };
-    for kv in args
-        .threads
-        .iter()
-        .flat_map(|t| t.split(','))
-        .filter(|s| !s.is_empty())
-    {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| CliError::Usage(format!("--threads: `{kv}` is not KIND=N")))?;
+    for kv in args.threads.iter().flat_map(|t| t.split(',')).filter(|s| !s.is_empty()) {
+        let (k, v) = kv.split_once('=').ok_or_else(|| CliError::Usage(format!("--threads: `{kv}` is not KIND=N")))?;
         scenario.set(&format!("threads.{}", k.trim()), v.trim())?;
     }
     for kv in &args.set {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| CliError::Usage(format!("--set: `{kv}` is not KEY=VALUE")))?;
+        let (k, v) = kv.split_once('=').ok_or_else(|| CliError::Usage(format!("--set: `{kv}` is not KEY=VALUE")))?;
         scenario.set(k.trim(), v.trim())?;
     }
     if let Some(seed) = args.seed {
@@ -223,9 +184,7 @@ fn reproducer(seed: u64, seed_given: bool) -> String {
     words
         .iter()
         .map(|w| {
-            if w.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_=.,:/".contains(c))
-            {
+            if w.chars().all(|c| c.is_ascii_alphanumeric() || "-_=.,:/".contains(c)) {
                 w.clone()
             } else {
                 format!("'{w}'")
@@ -242,24 +201,13 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let duration = args.duration.as_deref().map(parse_duration).transpose()?;
     let limit = match args.ops {
         Some(0) => return Err(CliError::Usage("--ops: must be at least 1".into())),
-        Some(ops) => Limit::Ops {
-            ops,
-            cap: duration.unwrap_or(Duration::from_secs(60)),
-        },
+        Some(ops) => Limit::Ops { ops, cap: duration.unwrap_or(Duration::from_secs(60)) },
         None => Limit::Duration(duration.unwrap_or(Duration::from_secs(5))),
     };
-    let opts = RunOptions {
-        limit,
-        pin: !args.no_pin,
-        hook: None,
-        git_revision: GIT_REVISION.into(),
-    };
+    let opts = RunOptions { limit, pin: !args.no_pin, hook: None, git_revision: GIT_REVISION.into() };
     let threads = scenario.threads.total() as usize;
     let cores = bench_core::native::available_cores();
-    println!(
-        "workload {} (seed {}), {threads} threads on {cores} cores",
-        scenario.name, scenario.seed
-    );
+    println!("workload {} (seed {}), {threads} threads on {cores} cores", scenario.name, scenario.seed);
     if threads > cores {
         println!(
             "note: {threads} threads on {cores} cores: oversubscribed. A preempted lock holder stalls every\n\
@@ -288,12 +236,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         runs,
     };
     let json = serde_json::to_vec_pretty(&result).map_err(|e| CliError::Failed(e.to_string()))?;
-    write_atomic(&args.json, &json)
-        .map_err(|e| CliError::Failed(format!("writing {}: {e}", args.json.display())))?;
-    println!(
-        "results: {}\nreproduce: {}",
-        args.json.display(),
-        result.command
-    );
+    write_atomic(&args.json, &json).map_err(|e| CliError::Failed(format!("writing {}: {e}", args.json.display())))?;
+    println!("results: {}\nreproduce: {}", args.json.display(), result.command);
     Ok(())
 }

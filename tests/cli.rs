@@ -6,15 +6,11 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_collapse-bench"))
-        .args(args)
-        .output()
-        .expect("run collapse-bench")
+    Command::new(env!("CARGO_BIN_EXE_collapse-bench")).args(args).output().expect("run collapse-bench")
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("collapse-bench-cli-{}-{name}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("collapse-bench-cli-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -25,28 +21,10 @@ fn list_names_every_policy_and_preset() {
     let out = bench(&["list"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for name in [
-        "v1",
-        "v2-flush-bool",
-        "v2-step3-down",
-        "v2-posted",
-        "pre-fix",
-    ] {
-        assert!(
-            text.lines()
-                .any(|l| l.trim_start().starts_with(&format!("{name} "))),
-            "{name} missing:\n{text}"
-        );
+    for name in ["v1", "v2-flush-bool", "v2-step3-down", "v2-posted", "pre-fix"] {
+        assert!(text.lines().any(|l| l.trim_start().starts_with(&format!("{name} "))), "{name} missing:\n{text}");
     }
-    for name in [
-        "uffd-private",
-        "shmem-shared",
-        "pml-contended",
-        "cow-swap",
-        "no-split-locks",
-        "markers",
-        "mixed",
-    ] {
+    for name in ["uffd-private", "shmem-shared", "pml-contended", "cow-swap", "no-split-locks", "markers", "mixed"] {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }
 }
@@ -69,17 +47,9 @@ fn a_short_run_writes_its_results_and_the_reproducer() {
         json.to_str().unwrap(),
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("oversubscribed") == (bench_core::native::available_cores() < 3),
-        "{stdout}"
-    );
-    let r: bench_core::results::RunResult =
-        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("oversubscribed") == (bench_core::native::available_cores() < 3), "{stdout}");
+    let r: bench_core::results::RunResult = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(r.environment.seed, 7);
     assert_eq!(r.scenario["seed"], 7);
     assert!(r.command.contains("--seed 7"), "{}", r.command);
@@ -87,17 +57,9 @@ fn a_short_run_writes_its_results_and_the_reproducer() {
     assert_eq!(r.runs[1].policy, "v2-step3-down:recheck_always=true");
     for run in &r.runs {
         assert!(run.collapses >= 30, "{}: {}", run.policy, run.collapses);
-        assert_eq!(
-            run.violations_total, 0,
-            "{}: {:?}",
-            run.policy, run.violations
-        );
+        assert_eq!(run.violations_total, 0, "{}: {:?}", run.policy, run.violations);
     }
-    assert_eq!(
-        std::fs::read_dir(&dir).unwrap().count(),
-        1,
-        "only the result file"
-    );
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "only the result file");
 }
 
 /// Runs `args` (with a --json path in a fresh directory), expects exit 2,
@@ -113,11 +75,7 @@ fn rejects(name: &str, args: &[&str], needles: &[&str]) {
     for n in needles {
         assert!(stderr.contains(n), "{name}: `{n}` not in: {stderr}");
     }
-    assert_eq!(
-        std::fs::read_dir(&dir).unwrap().count(),
-        0,
-        "{name}: nothing written"
-    );
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "{name}: nothing written");
 }
 
 #[test]
@@ -125,54 +83,18 @@ fn bad_input_exits_2_naming_the_field_and_allowed_values() {
     rejects(
         "policy",
         &["run", "-p", "v3"],
-        &[
-            "--policies",
-            "unknown policy `v3`",
-            "v1, v2-flush-bool, v2-step3-down, v2-posted, pre-fix",
-        ],
+        &["--policies", "unknown policy `v3`", "v1, v2-flush-bool, v2-step3-down, v2-posted, pre-fix"],
     );
-    rejects(
-        "param",
-        &["run", "-p", "v2-posted:recheck=1"],
-        &["unknown field `recheck`", "recheck_always"],
-    );
-    rejects(
-        "preset",
-        &["run", "-w", "uffd"],
-        &["uffd", "uffd-private", "mixed"],
-    );
-    rejects(
-        "zero threads",
-        &["run", "--threads", "collapsers=0"],
-        &["threads.collapsers", "allowed 1..="],
-    );
-    rejects(
-        "absurd threads",
-        &["run", "--threads", "readers=100000"],
-        &["threads", "allowed 1..=1024"],
-    );
-    rejects(
-        "unknown kind",
-        &["run", "--threads", "readerz=1"],
-        &["threads.readerz", "readers"],
-    );
-    rejects(
-        "density",
-        &["run", "--set", "density=513"],
-        &["density", "0..=512"],
-    );
-    rejects(
-        "duration",
-        &["run", "--duration", "soon"],
-        &["--duration", "5s"],
-    );
+    rejects("param", &["run", "-p", "v2-posted:recheck=1"], &["unknown field `recheck`", "recheck_always"]);
+    rejects("preset", &["run", "-w", "uffd"], &["uffd", "uffd-private", "mixed"]);
+    rejects("zero threads", &["run", "--threads", "collapsers=0"], &["threads.collapsers", "allowed 1..="]);
+    rejects("absurd threads", &["run", "--threads", "readers=100000"], &["threads", "allowed 1..=1024"]);
+    rejects("unknown kind", &["run", "--threads", "readerz=1"], &["threads.readerz", "readers"]);
+    rejects("density", &["run", "--set", "density=513"], &["density", "0..=512"]);
+    rejects("duration", &["run", "--duration", "soon"], &["--duration", "5s"]);
     rejects("ops", &["run", "--ops", "0"], &["--ops"]);
     let dir = scratch("toml");
     let file = dir.join("bad.toml");
     std::fs::write(&file, "name = \"x\"\nranges = 2\ndensty = 5\n").unwrap();
-    rejects(
-        "toml key",
-        &["run", "--scenario", file.to_str().unwrap()],
-        &["bad.toml", "densty", "density"],
-    );
+    rejects("toml key", &["run", "--scenario", file.to_str().unwrap()], &["bad.toml", "densty", "density"]);
 }

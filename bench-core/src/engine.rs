@@ -8,6 +8,7 @@
 use crate::mm::LockId;
 use crate::policy::{DynPolicy, ScanResult};
 use crate::primitives::Cx;
+use crate::pte::{Pfn, Pte};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -51,21 +52,44 @@ impl Step {
     }
 }
 
-/// A shared-state access that another CPU could interleave with.
+/// Something a model CPU does that another CPU could interleave with (a
+/// scheduling point), or that a timeline shows (trace-only events).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// About to wait for a spinlock.
     Lock(LockId),
-    /// About to try a spinlock.
-    Trylock(LockId),
+    /// About to try a spinlock; `bool` is the outcome (trace) or false (point).
+    Trylock(LockId, bool),
     /// Just released a spinlock.
     Unlock(LockId),
     /// A lockless read of a PMD or PTE.
     LocklessRead,
-    /// A TLB lookup or fill.
-    TlbAccess,
-    /// A page lock, reference or flag change.
-    PageOp,
+    /// A TLB lookup or fill of a virtual page.
+    TlbAccess(u64),
+    /// A page lock, reference or flag change on a frame.
+    PageOp(Pfn),
+    /// Waiting for a page table to come back from a grace period.
+    TableAlloc,
+    /// Waiting for the page lock of a frame.
+    PageLock(Pfn),
+    /// (trace) `ptep_clear` of entry idx.
+    PteClear(u16),
+    /// (trace) `set_pte_at` of entry idx.
+    PteSet(u16, Pte),
+    /// (trace) PMD cleared by `pmdp_collapse_flush` (or a zap).
+    PmdClear,
+    /// (trace) huge PMD installed.
+    PmdHuge,
+    /// (trace) `flush_tlb_mm`.
+    FlushMm,
+    /// (trace) range flush.
+    FlushRange,
+    /// (trace) `pte_free_defer` of a table.
+    TableFree(u32),
+    /// (trace) a collapse step began.
+    Step(Step),
+    /// (trace) the collapse returned.
+    Returned(ScanResult),
 }
 
 /// What a model CPU runs on.
@@ -78,25 +102,24 @@ pub trait Engine: Sized {
 
     /// Time now, ns (wall clock or virtual).
     fn now_ns(&mut self) -> u64;
-    /// Busy-wait until `ready` (a spinlock waiter: burns its CPU).
-    fn spin_until(&mut self, ready: impl FnMut() -> bool);
+    /// Busy-wait until `ready` (a spinlock waiter: burns its CPU); `on` says
+    /// what for. `ready` may take what it waits for (a hand-off) and is not
+    /// called again once it returned true.
+    fn spin_until(&mut self, on: Event, ready: impl FnMut() -> bool);
     /// Block until `ready` (a sleeping lock: gives its CPU away).
-    fn sleep_until(&mut self, ready: impl FnMut() -> bool);
+    fn sleep_until(&mut self, on: Event, ready: impl FnMut() -> bool);
     /// Keep the CPU busy for `ns` (work done while holding a lock, say).
     fn busy_wait(&mut self, ns: u64);
     /// Give the CPU away for `ns` (an actor's think time between operations).
     fn idle(&mut self, ns: u64);
     /// Another CPU may run here.
     fn sched_point(&mut self, cpu: u32, ev: Event);
+    /// Record `ev` for a timeline (engines that keep none ignore it).
+    fn trace(&mut self, cpu: u32, ev: Event);
     /// The CPU reached a named step of a collapse.
     fn step(&mut self, cpu: u32, step: Step);
     /// Run `policy` on this engine (static dispatch inside).
-    fn collapse(
-        policy: &dyn DynPolicy,
-        cx: &mut Cx<'_, Self>,
-        haddr: u64,
-        install_pmd: bool,
-    ) -> ScanResult;
+    fn collapse(policy: &dyn DynPolicy, cx: &mut Cx<'_, Self>, haddr: u64, install_pmd: bool) -> ScanResult;
 }
 
 /// A test hook: called on the collapsing CPU at every step; may block to
@@ -116,11 +139,7 @@ impl Native {
     /// a preempted lock holder can run (the kernel would not; see the
     /// README on oversubscription).
     pub fn new(base: Instant, hook: Option<StepHook>, oversubscribed: bool) -> Self {
-        Native {
-            base,
-            hook,
-            yield_while_spinning: oversubscribed,
-        }
+        Native { base, hook, yield_while_spinning: oversubscribed }
     }
 }
 
@@ -134,7 +153,7 @@ impl Engine for Native {
     }
 
     #[inline]
-    fn spin_until(&mut self, mut ready: impl FnMut() -> bool) {
+    fn spin_until(&mut self, _on: Event, mut ready: impl FnMut() -> bool) {
         let mut spins = 0u32;
         while !ready() {
             std::hint::spin_loop();
@@ -145,7 +164,7 @@ impl Engine for Native {
         }
     }
 
-    fn sleep_until(&mut self, mut ready: impl FnMut() -> bool) {
+    fn sleep_until(&mut self, _on: Event, mut ready: impl FnMut() -> bool) {
         let mut spins = 0u32;
         while !ready() {
             spins += 1;
@@ -176,6 +195,9 @@ impl Engine for Native {
     #[inline(always)]
     fn sched_point(&mut self, _cpu: u32, _ev: Event) {}
 
+    #[inline(always)]
+    fn trace(&mut self, _cpu: u32, _ev: Event) {}
+
     #[inline]
     fn step(&mut self, cpu: u32, step: Step) {
         if let Some(hook) = &self.hook {
@@ -183,12 +205,7 @@ impl Engine for Native {
         }
     }
 
-    fn collapse(
-        policy: &dyn DynPolicy,
-        cx: &mut Cx<'_, Self>,
-        haddr: u64,
-        install_pmd: bool,
-    ) -> ScanResult {
+    fn collapse(policy: &dyn DynPolicy, cx: &mut Cx<'_, Self>, haddr: u64, install_pmd: bool) -> ScanResult {
         policy.collapse_native(cx, haddr, install_pmd)
     }
 }

@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+pub mod controlled;
 pub mod engine;
 pub mod metrics;
 pub mod mm;

@@ -102,8 +102,7 @@ fn new_hist() -> Histogram<u64> {
 }
 
 fn record(slot: &mut Option<Box<Histogram<u64>>>, v: u64) {
-    slot.get_or_insert_with(|| Box::new(new_hist()))
-        .saturating_record(v.max(1));
+    slot.get_or_insert_with(|| Box::new(new_hist())).saturating_record(v.max(1));
 }
 
 /// Event counters.
@@ -162,15 +161,8 @@ pub struct Metrics {
 impl Metrics {
     /// Record a collapse's latency and result.
     pub fn record_collapse(&mut self, result: ScanResult, ns: u64) {
-        self.collapse
-            .entry(result)
-            .or_insert_with(|| Box::new(new_hist()))
-            .saturating_record(ns.max(1));
-        *self
-            .counters
-            .results
-            .entry(result.name().to_owned())
-            .or_default() += 1;
+        self.collapse.entry(result).or_insert_with(|| Box::new(new_hist())).saturating_record(ns.max(1));
+        *self.counters.results.entry(result.name().to_owned()).or_default() += 1;
     }
 
     /// Record how long `role` held a lock of `class`.
@@ -195,17 +187,11 @@ impl Metrics {
     pub fn merge(&mut self, o: &Metrics) {
         let add = |a: &mut Option<Box<Histogram<u64>>>, b: &Option<Box<Histogram<u64>>>| {
             if let Some(b) = b {
-                a.get_or_insert_with(|| Box::new(new_hist()))
-                    .add(&**b)
-                    .expect("same bounds");
+                a.get_or_insert_with(|| Box::new(new_hist())).add(&**b).expect("same bounds");
             }
         };
         for (k, h) in &o.collapse {
-            self.collapse
-                .entry(*k)
-                .or_insert_with(|| Box::new(new_hist()))
-                .add(&**h)
-                .expect("same bounds");
+            self.collapse.entry(*k).or_insert_with(|| Box::new(new_hist())).add(&**h).expect("same bounds");
         }
         for r in 0..ROLES {
             for c in 0..CLASSES {
@@ -229,11 +215,7 @@ impl Metrics {
     /// Serializable summary of everything.
     pub fn summary(&self) -> MetricsSummary {
         let mut s = MetricsSummary {
-            collapse_latency_ns: self
-                .collapse
-                .iter()
-                .map(|(k, h)| (k.name().to_owned(), HistSummary::of(h)))
-                .collect(),
+            collapse_latency_ns: self.collapse.iter().map(|(k, h)| (k.name().to_owned(), HistSummary::of(h))).collect(),
             counters: self.counters.clone(),
             ..Default::default()
         };
@@ -251,8 +233,7 @@ impl Metrics {
                 }
             }
             if let Some(h) = &self.op[role as usize] {
-                s.op_latency_ns
-                    .insert(role.name().to_owned(), HistSummary::of(h));
+                s.op_latency_ns.insert(role.name().to_owned(), HistSummary::of(h));
             }
         }
         s
@@ -287,12 +268,7 @@ impl HistSummary {
     pub fn of(h: &Histogram<u64>) -> HistSummary {
         let mut cdf: Vec<(u64, f64)> = h
             .iter_quantiles(1)
-            .map(|v| {
-                (
-                    h.highest_equivalent(v.value_iterated_to()),
-                    v.quantile_iterated_to(),
-                )
-            })
+            .map(|v| (h.highest_equivalent(v.value_iterated_to()), v.quantile_iterated_to()))
             .collect();
         cdf.dedup_by_key(|p| p.0);
         HistSummary {
@@ -342,9 +318,6 @@ mod tests {
         assert_eq!(s.collapse_latency_ns["SCAN_SUCCEED"].count, 1);
         assert_eq!(s.counters.results["SCAN_SUCCEED"], 1);
         assert_eq!(s.counters.recheck_passes, 2);
-        assert_eq!(
-            installer_name(installer_code(Role::Uffd, 3) + 1),
-            "uffd on CPU 3"
-        );
+        assert_eq!(installer_name(installer_code(Role::Uffd, 3) + 1), "uffd on CPU 3");
     }
 }

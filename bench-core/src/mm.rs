@@ -12,8 +12,8 @@ use crate::oracle::{Oracle, Violation, Violations};
 use crate::page::{PageArray, PG_SHMEM};
 use crate::pgtable::{PmdTables, TablePool};
 use crate::pte::{
-    Pfn, Pmd, PmdKind, Pte, HPAGE_PMD_NR, HPAGE_PMD_ORDER, HPAGE_PMD_SIZE, PAGE_SHIFT, PAGE_SIZE,
-    PMD_TABLE_SPAN, PTRS_PER_PTE,
+    Pfn, Pmd, PmdKind, Pte, HPAGE_PMD_NR, HPAGE_PMD_ORDER, HPAGE_PMD_SIZE, PAGE_SHIFT, PAGE_SIZE, PMD_TABLE_SPAN,
+    PTRS_PER_PTE,
 };
 use crate::rcu::Rcu;
 use crate::spinlock::SpinLock;
@@ -63,20 +63,11 @@ pub enum MmCounter {
 
 impl MmCounter {
     /// Every counter.
-    pub const ALL: [MmCounter; 4] = [
-        MmCounter::FilePages,
-        MmCounter::AnonPages,
-        MmCounter::SwapEnts,
-        MmCounter::ShmemPages,
-    ];
+    pub const ALL: [MmCounter; 4] =
+        [MmCounter::FilePages, MmCounter::AnonPages, MmCounter::SwapEnts, MmCounter::ShmemPages];
     /// The kernel's name for it.
     pub fn name(self) -> &'static str {
-        [
-            "MM_FILEPAGES",
-            "MM_ANONPAGES",
-            "MM_SWAPENTS",
-            "MM_SHMEMPAGES",
-        ][self as usize]
+        ["MM_FILEPAGES", "MM_ANONPAGES", "MM_SWAPENTS", "MM_SHMEMPAGES"][self as usize]
     }
 }
 
@@ -134,11 +125,7 @@ pub enum LockClass {
 
 impl LockClass {
     /// Every class.
-    pub const ALL: [LockClass; 3] = [
-        LockClass::PageTableLock,
-        LockClass::PmdLock,
-        LockClass::PteLock,
-    ];
+    pub const ALL: [LockClass; 3] = [LockClass::PageTableLock, LockClass::PmdLock, LockClass::PteLock];
     /// Short name.
     pub fn name(self) -> &'static str {
         ["page_table_lock", "pml", "ptl"][self as usize]
@@ -202,10 +189,7 @@ impl Mm {
             return invalid("ranges", format!("{nr} ranges; allowed 1..=65536"));
         }
         if config.density as usize > PTRS_PER_PTE {
-            return invalid(
-                "density",
-                format!("{}; allowed 0..=512 present PTEs per table", config.density),
-            );
+            return invalid("density", format!("{}; allowed 0..=512 present PTEs per table", config.density));
         }
         if config.cpus == 0 || config.cpus > 4096 {
             return invalid("cpus", format!("{}; allowed 1..=4096", config.cpus));
@@ -213,7 +197,8 @@ impl Mm {
         if config.split_pmd_ptlocks && !config.split_pte_ptlocks {
             return invalid(
                 "split_pmd_ptlocks",
-                "split PMD locks need split PTE locks too (as USE_SPLIT_PMD_PTLOCKS implies USE_SPLIT_PTE_PTLOCKS)".into(),
+                "split PMD locks need split PTE locks too (as USE_SPLIT_PMD_PTLOCKS implies USE_SPLIT_PTE_PTLOCKS)"
+                    .into(),
             );
         }
         let pmd_tables = nr.div_ceil(RANGES_PER_PMD_TABLE);
@@ -223,15 +208,9 @@ impl Mm {
         let slots = nr as usize + config.spare_tables as usize;
         let tables = TablePool::new(slots)?;
         let pmds = PmdTables::new(pmd_tables as usize)?;
-        let locks = (0..1 + pmd_tables as usize + slots)
-            .map(|_| SpinLock::default())
-            .collect();
+        let locks = (0..1 + pmd_tables as usize + slots).map(|_| SpinLock::default()).collect();
         let cpus = config.cpus as usize;
-        let shmem = if config.file == FileKind::Shmem {
-            PG_SHMEM
-        } else {
-            0
-        };
+        let shmem = if config.file == FileKind::Shmem { PG_SHMEM } else { 0 };
         let vmas = (0..nr)
             .map(|r| Vma {
                 start: range_addr(r),
@@ -246,9 +225,7 @@ impl Mm {
             pmds,
             locks,
             vmas,
-            percpu: (0..cpus)
-                .map(|_| CachePadded::new(PerCpu::default()))
-                .collect(),
+            percpu: (0..cpus).map(|_| CachePadded::new(PerCpu::default())).collect(),
             tlbs: Tlbs::new(cpus),
             rcu: Rcu::new(cpus),
             violations: Violations::default(),
@@ -259,29 +236,19 @@ impl Mm {
             let head = mm.file_hpage(r);
             mm.pages.make_compound(head, HPAGE_PMD_ORDER, shmem);
             // The page cache's own references: one per subpage.
-            mm.pages
-                .get(head)
-                .refcount
-                .store(HPAGE_PMD_NR as i32, Ordering::Relaxed);
+            mm.pages.get(head).refcount.store(HPAGE_PMD_NR as i32, Ordering::Relaxed);
             for i in 0..HPAGE_PMD_NR {
-                mm.pages
-                    .get(head.nth(i))
-                    .tag
-                    .store(vpn(range_addr(r)) + i as u64, Ordering::Relaxed);
+                mm.pages.get(head.nth(i)).tag.store(vpn(range_addr(r)) + i as u64, Ordering::Relaxed);
             }
             let slot = mm.tables.alloc().expect("one table per range is reserved");
             mm.populate_table(0, r, slot);
-            mm.pmds
-                .entry(pmd_table_of(r), pmd_slot_of(r))
-                .store(Pmd::table(slot).0, Ordering::Release);
+            mm.pmds.entry(pmd_table_of(r), pmd_slot_of(r)).store(Pmd::table(slot).0, Ordering::Release);
             mm.percpu[0].nr_ptes.fetch_add(1, Ordering::Relaxed);
         }
         for t in 0..pmd_tables {
             let head = mm.neighbour_hpage(t);
             mm.pages.make_compound(head, HPAGE_PMD_ORDER, 0);
-            mm.pmds
-                .entry(t, NEIGHBOUR_SLOT)
-                .store(Pmd::huge(head).0, Ordering::Release);
+            mm.pmds.entry(t, NEIGHBOUR_SLOT).store(Pmd::huge(head).0, Ordering::Release);
         }
         Ok(mm)
     }
@@ -326,23 +293,15 @@ impl Mm {
                 n += 1;
             }
         }
-        self.pages
-            .get(head)
-            .refcount
-            .fetch_add(n as i32, Ordering::Relaxed);
+        self.pages.get(head).refcount.fetch_add(n as i32, Ordering::Relaxed);
         self.add_counter(cpu, self.file_counter(), n as i64);
         n
     }
 
     /// Set one PTE to a file subpage and add its rmap (caller does refcount and counter).
     fn map_file_pte(&self, slot: u32, i: usize, page: Pfn) {
-        self.pages
-            .get(page)
-            .mapcount
-            .fetch_add(1, Ordering::Relaxed);
-        self.tables
-            .entry(slot, i)
-            .store(Pte::present(page).0, Ordering::Release);
+        self.pages.get(page).mapcount.fetch_add(1, Ordering::Relaxed);
+        self.tables.entry(slot, i).store(Pte::present(page).0, Ordering::Release);
     }
 
     /// The lock `pmd_lockptr()` returns for PMD table `t`.
@@ -390,16 +349,9 @@ impl Mm {
     }
 
     /// Every lock with its name, class and totals.
-    pub fn lock_stats(
-        &self,
-    ) -> impl Iterator<Item = (LockId, LockClass, crate::spinlock::LockStats)> + '_ {
-        (0..self.locks.len() as u32).map(move |i| {
-            (
-                LockId(i),
-                self.lock_class(LockId(i)),
-                self.locks[i as usize].stats(),
-            )
-        })
+    pub fn lock_stats(&self) -> impl Iterator<Item = (LockId, LockClass, crate::spinlock::LockStats)> + '_ {
+        (0..self.locks.len() as u32)
+            .map(move |i| (LockId(i), self.lock_class(LockId(i)), self.locks[i as usize].stats()))
     }
 
     /// `add_mm_counter()` on `cpu`'s share (the kernel's per-CPU rss_stat).
@@ -412,44 +364,28 @@ impl Mm {
 
     /// `get_mm_counter()`: the sum over CPUs.
     pub fn counter(&self, c: MmCounter) -> i64 {
-        self.percpu
-            .iter()
-            .map(|p| p.counters[c as usize].load(Ordering::Relaxed))
-            .sum()
+        self.percpu.iter().map(|p| p.counters[c as usize].load(Ordering::Relaxed)).sum()
     }
 
     /// `mm_inc_nr_ptes()` / `mm_dec_nr_ptes()`.
     pub(crate) fn add_nr_ptes(&self, cpu: u32, delta: i64) {
-        self.percpu[cpu as usize]
-            .nr_ptes
-            .fetch_add(delta, Ordering::Relaxed);
+        self.percpu[cpu as usize].nr_ptes.fetch_add(delta, Ordering::Relaxed);
     }
 
     /// Page tables the mm accounts for (`pgtables_bytes / PAGE_SIZE`).
     pub fn nr_ptes(&self) -> i64 {
-        self.percpu
-            .iter()
-            .map(|p| p.nr_ptes.load(Ordering::Relaxed))
-            .sum()
+        self.percpu.iter().map(|p| p.nr_ptes.load(Ordering::Relaxed)).sum()
     }
 
     pub(crate) fn note_notifier(&self, cpu: u32, start: bool) {
         let p = &self.percpu[cpu as usize];
-        if start {
-            &p.notifier_start
-        } else {
-            &p.notifier_end
-        }
-        .fetch_add(1, Ordering::Relaxed);
+        if start { &p.notifier_start } else { &p.notifier_end }.fetch_add(1, Ordering::Relaxed);
     }
 
     /// mmu-notifier invalidations started and ended so far.
     pub fn notifier_counts(&self) -> (u64, u64) {
         self.percpu.iter().fold((0, 0), |(s, e), p| {
-            (
-                s + p.notifier_start.load(Ordering::Relaxed),
-                e + p.notifier_end.load(Ordering::Relaxed),
-            )
+            (s + p.notifier_start.load(Ordering::Relaxed), e + p.notifier_end.load(Ordering::Relaxed))
         })
     }
 
@@ -460,12 +396,7 @@ impl Mm {
 
     /// Record a violation.
     pub fn report(&self, oracle: Oracle, cpu: Option<u32>, step: Option<&str>, message: String) {
-        self.violations.push(Violation {
-            oracle,
-            cpu,
-            step: step.map(str::to_owned),
-            message,
-        });
+        self.violations.push(Violation { oracle, cpu, step: step.map(str::to_owned), message });
     }
 
     /// `exit_mmap()` then `check_mm()`: unmap everything, free every table,
@@ -475,12 +406,7 @@ impl Mm {
     pub fn exit_mmap(&self) -> Vec<Violation> {
         let mut found = vec![];
         let mut report = |oracle, message: String| {
-            let v = Violation {
-                oracle,
-                cpu: None,
-                step: Some("exit_mmap".into()),
-                message,
-            };
+            let v = Violation { oracle, cpu: None, step: Some("exit_mmap".into()), message };
             self.violations.push(v.clone());
             found.push(v);
         };
@@ -503,10 +429,7 @@ impl Mm {
                             // No CPU runs the mm any more: nothing to flush first.
                             if let Some(page) = self.zap_pte(0, slot, i, &mut report) {
                                 if let Err(e) = self.pages.free_anon(page) {
-                                    report(
-                                        Oracle::UseAfterFree,
-                                        format!("exit_mmap: free_page: {e:?}"),
-                                    );
+                                    report(Oracle::UseAfterFree, format!("exit_mmap: free_page: {e:?}"));
                                 }
                             }
                         }
@@ -523,10 +446,7 @@ impl Mm {
             if val != 0 {
                 report(
                     Oracle::Accounting,
-                    format!(
-                        "BUG: Bad rss-counter state mm:{mm_addr:016x} type:{} val:{val}",
-                        c.name()
-                    ),
+                    format!("BUG: Bad rss-counter state mm:{mm_addr:016x} type:{} val:{val}", c.name()),
                 );
             }
         }
@@ -534,34 +454,28 @@ impl Mm {
         if nr_ptes != 0 {
             report(
                 Oracle::Accounting,
-                format!(
-                    "BUG: non-zero pgtables_bytes on freeing mm: {}",
-                    nr_ptes * PAGE_SIZE as i64
-                ),
+                format!("BUG: non-zero pgtables_bytes on freeing mm: {}", nr_ptes * PAGE_SIZE as i64),
             );
         }
         if self.tables.in_use() != 0 {
             report(
                 Oracle::Accounting,
-                format!(
-                    "{} PTE tables still allocated after exit_mmap (leaked)",
-                    self.tables.in_use()
-                ),
+                format!("{} PTE tables still allocated after exit_mmap (leaked)", self.tables.in_use()),
             );
         }
         for r in 0..self.nr_ranges() {
             let head = self.file_hpage(r);
             let refs = self.pages.get(head).refcount.load(Ordering::Relaxed);
             if refs != HPAGE_PMD_NR as i32 {
-                report(Oracle::Accounting, format!("hpage {head} refcount {refs} after exit_mmap, expected {HPAGE_PMD_NR} (page cache only)"));
+                report(
+                    Oracle::Accounting,
+                    format!("hpage {head} refcount {refs} after exit_mmap, expected {HPAGE_PMD_NR} (page cache only)"),
+                );
             }
             for i in 0..HPAGE_PMD_NR {
                 let m = self.pages.get(head.nth(i)).mapcount.load(Ordering::Relaxed);
                 if m != 0 {
-                    report(
-                        Oracle::Accounting,
-                        format!("subpage {} of hpage {head} mapcount {m} after exit_mmap", i),
-                    );
+                    report(Oracle::Accounting, format!("subpage {} of hpage {head} mapcount {m} after exit_mmap", i));
                 }
             }
         }
@@ -604,25 +518,16 @@ impl Mm {
                 if after == 0 {
                     return Some(pfn);
                 }
-                report(
-                    Oracle::Accounting,
-                    format!("anon {pfn} refcount {after} after its only unmap"),
-                );
+                report(Oracle::Accounting, format!("anon {pfn} refcount {after} after its only unmap"));
             } else {
                 let head = Pfn(pfn.0 & !(HPAGE_PMD_NR as u32 - 1));
-                self.pages
-                    .get(head)
-                    .refcount
-                    .fetch_sub(1, Ordering::Relaxed);
+                self.pages.get(head).refcount.fetch_sub(1, Ordering::Relaxed);
                 self.add_counter(cpu, self.file_counter(), -1);
             }
         } else if pte.is_swap() {
             self.add_counter(cpu, MmCounter::SwapEnts, -1);
         } else if let Some(pfn) = pte.migration_pfn() {
-            report(
-                Oracle::Accounting,
-                format!("migration entry for {pfn} left in table at idx {i}"),
-            );
+            report(Oracle::Accounting, format!("migration entry for {pfn} left in table at idx {i}"));
         }
         None
     }
@@ -681,10 +586,7 @@ mod tests {
             assert_eq!(addr_range(range_addr(r)), Some(r));
             assert_eq!(range_addr(r) % HPAGE_PMD_SIZE, 0);
         }
-        assert_eq!(
-            addr_range(MAP_BASE + NEIGHBOUR_SLOT as u64 * HPAGE_PMD_SIZE),
-            None
-        );
+        assert_eq!(addr_range(MAP_BASE + NEIGHBOUR_SLOT as u64 * HPAGE_PMD_SIZE), None);
     }
 
     #[test]
@@ -692,13 +594,7 @@ mod tests {
         let mm = small(3, 512);
         assert_eq!(mm.counter(MmCounter::ShmemPages), 3 * 512);
         assert_eq!(mm.nr_ptes(), 3);
-        assert_eq!(
-            mm.pages
-                .get(mm.file_hpage(1))
-                .refcount
-                .load(Ordering::Relaxed),
-            1024
-        );
+        assert_eq!(mm.pages.get(mm.file_hpage(1)).refcount.load(Ordering::Relaxed), 1024);
         assert!(mm.exit_mmap().is_empty());
     }
 
@@ -716,8 +612,7 @@ mod tests {
         let v = mm.exit_mmap();
         assert_eq!(v.len(), 1);
         assert!(
-            v[0].message.contains("BUG: Bad rss-counter state")
-                && v[0].message.ends_with("type:MM_ANONPAGES val:1"),
+            v[0].message.contains("BUG: Bad rss-counter state") && v[0].message.ends_with("type:MM_ANONPAGES val:1"),
             "{}",
             v[0]
         );

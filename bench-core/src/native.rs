@@ -74,18 +74,10 @@ pub fn available_cores() -> usize {
 /// Run `actors` (actor `i` on model CPU `i`) until `opts.limit`.
 pub fn run_native<A: Actor>(mm: &Mm, actors: Vec<A>, opts: &NativeOptions) -> NativeRun {
     let threads = actors.len();
-    assert!(
-        threads as u32 <= mm.config.cpus,
-        "{threads} actors but the model has {} CPUs",
-        mm.config.cpus
-    );
+    assert!(threads as u32 <= mm.config.cpus, "{threads} actors but the model has {} CPUs", mm.config.cpus);
     let cores = available_cores();
     let oversubscribed = threads > cores;
-    let core_ids = if opts.pin && !oversubscribed {
-        core_affinity::get_core_ids()
-    } else {
-        None
-    };
+    let core_ids = if opts.pin && !oversubscribed { core_affinity::get_core_ids() } else { None };
     let pinned = core_ids.as_ref().is_some_and(|ids| ids.len() >= threads);
     let stop = AtomicBool::new(false);
     let done_ops = AtomicU64::new(0);
@@ -103,11 +95,7 @@ pub fn run_native<A: Actor>(mm: &Mm, actors: Vec<A>, opts: &NativeOptions) -> Na
             .enumerate()
             .map(|(cpu, mut actor)| {
                 let (stop, done_ops, barrier) = (&stop, &done_ops, &barrier);
-                let core = if pinned {
-                    core_ids.as_ref().map(|ids| ids[cpu])
-                } else {
-                    None
-                };
+                let core = if pinned { core_ids.as_ref().map(|ids| ids[cpu]) } else { None };
                 let hook = opts.hook.clone();
                 s.spawn(move |_| {
                     if let Some(core) = core {
@@ -117,9 +105,7 @@ pub fn run_native<A: Actor>(mm: &Mm, actors: Vec<A>, opts: &NativeOptions) -> Na
                     let mut cx = Cx::new(mm, cpu as u32, actor.role(), engine);
                     barrier.wait();
                     while !stop.load(Ordering::Relaxed) {
-                        if actor.op(&mut cx)
-                            && done_ops.fetch_add(1, Ordering::Relaxed) + 1 >= target_ops
-                        {
+                        if actor.op(&mut cx) && done_ops.fetch_add(1, Ordering::Relaxed) + 1 >= target_ops {
                             stop.store(true, Ordering::Relaxed);
                         }
                     }
@@ -130,9 +116,7 @@ pub fn run_native<A: Actor>(mm: &Mm, actors: Vec<A>, opts: &NativeOptions) -> Na
         barrier.wait();
         let start = Instant::now();
         while !stop.load(Ordering::Relaxed) && start.elapsed() < deadline {
-            std::thread::sleep(
-                Duration::from_millis(1).min(deadline.saturating_sub(start.elapsed())),
-            );
+            std::thread::sleep(Duration::from_millis(1).min(deadline.saturating_sub(start.elapsed())));
         }
         stop.store(true, Ordering::Relaxed);
         for h in handles {
@@ -144,13 +128,5 @@ pub fn run_native<A: Actor>(mm: &Mm, actors: Vec<A>, opts: &NativeOptions) -> Na
         wall = start.elapsed();
     })
     .unwrap_or_else(|p| std::panic::resume_unwind(p));
-    NativeRun {
-        metrics: merged,
-        wall,
-        threads,
-        cores,
-        pinned,
-        oversubscribed,
-        ops: done_ops.load(Ordering::Relaxed),
-    }
+    NativeRun { metrics: merged, wall, threads, cores, pinned, oversubscribed, ops: done_ops.load(Ordering::Relaxed) }
 }

@@ -84,8 +84,7 @@ impl Page {
     /// A queued sleeper's attempt: take a lock handed over by
     /// `unlock_page()`, or a free one. Leaves the queue on success.
     pub(crate) fn lock_or_take_handoff(&self) -> bool {
-        let got =
-            self.flags.fetch_and(!PG_HANDOFF, Ordering::AcqRel) & PG_HANDOFF != 0 || self.trylock();
+        let got = self.flags.fetch_and(!PG_HANDOFF, Ordering::AcqRel) & PG_HANDOFF != 0 || self.trylock();
         if got {
             self.lock_waiters.fetch_sub(1, Ordering::SeqCst);
         }
@@ -127,17 +126,9 @@ impl PageArray {
         let map = MmapMut::map_anon(frames * std::mem::size_of::<Page>())?;
         let anon_base = (frames - anon) as u32;
         let free_anon = ArrayQueue::new(anon.max(1));
-        let pages = PageArray {
-            map,
-            len: frames,
-            anon_base,
-            free_anon,
-        };
+        let pages = PageArray { map, len: frames, anon_base, free_anon };
         for pfn in anon_base..frames as u32 {
-            pages
-                .get(Pfn(pfn))
-                .flags
-                .store(PG_FREE | PG_ANON, Ordering::Relaxed);
+            pages.get(Pfn(pfn)).flags.store(PG_FREE | PG_ANON, Ordering::Relaxed);
             let _ = pages.free_anon.push(pfn);
         }
         Ok(pages)
@@ -171,14 +162,9 @@ impl PageArray {
     /// Set up a compound page of `1 << order` frames starting at `head`.
     pub(crate) fn make_compound(&self, head: Pfn, order: u32, extra_flags: u32) {
         let n = 1usize << order;
-        self.get(head).flags.store(
-            PG_HEAD | extra_flags | (order << ORDER_SHIFT),
-            Ordering::Relaxed,
-        );
+        self.get(head).flags.store(PG_HEAD | extra_flags | (order << ORDER_SHIFT), Ordering::Relaxed);
         for i in 1..n {
-            self.get(head.nth(i))
-                .flags
-                .store(PG_TAIL | extra_flags, Ordering::Relaxed);
+            self.get(head.nth(i)).flags.store(PG_TAIL | extra_flags, Ordering::Relaxed);
         }
     }
 
@@ -209,9 +195,7 @@ impl PageArray {
         page.installer.store(0, Ordering::Relaxed);
         // Poison the content so a reader through a stale TLB sees a mismatch.
         page.tag.store(u64::MAX, Ordering::Relaxed);
-        self.free_anon
-            .push(pfn.0)
-            .expect("anon free list holds every pool frame");
+        self.free_anon.push(pfn.0).expect("anon free list holds every pool frame");
         Ok(())
     }
 
@@ -237,10 +221,7 @@ mod tests {
         assert_eq!(pages.anon_in_use(), 1);
         assert_eq!(pages.free_anon(p), Ok(()));
         assert_eq!(pages.free_anon(p), Err(AllocError::DoubleFree(p)));
-        assert_eq!(
-            pages.free_anon(Pfn(513)),
-            Err(AllocError::NotAnon(Pfn(513)))
-        );
+        assert_eq!(pages.free_anon(Pfn(513)), Err(AllocError::NotAnon(Pfn(513))));
         assert_eq!(std::mem::size_of::<Page>(), 64);
     }
 }

@@ -38,15 +38,8 @@ impl TablePool {
         for s in 0..slots as u32 {
             let _ = free.push(s);
         }
-        let state = (0..slots)
-            .map(|_| AtomicU8::new(TableState::Free as u8))
-            .collect();
-        Ok(TablePool {
-            map,
-            slots,
-            state,
-            free,
-        })
+        let state = (0..slots).map(|_| AtomicU8::new(TableState::Free as u8)).collect();
+        Ok(TablePool { map, slots, state, free })
     }
 
     /// Entry `idx` of table `slot`.
@@ -114,10 +107,7 @@ pub struct PmdTables {
 impl PmdTables {
     /// `tables` PMD tables, every entry none.
     pub fn new(tables: usize) -> std::io::Result<Self> {
-        Ok(PmdTables {
-            map: MmapMut::map_anon(tables.max(1) * PTRS_PER_PMD * 8)?,
-            tables,
-        })
+        Ok(PmdTables { map: MmapMut::map_anon(tables.max(1) * PTRS_PER_PMD * 8)?, tables })
     }
 
     /// Entry `idx` of PMD table `table`.
@@ -125,10 +115,7 @@ impl PmdTables {
     pub fn entry(&self, table: u32, idx: u32) -> &AtomicU64 {
         assert!((table as usize) < self.tables && (idx as usize) < PTRS_PER_PMD);
         // SAFETY: as for TablePool::entry.
-        unsafe {
-            &*(self.map.as_ptr() as *const AtomicU64)
-                .add(table as usize * PTRS_PER_PMD + idx as usize)
-        }
+        unsafe { &*(self.map.as_ptr() as *const AtomicU64).add(table as usize * PTRS_PER_PMD + idx as usize) }
     }
 
     /// Read a PMD entry.

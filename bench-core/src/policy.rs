@@ -6,6 +6,7 @@
 //! [`Engine`], so the native engine compiles it to straight-line code with
 //! no dynamic dispatch per primitive.
 
+use crate::controlled::Controlled;
 use crate::engine::{Engine, Native};
 use crate::primitives::Cx;
 use serde::de::DeserializeOwned;
@@ -105,8 +106,9 @@ pub trait DynPolicy: Send + Sync {
     /// (`v2-flush-bool:recheck_always=true`).
     fn label(&self) -> String;
     /// Run on the native engine.
-    fn collapse_native(&self, cx: &mut Cx<'_, Native>, haddr: u64, install_pmd: bool)
-        -> ScanResult;
+    fn collapse_native(&self, cx: &mut Cx<'_, Native>, haddr: u64, install_pmd: bool) -> ScanResult;
+    /// Run on the controlled engine.
+    fn collapse_controlled(&self, cx: &mut Cx<'_, Controlled<'_>>, haddr: u64, install_pmd: bool) -> ScanResult;
 }
 
 impl<P: CollapsePolicy> DynPolicy for P {
@@ -131,12 +133,10 @@ impl<P: CollapsePolicy> DynPolicy for P {
         }
         label
     }
-    fn collapse_native(
-        &self,
-        cx: &mut Cx<'_, Native>,
-        haddr: u64,
-        install_pmd: bool,
-    ) -> ScanResult {
+    fn collapse_native(&self, cx: &mut Cx<'_, Native>, haddr: u64, install_pmd: bool) -> ScanResult {
+        self.collapse(cx, haddr, install_pmd)
+    }
+    fn collapse_controlled(&self, cx: &mut Cx<'_, Controlled<'_>>, haddr: u64, install_pmd: bool) -> ScanResult {
         self.collapse(cx, haddr, install_pmd)
     }
 }
@@ -160,13 +160,9 @@ pub fn entry<P: CollapsePolicy>() -> PolicyEntry {
         name: P::NAME,
         summary: P::SUMMARY,
         build: |v| {
-            let v = if v.is_null() {
-                serde_json::json!({})
-            } else {
-                v.clone()
-            };
-            let params: P::Params = serde_json::from_value(v)
-                .map_err(|e| format!("parameters of policy {}: {e}", P::NAME))?;
+            let v = if v.is_null() { serde_json::json!({}) } else { v.clone() };
+            let params: P::Params =
+                serde_json::from_value(v).map_err(|e| format!("parameters of policy {}: {e}", P::NAME))?;
             Ok(Arc::new(P::new(params)) as Arc<dyn DynPolicy>)
         },
         default_params: || serde_json::to_value(P::Params::default()).unwrap_or_default(),

@@ -13,15 +13,14 @@
 use crate::engine::{Engine, Event, Step};
 use crate::metrics::{installer_code, installer_name, Metrics, Role};
 use crate::mm::{
-    addr_range, pmd_slot_of, pmd_table_of, vpn, LockClass, LockId, Mm, MmCounter, Vma,
-    VM_UFFD_MINOR, VM_UFFD_MISSING, VM_UFFD_WP,
+    addr_range, pmd_slot_of, pmd_table_of, vpn, LockClass, LockId, Mm, MmCounter, Vma, VM_UFFD_MINOR, VM_UFFD_MISSING,
+    VM_UFFD_WP,
 };
 use crate::oracle::Oracle;
 use crate::pgtable::TableState;
 use crate::policy::{DynPolicy, ScanResult};
 use crate::pte::{
-    Pfn, Pmd, PmdKind, Pte, HPAGE_PMD_MASK, HPAGE_PMD_NR, HPAGE_PMD_SIZE, PAGE_SHIFT, PAGE_SIZE,
-    PTRS_PER_PTE,
+    Pfn, Pmd, PmdKind, Pte, HPAGE_PMD_MASK, HPAGE_PMD_NR, HPAGE_PMD_SIZE, PAGE_SHIFT, PAGE_SIZE, PTRS_PER_PTE,
 };
 use std::sync::atomic::Ordering;
 
@@ -47,10 +46,7 @@ pub struct PteMap {
 impl PteMap {
     /// `start_pte + i`.
     pub fn at(self, i: usize) -> PteRef {
-        PteRef {
-            slot: self.slot,
-            idx: i,
-        }
+        PteRef { slot: self.slot, idx: i }
     }
 }
 
@@ -113,11 +109,7 @@ pub struct Cx<'a, E: Engine> {
 impl<'a, E: Engine> Cx<'a, E> {
     /// Context for model CPU `cpu` acting as `role`.
     pub fn new(mm: &'a Mm, cpu: u32, role: Role, engine: E) -> Self {
-        assert!(
-            cpu < mm.config.cpus,
-            "CPU {cpu} beyond the model's {} CPUs",
-            mm.config.cpus
-        );
+        assert!(cpu < mm.config.cpus, "CPU {cpu} beyond the model's {} CPUs", mm.config.cpus);
         Cx {
             mm,
             engine,
@@ -174,6 +166,7 @@ impl<'a, E: Engine> Cx<'a, E> {
         if step == Step::Recheck {
             self.metrics.counters.recheck_passes += 1;
         }
+        self.engine.trace(self.cpu, Event::Step(step));
         self.engine.step(self.cpu, step);
     }
 
@@ -183,8 +176,7 @@ impl<'a, E: Engine> Cx<'a, E> {
     }
 
     fn violation(&self, oracle: Oracle, message: String) {
-        self.mm
-            .report(oracle, Some(self.cpu), Some(self.step.label()), message);
+        self.mm.report(oracle, Some(self.cpu), Some(self.step.label()), message);
     }
 
     // ---------------------------------------------------------------
@@ -241,17 +233,17 @@ impl<'a, E: Engine> Cx<'a, E> {
     /// `lock_page()`: may sleep.
     pub fn lock_page(&mut self, page: Pfn) {
         self.might_sleep("lock_page");
-        self.engine.sched_point(self.cpu, Event::PageOp);
+        self.engine.sched_point(self.cpu, Event::PageOp(page));
         let p = self.mm.pages.get(page);
         if !p.trylock() {
             p.add_lock_waiter();
-            self.engine.sleep_until(|| p.lock_or_take_handoff());
+            self.engine.sleep_until(Event::PageLock(page), || p.lock_or_take_handoff());
         }
     }
 
     /// `trylock_page()`.
     pub fn trylock_page(&mut self, page: Pfn) -> bool {
-        self.engine.sched_point(self.cpu, Event::PageOp);
+        self.engine.sched_point(self.cpu, Event::PageOp(page));
         self.mm.pages.get(page).trylock()
     }
 
@@ -265,7 +257,7 @@ impl<'a, E: Engine> Cx<'a, E> {
             }
         }
         self.mm.pages.get(page).unlock();
-        self.engine.sched_point(self.cpu, Event::PageOp);
+        self.engine.sched_point(self.cpu, Event::PageOp(page));
     }
 
     fn check_cleared_entries_flushed(&mut self) {
@@ -302,11 +294,7 @@ impl<'a, E: Engine> Cx<'a, E> {
 
     /// `get_page()` (on the compound head).
     pub fn get_page(&mut self, page: Pfn) {
-        self.mm
-            .pages
-            .get(self.compound_head(page))
-            .refcount
-            .fetch_add(1, Ordering::AcqRel);
+        self.mm.pages.get(self.compound_head(page)).refcount.fetch_add(1, Ordering::AcqRel);
     }
 
     /// `put_page()`.
@@ -318,13 +306,7 @@ impl<'a, E: Engine> Cx<'a, E> {
     /// file page reaching zero here is an accounting bug.
     pub fn page_ref_sub(&mut self, page: Pfn, nr: i32) {
         let head = self.compound_head(page);
-        let after = self
-            .mm
-            .pages
-            .get(head)
-            .refcount
-            .fetch_sub(nr, Ordering::AcqRel)
-            - nr;
+        let after = self.mm.pages.get(head).refcount.fetch_sub(nr, Ordering::AcqRel) - nr;
         if after <= 0 && !self.mm.pages.get(head).is_anon() {
             self.violation(
                 Oracle::Accounting,
@@ -393,47 +375,36 @@ impl<'a, E: Engine> Cx<'a, E> {
         } else {
             let t0 = self.engine.now_ns();
             let ticket = lock.take_ticket();
-            self.engine.spin_until(|| lock.is_turn(ticket));
+            self.engine.spin_until(Event::Lock(id), || lock.is_turn(ticket));
             Some(t0)
         };
         let now = self.engine.now_ns();
         let waited = waited.map(|t0| now - t0);
         lock.note_acquired(self.cpu, waited);
         if let Some(w) = waited {
-            self.metrics
-                .record_wait(self.role, self.mm.lock_class(id), w);
+            self.metrics.record_wait(self.role, self.mm.lock_class(id), w);
         }
-        self.held.push(Held {
-            id,
-            since: now,
-            subclass,
-        });
+        self.held.push(Held { id, since: now, subclass });
+        self.engine.trace(self.cpu, Event::Lock(id));
     }
 
     /// `spin_trylock()`: never waits, so it adds no ordering constraint.
     pub fn spin_trylock(&mut self, id: LockId) -> bool {
-        self.engine.sched_point(self.cpu, Event::Trylock(id));
+        self.engine.sched_point(self.cpu, Event::Trylock(id, false));
         if self.held.iter().any(|h| h.id == id) {
             return false;
         }
         let lock = self.mm.lock(id);
-        if lock.try_acquire() {
+        let ok = lock.try_acquire();
+        self.engine.trace(self.cpu, Event::Trylock(id, ok));
+        if ok {
             let now = self.engine.now_ns();
             lock.note_acquired(self.cpu, None);
-            self.held.push(Held {
-                id,
-                since: now,
-                subclass: 0,
-            });
+            self.held.push(Held { id, since: now, subclass: 0 });
             true
         } else {
             let class = self.mm.lock_class(id).name().to_owned();
-            *self
-                .metrics
-                .counters
-                .trylock_failures
-                .entry(class)
-                .or_default() += 1;
+            *self.metrics.counters.trylock_failures.entry(class).or_default() += 1;
             false
         }
     }
@@ -441,25 +412,18 @@ impl<'a, E: Engine> Cx<'a, E> {
     /// `spin_unlock()`.
     pub fn spin_unlock(&mut self, id: LockId) {
         let Some(pos) = self.held.iter().rposition(|h| h.id == id) else {
-            let holder = self
-                .mm
-                .lock(id)
-                .holder()
-                .map_or("nobody".to_owned(), |c| format!("CPU {c}"));
+            let holder = self.mm.lock(id).holder().map_or("nobody".to_owned(), |c| format!("CPU {c}"));
             self.violation(
                 Oracle::LockOrder,
-                format!(
-                    "spin_unlock({}) by a CPU that does not hold it (held by {holder})",
-                    self.mm.lock_name(id)
-                ),
+                format!("spin_unlock({}) by a CPU that does not hold it (held by {holder})", self.mm.lock_name(id)),
             );
             return;
         };
         let h = self.held.remove(pos);
         let held_ns = self.engine.now_ns() - h.since;
-        self.metrics
-            .record_hold(self.role, self.mm.lock_class(id), held_ns);
+        self.metrics.record_hold(self.role, self.mm.lock_class(id), held_ns);
         self.mm.lock(id).release(held_ns);
+        self.engine.trace(self.cpu, Event::Unlock(id));
         self.engine.sched_point(self.cpu, Event::Unlock(id));
     }
 
@@ -476,10 +440,7 @@ impl<'a, E: Engine> Cx<'a, E> {
                         self.mm.lock_name(id)
                     ),
                 );
-                panic!(
-                    "recursive spin_lock({}) would deadlock",
-                    self.mm.lock_name(id)
-                );
+                panic!("recursive spin_lock({}) would deadlock", self.mm.lock_name(id));
             }
             let held = self.mm.lock_class(h.id);
             let ok = match (held, class) {
@@ -504,10 +465,7 @@ impl<'a, E: Engine> Cx<'a, E> {
     /// `lockdep_assert_held()`.
     fn assert_held(&self, id: LockId, what: &str) {
         if !self.held.iter().any(|h| h.id == id) {
-            self.violation(
-                Oracle::LockOrder,
-                format!("{what} without holding {}", self.mm.lock_name(id)),
-            );
+            self.violation(Oracle::LockOrder, format!("{what} without holding {}", self.mm.lock_name(id)));
         }
     }
 
@@ -531,10 +489,7 @@ impl<'a, E: Engine> Cx<'a, E> {
     /// `pmd_offset()` for an address inside the model (None outside it).
     pub fn pmd_offset(addr: u64) -> Option<PmdRef> {
         let r = addr_range(addr)?;
-        Some(PmdRef {
-            table: pmd_table_of(r),
-            idx: pmd_slot_of(r),
-        })
+        Some(PmdRef { table: pmd_table_of(r), idx: pmd_slot_of(r) })
     }
 
     /// `pmdp_get_lockless()`.
@@ -629,17 +584,10 @@ impl<'a, E: Engine> Cx<'a, E> {
     /// pays it (`pmdp_collapse_flush`, or `flush_tlb_mm` on abort).
     pub fn ptep_clear(&mut self, addr: u64, pte: PteRef) {
         self.assert_held(self.mm.pte_lock_id(pte.slot), "ptep_clear");
-        let old = Pte(self
-            .mm
-            .tables
-            .entry(pte.slot, pte.idx)
-            .swap(0, Ordering::AcqRel));
+        let old = Pte(self.mm.tables.entry(pte.slot, pte.idx).swap(0, Ordering::AcqRel));
+        self.engine.trace(self.cpu, Event::PteClear(pte.idx as u16));
         if let (Some(pfn), Some(_)) = (old.pfn(), self.clear_log.hpage) {
-            let tick = if self.mm.config.oracles {
-                self.mm.tlbs.tick()
-            } else {
-                0
-            };
+            let tick = if self.mm.config.oracles { self.mm.tlbs.tick() } else { 0 };
             self.clear_log.cleared.push((vpn(addr), pfn, tick));
         }
     }
@@ -647,20 +595,14 @@ impl<'a, E: Engine> Cx<'a, E> {
     /// `set_pte_at()`.
     pub fn set_pte_at(&mut self, _addr: u64, pte: PteRef, val: Pte) {
         self.assert_held(self.mm.pte_lock_id(pte.slot), "set_pte_at");
-        self.mm
-            .tables
-            .entry(pte.slot, pte.idx)
-            .store(val.0, Ordering::Release);
+        self.mm.tables.entry(pte.slot, pte.idx).store(val.0, Ordering::Release);
+        self.engine.trace(self.cpu, Event::PteSet(pte.idx as u16, val));
     }
 
     /// `ptep_clear_flush()`: clear and flush this page from every TLB.
     pub fn ptep_clear_flush(&mut self, addr: u64, pte: PteRef) -> Pte {
         self.assert_held(self.mm.pte_lock_id(pte.slot), "ptep_clear_flush");
-        let old = Pte(self
-            .mm
-            .tables
-            .entry(pte.slot, pte.idx)
-            .swap(0, Ordering::AcqRel));
+        let old = Pte(self.mm.tables.entry(pte.slot, pte.idx).swap(0, Ordering::AcqRel));
         self.flush_tlb_range(addr, addr + PAGE_SIZE);
         old
     }
@@ -673,56 +615,36 @@ impl<'a, E: Engine> Cx<'a, E> {
     /// `page_remove_rmap()`.
     pub fn page_remove_rmap(&mut self, page: Pfn, _vma: &Vma, compound: bool) {
         let p = self.mm.pages.get(page);
-        let counter = if compound {
-            &p.entire_mapcount
-        } else {
-            &p.mapcount
-        };
+        let counter = if compound { &p.entire_mapcount } else { &p.mapcount };
         if counter.fetch_sub(1, Ordering::AcqRel) <= 0 {
-            self.violation(
-                Oracle::Accounting,
-                format!("page_remove_rmap({page}) took mapcount below zero"),
-            );
+            self.violation(Oracle::Accounting, format!("page_remove_rmap({page}) took mapcount below zero"));
         }
     }
 
     /// `page_add_file_rmap()` (PTE-mapped).
     pub fn page_add_file_rmap(&mut self, page: Pfn) {
-        self.mm
-            .pages
-            .get(page)
-            .mapcount
-            .fetch_add(1, Ordering::AcqRel);
+        self.mm.pages.get(page).mapcount.fetch_add(1, Ordering::AcqRel);
     }
 
     /// `page_add_new_anon_rmap()`.
     pub fn page_add_new_anon_rmap(&mut self, page: Pfn) {
-        self.mm
-            .pages
-            .get(page)
-            .mapcount
-            .fetch_add(1, Ordering::AcqRel);
+        self.mm.pages.get(page).mapcount.fetch_add(1, Ordering::AcqRel);
     }
 
     /// `pmdp_collapse_flush()`: clear the PMD and flush the 2 MiB range
     /// from every TLB. Caller holds `pml`.
     pub fn pmdp_collapse_flush(&mut self, _vma: &Vma, haddr: u64, pmd: PmdRef) -> Pmd {
         self.assert_held(self.pmd_lockptr(pmd), "pmdp_collapse_flush");
-        let old = Pmd(self
-            .mm
-            .pmds
-            .entry(pmd.table, pmd.idx)
-            .swap(0, Ordering::AcqRel));
+        let old = Pmd(self.mm.pmds.entry(pmd.table, pmd.idx).swap(0, Ordering::AcqRel));
+        self.engine.trace(self.cpu, Event::PmdClear);
         self.flush_tlb_range(haddr, haddr + HPAGE_PMD_SIZE);
         old
     }
 
     /// `flush_tlb_range()`.
     pub fn flush_tlb_range(&mut self, start: u64, end: u64) {
-        let ipis = self
-            .mm
-            .tlbs
-            .flush_range(self.cpu, vpn(start), (end - start) >> PAGE_SHIFT);
+        let ipis = self.mm.tlbs.flush_range(self.cpu, vpn(start), (end - start) >> PAGE_SHIFT);
+        self.engine.trace(self.cpu, Event::FlushRange);
         self.metrics.counters.flush_range += 1;
         self.metrics.counters.ipis += ipis;
     }
@@ -730,6 +652,7 @@ impl<'a, E: Engine> Cx<'a, E> {
     /// `flush_tlb_mm()`: every TLB entry of the mm on every CPU.
     pub fn flush_tlb_mm(&mut self) {
         let ipis = self.mm.tlbs.flush_all(self.cpu);
+        self.engine.trace(self.cpu, Event::FlushMm);
         self.metrics.counters.flush_mm += 1;
         self.metrics.counters.ipis += ipis;
     }
@@ -776,10 +699,8 @@ impl<'a, E: Engine> Cx<'a, E> {
             );
             return;
         }
-        let live: Vec<(usize, Pte)> = (0..PTRS_PER_PTE)
-            .map(|i| (i, self.mm.tables.get(slot, i)))
-            .filter(|(_, p)| !p.is_none())
-            .collect();
+        let live: Vec<(usize, Pte)> =
+            (0..PTRS_PER_PTE).map(|i| (i, self.mm.tables.get(slot, i))).filter(|(_, p)| !p.is_none()).collect();
         if let Some(&(idx, pte)) = live.first() {
             let who = pte
                 .pfn()
@@ -793,9 +714,14 @@ impl<'a, E: Engine> Cx<'a, E> {
                 .unwrap_or_default();
             self.violation(
                 Oracle::TableFreedLive,
-                format!("pte_free_defer: PTE table {slot} freed with {} live entr{}: idx {idx} = {pte}{who}", live.len(), if live.len() == 1 { "y" } else { "ies" }),
+                format!(
+                    "pte_free_defer: PTE table {slot} freed with {} live entr{}: idx {idx} = {pte}{who}",
+                    live.len(),
+                    if live.len() == 1 { "y" } else { "ies" }
+                ),
             );
         }
+        self.engine.trace(self.cpu, Event::TableFree(slot));
         self.mm.tables.mark_deferred(slot);
         self.metrics.counters.tables_freed += 1;
         let tables = &self.mm.tables;
@@ -810,17 +736,11 @@ impl<'a, E: Engine> Cx<'a, E> {
             self.spin_unlock(pml);
             return ScanResult::Fail;
         }
-        self.mm
-            .pages
-            .get(hpage)
-            .entire_mapcount
-            .fetch_add(1, Ordering::AcqRel);
+        self.mm.pages.get(hpage).entire_mapcount.fetch_add(1, Ordering::AcqRel);
         let counter = self.mm_counter_file(hpage);
         self.add_mm_counter(counter, HPAGE_PMD_NR as i64);
-        self.mm
-            .pmds
-            .entry(pmd.table, pmd.idx)
-            .store(Pmd::huge(hpage).0, Ordering::Release);
+        self.mm.pmds.entry(pmd.table, pmd.idx).store(Pmd::huge(hpage).0, Ordering::Release);
+        self.engine.trace(self.cpu, Event::PmdHuge);
         self.spin_unlock(pml);
         self.get_page(hpage);
         ScanResult::Succeed
@@ -837,7 +757,7 @@ impl<'a, E: Engine> Cx<'a, E> {
         let mm = self.mm;
         let mut slot = mm.tables.alloc();
         if slot.is_none() {
-            self.engine.sleep_until(|| {
+            self.engine.sleep_until(Event::TableAlloc, || {
                 mm.rcu.reclaim(|s| mm.tables.release(s));
                 slot = mm.tables.alloc();
                 slot.is_some()
@@ -882,9 +802,7 @@ impl<'a, E: Engine> Cx<'a, E> {
 
     /// Allocate an anonymous page whose content belongs to `addr`.
     pub fn alloc_anon_page(&mut self, addr: u64) -> Option<Pfn> {
-        self.mm
-            .pages
-            .alloc_anon(vpn(addr), installer_code(self.role, self.cpu))
+        self.mm.pages.alloc_anon(vpn(addr), installer_code(self.role, self.cpu))
     }
 
     /// Free an anonymous page (its last reference is gone).
@@ -930,11 +848,7 @@ impl<'a, E: Engine> Cx<'a, E> {
     pub fn zap_huge_pmd(&mut self, haddr: u64, pmd: PmdRef) {
         let pml = self.pmd_lockptr(pmd);
         self.assert_held(pml, "zap_huge_pmd");
-        let old = Pmd(self
-            .mm
-            .pmds
-            .entry(pmd.table, pmd.idx)
-            .swap(0, Ordering::AcqRel));
+        let old = Pmd(self.mm.pmds.entry(pmd.table, pmd.idx).swap(0, Ordering::AcqRel));
         self.flush_tlb_range(haddr, haddr + HPAGE_PMD_SIZE);
         if let PmdKind::Huge(head) = old.kind() {
             let counter = self.mm_counter_file(head);
@@ -953,7 +867,7 @@ impl<'a, E: Engine> Cx<'a, E> {
             self.mm.tlbs.cpumask_set(self.cpu);
             self.in_cpumask = true;
         }
-        self.engine.sched_point(self.cpu, Event::TlbAccess);
+        self.engine.sched_point(self.cpu, Event::TlbAccess(vpn(addr)));
         let vpn = vpn(addr);
         let (mm, cpu) = (self.mm, self.cpu);
         let pmd = Self::pmd_offset(addr)?;
@@ -974,18 +888,13 @@ impl<'a, E: Engine> Cx<'a, E> {
                         ));
                         return None;
                     }
-                    mm.tables
-                        .get(slot, (vpn % PTRS_PER_PTE as u64) as usize)
-                        .pfn()
+                    mm.tables.get(slot, (vpn % PTRS_PER_PTE as u64) as usize).pfn()
                 }
             },
             |pfn| {
                 let page = mm.pages.get(pfn);
                 if page.is_free() {
-                    Err(format!(
-                        "read of {:#x} through the TLB reached freed {pfn}",
-                        addr
-                    ))
+                    Err(format!("read of {:#x} through the TLB reached freed {pfn}", addr))
                 } else if page.tag.load(Ordering::Acquire) != vpn {
                     Err(format!(
                         "read of {:#x} through the TLB found {pfn} holding data of {:#x}",
@@ -1018,19 +927,13 @@ impl<'a, E: Engine> Cx<'a, E> {
     /// Anything left held is reported and released so the run can go on.
     pub fn check_clean_return(&mut self, policy: &str) {
         while let Some(h) = self.held.last().copied() {
-            self.violation(
-                Oracle::LockOrder,
-                format!("{policy} returned holding {}", self.mm.lock_name(h.id)),
-            );
+            self.violation(Oracle::LockOrder, format!("{policy} returned holding {}", self.mm.lock_name(h.id)));
             self.spin_unlock(h.id);
         }
         if self.rcu_depth != 0 {
             self.violation(
                 Oracle::LockOrder,
-                format!(
-                    "{policy} returned inside {} pte_offset_map without pte_unmap",
-                    self.rcu_depth
-                ),
+                format!("{policy} returned inside {} pte_offset_map without pte_unmap", self.rcu_depth),
             );
             self.rcu_depth = 1;
             self.rcu_read_unlock();
@@ -1038,18 +941,12 @@ impl<'a, E: Engine> Cx<'a, E> {
         if self.notifier_depth != 0 {
             self.violation(
                 Oracle::Accounting,
-                format!(
-                    "{policy} returned with {} mmu-notifier range(s) not ended",
-                    self.notifier_depth
-                ),
+                format!("{policy} returned with {} mmu-notifier range(s) not ended", self.notifier_depth),
             );
             self.notifier_depth = 0;
         }
         if let Some(page) = self.clear_log.hpage.take() {
-            self.violation(
-                Oracle::LockOrder,
-                format!("{policy} returned holding the page lock of {page}"),
-            );
+            self.violation(Oracle::LockOrder, format!("{policy} returned holding the page lock of {page}"));
             self.mm.pages.get(page).unlock();
         }
     }
@@ -1087,20 +984,9 @@ impl<'a, E: Engine> Cx<'a, E> {
         }
         let refs = self.mm.pages.get(hpage).refcount.load(Ordering::Acquire);
         let want_refs = HPAGE_PMD_NR as i32 + ptes.iter().sum::<i32>() + huge;
-        let entire = self
-            .mm
-            .pages
-            .get(hpage)
-            .entire_mapcount
-            .load(Ordering::Acquire);
-        let bad_map = (0..HPAGE_PMD_NR).find(|&i| {
-            self.mm
-                .pages
-                .get(hpage.nth(i))
-                .mapcount
-                .load(Ordering::Acquire)
-                != ptes[i]
-        });
+        let entire = self.mm.pages.get(hpage).entire_mapcount.load(Ordering::Acquire);
+        let bad_map =
+            (0..HPAGE_PMD_NR).find(|&i| self.mm.pages.get(hpage.nth(i)).mapcount.load(Ordering::Acquire) != ptes[i]);
         if let Some(ptl) = ptl_taken {
             self.spin_unlock(ptl);
         }
@@ -1110,45 +996,33 @@ impl<'a, E: Engine> Cx<'a, E> {
         if refs != want_refs {
             self.violation(
                 Oracle::Accounting,
-                format!("hpage {hpage} refcount {refs}, but page cache + {} PTEs + {huge} PMD imply {want_refs}", want_refs - HPAGE_PMD_NR as i32 - huge),
+                format!(
+                    "hpage {hpage} refcount {refs}, but page cache + {} PTEs + {huge} PMD imply {want_refs}",
+                    want_refs - HPAGE_PMD_NR as i32 - huge
+                ),
             );
         }
         if entire != huge {
-            self.violation(
-                Oracle::Accounting,
-                format!("hpage {hpage} entire_mapcount {entire}, PMD mappings {huge}"),
-            );
+            self.violation(Oracle::Accounting, format!("hpage {hpage} entire_mapcount {entire}, PMD mappings {huge}"));
         }
         if let Some(i) = bad_map {
-            let m = self
-                .mm
-                .pages
-                .get(hpage.nth(i))
-                .mapcount
-                .load(Ordering::Acquire);
+            let m = self.mm.pages.get(hpage.nth(i)).mapcount.load(Ordering::Acquire);
             self.violation(
                 Oracle::Accounting,
-                format!(
-                    "subpage {i} of hpage {hpage} mapcount {m}, mapped by {} PTEs",
-                    ptes[i]
-                ),
+                format!("subpage {i} of hpage {hpage} mapcount {m}, mapped by {} PTEs", ptes[i]),
             );
         }
     }
 
     /// Run `policy` on this CPU as a collapse, timed, with its result
     /// counted and the clean-return checks applied.
-    pub fn run_collapse(
-        &mut self,
-        policy: &dyn DynPolicy,
-        haddr: u64,
-        install_pmd: bool,
-    ) -> ScanResult {
+    pub fn run_collapse(&mut self, policy: &dyn DynPolicy, haddr: u64, install_pmd: bool) -> ScanResult {
         let role = self.role;
         self.set_role(Role::Collapse);
         self.step = Step::Prologue;
         let t0 = self.engine.now_ns();
         let result = E::collapse(policy, self, haddr, install_pmd);
+        self.engine.trace(self.cpu, Event::Returned(result));
         let ns = self.engine.now_ns() - t0;
         self.metrics.record_collapse(result, ns);
         self.check_clean_return(policy.name());

@@ -28,9 +28,7 @@ pub const PMD_TABLE_SPAN: u64 = 1 << 30;
 /// A page frame number: index into the model's `struct page` array.
 ///
 /// `hpage.nth(i)` is the kernel's `hpage + i`.
-#[derive(
-    Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Pfn(pub u32);
 
 impl Pfn {
@@ -98,8 +96,7 @@ impl Pte {
     }
     /// `pte_pfn()` of a present entry.
     pub fn pfn(self) -> Option<Pfn> {
-        self.is_present()
-            .then_some(Pfn((self.0 >> PAYLOAD_SHIFT) as u32))
+        self.is_present().then_some(Pfn((self.0 >> PAYLOAD_SHIFT) as u32))
     }
     /// `is_swap_pte()` in the narrow sense: a real swap entry.
     pub fn is_swap(self) -> bool {
@@ -107,8 +104,7 @@ impl Pte {
     }
     /// `is_migration_entry()`; returns the page being migrated.
     pub fn migration_pfn(self) -> Option<Pfn> {
-        (!self.is_present() && self.0 & KIND_MASK == KIND_MIGRATION)
-            .then_some(Pfn((self.0 >> PAYLOAD_SHIFT) as u32))
+        (!self.is_present() && self.0 & KIND_MASK == KIND_MIGRATION).then_some(Pfn((self.0 >> PAYLOAD_SHIFT) as u32))
     }
     /// `is_pte_marker()`; returns which marker.
     pub fn marker_kind(self) -> Option<PteMarker> {
@@ -228,10 +224,7 @@ mod tests {
         assert!(!g.is_none() && !g.is_present());
         assert_eq!(Pmd::table(3).kind(), PmdKind::Table(3));
         assert_eq!(Pmd::huge(Pfn(512)).kind(), PmdKind::Huge(Pfn(512)));
-        assert_eq!(
-            Pmd::huge(Pfn(512)).touched().kind(),
-            PmdKind::Huge(Pfn(512))
-        );
+        assert_eq!(Pmd::huge(Pfn(512)).touched().kind(), PmdKind::Huge(Pfn(512)));
         assert_eq!(Pmd::NONE.kind(), PmdKind::None);
     }
 }

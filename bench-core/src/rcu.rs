@@ -26,9 +26,7 @@ impl Rcu {
     pub fn new(cpus: usize) -> Self {
         Rcu {
             epoch: AtomicU64::new(1),
-            readers: (0..cpus)
-                .map(|_| CachePadded::new(AtomicU64::new(0)))
-                .collect(),
+            readers: (0..cpus).map(|_| CachePadded::new(AtomicU64::new(0))).collect(),
             pending: Mutex::new(VecDeque::new()),
         }
     }
@@ -61,13 +59,8 @@ impl Rcu {
 
     fn reclaim_locked(&self, pending: &mut VecDeque<(u64, u32)>, reclaim: &mut impl FnMut(u32)) {
         // A reader that entered at epoch r <= e may still see what was freed at e.
-        let oldest_reader = self
-            .readers
-            .iter()
-            .map(|r| r.load(Ordering::SeqCst))
-            .filter(|&r| r != 0)
-            .min()
-            .unwrap_or(u64::MAX);
+        let oldest_reader =
+            self.readers.iter().map(|r| r.load(Ordering::SeqCst)).filter(|&r| r != 0).min().unwrap_or(u64::MAX);
         while let Some(&(e, slot)) = pending.front() {
             if e >= oldest_reader {
                 break;

@@ -54,14 +54,7 @@ impl SpinLock {
     /// Take the lock only if it is free right now.
     pub(crate) fn try_acquire(&self) -> bool {
         let owner = self.owner.load(Ordering::Relaxed);
-        self.next
-            .compare_exchange(
-                owner,
-                owner.wrapping_add(1),
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            )
-            .is_ok()
+        self.next.compare_exchange(owner, owner.wrapping_add(1), Ordering::Acquire, Ordering::Relaxed).is_ok()
     }
 
     /// Record the new holder and its wait; called by the holder just after acquiring.

@@ -49,18 +49,10 @@ pub struct Tlbs {
 impl Tlbs {
     /// TLBs for `cpus` CPUs, all empty, none in `mm_cpumask`.
     pub fn new(cpus: usize) -> Self {
-        let mk = || {
-            (0..TLB_ENTRIES)
-                .map(|_| AtomicU64::new(0))
-                .collect::<Box<[_]>>()
-        };
+        let mk = || (0..TLB_ENTRIES).map(|_| AtomicU64::new(0)).collect::<Box<[_]>>();
         Tlbs {
             cpus: (0..cpus)
-                .map(|_| CpuTlb {
-                    flush_gen: CachePadded::new(AtomicU64::new(0)),
-                    entries: mk(),
-                    fill_seq: mk(),
-                })
+                .map(|_| CpuTlb { flush_gen: CachePadded::new(AtomicU64::new(0)), entries: mk(), fill_seq: mk() })
                 .collect(),
             cpumask: (0..cpus.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
             clock: CachePadded::new(AtomicU64::new(1)),
@@ -84,9 +76,7 @@ impl Tlbs {
     fn cpumask_iter(&self) -> impl Iterator<Item = usize> + '_ {
         self.cpumask.iter().enumerate().flat_map(|(w, word)| {
             let bits = word.load(Ordering::SeqCst);
-            (0..64)
-                .filter(move |b| bits & (1 << b) != 0)
-                .map(move |b| w * 64 + b)
+            (0..64).filter(move |b| bits & (1 << b) != 0).map(move |b| w * 64 + b)
         })
     }
 
@@ -100,20 +90,10 @@ impl Tlbs {
     /// Walk and cache: `walk` reads the page tables and returns the
     /// translation (or `None`: fault). The entry is withdrawn if a flush of
     /// this CPU ran during the walk.
-    pub(crate) fn fill(
-        &self,
-        cpu: u32,
-        vpn: u64,
-        oracle: bool,
-        walk: impl FnOnce() -> Option<Pfn>,
-    ) -> Option<Pfn> {
+    pub(crate) fn fill(&self, cpu: u32, vpn: u64, oracle: bool, walk: impl FnOnce() -> Option<Pfn>) -> Option<Pfn> {
         let tlb = &self.cpus[cpu as usize];
         let gen = tlb.flush_gen.load(Ordering::SeqCst);
-        let seq = if oracle {
-            self.clock.load(Ordering::SeqCst)
-        } else {
-            0
-        };
+        let seq = if oracle { self.clock.load(Ordering::SeqCst) } else { 0 };
         let pfn = walk()?;
         let slot = vpn as usize % TLB_ENTRIES;
         let e = encode(vpn, pfn);
@@ -202,9 +182,7 @@ impl Tlbs {
                 continue;
             }
             let e = tlb.entries[slot].load(Ordering::SeqCst);
-            if decode(e) == Some((vpn, pfn))
-                && tlb.fill_seq[slot].load(Ordering::Relaxed) < cleared_at
-            {
+            if decode(e) == Some((vpn, pfn)) && tlb.fill_seq[slot].load(Ordering::Relaxed) < cleared_at {
                 holders.push(cpu as u32);
             }
         }

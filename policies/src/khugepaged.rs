@@ -9,9 +9,7 @@
 
 use bench_core::mm::VM_SHARED;
 use bench_core::pte::{HPAGE_PMD_NR, HPAGE_PMD_ORDER, HPAGE_PMD_SIZE, PAGE_SIZE};
-use bench_core::{
-    Cx, Engine, LockId, NotifierRange, Pfn, Pmd, PmdRef, PteMap, ScanResult, Step, Vma,
-};
+use bench_core::{Cx, Engine, LockId, NotifierRange, Pfn, Pmd, PmdRef, PteMap, ScanResult, Step, Vma};
 
 /// Early exits, with only `mmap_lock` held (implicit in the model).
 fn vma_checks<'a, E: Engine>(cx: &mut Cx<'a, E>, haddr: u64) -> Result<&'a Vma, ScanResult> {
@@ -38,11 +36,7 @@ fn vma_checks<'a, E: Engine>(cx: &mut Cx<'a, E>, haddr: u64) -> Result<&'a Vma, 
 /// is locked and referenced; the caller ends with [`drop_hpage`]. The
 /// page lock keeps page-cache faults from mapping more subpages and keeps
 /// other collapses away; it does not stop userfaultfd.
-fn find_lock_hpage<E: Engine>(
-    cx: &mut Cx<'_, E>,
-    vma: &Vma,
-    haddr: u64,
-) -> Result<Pfn, ScanResult> {
+fn find_lock_hpage<E: Engine>(cx: &mut Cx<'_, E>, vma: &Vma, haddr: u64) -> Result<Pfn, ScanResult> {
     let Some(hpage) = cx.find_lock_page(vma, haddr) else {
         return Err(ScanResult::PageNull);
     };
@@ -215,26 +209,8 @@ pub fn collapse_pte_mapped_thp<E: Engine>(
         Err(result) => return result,
     };
     let result = match recheck_pmd(cx, haddr) {
-        PmdState::Table(pmd) => steps_1_to_4(
-            cx,
-            &Target {
-                vma,
-                haddr,
-                hpage,
-                pmd,
-                install_pmd,
-            },
-        ),
-        PmdState::None(pmd) => maybe_install_pmd(
-            cx,
-            &Target {
-                vma,
-                haddr,
-                hpage,
-                pmd,
-                install_pmd,
-            },
-        ),
+        PmdState::Table(pmd) => steps_1_to_4(cx, &Target { vma, haddr, hpage, pmd, install_pmd }),
+        PmdState::None(pmd) => maybe_install_pmd(cx, &Target { vma, haddr, hpage, pmd, install_pmd }),
         PmdState::GiveUp(result) => result,
     };
     drop_hpage(cx, hpage);
@@ -270,16 +246,10 @@ pub fn maybe_install_pmd<E: Engine>(cx: &mut Cx<'_, E>, t: &Target<'_>) -> ScanR
 /// Step 1 under `ptl`, as every policy does it. On success `ptl` is
 /// dropped again; on failure the table stays mapped and locked in
 /// `k.start_pte` for the abort path.
-pub fn step1_check<E: Engine>(
-    cx: &mut Cx<'_, E>,
-    t: &Target<'_>,
-    k: &mut Locals,
-) -> Result<(), ScanResult> {
+pub fn step1_check<E: Engine>(cx: &mut Cx<'_, E>, t: &Target<'_>, k: &mut Locals) -> Result<(), ScanResult> {
     cx.step(Step::Check);
     /* mmap_lock + page lock should prevent a missing table */
-    let (start_pte, ptl) = cx
-        .pte_offset_map_lock(t.pmd, t.haddr)
-        .ok_or(ScanResult::Fail)?;
+    let (start_pte, ptl) = cx.pte_offset_map_lock(t.pmd, t.haddr).ok_or(ScanResult::Fail)?;
     (k.start_pte, k.ptl) = (Some(start_pte), Some(ptl));
     check_all_ptes(cx, t.vma, t.haddr, t.hpage, start_pte)?;
     cx.pte_unmap_unlock(start_pte, ptl);
@@ -326,10 +296,7 @@ pub fn abort<E: Engine>(
     }
     account_cleared(cx, hpage, locals.nr_ptes);
     if let Some(start_pte) = locals.start_pte {
-        cx.pte_unmap_unlock(
-            start_pte,
-            locals.ptl.expect("start_pte is mapped with its ptl held"),
-        );
+        cx.pte_unmap_unlock(start_pte, locals.ptl.expect("start_pte is mapped with its ptl held"));
     }
     if let Some(pml) = locals.pml {
         if Some(pml) != locals.ptl {

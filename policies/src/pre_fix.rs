@@ -9,8 +9,8 @@
 //! state ... type:MM_ANONPAGES val:1").
 
 use crate::khugepaged::{
-    abort, account_cleared, clear_ptes, collapse_pte_mapped_thp, free_table_and_install,
-    notify_start, step1_check, Locals, Target,
+    abort, account_cleared, clear_ptes, collapse_pte_mapped_thp, free_table_and_install, notify_start, step1_check,
+    Locals, Target,
 };
 use bench_core::{CollapsePolicy, Cx, Engine, NoParams, ScanResult, Step, SINGLE_DEPTH_NESTING};
 
@@ -20,7 +20,8 @@ pub struct PreFix(NoParams);
 impl CollapsePolicy for PreFix {
     type Params = NoParams;
     const NAME: &'static str = "pre-fix";
-    const SUMMARY: &'static str = "control, buggy: ptl dropped between step 2 and step 4, uffd can insert into the emptied table";
+    const SUMMARY: &'static str =
+        "control, buggy: ptl dropped between step 2 and step 4, uffd can insert into the emptied table";
 
     fn new(params: NoParams) -> Self {
         PreFix(params)

@@ -6,8 +6,8 @@
 //! into it. Every other VMA keeps the short `pml` hold of step 4.
 
 use crate::khugepaged::{
-    abort, account_cleared, clear_ptes, collapse_pte_mapped_thp, free_table_and_install,
-    notify_start, step1_check, uffd_private, Locals, Target,
+    abort, account_cleared, clear_ptes, collapse_pte_mapped_thp, free_table_and_install, notify_start, step1_check,
+    uffd_private, Locals, Target,
 };
 use bench_core::{CollapsePolicy, Cx, Engine, NoParams, ScanResult, Step, SINGLE_DEPTH_NESTING};
 
@@ -17,8 +17,7 @@ pub struct V1(NoParams);
 impl CollapsePolicy for V1 {
     type Params = NoParams;
     const NAME: &'static str = "v1";
-    const SUMMARY: &'static str =
-        "merged fix: pmd_lock before step 2 for uffd-armed private VMAs, held to step 4";
+    const SUMMARY: &'static str = "merged fix: pmd_lock before step 2 for uffd-armed private VMAs, held to step 4";
 
     fn new(params: NoParams) -> Self {
         V1(params)

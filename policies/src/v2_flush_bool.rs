@@ -5,8 +5,8 @@
 //! `nr_ptes`, which counts only what step 3 has not yet accounted.
 
 use crate::khugepaged::{
-    abort, account_cleared, clear_ptes, collapse_pte_mapped_thp, free_table_and_install,
-    notify_start, step1_check, Locals, Target,
+    abort, account_cleared, clear_ptes, collapse_pte_mapped_thp, free_table_and_install, notify_start, step1_check,
+    Locals, Target,
 };
 use crate::recheck::{lock_pml_or_recheck, RecheckParams};
 use bench_core::{CollapsePolicy, Cx, Engine, ScanResult, Step};
@@ -17,8 +17,7 @@ pub struct V2FlushBool(RecheckParams);
 impl CollapsePolicy for V2FlushBool {
     type Params = RecheckParams;
     const NAME: &'static str = "v2-flush-bool";
-    const SUMMARY: &'static str =
-        "trylock + recheck; nr_ptes reset by step 3, a separate bool decides the abort flush";
+    const SUMMARY: &'static str = "trylock + recheck; nr_ptes reset by step 3, a separate bool decides the abort flush";
 
     fn new(params: RecheckParams) -> Self {
         V2FlushBool(params)
@@ -33,11 +32,7 @@ impl CollapsePolicy for V2FlushBool {
     }
 }
 
-fn steps_1_to_4<E: Engine>(
-    cx: &mut Cx<'_, E>,
-    t: &Target<'_>,
-    params: &RecheckParams,
-) -> ScanResult {
+fn steps_1_to_4<E: Engine>(cx: &mut Cx<'_, E>, t: &Target<'_>, params: &RecheckParams) -> ScanResult {
     let mut k = Locals::default();
     // Some entry was cleared (in any pass): a TLB flush is owed.
     let mut flush_owed = false;

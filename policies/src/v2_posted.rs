@@ -11,8 +11,8 @@
 //! references were dropped (`stale-tlb`).
 
 use crate::khugepaged::{
-    abort, account_cleared, clear_ptes, collapse_pte_mapped_thp, free_table_and_install,
-    notify_start, step1_check, Locals, Target,
+    abort, account_cleared, clear_ptes, collapse_pte_mapped_thp, free_table_and_install, notify_start, step1_check,
+    Locals, Target,
 };
 use crate::recheck::{lock_pml_or_recheck, RecheckParams};
 use bench_core::{CollapsePolicy, Cx, Engine, ScanResult, Step};
@@ -39,11 +39,7 @@ impl CollapsePolicy for V2Posted {
     }
 }
 
-fn steps_1_to_4<E: Engine>(
-    cx: &mut Cx<'_, E>,
-    t: &Target<'_>,
-    params: &RecheckParams,
-) -> ScanResult {
+fn steps_1_to_4<E: Engine>(cx: &mut Cx<'_, E>, t: &Target<'_>, params: &RecheckParams) -> ScanResult {
     let mut k = Locals::default();
     let result = 'abort: {
         /* step 1: check all mapped PTEs are to the right huge page */

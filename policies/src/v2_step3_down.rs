@@ -6,8 +6,8 @@
 //! path's `if (nr_ptes)` flush and accounting stay right.
 
 use crate::khugepaged::{
-    abort, account_cleared, clear_ptes, collapse_pte_mapped_thp, free_table_and_install,
-    notify_start, step1_check, Locals, Target,
+    abort, account_cleared, clear_ptes, collapse_pte_mapped_thp, free_table_and_install, notify_start, step1_check,
+    Locals, Target,
 };
 use crate::recheck::{lock_pml_or_recheck, RecheckParams};
 use bench_core::{CollapsePolicy, Cx, Engine, ScanResult, Step};
@@ -18,8 +18,7 @@ pub struct V2Step3Down(RecheckParams);
 impl CollapsePolicy for V2Step3Down {
     type Params = RecheckParams;
     const NAME: &'static str = "v2-step3-down";
-    const SUMMARY: &'static str =
-        "trylock + recheck; step 3 moved below the lock point, nr_ptes never reset";
+    const SUMMARY: &'static str = "trylock + recheck; step 3 moved below the lock point, nr_ptes never reset";
 
     fn new(params: RecheckParams) -> Self {
         V2Step3Down(params)
@@ -34,11 +33,7 @@ impl CollapsePolicy for V2Step3Down {
     }
 }
 
-fn steps_1_to_4<E: Engine>(
-    cx: &mut Cx<'_, E>,
-    t: &Target<'_>,
-    params: &RecheckParams,
-) -> ScanResult {
+fn steps_1_to_4<E: Engine>(cx: &mut Cx<'_, E>, t: &Target<'_>, params: &RecheckParams) -> ScanResult {
     let mut k = Locals::default();
     let result = 'abort: {
         /* step 1: check all mapped PTEs are to the right huge page */

@@ -42,16 +42,9 @@ fn uffd_insert_between_step_2_and_step_4() {
             let (hook, paused, resume) = pause_at(&[Step::Account, Step::RemoveTable]);
             let uffd_done = AtomicBool::new(false);
             let result = std::thread::scope(|s| {
-                let collapser = s.spawn(|| {
-                    cpu(&mm, 0, Role::Collapse, Some(hook)).run_collapse(
-                        &*policy,
-                        range_addr(0),
-                        install,
-                    )
-                });
-                paused
-                    .recv_timeout(Duration::from_secs(10))
-                    .expect("collapser reached step 3");
+                let collapser =
+                    s.spawn(|| cpu(&mm, 0, Role::Collapse, Some(hook)).run_collapse(&*policy, range_addr(0), install));
+                paused.recv_timeout(Duration::from_secs(10)).expect("collapser reached step 3");
                 let uffd = s.spawn(|| {
                     let installed = uffd_copy(&mut cpu(&mm, 1, Role::Uffd, None), 1);
                     uffd_done.store(true, Ordering::SeqCst);
@@ -71,40 +64,22 @@ fn uffd_insert_between_step_2_and_step_4() {
             let teardown = mm.exit_mmap();
             let (violations, _) = mm.violations.snapshot();
             if policy.name() == "pre-fix" {
-                assert!(
-                    uffd_got_in_first,
-                    "{what}: pre-fix dropped ptl after step 2"
-                );
+                assert!(uffd_got_in_first, "{what}: pre-fix dropped ptl after step 2");
                 assert!(installed);
-                assert_eq!(
-                    result,
-                    ScanResult::Succeed,
-                    "{what}: step 4 does not look again"
-                );
-                let freed_live = violations
-                    .iter()
-                    .find(|v| v.oracle == Oracle::TableFreedLive)
-                    .expect("table-freed-live");
+                assert_eq!(result, ScanResult::Succeed, "{what}: step 4 does not look again");
+                let freed_live =
+                    violations.iter().find(|v| v.oracle == Oracle::TableFreedLive).expect("table-freed-live");
                 assert!(
-                    freed_live.message.contains("idx 1")
-                        && freed_live.message.contains("uffd on CPU 1"),
+                    freed_live.message.contains("idx 1") && freed_live.message.contains("uffd on CPU 1"),
                     "{freed_live}"
                 );
                 assert!(
-                    teardown
-                        .iter()
-                        .any(|v| v.message.ends_with("type:MM_ANONPAGES val:1")),
+                    teardown.iter().any(|v| v.message.ends_with("type:MM_ANONPAGES val:1")),
                     "{what}: the kernel's 'Bad rss-counter state' at exit: {teardown:?}"
                 );
-                assert!(
-                    teardown.iter().any(|v| v.oracle == Oracle::LostPage),
-                    "{what}: {teardown:?}"
-                );
+                assert!(teardown.iter().any(|v| v.oracle == Oracle::LostPage), "{what}: {teardown:?}");
             } else {
-                assert!(
-                    !uffd_got_in_first,
-                    "{what}: ptl must be held from step 2 to step 4"
-                );
+                assert!(!uffd_got_in_first, "{what}: ptl must be held from step 2 to step 4");
                 // After the table is gone uffd retries and installs into a new
                 // table, unless MADV_COLLAPSE mapped the PMD first (-EEXIST);
                 // if uffd's new table came first, set_huge_pmd() fails.
@@ -151,33 +126,17 @@ fn trylock_fails_and_uffd_inserts_before_the_recheck() {
             (result, metrics, installed)
         });
         let c = &metrics.counters;
-        let stale = (0..512)
-            .filter(|&i| i != 1 && tlb_caches(&mm, 1, i))
-            .count();
+        let stale = (0..512).filter(|&i| i != 1 && tlb_caches(&mm, 1, i)).count();
         match policy.name() {
             "v2-posted" => {
-                assert!(
-                    installed,
-                    "{what}: step 2 emptied the table before the trylock"
-                );
-                assert_eq!(
-                    result,
-                    ScanResult::Fail,
-                    "{what}: the recheck pass finds the uffd page"
-                );
+                assert!(installed, "{what}: step 2 emptied the table before the trylock");
+                assert_eq!(result, ScanResult::Fail, "{what}: the recheck pass finds the uffd page");
                 assert_eq!(c.recheck_passes, 1, "{what}");
                 assert_eq!(c.trylock_failures.get("pml"), Some(&1), "{what}");
-                assert_eq!(
-                    c.flush_mm, 0,
-                    "{what}: nr_ptes was reset, so no flush_tlb_mm"
-                );
+                assert_eq!(c.flush_mm, 0, "{what}: nr_ptes was reset, so no flush_tlb_mm");
                 assert_eq!(stale, 511, "{what}: CPU 1 still caches every cleared entry");
                 let v = mm.violations.snapshot().0;
-                assert!(
-                    v.iter()
-                        .any(|v| v.oracle == Oracle::StaleTlb && v.message.contains("CPU 1")),
-                    "{what}: {v:?}"
-                );
+                assert!(v.iter().any(|v| v.oracle == Oracle::StaleTlb && v.message.contains("CPU 1")), "{what}: {v:?}");
             }
             "v2-flush-bool" | "v2-step3-down" => {
                 assert!(installed, "{what}");
@@ -208,13 +167,8 @@ fn trylock_fails_and_uffd_inserts_before_the_recheck() {
             cpu(&mm, 0, Role::Collapse, None).check_range_accounting(0);
             let teardown = mm.exit_mmap();
             assert!(teardown.is_empty(), "{what}: {teardown:?}");
-            let others: Vec<_> = mm
-                .violations
-                .snapshot()
-                .0
-                .into_iter()
-                .filter(|v| v.oracle != Oracle::StaleTlb)
-                .collect();
+            let others: Vec<_> =
+                mm.violations.snapshot().0.into_iter().filter(|v| v.oracle != Oracle::StaleTlb).collect();
             assert!(others.is_empty(), "{what}: {others:?}");
         }
     }

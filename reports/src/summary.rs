@@ -27,15 +27,13 @@ pub fn fmt_ns(ns: f64) -> String {
 /// mm-wide page_table_lock when PMD locks are not split.
 pub fn pml_hold(run: &PolicyRun) -> Option<&HistSummary> {
     let h = &run.metrics.lock_hold_ns;
-    h.get("collapse/pml")
-        .or_else(|| h.get("collapse/page_table_lock"))
+    h.get("collapse/pml").or_else(|| h.get("collapse/page_table_lock"))
 }
 
 /// Wait of the `pml` neighbours for their lock (contended acquisitions).
 pub fn neighbour_wait(run: &PolicyRun) -> Option<&HistSummary> {
     let w = &run.metrics.lock_wait_ns;
-    w.get("neighbour/pml")
-        .or_else(|| w.get("neighbour/page_table_lock"))
+    w.get("neighbour/pml").or_else(|| w.get("neighbour/page_table_lock"))
 }
 
 type Row = (String, Vec<String>);
@@ -48,44 +46,20 @@ fn rows(runs: &[&PolicyRun]) -> Vec<Row> {
             n as f64 / r.collapses as f64
         }
     };
-    let hist =
-        |f: fn(&PolicyRun) -> Option<&HistSummary>, q: fn(&HistSummary) -> u64| -> Vec<String> {
-            runs.iter()
-                .map(|r| f(r).map_or("-".into(), |h| fmt_ns(q(h) as f64)))
-                .collect()
-        };
+    let hist = |f: fn(&PolicyRun) -> Option<&HistSummary>, q: fn(&HistSummary) -> u64| -> Vec<String> {
+        runs.iter().map(|r| f(r).map_or("-".into(), |h| fmt_ns(q(h) as f64))).collect()
+    };
     let mut out: Vec<Row> = vec![
-        (
-            "collapses".into(),
-            runs.iter().map(|r| r.collapses.to_string()).collect(),
-        ),
-        (
-            "collapses/s".into(),
-            runs.iter()
-                .map(|r| format!("{:.0}", r.collapses_per_s))
-                .collect(),
-        ),
+        ("collapses".into(), runs.iter().map(|r| r.collapses.to_string()).collect()),
+        ("collapses/s".into(), runs.iter().map(|r| format!("{:.0}", r.collapses_per_s)).collect()),
     ];
-    let mut results: Vec<&String> = runs
-        .iter()
-        .flat_map(|r| r.metrics.counters.results.keys())
-        .collect();
+    let mut results: Vec<&String> = runs.iter().flat_map(|r| r.metrics.counters.results.keys()).collect();
     results.sort();
     results.dedup();
     for name in results {
         out.push((
             format!("  {name}"),
-            runs.iter()
-                .map(|r| {
-                    r.metrics
-                        .counters
-                        .results
-                        .get(name)
-                        .copied()
-                        .unwrap_or(0)
-                        .to_string()
-                })
-                .collect(),
+            runs.iter().map(|r| r.metrics.counters.results.get(name).copied().unwrap_or(0).to_string()).collect(),
         ));
     }
     fn collapse(r: &PolicyRun) -> Option<&HistSummary> {
@@ -107,38 +81,19 @@ fn rows(runs: &[&PolicyRun]) -> Vec<Row> {
         ("pml hold p99".into(), hist(pml_hold, |h| h.p99)),
         ("pml hold max".into(), hist(pml_hold, |h| h.max)),
         ("ptl hold p99".into(), hist(ptl, |h| h.p99)),
-        (
-            "neighbour pml wait p99".into(),
-            hist(neighbour_wait, |h| h.p99),
-        ),
+        ("neighbour pml wait p99".into(), hist(neighbour_wait, |h| h.p99)),
         ("uffd op p99".into(), hist(uffd, |h| h.p99)),
         ("faulter op p99".into(), hist(faulter, |h| h.p99)),
     ]);
     let c = |f: fn(&PolicyRun) -> u64, scale: f64| -> Vec<String> {
-        runs.iter()
-            .map(|r| format!("{:.2}", per_collapse(r, f(r)) * scale))
-            .collect()
+        runs.iter().map(|r| format!("{:.2}", per_collapse(r, f(r)) * scale)).collect()
     };
     out.extend([
-        (
-            "trylock failures/collapse".into(),
-            c(|r| r.metrics.counters.trylock_failures.values().sum(), 1.0),
-        ),
-        (
-            "recheck passes/collapse".into(),
-            c(|r| r.metrics.counters.recheck_passes, 1.0),
-        ),
-        (
-            "flush_tlb_mm/1000 collapses".into(),
-            c(|r| r.metrics.counters.flush_mm, 1000.0),
-        ),
+        ("trylock failures/collapse".into(), c(|r| r.metrics.counters.trylock_failures.values().sum(), 1.0)),
+        ("recheck passes/collapse".into(), c(|r| r.metrics.counters.recheck_passes, 1.0)),
+        ("flush_tlb_mm/1000 collapses".into(), c(|r| r.metrics.counters.flush_mm, 1000.0)),
         ("IPIs/collapse".into(), c(|r| r.metrics.counters.ipis, 1.0)),
-        (
-            "violations".into(),
-            runs.iter()
-                .map(|r| r.violations_total.to_string())
-                .collect(),
-        ),
+        ("violations".into(), runs.iter().map(|r| r.violations_total.to_string()).collect()),
     ]);
     out
 }

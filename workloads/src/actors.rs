@@ -12,8 +12,7 @@ use crate::scenario::{Scenario, VmaShare, ACTOR_ROLES};
 use bench_core::mm::{pmd_slot_of, pmd_table_of, range_addr, NEIGHBOUR_SLOT};
 use bench_core::pte::{PAGE_SIZE, PTRS_PER_PTE};
 use bench_core::{
-    native, Cx, DynPolicy, Engine, MmCounter, Pmd, PmdKind, PmdRef, Pte, PteMap, PteMarker, Role,
-    SINGLE_DEPTH_NESTING,
+    native, Cx, DynPolicy, Engine, MmCounter, Pmd, PmdKind, PmdRef, Pte, PteMap, PteMarker, Role, SINGLE_DEPTH_NESTING,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
@@ -34,11 +33,7 @@ impl ActorState {
         let mut key = [0u8; 32];
         key[..8].copy_from_slice(&seed.to_le_bytes());
         key[8..12].copy_from_slice(&index.to_le_bytes());
-        ActorState {
-            rng: ChaCha8Rng::from_seed(key),
-            ranges,
-            pace_ns,
-        }
+        ActorState { rng: ChaCha8Rng::from_seed(key), ranges, pace_ns }
     }
 
     /// Uniform in `0..n` (Lemire's multiply-shift; `n` > 0).
@@ -70,10 +65,7 @@ impl ActorState {
 
 /// The PMD slot of range `r`.
 fn pmd_of(r: u32) -> PmdRef {
-    PmdRef {
-        table: pmd_table_of(r),
-        idx: pmd_slot_of(r),
-    }
+    PmdRef { table: pmd_table_of(r), idx: pmd_slot_of(r) }
 }
 
 /// Address of entry `i` of range `r`.
@@ -92,12 +84,7 @@ fn peek<E: Engine>(cx: &mut Cx<'_, E>, pmd: PmdRef, addr: u64, i: usize) -> Opti
 
 /// The first entry of a mapped table, walking from `start` and wrapping,
 /// that `want` accepts (as reclaim or migration picks a page off a list).
-fn scan<E: Engine>(
-    cx: &mut Cx<'_, E>,
-    map: PteMap,
-    start: usize,
-    want: impl Fn(Pte) -> bool,
-) -> Option<(usize, Pte)> {
+fn scan<E: Engine>(cx: &mut Cx<'_, E>, map: PteMap, start: usize, want: impl Fn(Pte) -> bool) -> Option<(usize, Pte)> {
     (0..PTRS_PER_PTE)
         .map(|k| (start + k) % PTRS_PER_PTE)
         .map(|i| (i, cx.ptep_get(map.at(i))))
@@ -118,9 +105,7 @@ impl Collapser {
     /// One collapse, its accounting check, and the restore.
     fn round<E: Engine>(&mut self, cx: &mut Cx<'_, E>) {
         let ranges = &self.state.ranges;
-        let r = *ranges
-            .get(self.next)
-            .expect("a validated scenario gives every collapser a range");
+        let r = *ranges.get(self.next).expect("a validated scenario gives every collapser a range");
         self.next = (self.next + 1) % ranges.len();
         cx.run_collapse(&*self.policy, range_addr(r), self.install_pmd);
         if cx.mm.config.oracles {
@@ -251,21 +236,11 @@ impl Actor {
         for role in ACTOR_ROLES {
             for k in 0..scenario.threads.of(role) {
                 let index = actors.len() as u32;
-                let state = |ranges: &[u32]| {
-                    ActorState::new(
-                        scenario.seed,
-                        index,
-                        ranges.to_vec(),
-                        scenario.pace.of(role),
-                    )
-                };
+                let state =
+                    |ranges: &[u32]| ActorState::new(scenario.seed, index, ranges.to_vec(), scenario.pace.of(role));
                 actors.push(match role {
                     Role::Collapse => {
-                        let own: Vec<u32> = all
-                            .iter()
-                            .copied()
-                            .filter(|r| r % collapsers == k)
-                            .collect();
+                        let own: Vec<u32> = all.iter().copied().filter(|r| r % collapsers == k).collect();
                         Actor::Collapser(Collapser {
                             state: state(&own),
                             policy: policy.clone(),
@@ -276,15 +251,11 @@ impl Actor {
                     Role::Faulter => Actor::Faulter(state(&all)),
                     Role::Uffd => Actor::Uffd(state(&uffd)),
                     Role::Cow => Actor::Cow(state(&private)),
-                    Role::Swap => Actor::Swap(Swapper {
-                        state: state(&private),
-                        swap_in: false,
-                    }),
+                    Role::Swap => Actor::Swap(Swapper { state: state(&private), swap_in: false }),
                     Role::Migrate => Actor::Migrate(state(&private)),
-                    Role::Neighbour => Actor::Neighbour(Neighbour {
-                        state: state(&all),
-                        hold_ns: scenario.neighbour_hold_ns,
-                    }),
+                    Role::Neighbour => {
+                        Actor::Neighbour(Neighbour { state: state(&all), hold_ns: scenario.neighbour_hold_ns })
+                    }
                     Role::Reader => Actor::Reader(state(&all)),
                     Role::Marker => Actor::Marker(state(&all)),
                     Role::Restore | Role::Oracle => unreachable!("{role} is not an actor kind"),
@@ -608,10 +579,7 @@ fn hold_pml<E: Engine>(n: &mut Neighbour, cx: &mut Cx<'_, E>) {
         return;
     };
     let table = pmd_table_of(r);
-    let pml = cx.pmd_lock(PmdRef {
-        table,
-        idx: NEIGHBOUR_SLOT,
-    });
+    let pml = cx.pmd_lock(PmdRef { table, idx: NEIGHBOUR_SLOT });
     let entry = cx.mm.pmds.entry(table, NEIGHBOUR_SLOT);
     let pmd = Pmd(entry.load(Ordering::Acquire));
     entry.store(pmd.touched().0, Ordering::Release);
@@ -716,27 +684,11 @@ mod tests {
         let policy: Arc<dyn DynPolicy> = Arc::new(Idle(NoParams {}));
         let actors = Actor::for_scenario(&s, &policy);
         let roles: Vec<Role> = actors.iter().map(native::Actor::role).collect();
-        assert_eq!(
-            roles[..4],
-            [
-                Role::Collapse,
-                Role::Collapse,
-                Role::Collapse,
-                Role::Faulter
-            ]
-        );
+        assert_eq!(roles[..4], [Role::Collapse, Role::Collapse, Role::Collapse, Role::Faulter]);
         assert_eq!(roles[10], Role::Marker);
         assert_eq!(actors[1].state().ranges, vec![1, 4, 7]);
         assert_eq!(roles[4], Role::Uffd);
-        assert_eq!(
-            actors[4].state().ranges,
-            vec![0, 1, 2, 3],
-            "uffd: the armed half"
-        );
-        assert_eq!(
-            actors[5].state().ranges.len(),
-            8,
-            "cow: every private range"
-        );
+        assert_eq!(actors[4].state().ranges, vec![0, 1, 2, 3], "uffd: the armed half");
+        assert_eq!(actors[5].state().ranges.len(), 8, "cow: every private range");
     }
 }

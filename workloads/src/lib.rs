@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod actors;
+pub mod check;
 pub mod presets;
 pub mod runner;
 pub mod scenario;

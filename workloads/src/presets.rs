@@ -45,25 +45,14 @@ pub const PRESETS: &[(&str, &str)] = &[
 
 /// The preset called `name`, validated.
 pub fn preset(name: &str) -> Result<Scenario, ScenarioError> {
-    let base = Scenario {
-        name: name.to_owned(),
-        ..Scenario::default()
-    };
-    let threads = |t: Threads| Threads {
-        collapsers: 1,
-        readers: 1,
-        ..t
-    };
+    let base = Scenario { name: name.to_owned(), ..Scenario::default() };
+    let threads = |t: Threads| Threads { collapsers: 1, readers: 1, ..t };
     let pml_contended = Scenario {
         ranges: 4,
         share: VmaShare::Private,
         uffd_fraction: 1.0,
         collapse_mode: CollapseMode::MadvCollapse,
-        threads: threads(Threads {
-            uffd: 1,
-            neighbours: 2,
-            ..Threads::default()
-        }),
+        threads: threads(Threads { uffd: 1, neighbours: 2, ..Threads::default() }),
         neighbour_hold_ns: 2000,
         ..base.clone()
     };
@@ -75,10 +64,7 @@ pub fn preset(name: &str) -> Result<Scenario, ScenarioError> {
             share: VmaShare::Private,
             uffd_fraction: 1.0,
             collapse_mode: CollapseMode::MadvCollapse,
-            threads: threads(Threads {
-                uffd: 1,
-                ..Threads::default()
-            }),
+            threads: threads(Threads { uffd: 1, ..Threads::default() }),
             ..base
         },
         "shmem-shared" => Scenario {
@@ -86,10 +72,7 @@ pub fn preset(name: &str) -> Result<Scenario, ScenarioError> {
             file: FileKind::Shmem,
             share: VmaShare::Shared,
             collapse_mode: CollapseMode::Khugepaged,
-            threads: threads(Threads {
-                faulters: 1,
-                ..Threads::default()
-            }),
+            threads: threads(Threads { faulters: 1, ..Threads::default() }),
             ..base
         },
         "pml-contended" => pml_contended,
@@ -97,29 +80,16 @@ pub fn preset(name: &str) -> Result<Scenario, ScenarioError> {
             ranges: 4,
             file: FileKind::File,
             share: VmaShare::Private,
-            threads: threads(Threads {
-                cow: 1,
-                swap: 1,
-                migrate: 1,
-                ..Threads::default()
-            }),
+            threads: threads(Threads { cow: 1, swap: 1, migrate: 1, ..Threads::default() }),
             ..base
         },
-        "no-split-locks" => Scenario {
-            split_pmd_ptlocks: false,
-            split_pte_ptlocks: false,
-            ..pml_contended
-        },
+        "no-split-locks" => Scenario { split_pmd_ptlocks: false, split_pte_ptlocks: false, ..pml_contended },
         "markers" => Scenario {
             ranges: 4,
             file: FileKind::Shmem,
             share: VmaShare::Private,
             collapse_mode: CollapseMode::Khugepaged,
-            threads: threads(Threads {
-                markers: 1,
-                neighbours: 1,
-                ..Threads::default()
-            }),
+            threads: threads(Threads { markers: 1, neighbours: 1, ..Threads::default() }),
             // Contends pml so the v2 forms' trylock fails and ptl is dropped:
             // only recheck_always rechecks then (no VMA here is uffd-armed).
             neighbour_hold_ns: 2000,
@@ -162,10 +132,7 @@ pub fn preset(name: &str) -> Result<Scenario, ScenarioError> {
         },
         _ => {
             let names: Vec<&str> = PRESETS.iter().map(|p| p.0).collect();
-            return Err(ScenarioError::new(format!(
-                "unknown preset `{name}`; allowed: {}",
-                names.join(", ")
-            )));
+            return Err(ScenarioError::new(format!("unknown preset `{name}`; allowed: {}", names.join(", "))));
         }
     };
     scenario.validate()?;
@@ -193,10 +160,7 @@ mod tests {
     #[test]
     fn presets_have_the_shapes_asked_for() {
         let p = preset("uffd-private").unwrap();
-        assert_eq!(
-            (p.ranges, p.threads.total(), p.uffd_armed_ranges()),
-            (1, 3, 1)
-        );
+        assert_eq!((p.ranges, p.threads.total(), p.uffd_armed_ranges()), (1, 3, 1));
         let p = preset("no-split-locks").unwrap();
         assert!(!p.split_pmd_ptlocks && !p.split_pte_ptlocks);
         assert_eq!(p.threads, preset("pml-contended").unwrap().threads);
@@ -212,8 +176,7 @@ mod tests {
     fn unknown_preset_lists_the_names() {
         let e = preset("uffd").unwrap_err().to_string();
         assert!(
-            e.starts_with("unknown preset `uffd`; allowed: uffd-private, shmem-shared,")
-                && e.ends_with("mixed"),
+            e.starts_with("unknown preset `uffd`; allowed: uffd-private, shmem-shared,") && e.ends_with("mixed"),
             "{e}"
         );
     }

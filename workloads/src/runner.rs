@@ -37,18 +37,9 @@ pub fn run_policy(
     opts: &RunOptions,
 ) -> Result<PolicyRun, ScenarioError> {
     scenario.validate()?;
-    let mm = Mm::new(scenario.mm_config())
-        .map_err(|e| ScenarioError::new(format!("building the model: {e}")))?;
+    let mm = Mm::new(scenario.mm_config()).map_err(|e| ScenarioError::new(format!("building the model: {e}")))?;
     let actors = Actor::for_scenario(scenario, &policy);
-    let run = run_native(
-        &mm,
-        actors,
-        &NativeOptions {
-            limit: opts.limit,
-            pin: opts.pin,
-            hook: opts.hook.clone(),
-        },
-    );
+    let run = run_native(&mm, actors, &NativeOptions { limit: opts.limit, pin: opts.pin, hook: opts.hook.clone() });
     mm.exit_mmap();
     let (violations, violations_total) = mm.violations.snapshot();
     let metrics = run.metrics.summary();
@@ -76,11 +67,7 @@ pub fn run_policy(
         pinned: run.pinned,
         oversubscribed: run.oversubscribed,
         collapses,
-        collapses_per_s: if wall_s > 0.0 {
-            collapses as f64 / wall_s
-        } else {
-            0.0
-        },
+        collapses_per_s: if wall_s > 0.0 { collapses as f64 / wall_s } else { 0.0 },
         metrics,
         locks,
         violations,

@@ -38,25 +38,15 @@ pub struct ScenarioError {
 
 impl ScenarioError {
     pub(crate) fn new(message: impl Into<String>) -> Self {
-        ScenarioError {
-            origin: None,
-            field: None,
-            message: message.into(),
-        }
+        ScenarioError { origin: None, field: None, message: message.into() }
     }
 
     pub(crate) fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ScenarioError {
-            field: Some(field.into()),
-            ..Self::new(message)
-        }
+        ScenarioError { field: Some(field.into()), ..Self::new(message) }
     }
 
     fn from_origin(origin: impl Into<String>, message: impl Into<String>) -> Self {
-        ScenarioError {
-            origin: Some(origin.into()),
-            ..Self::new(message)
-        }
+        ScenarioError { origin: Some(origin.into()), ..Self::new(message) }
     }
 }
 
@@ -161,17 +151,8 @@ pub struct Threads {
 
 impl Threads {
     /// The keys of a `[threads]` (and `[pace]`) table.
-    pub const KEYS: [&'static str; 9] = [
-        "collapsers",
-        "faulters",
-        "uffd",
-        "cow",
-        "swap",
-        "migrate",
-        "neighbours",
-        "readers",
-        "markers",
-    ];
+    pub const KEYS: [&'static str; 9] =
+        ["collapsers", "faulters", "uffd", "cow", "swap", "migrate", "neighbours", "readers", "markers"];
 
     /// Threads of the actor kind that runs as `role` (0 for roles no
     /// actor runs as).
@@ -358,9 +339,8 @@ impl Scenario {
             ScenarioError::from_origin(at, e.message())
         })?;
         if scenario.name.is_empty() {
-            scenario.name = Path::new(origin)
-                .file_stem()
-                .map_or_else(|| "scenario".into(), |s| s.to_string_lossy().into_owned());
+            scenario.name =
+                Path::new(origin).file_stem().map_or_else(|| "scenario".into(), |s| s.to_string_lossy().into_owned());
         }
         Ok(scenario)
     }
@@ -369,9 +349,8 @@ impl Scenario {
     pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
         let path = path.as_ref();
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ScenarioError::from_origin(origin.as_str(), format!("cannot read: {e}"))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ScenarioError::from_origin(origin.as_str(), format!("cannot read: {e}")))?;
         Self::from_toml_str(&text, &origin)
     }
 
@@ -388,14 +367,9 @@ impl Scenario {
             None => (vec![], key),
         };
         let unknown = |part: &str, allowed: &[&str]| {
-            ScenarioError::field(
-                key,
-                format!("unknown key `{part}`; allowed: {}", allowed.join(", ")),
-            )
+            ScenarioError::field(key, format!("unknown key `{part}`; allowed: {}", allowed.join(", ")))
         };
-        let mut table = root
-            .as_table_mut()
-            .expect("a scenario serializes to a table");
+        let mut table = root.as_table_mut().expect("a scenario serializes to a table");
         let mut allowed: &[&str] = &Self::KEYS;
         for part in parents {
             if !allowed.contains(&part) {
@@ -404,10 +378,7 @@ impl Scenario {
             table = match table.get_mut(part) {
                 Some(toml::Value::Table(t)) => t,
                 _ => {
-                    return Err(ScenarioError::field(
-                        key,
-                        format!("`{part}` is not a table; set it as `{part}=VALUE`"),
-                    ))
+                    return Err(ScenarioError::field(key, format!("`{part}` is not a table; set it as `{part}=VALUE`")))
                 }
             };
             allowed = &Threads::KEYS;
@@ -415,13 +386,9 @@ impl Scenario {
         if !allowed.contains(&leaf) {
             return Err(unknown(leaf, allowed));
         }
-        let parsed = value
-            .parse::<toml::Value>()
-            .unwrap_or_else(|_| toml::Value::String(value.to_owned()));
+        let parsed = value.parse::<toml::Value>().unwrap_or_else(|_| toml::Value::String(value.to_owned()));
         table.insert(leaf.to_owned(), parsed);
-        *self = root
-            .try_into()
-            .map_err(|e: toml::de::Error| ScenarioError::field(key, e.message()))?;
+        *self = root.try_into().map_err(|e: toml::de::Error| ScenarioError::field(key, e.message()))?;
         Ok(())
     }
 
@@ -430,22 +397,13 @@ impl Scenario {
     pub fn validate(&self) -> Result<(), ScenarioError> {
         let bad = |field: &str, message: String| Err(ScenarioError::field(field, message));
         if !(1..=MAX_RANGES).contains(&self.ranges) {
-            return bad(
-                "ranges",
-                format!("{}; allowed 1..={MAX_RANGES}", self.ranges),
-            );
+            return bad("ranges", format!("{}; allowed 1..={MAX_RANGES}", self.ranges));
         }
         if self.density > 512 {
-            return bad(
-                "density",
-                format!("{}; allowed 0..=512 present PTEs per table", self.density),
-            );
+            return bad("density", format!("{}; allowed 0..=512 present PTEs per table", self.density));
         }
         if !(0.0..=1.0).contains(&self.uffd_fraction) {
-            return bad(
-                "uffd_fraction",
-                format!("{}; allowed 0.0..=1.0", self.uffd_fraction),
-            );
+            return bad("uffd_fraction", format!("{}; allowed 0.0..=1.0", self.uffd_fraction));
         }
         if self.split_pmd_ptlocks && !self.split_pte_ptlocks {
             return bad(
@@ -464,10 +422,7 @@ impl Scenario {
             );
         }
         if !(1..=MAX_THREADS).contains(&t.total()) {
-            return bad(
-                "threads",
-                format!("{} threads in all; allowed 1..={MAX_THREADS}", t.total()),
-            );
+            return bad("threads", format!("{} threads in all; allowed 1..={MAX_THREADS}", t.total()));
         }
         if t.uffd > 0 && self.private_uffd_ranges().is_empty() {
             return bad(
@@ -493,32 +448,16 @@ impl Scenario {
             }
         }
         if self.neighbour_hold_ns > MAX_WAIT_NS {
-            return bad(
-                "neighbour_hold_ns",
-                format!(
-                    "{}; allowed 0..={MAX_WAIT_NS} (1 s)",
-                    self.neighbour_hold_ns
-                ),
-            );
+            return bad("neighbour_hold_ns", format!("{}; allowed 0..={MAX_WAIT_NS} (1 s)", self.neighbour_hold_ns));
         }
         for (key, role) in Threads::KEYS.iter().zip(ACTOR_ROLES) {
             let ns = self.pace.of(role);
             if ns > MAX_WAIT_NS {
-                return bad(
-                    &format!("pace.{key}"),
-                    format!("{ns} ns; allowed 0..={MAX_WAIT_NS} (1 s)"),
-                );
+                return bad(&format!("pace.{key}"), format!("{ns} ns; allowed 0..={MAX_WAIT_NS} (1 s)"));
             }
         }
         if i64::try_from(self.seed).is_err() {
-            return bad(
-                "seed",
-                format!(
-                    "{}; allowed 0..={} (TOML integers are signed 64-bit)",
-                    self.seed,
-                    i64::MAX
-                ),
-            );
+            return bad("seed", format!("{}; allowed 0..={} (TOML integers are signed 64-bit)", self.seed, i64::MAX));
         }
         if let Some(n) = self.anon_pages {
             if !(1..=MAX_ANON_PAGES).contains(&n) {
@@ -527,10 +466,7 @@ impl Scenario {
         }
         if let Some(n) = self.spare_tables {
             if n > MAX_SPARE_TABLES {
-                return bad(
-                    "spare_tables",
-                    format!("{n}; allowed 0..={MAX_SPARE_TABLES}"),
-                );
+                return bad("spare_tables", format!("{n}; allowed 0..={MAX_SPARE_TABLES}"));
             }
         }
         Ok(())
@@ -549,11 +485,7 @@ impl Scenario {
             VmaShare::Shared => VM_SHARED,
             VmaShare::Private => 0,
         };
-        let uffd = if r < self.uffd_armed_ranges() {
-            self.uffd_mode.vm_flag()
-        } else {
-            0
-        };
+        let uffd = if r < self.uffd_armed_ranges() { self.uffd_mode.vm_flag() } else { 0 };
         shared | uffd
     }
 
@@ -583,11 +515,7 @@ impl Scenario {
 
 /// 1-based line of byte offset `at` in `s`.
 fn line_of(s: &str, at: usize) -> usize {
-    s.as_bytes()[..at.min(s.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+    s.as_bytes()[..at.min(s.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 #[cfg(test)]
@@ -596,11 +524,7 @@ mod tests {
 
     #[test]
     fn keys_match_what_serde_writes() {
-        let s = Scenario {
-            anon_pages: Some(1),
-            spare_tables: Some(1),
-            ..Scenario::default()
-        };
+        let s = Scenario { anon_pages: Some(1), spare_tables: Some(1), ..Scenario::default() };
         let toml::Value::Table(t) = toml::Value::try_from(&s).unwrap() else {
             panic!("a scenario serializes to a table")
         };
@@ -610,12 +534,7 @@ mod tests {
         want.sort_unstable();
         assert_eq!(keys, want);
         for sub in ["threads", "pace"] {
-            let mut keys: Vec<&str> = t[sub]
-                .as_table()
-                .unwrap()
-                .keys()
-                .map(String::as_str)
-                .collect();
+            let mut keys: Vec<&str> = t[sub].as_table().unwrap().keys().map(String::as_str).collect();
             let mut want = Threads::KEYS.to_vec();
             keys.sort_unstable();
             want.sort_unstable();
@@ -655,20 +574,11 @@ mod tests {
             "threads.ufd: unknown key `ufd`; allowed: collapsers, faulters, uffd, cow, swap, migrate, neighbours, readers, markers"
         );
         let e = s.set("densty", "1").unwrap_err().to_string();
-        assert!(
-            e.starts_with("densty: unknown key `densty`; allowed: name, ranges, density,"),
-            "{e}"
-        );
+        assert!(e.starts_with("densty: unknown key `densty`; allowed: name, ranges, density,"), "{e}");
         let e = s.set("density.x", "1").unwrap_err().to_string();
-        assert_eq!(
-            e,
-            "density.x: `density` is not a table; set it as `density=VALUE`"
-        );
+        assert_eq!(e, "density.x: `density` is not a table; set it as `density=VALUE`");
         let e = s.set("threads.uffd.x", "1").unwrap_err().to_string();
-        assert_eq!(
-            e,
-            "threads.uffd.x: `uffd` is not a table; set it as `uffd=VALUE`"
-        );
+        assert_eq!(e, "threads.uffd.x: `uffd` is not a table; set it as `uffd=VALUE`");
         assert_eq!(s, Scenario::default(), "a failed set changes nothing");
     }
 
@@ -696,23 +606,16 @@ mod tests {
         let e = Scenario::from_toml_str(text, "dir/scenario.toml").unwrap_err();
         assert_eq!(e.origin.as_deref(), Some("dir/scenario.toml:3"));
         let msg = e.to_string();
-        assert!(
-            msg.starts_with(
-                "dir/scenario.toml:3: unknown field `ufd`, expected one of `collapsers`"
-            ),
-            "{msg}"
-        );
+        assert!(msg.starts_with("dir/scenario.toml:3: unknown field `ufd`, expected one of `collapsers`"), "{msg}");
         let e = Scenario::from_toml_str("rangez = 1\n", "s.toml").unwrap_err();
         assert!(e.to_string().contains("`ranges`"), "{e}");
     }
 
     #[test]
     fn file_fills_defaults_and_takes_its_stem_as_name() {
-        let s = Scenario::from_toml_str(
-            "density = 64\nshare = \"shared\"\n[threads]\nfaulters = 2\n",
-            "x/my-load.toml",
-        )
-        .unwrap();
+        let s =
+            Scenario::from_toml_str("density = 64\nshare = \"shared\"\n[threads]\nfaulters = 2\n", "x/my-load.toml")
+                .unwrap();
         assert_eq!(s.name, "my-load");
         assert_eq!(s.density, 64);
         assert_eq!(s.share, VmaShare::Shared);
@@ -736,11 +639,7 @@ mod tests {
     #[test]
     fn missing_file_names_the_path() {
         let e = Scenario::from_toml_file("/nonexistent/s.toml").unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("/nonexistent/s.toml: cannot read: "),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("/nonexistent/s.toml: cannot read: "), "{e}");
     }
 
     #[test]
@@ -770,22 +669,12 @@ mod tests {
         check("threads.readers", "1024", "threads");
         check("split_pte_ptlocks", "false", "split_pmd_ptlocks");
         check("anon_pages", "0", "anon_pages");
-        let mut s = Scenario {
-            share: VmaShare::Shared,
-            uffd_fraction: 1.0,
-            ..Scenario::default()
-        };
+        let mut s = Scenario { share: VmaShare::Shared, uffd_fraction: 1.0, ..Scenario::default() };
         s.threads.uffd = 1;
-        assert_eq!(
-            s.validate().unwrap_err().field.as_deref(),
-            Some("threads.uffd")
-        );
+        assert_eq!(s.validate().unwrap_err().field.as_deref(), Some("threads.uffd"));
         s.threads.uffd = 0;
         s.threads.cow = 1;
-        assert_eq!(
-            s.validate().unwrap_err().field.as_deref(),
-            Some("threads.cow")
-        );
+        assert_eq!(s.validate().unwrap_err().field.as_deref(), Some("threads.cow"));
         s.seed = u64::MAX;
         s.threads.cow = 0;
         assert_eq!(s.validate().unwrap_err().field.as_deref(), Some("seed"));
@@ -793,28 +682,15 @@ mod tests {
 
     #[test]
     fn uffd_arms_the_first_ceil_fraction_ranges() {
-        let mut s = Scenario {
-            ranges: 10,
-            ..Scenario::default()
-        };
-        for (f, n) in [
-            (0.0, 0),
-            (0.3, 3),
-            (0.31, 4),
-            (0.5, 5),
-            (1.0, 10),
-            (0.01, 1),
-        ] {
+        let mut s = Scenario { ranges: 10, ..Scenario::default() };
+        for (f, n) in [(0.0, 0), (0.3, 3), (0.31, 4), (0.5, 5), (1.0, 10), (0.01, 1)] {
             s.uffd_fraction = f;
             assert_eq!(s.uffd_armed_ranges(), n, "fraction {f}");
         }
         s.uffd_fraction = 0.25;
         s.uffd_mode = UffdMode::Minor;
         let c = s.mm_config();
-        assert_eq!(
-            c.ranges[..4],
-            [VM_UFFD_MINOR, VM_UFFD_MINOR, VM_UFFD_MINOR, 0]
-        );
+        assert_eq!(c.ranges[..4], [VM_UFFD_MINOR, VM_UFFD_MINOR, VM_UFFD_MINOR, 0]);
         assert_eq!(s.private_uffd_ranges(), vec![0, 1, 2]);
         s.share = VmaShare::Shared;
         assert_eq!(s.mm_config().ranges[0], VM_SHARED | VM_UFFD_MINOR);

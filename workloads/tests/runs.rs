@@ -14,10 +14,7 @@ use workloads::{preset, run_policy, Actor, RunOptions, Scenario, PRESETS};
 
 fn opts(ops: u64) -> RunOptions {
     RunOptions {
-        limit: Limit::Ops {
-            ops,
-            cap: Duration::from_secs(5),
-        },
+        limit: Limit::Ops { ops, cap: Duration::from_secs(5) },
         pin: false,
         hook: None,
         git_revision: String::new(),
@@ -51,10 +48,7 @@ fn runs_clean(name: &str) {
         let done = ops.get(role.name()).copied().unwrap_or(0);
         assert_eq!(done > 0, want, "{name}: {done} {role} ops");
     }
-    assert_eq!(
-        ops["restore"], run.collapses,
-        "{name}: one restore per collapse"
-    );
+    assert_eq!(ops["restore"], run.collapses, "{name}: one restore per collapse");
 }
 
 macro_rules! preset_tests {
@@ -181,34 +175,21 @@ fn widened_step3() -> StepHook {
 /// 200 collapses of preset `name` under `early`, with the window widened.
 fn widened(early: EarlyPml, name: &str) -> PolicyRun {
     let _serial = NATIVE.lock().unwrap_or_else(|p| p.into_inner());
-    let options = RunOptions {
-        hook: Some(widened_step3()),
-        ..opts(200)
-    };
+    let options = RunOptions { hook: Some(widened_step3()), ..opts(200) };
     run_policy(common::policy(early), &preset(name).unwrap(), &options).unwrap()
 }
 
 /// Whether a table was freed holding an entry described as `what`.
 fn freed_live(run: &PolicyRun, what: &str) -> bool {
-    run.violations
-        .iter()
-        .any(|v| v.oracle == Oracle::TableFreedLive && v.message.contains(what))
+    run.violations.iter().any(|v| v.oracle == Oracle::TableFreedLive && v.message.contains(what))
 }
 
 #[test]
 fn uffd_fills_break_the_pre_fix_code() {
     let run = widened(EarlyPml::Never, "uffd-private");
-    assert!(
-        freed_live(&run, "anon page installed by uffd"),
-        "{:#?}",
-        run.violations
-    );
+    assert!(freed_live(&run, "anon page installed by uffd"), "{:#?}", run.violations);
     let run = widened(EarlyPml::UffdPrivate, "uffd-private");
-    assert_eq!(
-        run.violations_total, 0,
-        "v1 closes it: {:#?}",
-        run.violations
-    );
+    assert_eq!(run.violations_total, 0, "v1 closes it: {:#?}", run.violations);
 }
 
 #[test]

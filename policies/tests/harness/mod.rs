@@ -12,18 +12,12 @@ use std::time::Instant;
 
 /// The five shipped policies, built with default parameters.
 pub fn all_policies() -> Vec<Arc<dyn DynPolicy>> {
-    policies::registry()
-        .iter()
-        .map(|e| (e.build)(&serde_json::Value::Null).unwrap())
-        .collect()
+    policies::registry().iter().map(|e| (e.build)(&serde_json::Value::Null).unwrap()).collect()
 }
 
 /// One policy by name.
 pub fn policy(name: &str) -> Arc<dyn DynPolicy> {
-    let e = policies::registry()
-        .into_iter()
-        .find(|e| e.name == name)
-        .unwrap();
+    let e = policies::registry().into_iter().find(|e| e.name == name).unwrap();
     (e.build)(&serde_json::Value::Null).unwrap()
 }
 
@@ -92,10 +86,7 @@ pub fn cow(cx: &mut Cx<'_, Native>, i: usize) {
     let copy = cx.alloc_anon_page(addr).unwrap();
     let pmd = Cx::<Native>::pmd_offset(addr).unwrap();
     let (map, ptl) = cx.pte_offset_map_lock(pmd, addr).unwrap();
-    let old = cx
-        .ptep_clear_flush(addr, map.at(i))
-        .pfn()
-        .expect("present file page");
+    let old = cx.ptep_clear_flush(addr, map.at(i)).pfn().expect("present file page");
     cx.set_pte_at(addr, map.at(i), Pte::present(copy));
     cx.page_add_new_anon_rmap(copy);
     let vma = cx.vma_lookup(addr).unwrap();
@@ -133,18 +124,13 @@ pub fn touch_all(cx: &mut Cx<'_, Native>) {
 
 /// Refcount of range 0's huge page.
 pub fn hpage_refs(mm: &Mm) -> i32 {
-    mm.pages
-        .get(mm.file_hpage(0))
-        .refcount
-        .load(Ordering::Relaxed)
+    mm.pages.get(mm.file_hpage(0)).refcount.load(Ordering::Relaxed)
 }
 
 /// Sum of subpage mapcounts of range 0's huge page.
 pub fn hpage_mapcount(mm: &Mm) -> i32 {
     let h = mm.file_hpage(0);
-    (0..512)
-        .map(|i| mm.pages.get(h.nth(i)).mapcount.load(Ordering::Relaxed))
-        .sum()
+    (0..512).map(|i| mm.pages.get(h.nth(i)).mapcount.load(Ordering::Relaxed)).sum()
 }
 
 /// Whether any model lock is held.

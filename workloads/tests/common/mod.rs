@@ -7,9 +7,7 @@
 
 use bench_core::mm::VM_SHARED;
 use bench_core::pte::{HPAGE_PMD_NR, HPAGE_PMD_SIZE, PAGE_SIZE};
-use bench_core::{
-    CollapsePolicy, Cx, DynPolicy, Engine, NoParams, ScanResult, Step, SINGLE_DEPTH_NESTING,
-};
+use bench_core::{CollapsePolicy, Cx, DynPolicy, Engine, NoParams, ScanResult, Step, SINGLE_DEPTH_NESTING};
 use std::sync::Arc;
 
 /// When the collapse takes `pml` before step 2.
@@ -29,10 +27,7 @@ pub struct TestPolicy {
 }
 
 pub fn policy(early: EarlyPml) -> Arc<dyn DynPolicy> {
-    Arc::new(TestPolicy {
-        early,
-        params: NoParams {},
-    })
+    Arc::new(TestPolicy { early, params: NoParams {} })
 }
 
 /// The correct one.
@@ -46,10 +41,7 @@ impl CollapsePolicy for TestPolicy {
     const SUMMARY: &'static str = "v1 with pml taken before step 2 on every VMA (tests only)";
 
     fn new(params: NoParams) -> Self {
-        TestPolicy {
-            early: EarlyPml::Always,
-            params,
-        }
+        TestPolicy { early: EarlyPml::Always, params }
     }
 
     fn params(&self) -> &NoParams {
@@ -82,9 +74,7 @@ impl CollapsePolicy for TestPolicy {
             }
             let pmd = match cx.find_pmd_or_thp_or_none(haddr) {
                 (ScanResult::Succeed, Some(pmd)) => pmd,
-                (ScanResult::PmdNone, Some(pmd)) => {
-                    break 'drop_hpage install(cx, vma, haddr, pmd, hpage, install_pmd)
-                }
+                (ScanResult::PmdNone, Some(pmd)) => break 'drop_hpage install(cx, vma, haddr, pmd, hpage, install_pmd),
                 (other, _) => break 'drop_hpage other,
             };
             // Step 1: check, under ptl.
@@ -99,9 +89,7 @@ impl CollapsePolicy for TestPolicy {
                 }
                 let bad = if !pte.is_present() {
                     Some(ScanResult::PteNonPresent)
-                } else if cx.vm_normal_page(vma, haddr + i as u64 * PAGE_SIZE, pte)
-                    != Some(hpage.nth(i))
-                {
+                } else if cx.vm_normal_page(vma, haddr + i as u64 * PAGE_SIZE, pte) != Some(hpage.nth(i)) {
                     Some(ScanResult::Fail)
                 } else {
                     None
@@ -116,9 +104,7 @@ impl CollapsePolicy for TestPolicy {
             let range = cx.mmu_notifier_invalidate_range_start(haddr, haddr + HPAGE_PMD_SIZE);
             let early = match self.early {
                 EarlyPml::Always => true,
-                EarlyPml::UffdPrivate => {
-                    Cx::<E>::userfaultfd_armed(vma) && vma.flags & VM_SHARED == 0
-                }
+                EarlyPml::UffdPrivate => Cx::<E>::userfaultfd_armed(vma) && vma.flags & VM_SHARED == 0,
                 EarlyPml::Never => false,
             };
             let pml = early.then(|| cx.pmd_lock(pmd));
