@@ -169,12 +169,18 @@ pub enum Strategy {
     },
     /// Follow a recorded schedule exactly.
     Replay(Vec<u32>),
+    /// Follow a schedule where it can: when the CPU it names cannot run
+    /// (or the schedule has ended), keep running the CPU that ran last, or
+    /// else the lowest-numbered runnable one. For shrinking a
+    /// counterexample: the run's own schedule then replays it exactly.
+    Guided(Vec<u32>),
 }
 
 enum Chooser {
     Random(ChaCha8Rng),
     Pct { priorities: Vec<u64>, change_points: Vec<u64> },
     Replay(Vec<u32>),
+    Guided { schedule: Vec<u32>, last: Option<u32> },
 }
 
 impl Chooser {
@@ -194,6 +200,7 @@ impl Chooser {
                 Chooser::Pct { priorities, change_points }
             }
             Strategy::Replay(schedule) => Chooser::Replay(schedule.clone()),
+            Strategy::Guided(schedule) => Chooser::Guided { schedule: schedule.clone(), last: None },
         }
     }
 
@@ -213,6 +220,15 @@ impl Chooser {
                 Some(cpu)
             }
             Chooser::Replay(schedule) => schedule.get(step as usize).copied().filter(|c| runnable.contains(c)),
+            Chooser::Guided { schedule, last } => {
+                let cpu = [schedule.get(step as usize).copied(), *last]
+                    .into_iter()
+                    .flatten()
+                    .find(|c| runnable.contains(c))
+                    .unwrap_or(runnable[0]);
+                *last = Some(cpu);
+                Some(cpu)
+            }
         }
     }
 }
