@@ -261,6 +261,7 @@ impl<'a, E: Engine> Cx<'a, E> {
     }
 
     fn check_cleared_entries_flushed(&mut self) {
+        self.stamp_clears();
         let mut stale = vec![];
         for &(vpn, pfn, tick) in &self.clear_log.cleared {
             for cpu in self.mm.tlbs.stale_holders(self.cpu, vpn, pfn, tick) {
@@ -419,6 +420,7 @@ impl<'a, E: Engine> Cx<'a, E> {
             );
             return;
         };
+        self.stamp_clears();
         let h = self.held.remove(pos);
         let held_ns = self.engine.now_ns() - h.since;
         self.metrics.record_hold(self.role, self.mm.lock_class(id), held_ns);
@@ -587,8 +589,24 @@ impl<'a, E: Engine> Cx<'a, E> {
         let old = Pte(self.mm.tables.entry(pte.slot, pte.idx).swap(0, Ordering::AcqRel));
         self.engine.trace(self.cpu, Event::PteClear(pte.idx as u16));
         if let (Some(pfn), Some(_)) = (old.pfn(), self.clear_log.hpage) {
-            let tick = if self.mm.config.oracles { self.mm.tlbs.tick() } else { 0 };
-            self.clear_log.cleared.push((vpn(addr), pfn, tick));
+            // Stamped with the oracle clock at the next unlock or flush (see
+            // `stamp_clears`): one clock tick per batch, not per entry.
+            self.clear_log.cleared.push((vpn(addr), pfn, 0));
+        }
+    }
+
+    /// Give the clears not yet stamped one oracle clock tick. Sound because
+    /// it runs before anything could map `hpage + i` at a cleared address
+    /// again (the page lock keeps faults out; the PMD is installed only
+    /// after `pml`/`ptl` are dropped): any TLB fill of a cleared (address,
+    /// frame) pair began its walk before the clear, so before this tick.
+    fn stamp_clears(&mut self) {
+        if !self.mm.config.oracles || self.clear_log.cleared.last().is_none_or(|c| c.2 != 0) {
+            return;
+        }
+        let tick = self.mm.tlbs.tick();
+        for c in self.clear_log.cleared.iter_mut().rev().take_while(|c| c.2 == 0) {
+            c.2 = tick;
         }
     }
 
@@ -643,6 +661,7 @@ impl<'a, E: Engine> Cx<'a, E> {
 
     /// `flush_tlb_range()`.
     pub fn flush_tlb_range(&mut self, start: u64, end: u64) {
+        self.stamp_clears();
         let ipis = self.mm.tlbs.flush_range(self.cpu, vpn(start), (end - start) >> PAGE_SHIFT);
         self.engine.trace(self.cpu, Event::FlushRange);
         self.metrics.counters.flush_range += 1;
@@ -651,6 +670,7 @@ impl<'a, E: Engine> Cx<'a, E> {
 
     /// `flush_tlb_mm()`: every TLB entry of the mm on every CPU.
     pub fn flush_tlb_mm(&mut self) {
+        self.stamp_clears();
         let ipis = self.mm.tlbs.flush_all(self.cpu);
         self.engine.trace(self.cpu, Event::FlushMm);
         self.metrics.counters.flush_mm += 1;
