@@ -11,6 +11,7 @@
 
 pub mod controlled;
 pub mod engine;
+pub mod lockdep;
 pub mod metrics;
 pub mod mm;
 pub mod native;

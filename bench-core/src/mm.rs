@@ -160,6 +160,8 @@ pub struct Mm {
     pub rcu: Rcu,
     /// Broken rules seen so far.
     pub violations: Violations,
+    /// The lock-order oracle's dependency graph, kept for the whole run.
+    pub lockdep: crate::lockdep::Lockdep,
     next_swap_slot: AtomicU32,
 }
 
@@ -229,6 +231,7 @@ impl Mm {
             tlbs: Tlbs::new(cpus),
             rcu: Rcu::new(cpus),
             violations: Violations::default(),
+            lockdep: crate::lockdep::Lockdep::default(),
             next_swap_slot: AtomicU32::new(1),
             config,
         };

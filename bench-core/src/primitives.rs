@@ -429,9 +429,18 @@ impl<'a, E: Engine> Cx<'a, E> {
         self.engine.sched_point(self.cpu, Event::Unlock(id));
     }
 
-    /// Lockdep's rules for a blocking acquisition, per lock class.
+    /// Lockdep's rules for a blocking acquisition, per lock class: the
+    /// order rule and the run-wide dependency graph ([`crate::lockdep`]).
+    /// With no lock held there is nothing to check; with one held, an edge
+    /// already in the graph and allowed costs one relaxed load.
     fn check_order(&self, id: LockId, subclass: u32) {
-        let class = self.mm.lock_class(id);
+        use crate::lockdep::{order_rule, Acquisition, Dependency, LockNode, Rule, Site};
+        if self.held.is_empty() {
+            return;
+        }
+        let class: LockClass = self.mm.lock_class(id);
+        let new = LockNode::new(class, subclass);
+        let lockdep = &self.mm.lockdep;
         for h in &self.held {
             if h.id == id {
                 self.violation(
@@ -444,23 +453,43 @@ impl<'a, E: Engine> Cx<'a, E> {
                 );
                 panic!("recursive spin_lock({}) would deadlock", self.mm.lock_name(id));
             }
-            let held = self.mm.lock_class(h.id);
-            let ok = match (held, class) {
-                (LockClass::PageTableLock | LockClass::PmdLock, LockClass::PteLock) => true,
-                (a, b) if a == b => subclass > h.subclass,
-                _ => false,
-            };
-            if !ok {
-                self.violation(
-                    Oracle::LockOrder,
-                    format!(
-                        "possible circular locking dependency: taking {} while holding {} (order is pml -> ptl; \
-                         a lock of an outer class may only be trylocked here)",
-                        self.mm.lock_name(id),
-                        self.mm.lock_name(h.id)
-                    ),
-                );
+            let prev = LockNode::new(self.mm.lock_class(h.id), h.subclass);
+            let rule = order_rule(prev, new);
+            // A self-edge is never recorded: recursion is the order rule's.
+            let known = prev == new || lockdep.knows(prev, new);
+            // Known and allowed, or known and reported already: nothing to do.
+            if known && (rule == Rule::Legal || !lockdep.first_report(prev, new)) {
+                continue;
             }
+            let a = Acquisition {
+                dep: Dependency {
+                    from: prev,
+                    to: new,
+                    site: Site {
+                        cpu: self.cpu,
+                        role: self.role.to_string(),
+                        step: (self.role == Role::Collapse).then(|| self.step.label().to_owned()),
+                        held: self.mm.lock_name(h.id),
+                        taken: self.mm.lock_name(id),
+                    },
+                },
+                held: self
+                    .held
+                    .iter()
+                    .map(|h| (LockNode::new(self.mm.lock_class(h.id), h.subclass), self.mm.lock_name(h.id)))
+                    .collect(),
+            };
+            // A new edge goes into the graph; if it closes a cycle, that is
+            // the report (it claims the pair).
+            let chain = if known { None } else { lockdep.add(a.dep.clone()) };
+            let message = match (chain, &rule) {
+                (Some(chain), rule) => a.circular_report(&chain, rule),
+                (None, Rule::Legal) => continue,
+                (None, _) if !known && !lockdep.first_report(prev, new) => continue,
+                (None, Rule::Recursive) => a.recursive_report(),
+                (None, Rule::Order(why)) => a.order_report(why, &lockdep.path_to_class(new, prev.class)),
+            };
+            self.violation(Oracle::LockOrder, message);
         }
     }
 
