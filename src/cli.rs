@@ -46,13 +46,9 @@ impl From<workloads::ScenarioError> for CliError {
     }
 }
 
-/// Arguments of `run`.
-#[derive(clap::Args, Debug)]
-pub struct RunArgs {
-    /// Policies, comma-separated; parameters after colons
-    /// (`v2-flush-bool:recheck_always=true`).
-    #[arg(short = 'p', long = "policies", default_value = "v1,v2-flush-bool,v2-step3-down")]
-    pub policies: String,
+/// The workload options `run` and `check` share.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct WorkloadArgs {
     /// Workload preset (see `collapse-bench list`).
     #[arg(short = 'w', long = "workload", conflicts_with = "scenario")]
     pub workload: Option<String>,
@@ -65,6 +61,17 @@ pub struct RunArgs {
     /// Override any scenario parameter, e.g. `--set density=256` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+}
+
+/// Arguments of `run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Policies, comma-separated; parameters after colons
+    /// (`v2-flush-bool:recheck_always=true`).
+    #[arg(short = 'p', long = "policies", default_value = "v1,v2-flush-bool,v2-step3-down")]
+    pub policies: String,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
     /// Run each policy this long (`5s`, `500ms`, `2m`). Default 5s, or the
     /// cap for --ops.
     #[arg(long)]
@@ -153,8 +160,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, CliError> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// The workload a `run` asked for, with every override applied.
-pub fn scenario(args: &RunArgs) -> Result<Scenario, CliError> {
+/// The workload a command asked for, with every override applied and
+/// `seed` (when given) as its seed.
+pub fn scenario(args: &WorkloadArgs, seed: Option<u64>) -> Result<Scenario, CliError> {
     let mut scenario = match &args.scenario {
         Some(path) => Scenario::from_toml_file(path)?,
         None => preset(args.workload.as_deref().unwrap_or("uffd-private"))?,
@@ -167,7 +175,7 @@ pub fn scenario(args: &RunArgs) -> Result<Scenario, CliError> {
         let (k, v) = kv.split_once('=').ok_or_else(|| CliError::Usage(format!("--set: `{kv}` is not KEY=VALUE")))?;
         scenario.set(k.trim(), v.trim())?;
     }
-    if let Some(seed) = args.seed {
+    if let Some(seed) = seed {
         scenario.seed = seed;
     }
     scenario.validate()?;
@@ -175,29 +183,28 @@ pub fn scenario(args: &RunArgs) -> Result<Scenario, CliError> {
 }
 
 /// The command line, quoted for a shell, with the seed made explicit.
-fn reproducer(seed: u64, seed_given: bool) -> String {
+pub fn reproducer(seed: u64, seed_given: bool) -> String {
     let mut words: Vec<String> = std::env::args().collect();
     words[0] = "collapse-bench".into();
     if !seed_given {
         words.push(format!("--seed={seed}"));
     }
-    words
-        .iter()
-        .map(|w| {
-            if w.chars().all(|c| c.is_ascii_alphanumeric() || "-_=.,:/".contains(c)) {
-                w.clone()
-            } else {
-                format!("'{w}'")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
+}
+
+/// One word quoted for a shell where it needs it.
+pub fn quote(w: &str) -> String {
+    if !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_=.,:/".contains(c)) {
+        w.to_owned()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
 }
 
 /// `run`.
 pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let policies = parse_policies(&args.policies)?;
-    let scenario = scenario(args)?;
+    let scenario = scenario(&args.workload, args.seed)?;
     let duration = args.duration.as_deref().map(parse_duration).transpose()?;
     let limit = match args.ops {
         Some(0) => return Err(CliError::Usage("--ops: must be at least 1".into())),

@@ -2,13 +2,19 @@
 //! schedules, each on a fresh model, with every oracle on; count
 //! violations by oracle and keep the first counterexample with the
 //! schedule that replays it.
+//!
+//! A counterexample is shrunk before it is kept (fewer context switches,
+//! fewer steps, same oracle), replayed with a timeline, and given a
+//! replay token (`s1-0x12.1x3.0x40`: CPU 0 for 12 steps, CPU 1 for 3, ...)
+//! that [`replay`] runs again exactly, on the same scenario and seed.
 
 use crate::actors::Actor;
 use crate::scenario::{Scenario, ScenarioError};
 use bench_core::controlled::{run_controlled, ControlledConfig, ControlledRun, End, Strategy, TraceEntry};
-use bench_core::{DynPolicy, Mm, Oracle, Role, Violation};
+use bench_core::{DynPolicy, Event, LockClass, LockId, Mm, Oracle, Role, Violation};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Which search strategy.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -39,6 +45,9 @@ pub struct CheckOptions {
     pub max_steps: u64,
     /// Stop at the first violating schedule.
     pub stop_at_first: bool,
+    /// Replays the shrinker may spend on the first counterexample (0: keep
+    /// it as found).
+    pub shrink_budget: u32,
 }
 
 impl Default for CheckOptions {
@@ -51,6 +60,7 @@ impl Default for CheckOptions {
             ops_per_cpu: 12,
             max_steps: 100_000,
             stop_at_first: false,
+            shrink_budget: 200,
         }
     }
 }
@@ -62,12 +72,34 @@ pub struct Counterexample {
     pub index: u64,
     /// Every violation the schedule produced (the first one is the verdict).
     pub violations: Vec<Violation>,
-    /// The choices, one per step.
+    /// The choices, one per step (after shrinking): [`token`] encodes it.
     pub schedule: Vec<u32>,
+    /// The schedule as the search found it.
+    pub original: Vec<u32>,
+    /// Replays the shrinker spent.
+    pub shrink_replays: u32,
     /// The timeline of the replay.
     pub trace: Vec<TraceEntry>,
+    /// A short label for every entry of `trace` ([`event_label`]), rendered
+    /// while the model was alive.
+    pub labels: Vec<String>,
+    /// How many entries of `trace` had happened when the first violation
+    /// was reported (all of them for one found at teardown).
+    pub violation_at: usize,
     /// Role of each CPU.
     pub roles: Vec<Role>,
+}
+
+impl Counterexample {
+    /// The oracle of the verdict (the first violation).
+    pub fn oracle(&self) -> Oracle {
+        self.violations[0].oracle
+    }
+
+    /// The replay token of the schedule.
+    pub fn token(&self) -> String {
+        token(&self.schedule)
+    }
 }
 
 /// What a search found for one policy.
@@ -85,6 +117,14 @@ pub struct CheckReport {
     pub step_limits: u64,
     /// The first counterexample.
     pub first: Option<Counterexample>,
+    /// Wall time of the search, s (shrinking and the timeline replay not
+    /// included).
+    pub search_s: f64,
+    /// Wall time from the start of the search to the end of the first
+    /// violating schedule, s.
+    pub first_found_s: Option<f64>,
+    /// Wall time of shrinking and replaying the first counterexample, s.
+    pub shrink_s: f64,
 }
 
 impl CheckReport {
@@ -111,6 +151,17 @@ pub fn run_schedule(
     opts: &CheckOptions,
     record_trace: bool,
 ) -> Result<(ControlledRun, Vec<Violation>), ScenarioError> {
+    run_on_fresh_mm(policy, scenario, strategy, opts, record_trace).map(|(_, run, v)| (run, v))
+}
+
+/// [`run_schedule`], also handing back the model (for naming its locks).
+fn run_on_fresh_mm(
+    policy: &Arc<dyn DynPolicy>,
+    scenario: &Scenario,
+    strategy: Strategy,
+    opts: &CheckOptions,
+    record_trace: bool,
+) -> Result<(Arc<Mm>, ControlledRun, Vec<Violation>), ScenarioError> {
     let mm =
         Arc::new(Mm::new(scenario.mm_config()).map_err(|e| ScenarioError::new(format!("building the model: {e}")))?);
     let actors = Actor::for_scenario(scenario, policy);
@@ -129,7 +180,8 @@ pub fn run_schedule(
         End::Deadlock(who) => mm.report(Oracle::Deadlock, None, None, format!("every CPU is blocked: {who}")),
         End::StepLimit | End::Diverged => {}
     }
-    Ok((run, mm.violations.snapshot().0))
+    let violations = mm.violations.snapshot().0;
+    Ok((mm, run, violations))
 }
 
 /// Search `opts.schedules` schedules of `policy` on `scenario`.
@@ -141,6 +193,8 @@ pub fn check_policy(
     scenario.validate()?;
     let mut report = CheckReport { policy: policy.label(), ..CheckReport::default() };
     let mut expected_steps = 1000;
+    let t0 = Instant::now();
+    let mut found = None;
     for i in 0..opts.schedules {
         let strategy = strategy_for(opts, i, expected_steps);
         let (run, violations) = run_schedule(policy, scenario, strategy, opts, false)?;
@@ -160,21 +214,27 @@ pub fn check_policy(
                 report.by_oracle.entry(v.oracle).or_insert((0, i)).0 += 1;
             }
         }
-        if report.first.is_none() {
-            // Replay with a timeline: the same schedule gives the same run.
-            let (replay, replay_violations) =
-                run_schedule(policy, scenario, Strategy::Replay(run.schedule.clone()), opts, true)?;
-            report.first = Some(Counterexample {
-                index: i,
-                violations: replay_violations,
-                schedule: run.schedule,
-                trace: replay.trace,
-                roles: replay.roles,
-            });
+        if found.is_none() {
+            report.first_found_s = Some(t0.elapsed().as_secs_f64());
+            found = Some((i, violations[0].oracle, run.schedule));
         }
         if opts.stop_at_first {
             break;
         }
+    }
+    report.search_s = t0.elapsed().as_secs_f64();
+    if let Some((index, oracle, original)) = found {
+        let t1 = Instant::now();
+        let (schedule, shrink_replays) = shrink(policy, scenario, opts, &original, oracle)?;
+        // Replay with a timeline: the same schedule gives the same run.
+        let ReplayOutcome::Violated(mut cx) = replay(policy, scenario, opts, &schedule)? else {
+            return Err(ScenarioError::new("internal: a violating schedule did not replay".to_owned()));
+        };
+        cx.index = index;
+        cx.original = original;
+        cx.shrink_replays = shrink_replays;
+        report.first = Some(cx);
+        report.shrink_s = t1.elapsed().as_secs_f64();
     }
     Ok(report)
 }
@@ -185,5 +245,267 @@ pub fn strategy_for(opts: &CheckOptions, i: u64, expected_steps: u64) -> Strateg
     match opts.search {
         Search::Pct { depth } => Strategy::Pct { seed, depth, expected_steps },
         Search::Random => Strategy::Random { seed },
+    }
+}
+
+/// Runs of a schedule: (CPU, steps), neighbours never on the same CPU.
+pub fn runs(schedule: &[u32]) -> Vec<(u32, u32)> {
+    let mut out: Vec<(u32, u32)> = vec![];
+    for &cpu in schedule {
+        match out.last_mut() {
+            Some((c, n)) if *c == cpu => *n += 1,
+            _ => out.push((cpu, 1)),
+        }
+    }
+    out
+}
+
+/// The schedule of `runs`.
+pub fn expand(runs: &[(u32, u32)]) -> Vec<u32> {
+    runs.iter().flat_map(|&(cpu, n)| std::iter::repeat_n(cpu, n as usize)).collect()
+}
+
+/// Version prefix of replay tokens.
+pub const TOKEN_PREFIX: &str = "s1-";
+
+/// What a replay token looks like (for error messages).
+pub const TOKEN_FORMAT: &str = "s1-<cpu>x<steps>[.<cpu>x<steps>...], e.g. s1-0x12.1x3.0x40";
+
+/// The replay token of `schedule`: `s1-` then its runs as `<cpu>x<steps>`
+/// joined by `.`.
+pub fn token(schedule: &[u32]) -> String {
+    let runs: Vec<String> = runs(schedule).iter().map(|(cpu, n)| format!("{cpu}x{n}")).collect();
+    format!("{TOKEN_PREFIX}{}", runs.join("."))
+}
+
+/// The schedule a replay token encodes; the error says what is wrong.
+pub fn parse_token(token: &str) -> Result<Vec<u32>, String> {
+    let body =
+        token.trim().strip_prefix(TOKEN_PREFIX).ok_or_else(|| format!("does not start with `{TOKEN_PREFIX}`"))?;
+    let mut out = vec![];
+    for run in body.split('.') {
+        let (cpu, n) = run.split_once('x').ok_or_else(|| format!("`{run}` is not <cpu>x<steps>"))?;
+        let cpu: u32 = cpu.parse().map_err(|_| format!("`{cpu}` in `{run}` is not a CPU number"))?;
+        let n: u32 = n.parse().map_err(|_| format!("`{n}` in `{run}` is not a step count"))?;
+        if n == 0 {
+            return Err(format!("`{run}`: a run has at least one step"));
+        }
+        if out.len() + n as usize > 100_000_000 {
+            return Err("more than 100000000 steps".to_owned());
+        }
+        out.extend(std::iter::repeat_n(cpu, n as usize));
+    }
+    Ok(out)
+}
+
+/// Shrink a schedule whose run's first violation is of `oracle`: drop
+/// whole runs (chunks of them, then one at a time) and halve runs,
+/// replaying each candidate with [`Strategy::Guided`]; a candidate is
+/// taken when its first violation is still of `oracle` and the guided
+/// run's actual schedule has fewer runs or fewer steps (and never more
+/// steps). Returns the shrunk schedule (it replays exactly with
+/// [`Strategy::Replay`]) and the replays spent (at most
+/// `opts.shrink_budget`).
+pub fn shrink(
+    policy: &Arc<dyn DynPolicy>,
+    scenario: &Scenario,
+    opts: &CheckOptions,
+    schedule: &[u32],
+    oracle: Oracle,
+) -> Result<(Vec<u32>, u32), ScenarioError> {
+    let mut cur = schedule.to_vec();
+    let mut spent = 0u32;
+    let budget = opts.shrink_budget;
+    // Try a candidate; on success it becomes `cur`.
+    let attempt = |cur: &mut Vec<u32>, candidate: Vec<(u32, u32)>, spent: &mut u32| -> Result<bool, ScenarioError> {
+        *spent += 1;
+        let (run, violations) = run_schedule(policy, scenario, Strategy::Guided(expand(&candidate)), opts, false)?;
+        let same = violations.first().is_some_and(|v| v.oracle == oracle);
+        let (new_runs, cur_runs) = (runs(&run.schedule).len(), runs(cur).len());
+        let smaller = run.schedule.len() <= cur.len() && (new_runs < cur_runs || run.schedule.len() < cur.len());
+        if same && smaller && run.end != End::Diverged {
+            *cur = run.schedule;
+            return Ok(true);
+        }
+        Ok(false)
+    };
+    loop {
+        let mut progress = false;
+        // Remove chunks of runs, halving the chunk size (ddmin-like).
+        let mut chunk = (runs(&cur).len() / 2).max(1);
+        loop {
+            let mut i = 0;
+            while i < runs(&cur).len() {
+                if spent >= budget {
+                    return Ok((cur, spent));
+                }
+                let mut candidate = runs(&cur);
+                let end = (i + chunk).min(candidate.len());
+                candidate.drain(i..end);
+                if attempt(&mut cur, candidate, &mut spent)? {
+                    progress = true;
+                } else {
+                    i += chunk;
+                }
+            }
+            if chunk == 1 {
+                break;
+            }
+            chunk /= 2;
+        }
+        // Halve each run.
+        let mut i = 0;
+        while i < runs(&cur).len() {
+            if spent >= budget {
+                return Ok((cur, spent));
+            }
+            let mut candidate = runs(&cur);
+            if candidate[i].1 >= 2 {
+                candidate[i].1 /= 2;
+                if attempt(&mut cur, candidate, &mut spent)? {
+                    progress = true;
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        if !progress {
+            return Ok((cur, spent));
+        }
+    }
+}
+
+/// What replaying a schedule gave.
+#[derive(Clone, Debug)]
+pub enum ReplayOutcome {
+    /// The schedule does not fit this policy and scenario: it named a CPU
+    /// that could not run, or ended before the run did, or the run ended
+    /// before the schedule did.
+    Diverged {
+        /// Steps replayed before it went wrong.
+        at: u64,
+        /// What went wrong, in words.
+        why: String,
+    },
+    /// The run broke no rule.
+    Clean {
+        /// Steps.
+        steps: u64,
+    },
+    /// The run broke a rule (`index` 0, `original` the schedule itself).
+    Violated(Counterexample),
+}
+
+/// Replay `schedule` exactly ([`Strategy::Replay`]) with a timeline.
+pub fn replay(
+    policy: &Arc<dyn DynPolicy>,
+    scenario: &Scenario,
+    opts: &CheckOptions,
+    schedule: &[u32],
+) -> Result<ReplayOutcome, ScenarioError> {
+    let (mm, run, violations) = run_on_fresh_mm(policy, scenario, Strategy::Replay(schedule.to_vec()), opts, true)?;
+    let (at, len) = (run.steps(), schedule.len());
+    if run.end == End::Diverged {
+        let why = match schedule.get(at as usize) {
+            Some(cpu) => format!("at step {at} the schedule names CPU {cpu}, which cannot run then"),
+            None => format!("the schedule ends after {len} steps, before the run does"),
+        };
+        return Ok(ReplayOutcome::Diverged { at, why });
+    }
+    if run.schedule != schedule {
+        let why = format!("the run ended ({:?}) after {at} of the schedule's {len} steps", run.end);
+        return Ok(ReplayOutcome::Diverged { at, why });
+    }
+    if violations.is_empty() {
+        return Ok(ReplayOutcome::Clean { steps: run.steps() });
+    }
+    let labels = run.trace.iter().map(|t| event_label(&mm, run.roles[t.cpu as usize], &t.event)).collect();
+    drop(mm);
+    let steps = violation_step(policy, scenario, opts, schedule, violations[0].oracle)?;
+    let mut violation_at = run.trace.iter().take_while(|t| t.step <= steps).count();
+    // A step may go on past the report: drop the step markers the
+    // reporting CPU passed after it (the violation names its step).
+    let first = &violations[0];
+    while let Some(t) = violation_at.checked_sub(1).map(|i| &run.trace[i]) {
+        match t.event {
+            Event::Step(s)
+                if t.step == steps && Some(t.cpu) == first.cpu && first.step.as_deref() != Some(s.label()) =>
+            {
+                violation_at -= 1
+            }
+            _ => break,
+        }
+    }
+    Ok(ReplayOutcome::Violated(Counterexample {
+        index: 0,
+        violations,
+        schedule: run.schedule.clone(),
+        original: run.schedule,
+        shrink_replays: 0,
+        trace: run.trace,
+        labels,
+        violation_at,
+        roles: run.roles,
+    }))
+}
+
+/// The fewest steps of `schedule` after which a violation of `oracle` has
+/// been reported (binary search over replayed prefixes; the whole
+/// schedule when it is found only at the end or at teardown).
+fn violation_step(
+    policy: &Arc<dyn DynPolicy>,
+    scenario: &Scenario,
+    opts: &CheckOptions,
+    schedule: &[u32],
+    oracle: Oracle,
+) -> Result<u64, ScenarioError> {
+    let seen = |len: usize| -> Result<bool, ScenarioError> {
+        let (_, violations) = run_schedule(policy, scenario, Strategy::Replay(schedule[..len].to_vec()), opts, false)?;
+        Ok(violations.iter().any(|v| v.oracle == oracle))
+    };
+    // Prefixes shorter than the schedule end as diverged: no teardown.
+    let (mut lo, mut hi) = (0usize, schedule.len());
+    if schedule.is_empty() || !seen(hi - 1)? {
+        return Ok(hi as u64);
+    }
+    hi -= 1;
+    // Invariant: seen(hi), !seen(lo) (an empty prefix runs nothing).
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if seen(mid)? {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Ok(hi as u64)
+}
+
+/// A short label for a timeline entry ("lock ptl", "step 2 (clear)",
+/// "install anon at idx 176", "return SCAN_FAIL").
+pub fn event_label(mm: &Mm, role: Role, event: &Event) -> String {
+    let lock = |id: LockId| match mm.lock_class(id) {
+        LockClass::PageTableLock => "mm ptl",
+        class => class.name(),
+    };
+    match *event {
+        Event::Step(s) => s.label().to_owned(),
+        Event::Lock(id) => format!("lock {}", lock(id)),
+        Event::Trylock(id, ok) => format!("trylock {} {}", lock(id), if ok { "ok" } else { "FAILED" }),
+        Event::Unlock(id) => format!("unlock {}", lock(id)),
+        Event::PteClear(i) => format!("ptep_clear idx {i}"),
+        Event::PteSet(i, pte) if role == Role::Uffd && pte.is_present() => format!("install anon at idx {i}"),
+        Event::PteSet(i, pte) => format!("set idx {i}: {pte}"),
+        Event::PmdClear => "pmdp_collapse_flush".to_owned(),
+        Event::PmdHuge => "set_huge_pmd".to_owned(),
+        Event::FlushMm => "flush_tlb_mm".to_owned(),
+        Event::FlushRange => "flush range".to_owned(),
+        Event::TableFree(s) => format!("pte_free_defer table {s}"),
+        Event::Returned(r) => format!("return {r}"),
+        Event::LocklessRead => "lockless read".to_owned(),
+        Event::TlbAccess(vpn) => format!("tlb access {vpn:#x}"),
+        Event::PageOp(pfn) => format!("page op {pfn}"),
+        Event::TableAlloc => "wait for a page table".to_owned(),
+        Event::PageLock(pfn) => format!("lock_page {pfn}"),
     }
 }

@@ -1,0 +1,498 @@
+//! `check`: search controlled schedules of each policy for broken rules,
+//! print a verdict table and, for each failing policy, its shrunk
+//! counterexample as a timeline with the token that replays it; or, with
+//! `--replay`, run one token again.
+
+use crate::cli::{parse_policies, quote, scenario, CliError, WorkloadArgs, GIT_REVISION};
+use bench_core::results::{write_atomic, Environment, SCHEMA};
+use bench_core::{DynPolicy, Oracle, Violation};
+use reports::timeline::{self, Timeline, WIDTH};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use workloads::check::{
+    check_policy, parse_token, replay, runs, CheckOptions, CheckReport, Counterexample, ReplayOutcome, Search,
+    TOKEN_FORMAT,
+};
+use workloads::Scenario;
+
+/// Every shipped policy, the default of `check`.
+const ALL_POLICIES: &str = "v1,v2-flush-bool,v2-step3-down,v2-posted,pre-fix";
+/// Strategies `--strategy` takes.
+const STRATEGIES: &str = "pct, random";
+/// Violations printed per counterexample.
+const SHOW_VIOLATIONS: usize = 3;
+
+/// Arguments of `check`.
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// Policies, comma-separated; parameters after colons
+    /// (`v2-flush-bool:recheck_always=true`).
+    #[arg(short = 'p', long = "policies", default_value = ALL_POLICIES)]
+    pub policies: String,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// Schedules to run per policy.
+    #[arg(long, default_value_t = 1000)]
+    pub schedules: u64,
+    /// Search strategy: pct (probabilistic concurrency testing) or random.
+    #[arg(long, default_value = "pct")]
+    pub strategy: String,
+    /// PCT bug depth (priority change points + 1).
+    #[arg(long, default_value_t = 3)]
+    pub depth: u32,
+    /// Seed of the schedules and of the actors (default: the scenario's, 1
+    /// for presets).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Run the schedule a counterexample printed, once (one policy, same
+    /// workload, overrides and seed).
+    #[arg(long, value_name = "TOKEN")]
+    pub replay: Option<String>,
+    /// Also write the results as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+/// The result file of `check`.
+#[derive(Serialize, Debug)]
+pub struct CheckResult {
+    /// Result-file layout version.
+    pub schema: u32,
+    /// "collapse-bench X.Y.Z".
+    pub tool: String,
+    /// Where it ran.
+    pub environment: Environment,
+    /// The full workload configuration.
+    pub scenario: serde_json::Value,
+    /// The command line that reproduces it.
+    pub command: String,
+    /// How the search ran.
+    pub options: OptionsDoc,
+    /// One entry per policy.
+    pub policies: Vec<PolicyCheck>,
+}
+
+/// The search options, as run.
+#[derive(Serialize, Debug)]
+pub struct OptionsDoc {
+    /// "pct", "random" or "replay".
+    pub strategy: String,
+    /// PCT depth (None for random and replay).
+    pub depth: Option<u32>,
+    /// Schedules per policy asked for.
+    pub schedules: u64,
+    /// Base seed.
+    pub seed: u64,
+    /// Collapses per schedule.
+    pub collapses: u64,
+    /// Operations each CPU may do per schedule.
+    pub ops_per_cpu: u64,
+    /// Step budget per schedule.
+    pub max_steps: u64,
+    /// Replays the shrinker may spend per counterexample.
+    pub shrink_budget: u32,
+    /// The token replayed (replay only).
+    pub replay: Option<String>,
+}
+
+/// Schedules that broke one rule.
+#[derive(Serialize, Debug, PartialEq, Eq)]
+pub struct OracleCount {
+    /// How many schedules.
+    pub schedules: u64,
+    /// Index of the first.
+    pub first: u64,
+}
+
+/// One policy's search.
+#[derive(Serialize, Debug)]
+pub struct PolicyCheck {
+    /// Label (`v2-flush-bool:recheck_always=true`).
+    pub policy: String,
+    /// Its parameters.
+    pub params: serde_json::Value,
+    /// "ok" or "FAIL".
+    pub verdict: String,
+    /// Schedules run.
+    pub schedules: u64,
+    /// Scheduling steps over all schedules.
+    pub steps: u64,
+    /// Schedules that hit the step budget.
+    pub step_limits: u64,
+    /// Wall time of the search, s.
+    pub search_s: f64,
+    /// Wall time to the end of the first violating schedule, s.
+    pub first_found_s: Option<f64>,
+    /// Wall time spent shrinking and replaying the counterexample, s.
+    pub shrink_s: f64,
+    /// Violations per oracle.
+    pub by_oracle: BTreeMap<String, OracleCount>,
+    /// The first counterexample, shrunk.
+    pub first: Option<CounterexampleDoc>,
+}
+
+/// A counterexample as printed.
+#[derive(Serialize, Debug)]
+pub struct CounterexampleDoc {
+    /// Schedule index of the search that found it.
+    pub index: u64,
+    /// Its violations.
+    pub violations: Vec<Violation>,
+    /// Replay token.
+    pub token: String,
+    /// The command that replays it.
+    pub replay: String,
+    /// Steps of the shrunk schedule.
+    pub steps: usize,
+    /// Steps of the schedule as found.
+    pub original_steps: usize,
+    /// Context switches + 1 of the shrunk schedule.
+    pub runs: usize,
+    /// Same, as found.
+    pub original_runs: usize,
+    /// Replays the shrinker spent.
+    pub shrink_replays: u32,
+    /// The timeline, one line each.
+    pub timeline: Vec<String>,
+}
+
+fn parse_search(args: &CheckArgs) -> Result<Search, CliError> {
+    if args.depth == 0 {
+        return Err(CliError::Usage("--depth: must be at least 1 (1: no priority change points)".into()));
+    }
+    match args.strategy.as_str() {
+        "pct" => Ok(Search::Pct { depth: args.depth }),
+        "random" => Ok(Search::Random),
+        other => Err(CliError::Usage(format!("--strategy: unknown strategy `{other}`; allowed: {STRATEGIES}"))),
+    }
+}
+
+/// Word-wrap `text` to [`WIDTH`]: the first line after `first`, the rest
+/// after `rest`.
+fn wrap(text: &str, first: &str, rest: &str) -> String {
+    let mut out = String::new();
+    let mut line = first.to_owned();
+    let mut empty = true;
+    for word in text.split_whitespace() {
+        if !empty && line.len() + 1 + word.len() > WIDTH {
+            out.push_str(&line);
+            out.push('\n');
+            line = rest.to_owned();
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+        }
+        line.push_str(word);
+        empty = false;
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
+}
+
+/// The command that replays `token` on the same configuration.
+fn replay_command(args: &CheckArgs, scenario: &Scenario, policy: &str, token: &str) -> String {
+    let mut words = vec!["collapse-bench".to_owned(), "check".into(), "-p".into(), policy.to_owned()];
+    match &args.workload.scenario {
+        Some(path) => words.extend(["--scenario".into(), path.display().to_string()]),
+        None => words.extend(["-w".into(), scenario.name.clone()]),
+    }
+    if let Some(t) = &args.workload.threads {
+        words.extend(["--threads".into(), t.clone()]);
+    }
+    for kv in &args.workload.set {
+        words.extend(["--set".into(), kv.clone()]);
+    }
+    words.extend(["--seed".into(), scenario.seed.to_string(), "--replay".into(), token.to_owned()]);
+    words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
+}
+
+fn timeline_lines(cx: &Counterexample) -> Vec<String> {
+    let v = &cx.violations[0];
+    let marker = match (&v.cpu, v.step.as_deref()) {
+        (None, Some(step)) => format!("*** {} (at {step})", v.oracle),
+        _ => format!("*** {}", v.oracle),
+    };
+    timeline::render(&Timeline {
+        trace: &cx.trace,
+        labels: &cx.labels,
+        roles: &cx.roles,
+        end: cx.violation_at,
+        cpu: v.cpu,
+        marker,
+    })
+}
+
+fn counterexample_doc(cx: &Counterexample, replay: String) -> CounterexampleDoc {
+    CounterexampleDoc {
+        index: cx.index,
+        violations: cx.violations.clone(),
+        token: cx.token(),
+        replay,
+        steps: cx.schedule.len(),
+        original_steps: cx.original.len(),
+        runs: runs(&cx.schedule).len(),
+        original_runs: runs(&cx.original).len(),
+        shrink_replays: cx.shrink_replays,
+        timeline: timeline_lines(cx),
+    }
+}
+
+/// The violations (first few, wrapped), the replay command and the timeline.
+fn print_counterexample(out: &mut String, doc: &CounterexampleDoc) {
+    for v in doc.violations.iter().take(SHOW_VIOLATIONS) {
+        out.push_str(&wrap(&v.to_string(), "  ", "      "));
+    }
+    if doc.violations.len() > SHOW_VIOLATIONS {
+        let _ = writeln!(out, "  ... and {} more", doc.violations.len() - SHOW_VIOLATIONS);
+    }
+    let _ = writeln!(out, "replay token: {}", doc.token);
+    let _ = writeln!(out, "replay: {}\n", doc.replay);
+    for line in &doc.timeline {
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+fn policy_doc(policy: &Arc<dyn DynPolicy>, report: &CheckReport, first: Option<CounterexampleDoc>) -> PolicyCheck {
+    PolicyCheck {
+        policy: report.policy.clone(),
+        params: policy.params_json(),
+        verdict: if report.failed() { "FAIL" } else { "ok" }.into(),
+        schedules: report.schedules,
+        steps: report.steps,
+        step_limits: report.step_limits,
+        search_s: report.search_s,
+        first_found_s: report.first_found_s,
+        shrink_s: report.shrink_s,
+        by_oracle: report
+            .by_oracle
+            .iter()
+            .map(|(o, &(n, first))| (o.name().to_owned(), OracleCount { schedules: n, first }))
+            .collect(),
+        first,
+    }
+}
+
+/// The verdict table: one row per policy, one more per further oracle.
+pub fn verdict_table(checks: &[PolicyCheck]) -> String {
+    let name_w = checks.iter().map(|c| c.policy.len()).max().unwrap_or(6).clamp(6, 20);
+    let mut out = format!("{:<name_w$} {:>9}  {:<7}  oracles\n", "policy", "schedules", "verdict");
+    let indent = name_w + 1 + 9 + 2 + 7 + 2;
+    for c in checks {
+        let cells: Vec<String> = Oracle::ALL
+            .iter()
+            .filter_map(|o| c.by_oracle.get(o.name()).map(|n| (o, n)))
+            .map(|(o, n)| format!("{o} {}/{} (first #{})", n.schedules, c.schedules, n.first))
+            .collect();
+        if c.policy.len() > name_w {
+            let _ = writeln!(out, "{}", c.policy);
+        }
+        let name = if c.policy.len() > name_w { "" } else { &c.policy };
+        let mut line = format!("{name:<name_w$} {:>9}  {:<7}", c.schedules, c.verdict);
+        for (k, cell) in cells.iter().enumerate() {
+            if k > 0 {
+                out.push_str(line.trim_end());
+                out.push('\n');
+                line = " ".repeat(indent - 2);
+            }
+            if line.len() + 2 + cell.len() > WIDTH {
+                out.push_str(line.trim_end());
+                out.push('\n');
+                line = " ".repeat(4);
+            } else {
+                line.push_str("  ");
+            }
+            line.push_str(cell);
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+        if c.step_limits > 0 {
+            let _ = writeln!(out, "    ({} schedules hit the step budget: possible livelock)", c.step_limits);
+        }
+    }
+    out
+}
+
+fn write_json(args: &CheckArgs, result: &CheckResult) -> Result<(), CliError> {
+    let Some(path) = &args.json else { return Ok(()) };
+    let json = serde_json::to_vec_pretty(result).map_err(|e| CliError::Failed(e.to_string()))?;
+    write_atomic(path, &json).map_err(|e| CliError::Failed(format!("writing {}: {e}", path.display())))?;
+    println!("results: {}", path.display());
+    Ok(())
+}
+
+/// `check`. Ok(true) when a rule was broken (exit 1).
+pub fn check(args: &CheckArgs) -> Result<bool, CliError> {
+    let policies = parse_policies(&args.policies)?;
+    let search = parse_search(args)?;
+    if args.schedules == 0 {
+        return Err(CliError::Usage("--schedules: must be at least 1".into()));
+    }
+    let schedule = match &args.replay {
+        None => None,
+        Some(token) => {
+            if policies.len() != 1 {
+                let names: Vec<String> = policies.iter().map(|p| p.label()).collect();
+                return Err(CliError::Usage(format!(
+                    "--replay: replays exactly one policy; -p names {}: {}",
+                    policies.len(),
+                    names.join(", ")
+                )));
+            }
+            Some(parse_token(token).map_err(|why| {
+                CliError::Usage(format!("--replay: `{token}` is not a replay token ({why}); format: {TOKEN_FORMAT}"))
+            })?)
+        }
+    };
+    let scenario = scenario(&args.workload, args.seed)?;
+    let opts = CheckOptions { search, schedules: args.schedules, seed: scenario.seed, ..CheckOptions::default() };
+    let options = OptionsDoc {
+        strategy: if args.replay.is_some() { "replay".into() } else { args.strategy.clone() },
+        depth: match search {
+            Search::Pct { depth } if args.replay.is_none() => Some(depth),
+            _ => None,
+        },
+        schedules: if args.replay.is_some() { 1 } else { args.schedules },
+        seed: opts.seed,
+        collapses: opts.collapses,
+        ops_per_cpu: opts.ops_per_cpu,
+        max_steps: opts.max_steps,
+        shrink_budget: opts.shrink_budget,
+        replay: args.replay.clone(),
+    };
+    let mut result = CheckResult {
+        schema: SCHEMA,
+        tool: format!("collapse-bench {}", env!("CARGO_PKG_VERSION")),
+        environment: Environment::capture("controlled", scenario.seed, GIT_REVISION),
+        scenario: serde_json::to_value(&scenario).map_err(|e| CliError::Failed(e.to_string()))?,
+        command: crate::cli::reproducer(scenario.seed, args.seed.is_some()),
+        options,
+        policies: vec![],
+    };
+    match schedule {
+        Some(schedule) => replay_one(args, &scenario, &opts, &policies[0], &schedule, result),
+        None => {
+            let failed = search_all(args, &scenario, &opts, &policies, &mut result)?;
+            write_json(args, &result)?;
+            Ok(failed)
+        }
+    }
+}
+
+fn search_all(
+    args: &CheckArgs,
+    scenario: &Scenario,
+    opts: &CheckOptions,
+    policies: &[Arc<dyn DynPolicy>],
+    result: &mut CheckResult,
+) -> Result<bool, CliError> {
+    let how = match opts.search {
+        Search::Pct { depth } => format!("pct depth {depth}"),
+        Search::Random => "random".into(),
+    };
+    let head = format!(
+        "check {}, seed {}, {} CPUs: {} schedules each, {how}",
+        scenario.name,
+        scenario.seed,
+        scenario.threads.total(),
+        opts.schedules
+    );
+    print!("{}", wrap(&head, "", "  "));
+    let t0 = Instant::now();
+    let mut reports = vec![];
+    for policy in policies {
+        eprintln!("checking {} ...", policy.label());
+        let report = check_policy(policy, scenario, opts)?;
+        let first = report
+            .first
+            .as_ref()
+            .map(|cx| counterexample_doc(cx, replay_command(args, scenario, &report.policy, &cx.token())));
+        result.policies.push(policy_doc(policy, &report, first));
+        reports.push(report);
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let mut out = String::from("\n");
+    out.push_str(&verdict_table(&result.policies));
+    let (schedules, steps): (u64, u64) = reports.iter().fold((0, 0), |(a, b), r| (a + r.schedules, b + r.steps));
+    let search_s: f64 = reports.iter().map(|r| r.search_s).sum::<f64>().max(1e-9);
+    let _ = writeln!(
+        out,
+        "{schedules} schedules, {steps} steps in {elapsed:.2}s: {:.0} schedules/s, {:.0} steps/s",
+        schedules as f64 / search_s,
+        steps as f64 / search_s
+    );
+    for c in &result.policies {
+        let Some(doc) = &c.first else { continue };
+        let head = format!(
+            "{}: {} first in schedule #{}; shrunk from {} steps ({} runs) to {} steps ({} runs) in {} replays:",
+            c.policy,
+            doc.violations[0].oracle,
+            doc.index,
+            doc.original_steps,
+            doc.original_runs,
+            doc.steps,
+            doc.runs,
+            doc.shrink_replays
+        );
+        out.push('\n');
+        out.push_str(&wrap(&head, "", ""));
+        print_counterexample(&mut out, doc);
+    }
+    print!("{out}");
+    Ok(result.policies.iter().any(|c| c.first.is_some() || c.verdict == "FAIL"))
+}
+
+fn replay_one(
+    args: &CheckArgs,
+    scenario: &Scenario,
+    opts: &CheckOptions,
+    policy: &Arc<dyn DynPolicy>,
+    schedule: &[u32],
+    mut result: CheckResult,
+) -> Result<bool, CliError> {
+    let token = args.replay.as_deref().unwrap_or_default();
+    let label = policy.label();
+    let t0 = Instant::now();
+    let outcome = replay(policy, scenario, opts, schedule)?;
+    let elapsed = t0.elapsed().as_secs_f64();
+    let mut report = CheckReport { policy: label.clone(), schedules: 1, search_s: elapsed, ..Default::default() };
+    let (failed, first) = match outcome {
+        ReplayOutcome::Diverged { why, .. } => {
+            return Err(CliError::Usage(format!(
+                "--replay: the token does not fit this configuration ({label} on {}, seed {}): {why}; \
+                 replay with the policy, workload, overrides and seed it was printed with",
+                scenario.name, scenario.seed,
+            )));
+        }
+        ReplayOutcome::Clean { steps } => {
+            report.steps = steps;
+            println!(
+                "{label}: replay of {token} on {} (seed {}): {steps} steps, no violation",
+                scenario.name, scenario.seed
+            );
+            (false, None)
+        }
+        ReplayOutcome::Violated(cx) => {
+            report.steps = cx.schedule.len() as u64;
+            for v in &cx.violations {
+                report.by_oracle.entry(v.oracle).or_insert((1, 0));
+            }
+            let doc = counterexample_doc(&cx, replay_command(args, scenario, &label, token));
+            let mut out = format!(
+                "{label}: replay of {token} on {} (seed {}): {} steps, {}\n",
+                scenario.name, scenario.seed, doc.steps, doc.violations[0].oracle
+            );
+            print_counterexample(&mut out, &doc);
+            print!("{out}");
+            (true, Some(doc))
+        }
+    };
+    result.policies.push(policy_doc(policy, &report, first));
+    write_json(args, &result)?;
+    Ok(failed)
+}

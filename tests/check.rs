@@ -1,0 +1,116 @@
+//! `collapse-bench check` as a user meets it: a verdict table, a shrunk
+//! counterexample with its timeline and replay token, the token replayed,
+//! the JSON document, and bad input that exits 2 naming the flag.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn bench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_collapse-bench")).args(args).output().expect("run collapse-bench")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("collapse-bench-check-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The timeline block: from its header to the `***` row.
+fn timeline(stdout: &str) -> Vec<&str> {
+    let lines: Vec<&str> = stdout.lines().collect();
+    let start = lines.iter().position(|l| l.starts_with("step  CPU")).expect("a timeline header");
+    let end = start + lines[start..].iter().position(|l| l.contains("***")).expect("a violation row");
+    lines[start..=end].to_vec()
+}
+
+fn token(stdout: &str) -> &str {
+    stdout.lines().find_map(|l| l.strip_prefix("replay token: ")).expect("a replay token").trim()
+}
+
+#[test]
+fn pre_fix_fails_with_a_timeline_and_its_token_replays_it() {
+    let dir = scratch("prefix");
+    let json = dir.join("c.json");
+    let out = bench(&["check", "-p", "pre-fix", "--schedules", "200", "--json", json.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let row = stdout.lines().find(|l| l.starts_with("pre-fix ")).expect("a verdict row");
+    assert!(row.contains(" 200 ") && row.contains("FAIL") && row.contains("table-freed-live "), "{row}");
+    assert!(stdout.contains("schedules/s") && stdout.contains("steps/s"), "{stdout}");
+    assert!(stdout.contains("type:MM_ANONPAGES val:1"), "{stdout}");
+    let tok = token(&stdout).to_owned();
+    assert!(tok.starts_with("s1-"), "{tok}");
+    let tl = timeline(&stdout);
+    assert!(tl[0].contains("CPU0 collapse") && tl[0].contains("CPU1 uffd"), "{tl:#?}");
+    assert!(tl.iter().any(|l| l.contains("install anon at idx")), "{tl:#?}");
+    assert!(tl.iter().any(|l| l.contains("ptep_clear x")), "{tl:#?}");
+    assert!(tl[tl.len() - 2].contains("pte_free_defer table"), "{tl:#?}");
+    assert!(tl.last().unwrap().trim() == "*** table-freed-live", "{tl:#?}");
+    assert!(
+        stdout.lines().all(|l| l.len() <= 72 || l.starts_with("replay: ") || l.starts_with("results: ")),
+        "{stdout}"
+    );
+    let cmd = stdout.lines().find_map(|l| l.strip_prefix("replay: ")).unwrap();
+    assert!(cmd.contains("-p pre-fix -w uffd-private --seed 1 --replay s1-"), "{cmd}");
+
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(doc["environment"]["engine"], "controlled");
+    assert_eq!(doc["options"]["strategy"], "pct");
+    assert_eq!(doc["options"]["depth"], 3);
+    let p = &doc["policies"][0];
+    assert_eq!(
+        (p["policy"].as_str(), p["verdict"].as_str(), p["schedules"].as_u64()),
+        (Some("pre-fix"), Some("FAIL"), Some(200))
+    );
+    assert!(p["by_oracle"]["table-freed-live"]["schedules"].as_u64().unwrap() >= 1);
+    assert_eq!(p["first"]["token"], tok.as_str());
+    let doc_tl: Vec<&str> = p["first"]["timeline"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    assert_eq!(doc_tl, tl);
+
+    // The token replays the same run: same timeline, exit 1.
+    let again = bench(&["check", "-p", "pre-fix", "--replay", &tok]);
+    let replayed = String::from_utf8_lossy(&again.stdout).into_owned();
+    assert_eq!(again.status.code(), Some(1), "{replayed}\n{}", String::from_utf8_lossy(&again.stderr));
+    assert!(replayed.contains("table-freed-live") && replayed.contains("type:MM_ANONPAGES val:1"), "{replayed}");
+    assert_eq!(timeline(&replayed), tl);
+
+    // Without the reader CPU the token does not fit.
+    let other = bench(&["check", "-p", "pre-fix", "--threads", "readers=0", "--replay", &tok]);
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert_eq!(other.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--replay") && stderr.contains("does not fit"), "{stderr}");
+}
+
+#[test]
+fn v1_passes() {
+    let out = bench(&["check", "-p", "v1", "--schedules", "50"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let row = stdout.lines().find(|l| l.starts_with("v1 ")).expect("a verdict row");
+    assert_eq!(row.split_whitespace().collect::<Vec<_>>(), ["v1", "50", "ok"], "{row}");
+    assert!(!stdout.contains("replay token"), "{stdout}");
+}
+
+/// Expects exit 2 and an error naming every `needle`.
+fn rejects(args: &[&str], needles: &[&str]) {
+    let out = bench(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "{args:?}: `{n}` not in: {stderr}");
+    }
+}
+
+#[test]
+fn bad_input_exits_2_naming_the_flag() {
+    rejects(&["check", "--strategy", "foo"], &["--strategy", "`foo`", "pct, random"]);
+    rejects(&["check", "--depth", "0"], &["--depth", "at least 1"]);
+    rejects(&["check", "--schedules", "0"], &["--schedules", "at least 1"]);
+    rejects(&["check", "-p", "v1,pre-fix", "--replay", "s1-0x1"], &["--replay", "one policy", "v1, pre-fix"]);
+    rejects(&["check", "-p", "v1", "--replay", "0x12.1x3"], &["--replay", "`0x12.1x3`", "s1-<cpu>x<steps>"]);
+    rejects(&["check", "-p", "v1", "--replay", "s1-0x12.1xq"], &["--replay", "not a step count"]);
+    rejects(&["check", "-p", "v1", "--replay", "s1-7x3"], &["--replay", "does not fit", "CPU 7"]);
+    rejects(&["check", "-p", "v9"], &["--policies", "unknown policy `v9`", "pre-fix"]);
+    rejects(&["check", "-w", "nope"], &["unknown preset `nope`", "uffd-private"]);
+}

@@ -1,0 +1,212 @@
+//! The race checker at library level: it finds the two bugs the thread
+//! found by reading (pre-fix's table freed with a live uffd PTE,
+//! v2-posted's stale TLB), finds the guard-marker race in every policy
+//! that does not recheck always, passes the correct policies, and its
+//! counterexamples shrink and replay exactly.
+//!
+//! Schedule counts are sized for debug builds on 2 cores (the controlled
+//! engine runs ~500 schedules/s there); the closing note's statement that
+//! v1, v2-flush-bool and v2-step3-down stay clean rests on a 10,000-schedule
+//! PCT run of each on these presets (`collapse-bench check --schedules
+//! 10000`, release build).
+
+use bench_core::{DynPolicy, Oracle};
+use std::sync::Arc;
+use workloads::check::{
+    check_policy, parse_token, replay, run_schedule, runs, token, CheckOptions, Counterexample, ReplayOutcome,
+};
+use workloads::preset;
+use workloads::scenario::Scenario;
+
+/// Schedules each correct policy must pass on each preset here.
+const CLEAN_SCHEDULES: u64 = 400;
+/// Budget for finding a known bug (each is found within ~100 at seed 1).
+const FIND_BUDGET: u64 = 2000;
+
+fn policy(name: &str, params: serde_json::Value) -> Arc<dyn DynPolicy> {
+    let entry = policies::registry().into_iter().find(|e| e.name == name).unwrap_or_else(|| panic!("{name}"));
+    (entry.build)(&params).unwrap()
+}
+
+fn plain(name: &str) -> Arc<dyn DynPolicy> {
+    policy(name, serde_json::Value::Null)
+}
+
+fn finding() -> CheckOptions {
+    CheckOptions { schedules: FIND_BUDGET, stop_at_first: true, ..CheckOptions::default() }
+}
+
+/// The first counterexample of `policy` on `preset`; its verdict must be `oracle`.
+fn finds(policy: &Arc<dyn DynPolicy>, preset_name: &str, oracle: Oracle) -> (Scenario, Counterexample) {
+    let scenario = preset(preset_name).unwrap();
+    let report = check_policy(policy, &scenario, &finding()).unwrap();
+    let label = policy.label();
+    assert!(report.failed(), "{label} on {preset_name}: nothing in {} schedules", report.schedules);
+    assert!(report.by_oracle.contains_key(&oracle), "{label} on {preset_name}: {:?}", report.by_oracle);
+    let cx = report.first.expect("a counterexample");
+    assert_eq!(cx.oracle(), oracle, "{label} on {preset_name}: {:#?}", cx.violations);
+    assert_eq!(cx.index, report.by_oracle[&oracle].1, "the first violating schedule is kept");
+    (scenario, cx)
+}
+
+#[test]
+fn pre_fix_frees_a_table_with_the_uffd_page_in_it() {
+    let (_, cx) = finds(&plain("pre-fix"), "uffd-private", Oracle::TableFreedLive);
+    let v = &cx.violations;
+    assert!(v[0].message.contains("anon page installed by uffd"), "{:#?}", v);
+    // The original report's symptom, at teardown, from the shrunk schedule:
+    // exactly one uffd page went with the table.
+    assert!(
+        v.iter().any(|v| v.oracle == Oracle::Accounting
+            && v.message.contains("Bad rss-counter state")
+            && v.message.contains("type:MM_ANONPAGES val:1")),
+        "{v:#?}"
+    );
+    assert!(v.iter().any(|v| v.oracle == Oracle::LostPage && v.message.contains("installed by uffd")), "{v:#?}");
+}
+
+#[test]
+fn v2_posted_leaves_a_stale_tlb_on_pml_contended() {
+    let (_, cx) = finds(&plain("v2-posted"), "pml-contended", Oracle::StaleTlb);
+    assert_eq!(cx.violations[0].step.as_deref(), Some("abort"), "{:#?}", cx.violations);
+    assert!(cx.violations[0].message.contains("still cached"), "{:#?}", cx.violations);
+}
+
+/// v1, v2-flush-bool and v2-step3-down: no violation in CLEAN_SCHEDULES PCT schedules.
+fn correct_policies_pass(preset_name: &str) {
+    let scenario = preset(preset_name).unwrap();
+    let opts = CheckOptions { schedules: CLEAN_SCHEDULES, ..CheckOptions::default() };
+    for name in ["v1", "v2-flush-bool", "v2-step3-down"] {
+        let report = check_policy(&plain(name), &scenario, &opts).unwrap();
+        assert_eq!(report.schedules, CLEAN_SCHEDULES);
+        assert!(
+            report.by_oracle.is_empty(),
+            "{name} on {preset_name}: {:?}\n{:#?}",
+            report.by_oracle,
+            report.first.map(|f| f.violations)
+        );
+        assert_eq!(report.step_limits, 0, "{name} on {preset_name}");
+        assert!(report.steps > CLEAN_SCHEDULES * 20, "{name} on {preset_name}: {} steps", report.steps);
+    }
+}
+
+#[test]
+fn correct_policies_pass_uffd_private() {
+    correct_policies_pass("uffd-private");
+}
+
+#[test]
+fn correct_policies_pass_cow_swap() {
+    correct_policies_pass("cow-swap");
+}
+
+#[test]
+fn correct_policies_pass_pml_contended() {
+    correct_policies_pass("pml-contended");
+}
+
+#[test]
+fn correct_policies_pass_no_split_locks() {
+    correct_policies_pass("no-split-locks");
+}
+
+#[test]
+fn guard_markers_catch_every_policy_that_does_not_always_recheck() {
+    for name in ["v1", "v2-flush-bool", "v2-step3-down", "v2-posted"] {
+        let (_, cx) = finds(&plain(name), "markers", Oracle::TableFreedLive);
+        assert!(cx.violations[0].message.contains("guard marker"), "{name}: {:#?}", cx.violations);
+    }
+}
+
+#[test]
+fn always_rechecking_v2_repairs_are_immune_to_guard_markers() {
+    let scenario = preset("markers").unwrap();
+    let opts = CheckOptions { schedules: CLEAN_SCHEDULES, ..CheckOptions::default() };
+    for name in ["v2-flush-bool", "v2-step3-down"] {
+        let report =
+            check_policy(&policy(name, serde_json::json!({"recheck_always": true})), &scenario, &opts).unwrap();
+        assert_eq!(report.policy, format!("{name}:recheck_always=true"));
+        assert!(report.by_oracle.is_empty(), "{}: {:?}", report.policy, report.first.map(|f| f.violations));
+    }
+}
+
+fn timeline_text(cx: &Counterexample) -> String {
+    let mut s = format!("at {}\n", cx.violation_at);
+    for (t, label) in cx.trace.iter().zip(&cx.labels) {
+        s.push_str(&format!("{} cpu{} {label}\n", t.step, t.cpu));
+    }
+    s
+}
+
+#[test]
+fn counterexamples_shrink_and_replay_exactly() {
+    let p = plain("pre-fix");
+    let (scenario, cx) = finds(&p, "uffd-private", Oracle::TableFreedLive);
+    let opts = finding();
+    // Shrunk: not longer, and still the same oracle, replayed exactly.
+    assert!(cx.schedule.len() <= cx.original.len(), "{} > {}", cx.schedule.len(), cx.original.len());
+    assert!(cx.shrink_replays > 0 && cx.shrink_replays <= opts.shrink_budget);
+    let (run, violations) =
+        run_schedule(&p, &scenario, bench_core::controlled::Strategy::Replay(cx.original.clone()), &opts, false)
+            .unwrap();
+    assert_eq!(run.schedule, cx.original, "the search's schedule replays");
+    assert_eq!(violations[0].oracle, Oracle::TableFreedLive);
+    // The token encodes the shrunk schedule; replaying it twice gives the
+    // same run and the same timeline.
+    assert_eq!(parse_token(&cx.token()).unwrap(), cx.schedule);
+    let again = |n: usize| match replay(&p, &scenario, &opts, &cx.schedule).unwrap() {
+        ReplayOutcome::Violated(r) => r,
+        other => panic!("replay {n}: {other:?}"),
+    };
+    let (a, b) = (again(1), again(2));
+    assert_eq!(a.oracle(), Oracle::TableFreedLive);
+    assert_eq!(a.schedule, cx.schedule);
+    assert_eq!(timeline_text(&a), timeline_text(&b));
+    assert_eq!(timeline_text(&a), timeline_text(&cx), "the check's own replay is the same");
+    // The violation is placed at pte_free_defer, not at the end of the run.
+    let at = &a.labels[a.violation_at - 1];
+    assert!(at.starts_with("pte_free_defer table"), "{at}\n{}", timeline_text(&a));
+    assert!(a.violation_at < a.trace.len());
+    // A token that does not fit this configuration diverges.
+    let mut longer = cx.schedule.clone();
+    longer.push(0);
+    assert!(matches!(replay(&p, &scenario, &opts, &longer).unwrap(), ReplayOutcome::Diverged { .. }));
+    assert!(matches!(
+        replay(&p, &scenario, &opts, &cx.schedule[..cx.schedule.len() / 2]).unwrap(),
+        ReplayOutcome::Diverged { .. }
+    ));
+    // The same schedule under the correct policy does not fit either, or is clean.
+    match replay(&plain("v1"), &scenario, &opts, &cx.schedule).unwrap() {
+        ReplayOutcome::Violated(r) => panic!("v1 violated: {:#?}", r.violations),
+        ReplayOutcome::Diverged { .. } | ReplayOutcome::Clean { .. } => {}
+    }
+}
+
+#[test]
+fn same_options_same_report() {
+    let p = plain("v2-posted");
+    let scenario = preset("pml-contended").unwrap();
+    let opts = CheckOptions { schedules: 150, ..CheckOptions::default() };
+    let a = check_policy(&p, &scenario, &opts).unwrap();
+    let b = check_policy(&p, &scenario, &opts).unwrap();
+    assert!(a.failed(), "v2-posted on pml-contended: nothing in 150 schedules");
+    assert_eq!((a.schedules, a.steps, a.step_limits), (b.schedules, b.steps, b.step_limits));
+    assert_eq!(a.by_oracle, b.by_oracle);
+    let (fa, fb) = (a.first.unwrap(), b.first.unwrap());
+    assert_eq!((fa.index, &fa.original, &fa.schedule), (fb.index, &fb.original, &fb.schedule));
+    assert_eq!(timeline_text(&fa), timeline_text(&fb));
+    // Another seed searches other schedules.
+    let c = check_policy(&p, &scenario, &CheckOptions { seed: 2, ..opts }).unwrap();
+    assert_ne!((c.steps, c.first.map(|f| f.original)), (a.steps, Some(fa.original)));
+}
+
+#[test]
+fn tokens_round_trip_and_reject_garbage() {
+    let s = vec![0, 0, 1, 1, 1, 0, 2];
+    assert_eq!(token(&s), "s1-0x2.1x3.0x1.2x1");
+    assert_eq!(runs(&s), [(0, 2), (1, 3), (0, 1), (2, 1)]);
+    assert_eq!(parse_token("s1-0x2.1x3.0x1.2x1").unwrap(), s);
+    for bad in ["", "s1-", "0x2", "s2-0x1", "s1-0x0", "s1-0x", "s1-x3", "s1-0x1..1x1", "s1-ax1", "s1-0x1.1"] {
+        assert!(parse_token(bad).is_err(), "{bad} accepted");
+    }
+}
