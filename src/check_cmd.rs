@@ -4,11 +4,13 @@
 //! `--replay`, run one token again.
 
 use crate::cli::{parse_policies, quote, scenario, CliError, WorkloadArgs, GIT_REVISION};
-use bench_core::results::{write_atomic, Environment, SCHEMA};
-use bench_core::{DynPolicy, Oracle, Violation};
-use reports::timeline::{self, Timeline, WIDTH};
+use bench_core::results::{
+    write_atomic, CounterexampleDoc, Environment, OracleCount, PolicyCheck, TimelineEvent, SCHEMA,
+};
+use bench_core::DynPolicy;
+use reports::timeline::{self, Timeline};
+use reports::verdicts::{print_counterexample, verdict_table, wrap};
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,8 +25,6 @@ use workloads::Scenario;
 const ALL_POLICIES: &str = "v1,v2-flush-bool,v2-step3-down,v2-posted,pre-fix";
 /// Strategies `--strategy` takes.
 const STRATEGIES: &str = "pct, random";
-/// Violations printed per counterexample.
-const SHOW_VIOLATIONS: usize = 3;
 
 /// Arguments of `check`.
 #[derive(clap::Args, Debug)]
@@ -99,67 +99,6 @@ pub struct OptionsDoc {
     pub replay: Option<String>,
 }
 
-/// Schedules that broke one rule.
-#[derive(Serialize, Debug, PartialEq, Eq)]
-pub struct OracleCount {
-    /// How many schedules.
-    pub schedules: u64,
-    /// Index of the first.
-    pub first: u64,
-}
-
-/// One policy's search.
-#[derive(Serialize, Debug)]
-pub struct PolicyCheck {
-    /// Label (`v2-flush-bool:recheck_always=true`).
-    pub policy: String,
-    /// Its parameters.
-    pub params: serde_json::Value,
-    /// "ok" or "FAIL".
-    pub verdict: String,
-    /// Schedules run.
-    pub schedules: u64,
-    /// Scheduling steps over all schedules.
-    pub steps: u64,
-    /// Schedules that hit the step budget.
-    pub step_limits: u64,
-    /// Wall time of the search, s.
-    pub search_s: f64,
-    /// Wall time to the end of the first violating schedule, s.
-    pub first_found_s: Option<f64>,
-    /// Wall time spent shrinking and replaying the counterexample, s.
-    pub shrink_s: f64,
-    /// Violations per oracle.
-    pub by_oracle: BTreeMap<String, OracleCount>,
-    /// The first counterexample, shrunk.
-    pub first: Option<CounterexampleDoc>,
-}
-
-/// A counterexample as printed.
-#[derive(Serialize, Debug)]
-pub struct CounterexampleDoc {
-    /// Schedule index of the search that found it.
-    pub index: u64,
-    /// Its violations.
-    pub violations: Vec<Violation>,
-    /// Replay token.
-    pub token: String,
-    /// The command that replays it.
-    pub replay: String,
-    /// Steps of the shrunk schedule.
-    pub steps: usize,
-    /// Steps of the schedule as found.
-    pub original_steps: usize,
-    /// Context switches + 1 of the shrunk schedule.
-    pub runs: usize,
-    /// Same, as found.
-    pub original_runs: usize,
-    /// Replays the shrinker spent.
-    pub shrink_replays: u32,
-    /// The timeline, one line each.
-    pub timeline: Vec<String>,
-}
-
 fn parse_search(args: &CheckArgs) -> Result<Search, CliError> {
     if args.depth == 0 {
         return Err(CliError::Usage("--depth: must be at least 1 (1: no priority change points)".into()));
@@ -169,30 +108,6 @@ fn parse_search(args: &CheckArgs) -> Result<Search, CliError> {
         "random" => Ok(Search::Random),
         other => Err(CliError::Usage(format!("--strategy: unknown strategy `{other}`; allowed: {STRATEGIES}"))),
     }
-}
-
-/// Word-wrap `text` to [`WIDTH`]: the first line after `first`, the rest
-/// after `rest`.
-fn wrap(text: &str, first: &str, rest: &str) -> String {
-    let mut out = String::new();
-    let mut line = first.to_owned();
-    let mut empty = true;
-    for word in text.split_whitespace() {
-        if !empty && line.len() + 1 + word.len() > WIDTH {
-            out.push_str(&line);
-            out.push('\n');
-            line = rest.to_owned();
-            empty = true;
-        }
-        if !empty {
-            line.push(' ');
-        }
-        line.push_str(word);
-        empty = false;
-    }
-    out.push_str(&line);
-    out.push('\n');
-    out
 }
 
 /// The command that replays `token` on the same configuration.
@@ -228,7 +143,7 @@ fn timeline_lines(cx: &Counterexample) -> Vec<String> {
     })
 }
 
-fn counterexample_doc(cx: &Counterexample, replay: String) -> CounterexampleDoc {
+pub fn counterexample_doc(cx: &Counterexample, replay: String) -> CounterexampleDoc {
     CounterexampleDoc {
         index: cx.index,
         violations: cx.violations.clone(),
@@ -240,25 +155,18 @@ fn counterexample_doc(cx: &Counterexample, replay: String) -> CounterexampleDoc 
         original_runs: runs(&cx.original).len(),
         shrink_replays: cx.shrink_replays,
         timeline: timeline_lines(cx),
+        lanes: cx.roles.iter().enumerate().map(|(cpu, role)| format!("CPU{cpu} {role}")).collect(),
+        events: cx
+            .trace
+            .iter()
+            .zip(&cx.labels)
+            .take(cx.violation_at)
+            .map(|(t, label)| TimelineEvent { step: t.step, cpu: t.cpu, label: label.clone() })
+            .collect(),
     }
 }
 
-/// The violations (first few, wrapped), the replay command and the timeline.
-fn print_counterexample(out: &mut String, doc: &CounterexampleDoc) {
-    for v in doc.violations.iter().take(SHOW_VIOLATIONS) {
-        out.push_str(&wrap(&v.to_string(), "  ", "      "));
-    }
-    if doc.violations.len() > SHOW_VIOLATIONS {
-        let _ = writeln!(out, "  ... and {} more", doc.violations.len() - SHOW_VIOLATIONS);
-    }
-    let _ = writeln!(out, "replay token: {}", doc.token);
-    let _ = writeln!(out, "replay: {}\n", doc.replay);
-    for line in &doc.timeline {
-        let _ = writeln!(out, "{line}");
-    }
-}
-
-fn policy_doc(policy: &Arc<dyn DynPolicy>, report: &CheckReport, first: Option<CounterexampleDoc>) -> PolicyCheck {
+pub fn policy_doc(policy: &Arc<dyn DynPolicy>, report: &CheckReport, first: Option<CounterexampleDoc>) -> PolicyCheck {
     PolicyCheck {
         policy: report.policy.clone(),
         params: policy.params_json(),
@@ -276,46 +184,6 @@ fn policy_doc(policy: &Arc<dyn DynPolicy>, report: &CheckReport, first: Option<C
             .collect(),
         first,
     }
-}
-
-/// The verdict table: one row per policy, one more per further oracle.
-pub fn verdict_table(checks: &[PolicyCheck]) -> String {
-    let name_w = checks.iter().map(|c| c.policy.len()).max().unwrap_or(6).clamp(6, 20);
-    let mut out = format!("{:<name_w$} {:>9}  {:<7}  oracles\n", "policy", "schedules", "verdict");
-    let indent = name_w + 1 + 9 + 2 + 7 + 2;
-    for c in checks {
-        let cells: Vec<String> = Oracle::ALL
-            .iter()
-            .filter_map(|o| c.by_oracle.get(o.name()).map(|n| (o, n)))
-            .map(|(o, n)| format!("{o} {}/{} (first #{})", n.schedules, c.schedules, n.first))
-            .collect();
-        if c.policy.len() > name_w {
-            let _ = writeln!(out, "{}", c.policy);
-        }
-        let name = if c.policy.len() > name_w { "" } else { &c.policy };
-        let mut line = format!("{name:<name_w$} {:>9}  {:<7}", c.schedules, c.verdict);
-        for (k, cell) in cells.iter().enumerate() {
-            if k > 0 {
-                out.push_str(line.trim_end());
-                out.push('\n');
-                line = " ".repeat(indent - 2);
-            }
-            if line.len() + 2 + cell.len() > WIDTH {
-                out.push_str(line.trim_end());
-                out.push('\n');
-                line = " ".repeat(4);
-            } else {
-                line.push_str("  ");
-            }
-            line.push_str(cell);
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-        if c.step_limits > 0 {
-            let _ = writeln!(out, "    ({} schedules hit the step budget: possible livelock)", c.step_limits);
-        }
-    }
-    out
 }
 
 fn write_json(args: &CheckArgs, result: &CheckResult) -> Result<(), CliError> {

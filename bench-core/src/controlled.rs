@@ -177,7 +177,7 @@ pub enum Strategy {
 }
 
 enum Chooser {
-    Random(ChaCha8Rng),
+    Random(Box<ChaCha8Rng>),
     Pct { priorities: Vec<u64>, change_points: Vec<u64> },
     Replay(Vec<u32>),
     Guided { schedule: Vec<u32>, last: Option<u32> },
@@ -186,7 +186,7 @@ enum Chooser {
 impl Chooser {
     fn new(strategy: &Strategy, cpus: usize) -> Chooser {
         match strategy {
-            Strategy::Random { seed } => Chooser::Random(ChaCha8Rng::seed_from_u64(*seed)),
+            Strategy::Random { seed } => Chooser::Random(Box::new(ChaCha8Rng::seed_from_u64(*seed))),
             Strategy::Pct { seed, depth, expected_steps } => {
                 let mut rng = ChaCha8Rng::seed_from_u64(*seed);
                 let depth = (*depth).max(1) as u64;

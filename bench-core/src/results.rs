@@ -113,6 +113,82 @@ pub struct RunResult {
     pub runs: Vec<PolicyRun>,
 }
 
+/// Schedules that broke one rule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OracleCount {
+    /// How many schedules.
+    pub schedules: u64,
+    /// Index of the first.
+    pub first: u64,
+}
+
+/// One policy's search.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PolicyCheck {
+    /// Label (`v2-flush-bool:recheck_always=true`).
+    pub policy: String,
+    /// Its parameters.
+    pub params: serde_json::Value,
+    /// "ok" or "FAIL".
+    pub verdict: String,
+    /// Schedules run.
+    pub schedules: u64,
+    /// Scheduling steps over all schedules.
+    pub steps: u64,
+    /// Schedules that hit the step budget.
+    pub step_limits: u64,
+    /// Wall time of the search, s.
+    pub search_s: f64,
+    /// Wall time to the end of the first violating schedule, s.
+    pub first_found_s: Option<f64>,
+    /// Wall time spent shrinking and replaying the counterexample, s.
+    pub shrink_s: f64,
+    /// Violations per oracle.
+    pub by_oracle: BTreeMap<String, OracleCount>,
+    /// The first counterexample, shrunk.
+    pub first: Option<CounterexampleDoc>,
+}
+
+/// A counterexample as printed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CounterexampleDoc {
+    /// Schedule index of the search that found it.
+    pub index: u64,
+    /// Its violations.
+    pub violations: Vec<Violation>,
+    /// Replay token.
+    pub token: String,
+    /// The command that replays it.
+    pub replay: String,
+    /// Steps of the shrunk schedule.
+    pub steps: usize,
+    /// Steps of the schedule as found.
+    pub original_steps: usize,
+    /// Context switches + 1 of the shrunk schedule.
+    pub runs: usize,
+    /// Same, as found.
+    pub original_runs: usize,
+    /// Replays the shrinker spent.
+    pub shrink_replays: u32,
+    /// The timeline, one line each.
+    pub timeline: Vec<String>,
+    /// The timeline as data, for drawing: lane names (one per CPU).
+    pub lanes: Vec<String>,
+    /// Every event of the replay up to the violation, in order.
+    pub events: Vec<TimelineEvent>,
+}
+
+/// One event of a counterexample, for drawing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEvent {
+    /// Scheduling step.
+    pub step: u64,
+    /// CPU (lane).
+    pub cpu: u32,
+    /// Short label ("lock pml", "step 2 (clear)").
+    pub label: String,
+}
+
 /// Write `bytes` to `path` atomically: a temporary file beside it, then a
 /// rename, so an interrupted run never leaves a half-written file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -5,3 +5,4 @@
 
 pub mod summary;
 pub mod timeline;
+pub mod verdicts;

@@ -1,0 +1,89 @@
+//! The checker's verdicts as text: the policy-by-oracle table and a
+//! counterexample with its replay token and timeline.
+
+use crate::timeline::WIDTH;
+use bench_core::results::{CounterexampleDoc, PolicyCheck};
+use bench_core::Oracle;
+use std::fmt::Write as _;
+
+/// Violations shown per counterexample.
+const SHOW_VIOLATIONS: usize = 3;
+
+/// The verdict table: one row per policy, one more per further oracle.
+pub fn verdict_table(checks: &[PolicyCheck]) -> String {
+    let name_w = checks.iter().map(|c| c.policy.len()).max().unwrap_or(6).clamp(6, 20);
+    let mut out = format!("{:<name_w$} {:>9}  {:<7}  oracles\n", "policy", "schedules", "verdict");
+    let indent = name_w + 1 + 9 + 2 + 7 + 2;
+    for c in checks {
+        let cells: Vec<String> = Oracle::ALL
+            .iter()
+            .filter_map(|o| c.by_oracle.get(o.name()).map(|n| (o, n)))
+            .map(|(o, n)| format!("{o} {}/{} (first #{})", n.schedules, c.schedules, n.first))
+            .collect();
+        if c.policy.len() > name_w {
+            let _ = writeln!(out, "{}", c.policy);
+        }
+        let name = if c.policy.len() > name_w { "" } else { &c.policy };
+        let mut line = format!("{name:<name_w$} {:>9}  {:<7}", c.schedules, c.verdict);
+        for (k, cell) in cells.iter().enumerate() {
+            if k > 0 {
+                out.push_str(line.trim_end());
+                out.push('\n');
+                line = " ".repeat(indent - 2);
+            }
+            if line.len() + 2 + cell.len() > WIDTH {
+                out.push_str(line.trim_end());
+                out.push('\n');
+                line = " ".repeat(4);
+            } else {
+                line.push_str("  ");
+            }
+            line.push_str(cell);
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+        if c.step_limits > 0 {
+            let _ = writeln!(out, "    ({} schedules hit the step budget: possible livelock)", c.step_limits);
+        }
+    }
+    out
+}
+
+/// The violations (first few, wrapped), the replay command and the timeline.
+pub fn print_counterexample(out: &mut String, doc: &CounterexampleDoc) {
+    for v in doc.violations.iter().take(SHOW_VIOLATIONS) {
+        out.push_str(&wrap(&v.to_string(), "  ", "      "));
+    }
+    if doc.violations.len() > SHOW_VIOLATIONS {
+        let _ = writeln!(out, "  ... and {} more", doc.violations.len() - SHOW_VIOLATIONS);
+    }
+    let _ = writeln!(out, "replay token: {}", doc.token);
+    let _ = writeln!(out, "replay: {}\n", doc.replay);
+    for line in &doc.timeline {
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// Word-wrap `text` to [`WIDTH`]: the first line after `first`, the rest
+/// after `rest`.
+pub fn wrap(text: &str, first: &str, rest: &str) -> String {
+    let mut out = String::new();
+    let mut line = first.to_owned();
+    let mut empty = true;
+    for word in text.split_whitespace() {
+        if !empty && line.len() + 1 + word.len() > WIDTH {
+            out.push_str(&line);
+            out.push('\n');
+            line = rest.to_owned();
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+        }
+        line.push_str(word);
+        empty = false;
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
+}
