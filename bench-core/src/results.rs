@@ -189,6 +189,71 @@ pub struct TimelineEvent {
     pub label: String,
 }
 
+/// The result file of `collapse-bench report`: a matrix of repeated
+/// native runs, a scaling sweep, and the checker's verdicts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReportResults {
+    /// [`SCHEMA`].
+    pub schema: u32,
+    /// "collapse-bench X.Y.Z".
+    pub tool: String,
+    /// Where it ran.
+    pub environment: Environment,
+    /// The command line that reproduces it.
+    pub command: String,
+    /// The policy every other is compared with.
+    pub base: String,
+    /// `--quick` (shorter runs, fewer repetitions, fewer schedules).
+    pub quick: bool,
+    /// Native runs per cell.
+    pub repetitions: u32,
+    /// Seconds each native run lasted.
+    pub run_seconds: f64,
+    /// One per (workload, policy).
+    pub cells: Vec<Cell>,
+    /// Metric over actor-thread count.
+    pub scaling: Vec<ScalingPoint>,
+    /// The checker's verdict of every policy, per workload checked.
+    pub verdicts: Vec<Verdict>,
+}
+
+/// The repeated runs of one policy on one workload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cell {
+    /// Workload (preset or scenario name).
+    pub workload: String,
+    /// Policy label.
+    pub policy: String,
+    /// The runs.
+    pub runs: Vec<PolicyRun>,
+}
+
+/// One point of the scaling sweep.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScalingPoint {
+    /// Workload.
+    pub workload: String,
+    /// Policy label.
+    pub policy: String,
+    /// The scenario key swept (`threads.neighbours`).
+    pub knob: String,
+    /// Its value at this point.
+    pub value: u32,
+    /// Actor threads in all.
+    pub threads: u32,
+    /// The run.
+    pub run: PolicyRun,
+}
+
+/// The checker's verdict of one policy on one workload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Workload checked.
+    pub workload: String,
+    /// What the search found.
+    pub check: PolicyCheck,
+}
+
 /// Write `bytes` to `path` atomically: a temporary file beside it, then a
 /// rename, so an interrupted run never leaves a half-written file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -3,6 +3,7 @@
 
 #![warn(missing_docs)]
 
+pub mod stats;
 pub mod summary;
 pub mod timeline;
 pub mod verdicts;
