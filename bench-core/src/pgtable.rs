@@ -42,6 +42,15 @@ impl TablePool {
         Ok(TablePool { map, slots, state, free })
     }
 
+    /// All 512 entries of table `slot`, for whole-table scans: one bounds
+    /// check, and the base stays in a register across the atomic loads.
+    #[inline]
+    pub fn table(&self, slot: u32) -> &[AtomicU64; PTRS_PER_PTE] {
+        assert!((slot as usize) < self.slots);
+        // SAFETY: as for `entry`; the table is PTRS_PER_PTE entries from its start.
+        unsafe { &*(self.map.as_ptr() as *const AtomicU64).add(slot as usize * PTRS_PER_PTE).cast() }
+    }
+
     /// Entry `idx` of table `slot`.
     #[inline]
     pub fn entry(&self, slot: u32, idx: usize) -> &AtomicU64 {
@@ -71,8 +80,8 @@ impl TablePool {
 
     /// Really free a table: zero it and put it back on the free list.
     pub(crate) fn release(&self, slot: u32) {
-        for i in 0..PTRS_PER_PTE {
-            self.entry(slot, i).store(0, Ordering::Relaxed);
+        for e in self.table(slot) {
+            e.store(0, Ordering::Relaxed);
         }
         self.state[slot as usize].store(TableState::Free as u8, Ordering::Release);
         self.free.push(slot).expect("free list holds every slot");

@@ -494,10 +494,17 @@ impl<'a, E: Engine> Cx<'a, E> {
     }
 
     /// `lockdep_assert_held()`.
+    #[inline]
     fn assert_held(&self, id: LockId, what: &str) {
-        if !self.held.iter().any(|h| h.id == id) {
-            self.violation(Oracle::LockOrder, format!("{what} without holding {}", self.mm.lock_name(id)));
+        if !self.holds(id) {
+            self.not_held(id, what);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn not_held(&self, id: LockId, what: &str) {
+        self.violation(Oracle::LockOrder, format!("{what} without holding {}", self.mm.lock_name(id)));
     }
 
     /// `might_sleep()`: sleeping with a spinlock held is a bug.
@@ -545,6 +552,7 @@ impl<'a, E: Engine> Cx<'a, E> {
         (result, Some(pmd))
     }
 
+    #[inline]
     fn holds(&self, id: LockId) -> bool {
         self.held.iter().any(|h| h.id == id)
     }
@@ -604,6 +612,7 @@ impl<'a, E: Engine> Cx<'a, E> {
     }
 
     /// `ptep_get()`.
+    #[inline]
     pub fn ptep_get(&mut self, pte: PteRef) -> Pte {
         if E::PREEMPTS && !self.holds(self.mm.pte_lock_id(pte.slot)) {
             self.engine.sched_point(self.cpu, Event::LocklessRead);
@@ -613,11 +622,13 @@ impl<'a, E: Engine> Cx<'a, E> {
 
     /// `ptep_clear()`: clear without flushing. The flush is owed; the caller
     /// pays it (`pmdp_collapse_flush`, or `flush_tlb_mm` on abort).
+    #[inline]
     pub fn ptep_clear(&mut self, addr: u64, pte: PteRef) {
         self.assert_held(self.mm.pte_lock_id(pte.slot), "ptep_clear");
         let old = Pte(self.mm.tables.entry(pte.slot, pte.idx).swap(0, Ordering::AcqRel));
         self.engine.trace(self.cpu, Event::PteClear(pte.idx as u16));
-        if let (Some(pfn), Some(_)) = (old.pfn(), self.clear_log.hpage) {
+        // The log feeds only the stale-TLB oracle: skip it when oracles are off.
+        if let (true, Some(pfn), Some(_)) = (self.mm.config.oracles, old.pfn(), self.clear_log.hpage) {
             // Stamped with the oracle clock at the next unlock or flush (see
             // `stamp_clears`): one clock tick per batch, not per entry.
             self.clear_log.cleared.push((vpn(addr), pfn, 0));
@@ -660,12 +671,19 @@ impl<'a, E: Engine> Cx<'a, E> {
     }
 
     /// `page_remove_rmap()`.
+    #[inline]
     pub fn page_remove_rmap(&mut self, page: Pfn, _vma: &Vma, compound: bool) {
         let p = self.mm.pages.get(page);
         let counter = if compound { &p.entire_mapcount } else { &p.mapcount };
         if counter.fetch_sub(1, Ordering::AcqRel) <= 0 {
-            self.violation(Oracle::Accounting, format!("page_remove_rmap({page}) took mapcount below zero"));
+            self.mapcount_underflow(page);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn mapcount_underflow(&self, page: Pfn) {
+        self.violation(Oracle::Accounting, format!("page_remove_rmap({page}) took mapcount below zero"));
     }
 
     /// `page_add_file_rmap()` (PTE-mapped).
@@ -748,9 +766,11 @@ impl<'a, E: Engine> Cx<'a, E> {
             );
             return;
         }
-        let live: Vec<(usize, Pte)> =
-            (0..PTRS_PER_PTE).map(|i| (i, self.mm.tables.get(slot, i))).filter(|(_, p)| !p.is_none()).collect();
-        if let Some(&(idx, pte)) = live.first() {
+        // page_table_check: one pass of loads; the report is built only on failure.
+        if self.mm.tables.table(slot).iter().any(|e| e.load(Ordering::Acquire) != 0) {
+            let live: Vec<(usize, Pte)> =
+                (0..PTRS_PER_PTE).map(|i| (i, self.mm.tables.get(slot, i))).filter(|(_, p)| !p.is_none()).collect();
+            let (idx, pte) = live[0];
             let who = pte
                 .pfn()
                 .filter(|&p| self.mm.pages.get(p).is_anon())
