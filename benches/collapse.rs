@@ -34,11 +34,14 @@
 //!   `spin_lock` + `spin_unlock` of a `ptl`, `pte_offset_map_lock` +
 //!   `pte_unmap_unlock`, 512 `ptep_get`s, one `touch` that hits the TLB,
 //!   and `flush_tlb_range` of 2 MiB with one CPU in `mm_cpumask`.
+//! * `presets` — every shipped policy on every preset: mean collapse
+//!   latency with the preset's other actors running in the background
+//!   (oracles off; restores and background work not counted).
 //!
 //! # Running
 //!
 //! ```text
-//! cargo bench --bench collapse                          # everything, ~1-2 min
+//! cargo bench --bench collapse                          # everything, a few minutes
 //! cargo bench --bench collapse -- uncontended           # one group (a filter)
 //! cargo bench --bench collapse -- --save-baseline main  # record a baseline
 //! cargo bench --bench collapse -- --baseline main       # compare against it
@@ -502,6 +505,57 @@ fn native_collapses_per_sec(c: &mut Criterion) {
 }
 
 // ---------------------------------------------------------------------
+// Group 4: every policy on every preset
+// ---------------------------------------------------------------------
+
+/// Collapses timed per iteration batch of `presets`.
+const PRESET_COLLAPSES: u64 = 50;
+
+/// `presets/<preset>/<policy>`: collapse latency with the preset's actors
+/// running in the background, oracles off. Each sample runs the preset
+/// natively until [`PRESET_COLLAPSES`] collapses and reports the summed
+/// latency of the collapses alone (restores and the other actors' work are
+/// not counted), so criterion's time is the mean collapse latency under
+/// that preset's contention. On a 2-core machine most presets run more
+/// threads than cores (the run says so): read these as relative figures.
+fn presets(c: &mut Criterion) {
+    let mut group = c.benchmark_group("presets");
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+        .sample_size(10);
+    for (preset, _) in workloads::PRESETS {
+        let mut scenario = workloads::preset(preset).expect("preset");
+        scenario.set("oracles", "false").expect("oracles key");
+        for entry in policies::registry() {
+            let p = policy(entry.name);
+            let opts = RunOptions {
+                limit: Limit::Ops { ops: PRESET_COLLAPSES, cap: Duration::from_secs(10) },
+                pin: true,
+                hook: None,
+                git_revision: String::new(),
+            };
+            group.bench_function(format!("{preset}/{}", entry.name), |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    let mut done = 0u64;
+                    while done < iters {
+                        let run = run_policy(p.clone(), &scenario, &opts).expect("run");
+                        let Some(lat) = run.metrics.collapse_latency_ns.get("all") else { continue };
+                        let take = lat.count.min(iters - done);
+                        total += Duration::from_nanos((lat.mean * take as f64) as u64);
+                        done += take;
+                    }
+                    total
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+// ---------------------------------------------------------------------
 // Group 3: primitives
 // ---------------------------------------------------------------------
 
@@ -562,5 +616,5 @@ fn primitives(c: &mut Criterion) {
     assert_clean(&mm, "primitives");
 }
 
-criterion_group!(benches, uncontended_collapse, native_collapses_per_sec, primitives);
+criterion_group!(benches, uncontended_collapse, native_collapses_per_sec, primitives, presets);
 criterion_main!(benches);

@@ -111,16 +111,16 @@ fn parse_search(args: &CheckArgs) -> Result<Search, CliError> {
 }
 
 /// The command that replays `token` on the same configuration.
-fn replay_command(args: &CheckArgs, scenario: &Scenario, policy: &str, token: &str) -> String {
+pub fn replay_command(workload: &WorkloadArgs, scenario: &Scenario, policy: &str, token: &str) -> String {
     let mut words = vec!["collapse-bench".to_owned(), "check".into(), "-p".into(), policy.to_owned()];
-    match &args.workload.scenario {
+    match &workload.scenario {
         Some(path) => words.extend(["--scenario".into(), path.display().to_string()]),
         None => words.extend(["-w".into(), scenario.name.clone()]),
     }
-    if let Some(t) = &args.workload.threads {
+    if let Some(t) = &workload.threads {
         words.extend(["--threads".into(), t.clone()]);
     }
-    for kv in &args.workload.set {
+    for kv in &workload.set {
         words.extend(["--set".into(), kv.clone()]);
     }
     words.extend(["--seed".into(), scenario.seed.to_string(), "--replay".into(), token.to_owned()]);
@@ -279,7 +279,7 @@ fn search_all(
         let first = report
             .first
             .as_ref()
-            .map(|cx| counterexample_doc(cx, replay_command(args, scenario, &report.policy, &cx.token())));
+            .map(|cx| counterexample_doc(cx, replay_command(&args.workload, scenario, &report.policy, &cx.token())));
         result.policies.push(policy_doc(policy, &report, first));
         reports.push(report);
     }
@@ -350,7 +350,7 @@ fn replay_one(
             for v in &cx.violations {
                 report.by_oracle.entry(v.oracle).or_insert((1, 0));
             }
-            let doc = counterexample_doc(&cx, replay_command(args, scenario, &label, token));
+            let doc = counterexample_doc(&cx, replay_command(&args.workload, scenario, &label, token));
             let mut out = format!(
                 "{label}: replay of {token} on {} (seed {}): {} steps, {}\n",
                 scenario.name, scenario.seed, doc.steps, doc.violations[0].oracle

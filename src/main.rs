@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod check_cmd;
 mod cli;
+mod report_cmd;
 
 /// Run, check and compare collapse_pte_mapped_thp() locking policies.
 #[derive(Parser)]
@@ -26,6 +27,26 @@ enum Command {
     /// verdict per policy and each failure's shrunk counterexample as a
     /// timeline with a replay token (exit 1 if any rule was broken).
     Check(Box<check_cmd::CheckArgs>),
+    /// The main job: measure the policies on every preset (repeated runs),
+    /// sweep pml contention, check every policy, and write report.txt (for
+    /// a mailing-list reply), results.json, plots and index.html.
+    Report(Box<report_cmd::ReportArgs>),
+    /// Compare two result files (of `run` or `report`) in the report's
+    /// table layout: two commits, two machines, two configurations.
+    Compare {
+        /// The base result file.
+        base: std::path::PathBuf,
+        /// The result file compared with it.
+        new: std::path::PathBuf,
+    },
+}
+
+/// `compare`: bad or mismatched files are bad input (exit 2).
+fn compare(base: &std::path::Path, new: &std::path::Path) -> Result<(), cli::CliError> {
+    let usage = |e: reports::compare::CompareError| cli::CliError::Usage(e.to_string());
+    let (base, new) = (reports::compare::load(base).map_err(usage)?, reports::compare::load(new).map_err(usage)?);
+    print!("{}", reports::compare::compare(&base, &new).map_err(usage)?);
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -35,6 +56,8 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => cli::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Report(args) => report_cmd::report(&args).map(|()| ExitCode::SUCCESS),
+        Command::Compare { base, new } => compare(&base, &new).map(|()| ExitCode::SUCCESS),
         Command::Check(args) => {
             check_cmd::check(&args).map(|failed| if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }

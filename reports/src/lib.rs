@@ -3,6 +3,10 @@
 
 #![warn(missing_docs)]
 
+pub mod compare;
+pub mod figures;
+pub mod plots;
+pub mod robot;
 pub mod stats;
 pub mod summary;
 pub mod timeline;

@@ -8,7 +8,7 @@
 //! ----  -------------                 ---------
 //!    1  prologue
 //!   11  step 2 (clear)
-//!   11  ptep_clear x512 (idx 0..511)
+//!   11  ptep_clear x512 0..511
 //!   17                                lock ptl
 //!   18                                install anon at idx 120
 //!   22  pte_free_defer table 0
@@ -128,7 +128,7 @@ fn rows(t: &Timeline<'_>) -> Vec<Row> {
     }
     for row in &mut out {
         if let Some((n, lo, hi)) = row.clears.filter(|c| c.0 > 1) {
-            row.label = format!("ptep_clear x{n} (idx {lo}..{hi})");
+            row.label = format!("ptep_clear x{n} {lo}..{hi}");
         }
     }
     out.push(Row { step: None, cpu: t.cpu.unwrap_or(cpu), label: t.marker.clone(), clears: None });
@@ -237,7 +237,7 @@ mod tests {
         assert!(lines[0].starts_with("step  CPU0 collapse") && lines[0].contains("CPU1 uffd"), "{text}");
         assert!(!text.contains("CPU2"), "the marker CPU touched nothing the collapse touched:\n{text}");
         assert_eq!(lines.iter().filter(|l| l.contains("ptep_clear")).count(), 1, "{text}");
-        assert!(text.contains("ptep_clear x512 (idx 0..511)"), "{text}");
+        assert!(text.contains("ptep_clear x512 0..511"), "{text}");
         assert!(!text.contains("Returned"), "starts at the last prologue:\n{text}");
         assert!(!text.contains("Unlock(LockId(1))"), "ends at the violation:\n{text}");
         assert!(lines.last().unwrap().trim_start().starts_with("*** table-freed-live"), "{text}");

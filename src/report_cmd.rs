@@ -1,0 +1,291 @@
+//! `collapse-bench report`: the main job. Runs the default matrix (the
+//! correct policies on every preset, each cell repeated), a scaling sweep
+//! and the checker's verdicts of every policy; writes report.txt,
+//! results.json, the plots and index.html into the output directory.
+//!
+//! Every file is built in a temporary directory beside the output and then
+//! renamed into place one by one, so an interrupted report leaves the
+//! previous one intact.
+
+use crate::check_cmd::{counterexample_doc, policy_doc, replay_command};
+use crate::cli::{parse_policies, reproducer, CliError, WorkloadArgs, GIT_REVISION};
+use bench_core::native::Limit;
+use bench_core::results::{write_atomic, Cell, Environment, ReportResults, ScalingPoint, Verdict, SCHEMA};
+use bench_core::DynPolicy;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use workloads::check::{check_policy, CheckOptions};
+use workloads::{preset, run_policy, RunOptions, Scenario, PRESETS};
+
+/// Every shipped policy: all get a verdict.
+const ALL_POLICIES: &str = "v1,v2-flush-bool,v2-step3-down,v2-posted,pre-fix";
+/// Workloads the checker searches for each verdict: the original report's
+/// shape, and with `pml` contended (where the v2 trylock fails).
+const CHECKED_WORKLOADS: [&str; 2] = ["uffd-private", "pml-contended"];
+/// The scaling sweep: `pml` neighbours on the contended preset.
+const SCALING_WORKLOAD: &str = "pml-contended";
+const SCALING_KNOB: &str = "threads.neighbours";
+
+/// Arguments of `report`.
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// Shorter runs and searches (about a minute on two cores).
+    #[arg(long)]
+    pub quick: bool,
+    /// Policies to measure, comma-separated (the first is the base unless
+    /// --base says otherwise).
+    #[arg(short = 'p', long = "policies", default_value = "v1,v2-flush-bool,v2-step3-down")]
+    pub policies: String,
+    /// Workload presets to measure, comma-separated (default: all).
+    #[arg(short = 'w', long = "workloads")]
+    pub workloads: Option<String>,
+    /// The policy the others are compared with.
+    #[arg(long)]
+    pub base: Option<String>,
+    /// Output directory.
+    #[arg(long, default_value = "collapse-report")]
+    pub out: PathBuf,
+    /// Seed of every run and search.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Checker schedules per policy and workload (default 2000, 300 with --quick).
+    #[arg(long)]
+    pub schedules: Option<u64>,
+}
+
+/// How much work each part of the report does.
+struct Plan {
+    repetitions: u32,
+    run_time: Duration,
+    scaling: &'static [u32],
+    schedules: u64,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        if quick {
+            Plan { repetitions: 5, run_time: Duration::from_millis(150), scaling: &[1, 2, 4], schedules: 300 }
+        } else {
+            Plan { repetitions: 5, run_time: Duration::from_millis(1500), scaling: &[1, 2, 4, 8], schedules: 2000 }
+        }
+    }
+}
+
+fn workloads(args: &ReportArgs) -> Result<Vec<Scenario>, CliError> {
+    let names: Vec<String> = match &args.workloads {
+        Some(list) => list.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
+        None => PRESETS.iter().map(|(name, _)| (*name).to_owned()).collect(),
+    };
+    if names.is_empty() {
+        let allowed: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
+        return Err(CliError::Usage(format!("--workloads: none given; allowed: {}", allowed.join(", "))));
+    }
+    names
+        .iter()
+        .map(|name| {
+            let mut s = preset(name).map_err(|e| CliError::Usage(format!("--workloads: {e}")))?;
+            s.seed = args.seed;
+            Ok(s)
+        })
+        .collect()
+}
+
+/// A progress bar on stderr when it is a terminal (and not under CI).
+fn progress(total: u64) -> ProgressBar {
+    let visible = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
+    let bar = ProgressBar::with_draw_target(
+        Some(total),
+        if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
+    );
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} ETA {eta} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// `report`.
+pub fn report(args: &ReportArgs) -> Result<(), CliError> {
+    let measured = parse_policies(&args.policies)?;
+    let base = match &args.base {
+        Some(b) => measured.iter().find(|p| p.label() == *b || p.name() == b).ok_or_else(|| {
+            let have: Vec<String> = measured.iter().map(|p| p.label()).collect();
+            CliError::Usage(format!("--base: `{b}` is not among --policies; allowed: {}", have.join(", ")))
+        })?,
+        None => &measured[0],
+    }
+    .label();
+    let all = parse_policies(ALL_POLICIES)?;
+    let scenarios = workloads(args)?;
+    let mut plan = Plan::new(args.quick);
+    match args.schedules {
+        Some(0) => return Err(CliError::Usage("--schedules: must be at least 1".into())),
+        Some(n) => plan.schedules = n,
+        None => {}
+    }
+    let t0 = Instant::now();
+    let cells_total = (scenarios.len() * measured.len()) as u64 * plan.repetitions as u64;
+    let scaling_total = (plan.scaling.len() * measured.len()) as u64;
+    let checks_total = (CHECKED_WORKLOADS.len() * all.len()) as u64;
+    let bar = progress(cells_total + scaling_total + checks_total);
+    let opts =
+        RunOptions { limit: Limit::Duration(plan.run_time), pin: true, hook: None, git_revision: GIT_REVISION.into() };
+    let mut cells = vec![];
+    for scenario in &scenarios {
+        for policy in &measured {
+            bar.set_message(format!("{} on {}", policy.label(), scenario.name));
+            let mut runs = vec![];
+            for _ in 0..plan.repetitions {
+                runs.push(run_policy(policy.clone(), scenario, &opts)?);
+                bar.inc(1);
+            }
+            cells.push(Cell { workload: scenario.name.clone(), policy: policy.label(), runs });
+        }
+    }
+    let scaling = scaling_sweep(&measured, &plan, args.seed, &opts, &bar)?;
+    let verdicts = verdicts(&all, &plan, args.seed, &bar)?;
+    bar.finish_and_clear();
+    let result = ReportResults {
+        schema: SCHEMA,
+        tool: format!("collapse-bench {}", env!("CARGO_PKG_VERSION")),
+        environment: Environment::capture("native", args.seed, GIT_REVISION),
+        command: reproducer(args.seed, true),
+        base,
+        quick: args.quick,
+        repetitions: plan.repetitions,
+        run_seconds: plan.run_time.as_secs_f64(),
+        cells,
+        scaling,
+        verdicts,
+    };
+    let text = reports::robot::report_text(&result);
+    write_outputs(&args.out, &result, &text)?;
+    print!("{text}");
+    eprintln!(
+        "report written to {}/ in {:.1}s (report.txt, results.json, index.html, plots)",
+        args.out.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn scaling_sweep(
+    policies: &[Arc<dyn DynPolicy>],
+    plan: &Plan,
+    seed: u64,
+    opts: &RunOptions,
+    bar: &ProgressBar,
+) -> Result<Vec<ScalingPoint>, CliError> {
+    let mut points = vec![];
+    for &value in plan.scaling {
+        let mut scenario = preset(SCALING_WORKLOAD)?;
+        scenario.seed = seed;
+        scenario.set(SCALING_KNOB, &value.to_string())?;
+        scenario.validate()?;
+        for policy in policies {
+            bar.set_message(format!("scaling {} {SCALING_KNOB}={value}", policy.label()));
+            let run = run_policy(policy.clone(), &scenario, opts)?;
+            points.push(ScalingPoint {
+                workload: scenario.name.clone(),
+                policy: policy.label(),
+                knob: SCALING_KNOB.into(),
+                value,
+                threads: scenario.threads.total(),
+                run,
+            });
+            bar.inc(1);
+        }
+    }
+    Ok(points)
+}
+
+fn verdicts(
+    policies: &[Arc<dyn DynPolicy>],
+    plan: &Plan,
+    seed: u64,
+    bar: &ProgressBar,
+) -> Result<Vec<Verdict>, CliError> {
+    let mut verdicts = vec![];
+    for name in CHECKED_WORKLOADS {
+        let mut scenario = preset(name)?;
+        scenario.seed = seed;
+        let opts = CheckOptions { schedules: plan.schedules, seed, ..CheckOptions::default() };
+        let workload = WorkloadArgs { workload: Some(name.into()), scenario: None, threads: None, set: vec![] };
+        for policy in policies {
+            bar.set_message(format!("checking {} on {name}", policy.label()));
+            let report = check_policy(policy, &scenario, &opts)?;
+            let first = report
+                .first
+                .as_ref()
+                .map(|cx| counterexample_doc(cx, replay_command(&workload, &scenario, &report.policy, &cx.token())));
+            verdicts.push(Verdict { workload: name.into(), check: policy_doc(policy, &report, first) });
+            bar.inc(1);
+        }
+    }
+    Ok(verdicts)
+}
+
+/// Build everything in a temporary directory beside `out`, then rename
+/// each file into `out`.
+fn write_outputs(out: &Path, result: &ReportResults, text: &str) -> Result<(), CliError> {
+    let failed = |what: &str, e: &dyn std::fmt::Display| CliError::Failed(format!("{what}: {e}"));
+    std::fs::create_dir_all(out).map_err(|e| failed(&format!("creating {}", out.display()), &e))?;
+    let staging = out.join(format!(".staging-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(|e| failed(&format!("creating {}", staging.display()), &e))?;
+    let built = (|| -> Result<Vec<String>, CliError> {
+        let json = serde_json::to_vec_pretty(result).map_err(|e| failed("encoding results", &e))?;
+        write_atomic(&staging.join("results.json"), &json).map_err(|e| failed("writing results.json", &e))?;
+        write_atomic(&staging.join("report.txt"), text.as_bytes()).map_err(|e| failed("writing report.txt", &e))?;
+        let stems = reports::plots::render_all(result, &staging).map_err(|e| failed("drawing plots", &e))?;
+        let html = index_html(text, &stems, &staging)?;
+        write_atomic(&staging.join("index.html"), html.as_bytes()).map_err(|e| failed("writing index.html", &e))?;
+        let mut files = vec!["results.json".to_owned(), "report.txt".into(), "index.html".into()];
+        for stem in &stems {
+            files.push(format!("{stem}.svg"));
+            files.push(format!("{stem}.png"));
+        }
+        Ok(files)
+    })();
+    let result = built.and_then(|files| {
+        for f in &files {
+            std::fs::rename(staging.join(f), out.join(f)).map_err(|e| failed(&format!("moving {f} into place"), &e))?;
+        }
+        Ok(())
+    });
+    let _ = std::fs::remove_dir_all(&staging);
+    result
+}
+
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// One self-contained page: the text report and every SVG inline.
+fn index_html(text: &str, stems: &[String], dir: &Path) -> Result<String, CliError> {
+    let mut html = String::from(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>collapse-bench report</title>\n\
+         <style>body{font-family:sans-serif;max-width:1100px;margin:auto}pre{font-size:13px}\
+         figure{margin:1em 0}svg{max-width:100%;height:auto}</style></head><body>\n\
+         <h1>collapse-bench report</h1>\n<pre>",
+    );
+    html.push_str(&escape_html(text));
+    html.push_str("</pre>\n");
+    for stem in stems {
+        let path = dir.join(format!("{stem}.svg"));
+        let svg =
+            std::fs::read_to_string(&path).map_err(|e| CliError::Failed(format!("reading {}: {e}", path.display())))?;
+        let svg = svg.trim_start_matches(|c| c != '<').to_owned();
+        let svg = match svg.find("<svg") {
+            Some(i) => svg[i..].to_owned(),
+            None => svg,
+        };
+        html.push_str(&format!("<figure id=\"{stem}\">{svg}<figcaption>{stem}</figcaption></figure>\n"));
+    }
+    html.push_str("</body></html>\n");
+    Ok(html)
+}

@@ -1,0 +1,95 @@
+//! `report` and `compare` as a user runs them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_collapse-bench")).args(args).output().expect("run collapse-bench")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("collapse-bench-report-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn quick_report_writes_every_output() {
+    let dir = scratch("quick");
+    let out = dir.join("report");
+    let o = bench(&[
+        "report",
+        "--quick",
+        "-w",
+        "uffd-private",
+        "-p",
+        "v1,v2-flush-bool",
+        "--schedules",
+        "40",
+        "--out",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(out.join("report.txt")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), text, "stdout is the report");
+    assert!(text.lines().all(|l| l.len() <= 72 && l.is_ascii()), "{text}");
+    assert!(text.contains("v1") && text.contains("v2-flush-bool") && text.contains("collapses_per_s"));
+    assert!(text.contains("pre-fix") && text.contains("table-freed-live"), "verdicts section: {text}");
+    let results: bench_core::results::ReportResults =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results.base, "v1");
+    assert_eq!(results.cells.len(), 2);
+    assert!(results.cells.iter().all(|c| c.runs.len() == results.repetitions as usize));
+    assert_eq!(results.verdicts.len(), 10, "five policies on two checked workloads");
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("collapses_per_s"));
+    for stem in ["throughput", "latency-cdf-uffd-private", "pml-hold-uffd-private"] {
+        assert!(out.join(format!("{stem}.svg")).exists() && out.join(format!("{stem}.png")).exists(), "{stem}");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "no staging files left: {leftovers:?}");
+
+    // compare the report with itself: same table layout, no significant change.
+    let json = out.join("results.json");
+    let o = bench(&["compare", s(&json), s(&json)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cmp = String::from_utf8_lossy(&o.stdout);
+    assert!(cmp.contains("%stddev"), "{cmp}");
+    let row = cmp.lines().find(|l| l.ends_with("collapses_per_s")).expect("collapses_per_s row");
+    assert!(row.contains(" 0.0% "), "a file compared with itself changes nothing: {row}");
+    assert!(!cmp.lines().any(|l| l.contains("%*")), "nothing flagged: {cmp}");
+}
+
+#[test]
+fn bad_input_exits_2() {
+    let dir = scratch("bad");
+    let out = dir.join("report");
+    for (args, needle) in [
+        (vec!["report", "-w", "nope"], "uffd-private"),
+        (vec!["report", "--base", "v3"], "--base"),
+        (vec!["report", "--schedules", "0"], "--schedules"),
+    ] {
+        let mut all = args.clone();
+        all.extend(["--out", s(&out)]);
+        let o = bench(&all);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!out.exists(), "{args:?}: nothing written");
+    }
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, "{\"schema\": 1, \"runs\": [").unwrap();
+    let o = bench(&["compare", s(&bad), s(&bad)]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("bad.json") && err.contains("not JSON"), "{err}");
+}
