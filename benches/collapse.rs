@@ -616,5 +616,16 @@ fn primitives(c: &mut Criterion) {
     assert_clean(&mm, "primitives");
 }
 
-criterion_group!(benches, uncontended_collapse, native_collapses_per_sec, primitives, presets);
+/// Criterion draws its own plots with plotters, which (sharing the
+/// workspace's plotters features) needs the embedded font registered.
+fn config() -> Criterion {
+    reports::plots::register_fonts().expect("embedded font");
+    Criterion::default()
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = uncontended_collapse, native_collapses_per_sec, primitives, presets
+}
 criterion_main!(benches);

@@ -267,7 +267,7 @@ impl HistSummary {
     /// Summarise a histogram.
     pub fn of(h: &Histogram<u64>) -> HistSummary {
         let mut cdf: Vec<(u64, f64)> = h
-            .iter_quantiles(1)
+            .iter_quantiles(4)
             .map(|v| (h.highest_equivalent(v.value_iterated_to()), v.quantile_iterated_to()))
             .collect();
         cdf.dedup_by_key(|p| p.0);
