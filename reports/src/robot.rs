@@ -48,8 +48,9 @@ pub const LEGEND: &str = "Each table compares the mean over the runs of the base
     the patch (right). +-N% is the sample standard deviation in % of the mean, shown where it \
     is at least 1%. %change is (patch - base) / base; for figures ending in % (shares of all \
     collapses) it is the difference in percentage points, printed without a % sign. * marks a \
-    change beyond noise: larger than twice its standard error, or, with a single run on either \
-    side, larger than 10% of the base. Latencies (_us) are in microseconds. Headline figures \
+    change beyond noise: larger than twice its standard error (taken as at least 1% of the \
+    base, the histograms' resolution), or, with a single run on either side, larger than 10% \
+    of the base. Latencies (_us) are in microseconds. Headline figures \
     come first.";
 
 /// A mean, robot style: integers for large values, 2 or 3 significant
@@ -117,8 +118,13 @@ pub fn significant(base: &Stat, patch: &Stat) -> bool {
         return base.mean == 0.0 || delta / base.mean.abs() > SINGLE_RUN_THRESHOLD;
     }
     let se = (base.stddev.powi(2) / base.n as f64 + patch.stddev.powi(2) / patch.n as f64).sqrt();
-    delta > 2.0 * se
+    // Histogram quantiles have 1% resolution: a figure that is identical in
+    // every run still has that much error, so a smaller change is not flagged.
+    delta > 2.0 * se.max(HISTOGRAM_RESOLUTION * base.mean.abs())
 }
+
+/// Relative resolution of the histograms the latency figures come from.
+const HISTOGRAM_RESOLUTION: f64 = 0.01;
 
 /// One row of a comparison.
 #[derive(Clone, Debug, PartialEq)]
