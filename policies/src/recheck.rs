@@ -1,8 +1,8 @@
 //! What the three v2 forms share: Jann Horn's trylock-and-recheck lock
 //! point for step 4, and its `recheck_always` parameter.
 
-use crate::khugepaged::{uffd_private, Locals, Target};
-use bench_core::{Cx, Engine, LockId, SINGLE_DEPTH_NESTING};
+use crate::khugepaged::{free_table_and_install, uffd_private, Locals, Target};
+use bench_core::{Cx, Engine, LockId, PteMap, ScanResult, SINGLE_DEPTH_NESTING};
 use serde::{Deserialize, Serialize};
 
 /// Parameters of the v2 forms.
@@ -49,4 +49,25 @@ pub fn lock_pml_or_recheck<E: Engine>(
      * ptl before pgt_pmd is removed, so uffd private needs rechecking.
      */
     params.recheck_always || uffd_private(t.vma)
+}
+
+/// Step 4 past the lock point, the same in every v2 form: with `pml` and
+/// `ptl` held, clear the PMD and flush the range (`pmdp_collapse_flush`),
+/// drop `ptl` then `pml`, free the table after a grace period, step 5.
+pub fn remove_table<E: Engine>(
+    cx: &mut Cx<'_, E>,
+    t: &Target<'_>,
+    k: &mut Locals,
+    start_pte: PteMap,
+    ptl: LockId,
+) -> ScanResult {
+    let pml = k.pml.expect("held after the lock point");
+    let pgt_pmd = cx.pmdp_collapse_flush(t.vma, t.haddr, t.pmd);
+    cx.pte_unmap(start_pte);
+    if ptl != pml {
+        cx.spin_unlock(ptl);
+    }
+    cx.spin_unlock(pml);
+    let range = k.range.take().expect("notifier range started above");
+    free_table_and_install(cx, range, pgt_pmd, t)
 }

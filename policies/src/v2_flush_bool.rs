@@ -5,10 +5,9 @@
 //! `nr_ptes`, which counts only what step 3 has not yet accounted.
 
 use crate::khugepaged::{
-    abort, account_cleared, clear_ptes, collapse_pte_mapped_thp, free_table_and_install, notify_start, step1_check,
-    Locals, Target,
+    abort, account_cleared, clear_ptes, collapse_pte_mapped_thp, notify_start, step1_check, Locals, Target,
 };
-use crate::recheck::{lock_pml_or_recheck, RecheckParams};
+use crate::recheck::{lock_pml_or_recheck, remove_table, RecheckParams};
 use bench_core::{CollapsePolicy, Cx, Engine, ScanResult, Step};
 
 /// v2 with a flush flag.
@@ -72,15 +71,7 @@ fn steps_1_to_4<E: Engine>(cx: &mut Cx<'_, E>, t: &Target<'_>, params: &RecheckP
             }
             pass = Step::Recheck;
         }
-        let pml = k.pml.expect("held after the lock point");
-        let pgt_pmd = cx.pmdp_collapse_flush(t.vma, t.haddr, t.pmd);
-        cx.pte_unmap(start_pte);
-        if ptl != pml {
-            cx.spin_unlock(ptl);
-        }
-        cx.spin_unlock(pml);
-        let range = k.range.take().expect("notifier range started above");
-        return free_table_and_install(cx, range, pgt_pmd, t);
+        return remove_table(cx, t, &mut k, start_pte, ptl);
     };
 
     abort(cx, t.hpage, k, flush_owed, result)
