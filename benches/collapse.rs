@@ -69,9 +69,10 @@ use workloads::{run_policy, RunOptions};
 // Shared setup
 // ---------------------------------------------------------------------
 
-/// A shipped policy with default parameters, from the registry.
+/// A registered policy (`collapse_bench::registry()`: here the shipped
+/// ones) with default parameters.
 fn policy(name: &str) -> Arc<dyn DynPolicy> {
-    let entry = policies::registry()
+    let entry = collapse_bench::registry()
         .into_iter()
         .find(|e| e.name == name)
         .unwrap_or_else(|| panic!("policy {name} is not registered"));
@@ -528,7 +529,7 @@ fn presets(c: &mut Criterion) {
     for (preset, _) in workloads::PRESETS {
         let mut scenario = workloads::preset(preset).expect("preset");
         scenario.set("oracles", "false").expect("oracles key");
-        for entry in policies::registry() {
+        for entry in collapse_bench::registry() {
             let p = policy(entry.name);
             let opts = RunOptions {
                 limit: Limit::Ops { ops: PRESET_COLLAPSES, cap: Duration::from_secs(10) },

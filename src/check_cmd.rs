@@ -21,8 +21,6 @@ use workloads::check::{
 };
 use workloads::Scenario;
 
-/// Every shipped policy, the default of `check`.
-const ALL_POLICIES: &str = "v1,v2-flush-bool,v2-step3-down,v2-posted,pre-fix";
 /// Strategies `--strategy` takes.
 const STRATEGIES: &str = "pct, random";
 
@@ -30,9 +28,10 @@ const STRATEGIES: &str = "pct, random";
 #[derive(clap::Args, Debug)]
 pub struct CheckArgs {
     /// Policies, comma-separated; parameters after colons
-    /// (`v2-flush-bool:recheck_always=true`).
-    #[arg(short = 'p', long = "policies", default_value = ALL_POLICIES)]
-    pub policies: String,
+    /// (`v2-flush-bool:recheck_always=true`). Default: every registered
+    /// policy (see `list`).
+    #[arg(short = 'p', long = "policies")]
+    pub policies: Option<String>,
     #[command(flatten)]
     pub workload: WorkloadArgs,
     /// Schedules to run per policy.
@@ -112,7 +111,7 @@ fn parse_search(args: &CheckArgs) -> Result<Search, CliError> {
 
 /// The command that replays `token` on the same configuration.
 pub fn replay_command(workload: &WorkloadArgs, scenario: &Scenario, policy: &str, token: &str) -> String {
-    let mut words = vec!["collapse-bench".to_owned(), "check".into(), "-p".into(), policy.to_owned()];
+    let mut words = vec![crate::program().to_owned(), "check".into(), "-p".into(), policy.to_owned()];
     match &workload.scenario {
         Some(path) => words.extend(["--scenario".into(), path.display().to_string()]),
         None => words.extend(["-w".into(), scenario.name.clone()]),
@@ -196,7 +195,7 @@ fn write_json(args: &CheckArgs, result: &CheckResult) -> Result<(), CliError> {
 
 /// `check`. Ok(true) when a rule was broken (exit 1).
 pub fn check(args: &CheckArgs) -> Result<bool, CliError> {
-    let policies = parse_policies(&args.policies)?;
+    let policies = parse_policies(args.policies.as_deref().unwrap_or(&crate::registered_names()))?;
     let search = parse_search(args)?;
     if args.schedules == 0 {
         return Err(CliError::Usage("--schedules: must be at least 1".into()));

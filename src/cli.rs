@@ -93,7 +93,7 @@ pub struct RunArgs {
 /// `list`: policies and presets, one line each.
 pub fn list() -> String {
     let mut out = String::from("policies:\n");
-    for e in policies::registry() {
+    for e in crate::registry() {
         let params = (e.default_params)();
         let params = match params.as_object() {
             Some(m) if !m.is_empty() => {
@@ -112,7 +112,7 @@ pub fn list() -> String {
 
 /// Build policies from `name[:key=value]...` specifications.
 pub fn parse_policies(spec: &str) -> Result<Vec<Arc<dyn DynPolicy>>, CliError> {
-    let registry = policies::registry();
+    let registry = crate::registry();
     let allowed = || registry.iter().map(|e| e.name).collect::<Vec<_>>().join(", ");
     let mut out = vec![];
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -185,7 +185,7 @@ pub fn scenario(args: &WorkloadArgs, seed: Option<u64>) -> Result<Scenario, CliE
 /// The command line, quoted for a shell, with the seed made explicit.
 pub fn reproducer(seed: u64, seed_given: bool) -> String {
     let mut words: Vec<String> = std::env::args().collect();
-    words[0] = "collapse-bench".into();
+    words[0] = crate::program().into();
     if !seed_given {
         words.push(format!("--seed={seed}"));
     }

@@ -20,8 +20,6 @@ use std::time::{Duration, Instant};
 use workloads::check::{check_policy, CheckOptions};
 use workloads::{preset, run_policy, RunOptions, Scenario, PRESETS};
 
-/// Every shipped policy: all get a verdict.
-const ALL_POLICIES: &str = "v1,v2-flush-bool,v2-step3-down,v2-posted,pre-fix";
 /// Workloads the checker searches for each verdict: the original report's
 /// shape, and with `pml` contended (where the v2 trylock fails).
 const CHECKED_WORKLOADS: [&str; 2] = ["uffd-private", "pml-contended"];
@@ -119,7 +117,8 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
         None => &measured[0],
     }
     .label();
-    let all = parse_policies(ALL_POLICIES)?;
+    // Every registered policy gets a verdict (a plugin's too).
+    let all = parse_policies(&crate::registered_names())?;
     let scenarios = workloads(args)?;
     let mut plan = Plan::new(args.quick);
     match args.schedules {

@@ -1,10 +1,57 @@
 //! The `CollapsePolicy` trait: what a plugin implements.
 //!
-//! A policy is one function, `collapse`, with the signature and result of
-//! the kernel's `collapse_pte_mapped_thp(mm, addr, install_pmd)`, written
-//! against the kernel-named primitives on [`Cx`]. It is generic over the
-//! [`Engine`], so the native engine compiles it to straight-line code with
-//! no dynamic dispatch per primitive.
+//! A policy is one function, [`CollapsePolicy::collapse`], with the
+//! signature and result of the kernel's
+//! `collapse_pte_mapped_thp(mm, addr, install_pmd)`, written against the
+//! kernel-named primitives on [`Cx`]. It is generic over the [`Engine`],
+//! so the native engine compiles it to straight-line code with no dynamic
+//! dispatch per primitive, and the controlled engine (the race checker)
+//! runs the very same code with a scheduling point at every lock and
+//! page-table access.
+//!
+//! # Writing one
+//!
+//! 1. Port the patch hunk by hunk: start from the shipped policy closest to
+//!    it (the `policies` crate: `v1` is the merged form) and keep the
+//!    kernel's names, step numbers and comments. The parts every form
+//!    shares (early exits, `find_lock_page()`, step 1, the body of step 2,
+//!    step 3's accounting, the abort path) are in `policies::khugepaged`.
+//! 2. Mark the steps with [`Cx::step`] ([`Step`](crate::Step)): timelines, test hooks
+//!    and the `recheck_passes` counter ([`Step::Recheck`](crate::Step::Recheck)) read them.
+//! 3. Register it: [`entry`]`::<MyPolicy>()` gives the [`PolicyEntry`] that
+//!    the command line, the runner and the reports list and build.
+//! 4. Check it: `workloads::conformance::assert_conforms(&entry::<MyPolicy>(),
+//!    Expect::Correct)` runs the functional cases and the race checker on
+//!    every preset, and panics with a readable report if it is wrong.
+//!
+//! # The contract
+//!
+//! As for the kernel function it replaces, a collapse is called with
+//! `mmap_lock` held for read (implicit in the model) for a 2 MiB-aligned
+//! address whose file already has a PMD-order page in the page cache, and
+//! must:
+//!
+//! * return with no spinlock held, the page lock of `hpage` dropped and its
+//!   reference put, every `pte_offset_map*` balanced by `pte_unmap`, and
+//!   every started mmu-notifier range ended ([`Cx::check_clean_return`]);
+//! * take locks only in the order `pml` → `ptl` (as lock classes, kept for
+//!   the whole run, as lockdep does), except by [`Cx::spin_trylock`]; never
+//!   sleep (`lock_page`, `mmu_notifier_invalidate_range_start`) with a
+//!   spinlock held;
+//! * never free a PTE table that still holds a non-none entry
+//!   ([`Oracle::TableFreedLive`](crate::Oracle::TableFreedLive));
+//! * flush every entry it cleared from every TLB before it drops the page
+//!   lock, on success and on abort
+//!   ([`Oracle::StaleTlb`](crate::Oracle::StaleTlb));
+//! * leave `hpage`'s refcount and mapcounts and the mm's counters equal to
+//!   what the PTEs and the PMD imply
+//!   ([`Oracle::Accounting`](crate::Oracle::Accounting)), and lose no page
+//!   another actor installed ([`Oracle::LostPage`](crate::Oracle::LostPage)).
+//!
+//! The oracles check all of this as the policy runs; a policy reports
+//! nothing itself.
+//!
+//! See the crate-level example ([`crate`]) for a complete policy run once.
 
 use crate::controlled::Controlled;
 use crate::engine::{Engine, Native};
@@ -64,21 +111,91 @@ impl std::fmt::Display for ScanResult {
     }
 }
 
-/// A collapse policy plugin.
+/// A collapse policy plugin: one form of `collapse_pte_mapped_thp()`.
 ///
-/// Contract, as for the kernel function it replaces: called with
-/// `mmap_lock` held for read (implicit in the model), for a 2 MiB-aligned
-/// `haddr` whose file already has a PMD-order page in the page cache. It
-/// must return with no spinlock held, the page lock dropped and the
-/// reference put, every started mmu-notifier range ended, and the TLB
-/// flushed for every entry it cleared; the checker's oracles enforce this.
+/// Implement it for a type that holds the policy's parameters, then
+/// register it with [`entry`]. Contract (see the [module docs](self)):
+/// called with `mmap_lock` held for read (implicit in the model), for a
+/// 2 MiB-aligned `haddr` whose file already has a PMD-order page in the
+/// page cache; it must return with no spinlock held, the page lock
+/// dropped and the reference put, every started mmu-notifier range ended,
+/// and the TLB flushed for every entry it cleared. The checker's oracles
+/// enforce this.
+///
+/// A policy must be deterministic given what it reads from the model (no
+/// clocks, no randomness of its own): the race checker replays a
+/// counterexample by replaying the scheduling choices alone.
+///
+/// # Example
+///
+/// A policy with one parameter, that gives up after the kernel's early
+/// checks (a real one goes on with steps 1 to 5: see the crate-level
+/// example, or `policies::v1`):
+///
+/// ```
+/// use bench_core::pte::HPAGE_PMD_SIZE;
+/// use bench_core::{entry, CollapsePolicy, Cx, DynPolicy, Engine, ScanResult, Step};
+/// use serde::{Deserialize, Serialize};
+///
+/// /// Parameters: `#[serde(default, deny_unknown_fields)]` makes a typo an error.
+/// #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// #[serde(default, deny_unknown_fields)]
+/// struct GiveUpParams {
+///     /// Report SCAN_PMD_NULL instead of SCAN_FAIL.
+///     pmd_null: bool,
+/// }
+///
+/// struct GiveUp(GiveUpParams);
+///
+/// impl CollapsePolicy for GiveUp {
+///     type Params = GiveUpParams;
+///     const NAME: &'static str = "give-up";
+///     const SUMMARY: &'static str = "the early checks, then SCAN_FAIL";
+///
+///     fn new(params: GiveUpParams) -> Self {
+///         GiveUp(params)
+///     }
+///
+///     fn params(&self) -> &GiveUpParams {
+///         &self.0
+///     }
+///
+///     fn collapse<E: Engine>(&self, cx: &mut Cx<'_, E>, haddr: u64, _install_pmd: bool) -> ScanResult {
+///         cx.step(Step::Prologue);
+///         let Some(vma) = cx.vma_lookup(haddr) else { return ScanResult::VmaCheck };
+///         if !Cx::<E>::range_in_vma(vma, haddr, haddr + HPAGE_PMD_SIZE) {
+///             return ScanResult::VmaCheck;
+///         }
+///         if Cx::<E>::userfaultfd_wp(vma) {
+///             return ScanResult::PteUffdWp;
+///         }
+///         if self.0.pmd_null { ScanResult::PmdNull } else { ScanResult::Fail }
+///     }
+/// }
+///
+/// // Registered, listed and built from JSON parameters like any other.
+/// let e = entry::<GiveUp>();
+/// assert_eq!((e.name, e.summary), ("give-up", "the early checks, then SCAN_FAIL"));
+/// assert_eq!((e.default_params)(), serde_json::json!({"pmd_null": false}));
+/// let p = (e.build)(&serde_json::json!({"pmd_null": true})).unwrap();
+/// assert_eq!(p.label(), "give-up:pmd_null=true");
+/// assert!((e.build)(&serde_json::json!({"pmd_nul": true})).is_err());
+/// ```
 pub trait CollapsePolicy: Send + Sync + 'static {
-    /// Typed parameters, read from the command line or a scenario file.
-    /// Use `#[serde(default, deny_unknown_fields)]` so a typo is an error.
+    /// Typed parameters, read from the command line
+    /// (`-p name:key=value`) or a scenario file, as a JSON object. Use
+    /// `#[serde(default, deny_unknown_fields)]` so a missing key takes its
+    /// default and a typo is an error; [`NoParams`] for a policy that
+    /// takes none. Every parameter that differs from its default shows in
+    /// the policy's [label](DynPolicy::label).
     type Params: Serialize + DeserializeOwned + Default + Clone + Debug + Send + Sync;
-    /// Name used on the command line and in reports (`v1`, `v2-flush-bool`).
+    /// Name used on the command line and in reports (`v1`,
+    /// `v2-flush-bool`): unique among registered policies, no spaces, no
+    /// `:` or `,` (they separate parameters and policies on the command
+    /// line).
     const NAME: &'static str;
-    /// One line for `collapse-bench list`.
+    /// One line for `collapse-bench list`: what the form is, and its
+    /// expected verdict if it is a control.
     const SUMMARY: &'static str;
 
     /// Build with these parameters.
@@ -87,14 +204,40 @@ pub trait CollapsePolicy: Send + Sync + 'static {
     /// The parameters it was built with.
     fn params(&self) -> &Self::Params;
 
-    /// `collapse_pte_mapped_thp(mm, haddr, install_pmd)`: `install_pmd` is
-    /// true for MADV_COLLAPSE (map the huge page by PMD), false for
-    /// khugepaged (retract the table and leave the PMD none).
+    /// `collapse_pte_mapped_thp(mm, haddr, install_pmd)`: collapse the
+    /// PTE-mapped huge page at `haddr` (2 MiB-aligned) on the CPU of `cx`.
+    /// `install_pmd` is true for MADV_COLLAPSE (map the huge page by PMD,
+    /// step 5), false for khugepaged (retract the table and leave the PMD
+    /// none). Returns the kernel's result: [`ScanResult::Succeed`], or why
+    /// it gave up (every abort must leave the model consistent: see the
+    /// trait docs).
+    ///
+    /// Runners call it through [`Cx::run_collapse`], which times it, counts
+    /// the result and checks the clean return; call it directly only from
+    /// a policy that wraps another.
     fn collapse<E: Engine>(&self, cx: &mut Cx<'_, E>, haddr: u64, install_pmd: bool) -> ScanResult;
 }
 
-/// Object-safe view of a [`CollapsePolicy`], one method per engine. Every
-/// `CollapsePolicy` gets it for free.
+/// Object-safe view of a [`CollapsePolicy`], one method per engine, so
+/// registries and runners can hold `Arc<dyn DynPolicy>` without knowing
+/// the type. Every `CollapsePolicy` gets it for free (blanket impl); do
+/// not implement it by hand. Built from a [`PolicyEntry`]'s `build`.
+///
+/// ```
+/// use bench_core::{entry, CollapsePolicy, DynPolicy, NoParams};
+/// # use bench_core::{Cx, Engine, ScanResult};
+/// # struct Noop(NoParams);
+/// # impl CollapsePolicy for Noop {
+/// #     type Params = NoParams;
+/// #     const NAME: &'static str = "noop";
+/// #     const SUMMARY: &'static str = "does nothing";
+/// #     fn new(p: NoParams) -> Self { Noop(p) }
+/// #     fn params(&self) -> &NoParams { &self.0 }
+/// #     fn collapse<E: Engine>(&self, _: &mut Cx<'_, E>, _: u64, _: bool) -> ScanResult { ScanResult::Fail }
+/// # }
+/// let p: std::sync::Arc<dyn DynPolicy> = (entry::<Noop>().build)(&serde_json::Value::Null).unwrap();
+/// assert_eq!((p.name(), p.label(), p.params_json()), ("noop", "noop".to_owned(), serde_json::json!({})));
+/// ```
 pub trait DynPolicy: Send + Sync {
     /// [`CollapsePolicy::NAME`].
     fn name(&self) -> &'static str;
@@ -105,9 +248,11 @@ pub trait DynPolicy: Send + Sync {
     /// Name plus every parameter that differs from its default
     /// (`v2-flush-bool:recheck_always=true`).
     fn label(&self) -> String;
-    /// Run on the native engine.
+    /// Run on the native engine (real threads, real spinlocks): what
+    /// `run` and `cargo bench` time. Called by [`Engine::collapse`].
     fn collapse_native(&self, cx: &mut Cx<'_, Native>, haddr: u64, install_pmd: bool) -> ScanResult;
-    /// Run on the controlled engine.
+    /// Run on the controlled engine (one model CPU at a time, chosen by the
+    /// checker's schedule): what `check` searches.
     fn collapse_controlled(&self, cx: &mut Cx<'_, Controlled<'_>>, haddr: u64, install_pmd: bool) -> ScanResult;
 }
 
@@ -141,20 +286,44 @@ impl<P: CollapsePolicy> DynPolicy for P {
     }
 }
 
-/// A registered policy: how to list it and how to build it from parameters.
+/// A registered policy: how to list it and how to build it from
+/// parameters. Made by [`entry`]; a registry is a `Vec<PolicyEntry>`
+/// (`policies::registry()` for the shipped ones), and a plugin crate adds
+/// its own entries to it. Plain function pointers, so it is `Copy` and can
+/// live in a `const` or a `static`.
 #[derive(Clone, Copy)]
 pub struct PolicyEntry {
     /// [`CollapsePolicy::NAME`].
     pub name: &'static str,
     /// [`CollapsePolicy::SUMMARY`].
     pub summary: &'static str,
-    /// Build from a JSON object of parameters (`{}` for the defaults).
+    /// Build from a JSON object of parameters (`{}` or `null` for the
+    /// defaults); the error names the policy and the bad or unknown key.
     pub build: fn(&serde_json::Value) -> Result<Arc<dyn DynPolicy>, String>,
     /// The default parameters as JSON (for `list`).
     pub default_params: fn() -> serde_json::Value,
 }
 
-/// The registry entry for `P`.
+/// The registry entry for `P`: its name and summary, a builder that
+/// deserializes [`CollapsePolicy::Params`] from JSON, and its default
+/// parameters.
+///
+/// ```
+/// # use bench_core::{entry, CollapsePolicy, Cx, Engine, NoParams, ScanResult};
+/// # struct Noop(NoParams);
+/// # impl CollapsePolicy for Noop {
+/// #     type Params = NoParams;
+/// #     const NAME: &'static str = "noop";
+/// #     const SUMMARY: &'static str = "does nothing";
+/// #     fn new(p: NoParams) -> Self { Noop(p) }
+/// #     fn params(&self) -> &NoParams { &self.0 }
+/// #     fn collapse<E: Engine>(&self, _: &mut Cx<'_, E>, _: u64, _: bool) -> ScanResult { ScanResult::Fail }
+/// # }
+/// let e = entry::<Noop>();
+/// assert_eq!(e.name, "noop");
+/// let err = (e.build)(&serde_json::json!({"x": 1})).err().unwrap();
+/// assert!(err.starts_with("parameters of policy noop: unknown field `x`"), "{err}");
+/// ```
 pub fn entry<P: CollapsePolicy>() -> PolicyEntry {
     PolicyEntry {
         name: P::NAME,

@@ -1,6 +1,8 @@
 //! workloads: the actors that run beside a collapse, the scenarios that
 //! configure them (named presets or TOML files), and the runner that puts
-//! a policy on a scenario and collects a [`bench_core::results::PolicyRun`].
+//! a policy on a scenario and collects a [`bench_core::results::PolicyRun`];
+//! the race checker ([`check`]) and the conformance suite every policy
+//! plugin runs ([`conformance`]).
 //!
 //! ```text
 //! let scenario = preset("uffd-private")?;
@@ -11,6 +13,7 @@
 
 pub mod actors;
 pub mod check;
+pub mod conformance;
 pub mod presets;
 pub mod runner;
 pub mod scenario;

@@ -5,7 +5,7 @@
 
 use bench_core::mm::{range_addr, vpn, MmConfig, VM_UFFD_MISSING};
 use bench_core::pte::PAGE_SIZE;
-use bench_core::{Cx, DynPolicy, FileKind, Mm, MmCounter, Native, PmdKind, Pte, Role, StepHook};
+use bench_core::{Cx, DynPolicy, FileKind, Mm, Native, PmdKind, Role, StepHook};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -50,69 +50,23 @@ pub fn addr(i: usize) -> u64 {
     range_addr(0) + i as u64 * PAGE_SIZE
 }
 
-/// UFFDIO_COPY into subpage `i` of range 0, as `mfill_atomic_pte()`: the
-/// anonymous page is allocated first, then installed under `ptl` alone
-/// into a none slot. Returns true if it installed the page.
+/// UFFDIO_COPY into subpage `i` of range 0 ([`workloads::conformance::uffd_copy`]):
+/// the anonymous page is installed under `ptl` alone into a none slot.
+/// Returns true if it installed the page.
 pub fn uffd_copy(cx: &mut Cx<'_, Native>, i: usize) -> bool {
-    let addr = addr(i);
-    let page = cx.alloc_anon_page(addr).expect("anon pool");
-    let pmd = Cx::<Native>::pmd_offset(addr).unwrap();
-    loop {
-        if matches!(cx.pmdp_get_lockless(pmd).kind(), PmdKind::Huge(_)) {
-            cx.free_anon_page(page); // -EEXIST
-            return false;
-        }
-        cx.pte_alloc(pmd);
-        let Some((map, ptl)) = cx.pte_offset_map_lock(pmd, addr) else {
-            continue;
-        };
-        let installed = cx.ptep_get(map.at(i)).is_none();
-        if installed {
-            cx.set_pte_at(addr, map.at(i), Pte::present(page));
-            cx.page_add_new_anon_rmap(page);
-            cx.add_mm_counter(MmCounter::AnonPages, 1);
-        }
-        cx.pte_unmap_unlock(map, ptl);
-        if !installed {
-            cx.free_anon_page(page);
-        }
-        return installed;
-    }
+    workloads::conformance::uffd_copy(cx, addr(i))
 }
 
-/// A write fault COWing subpage `i` into an anonymous copy.
+/// A write fault COWing subpage `i` into an anonymous copy
+/// ([`workloads::conformance::cow`]).
 pub fn cow(cx: &mut Cx<'_, Native>, i: usize) {
-    let addr = addr(i);
-    let copy = cx.alloc_anon_page(addr).unwrap();
-    let pmd = Cx::<Native>::pmd_offset(addr).unwrap();
-    let (map, ptl) = cx.pte_offset_map_lock(pmd, addr).unwrap();
-    let old = cx.ptep_clear_flush(addr, map.at(i)).pfn().expect("present file page");
-    cx.set_pte_at(addr, map.at(i), Pte::present(copy));
-    cx.page_add_new_anon_rmap(copy);
-    let vma = cx.vma_lookup(addr).unwrap();
-    cx.page_remove_rmap(old, vma, false);
-    cx.put_page(old);
-    let file = cx.mm_counter_file(old);
-    cx.add_mm_counter(file, -1);
-    cx.add_mm_counter(MmCounter::AnonPages, 1);
-    cx.pte_unmap_unlock(map, ptl);
+    workloads::conformance::cow(cx, addr(i))
 }
 
-/// Swap out the anonymous page at subpage `i` (the entry becomes non-present).
+/// Swap out the anonymous page at subpage `i` (the entry becomes
+/// non-present; [`workloads::conformance::swap_out`]).
 pub fn swap_out(cx: &mut Cx<'_, Native>, i: usize) {
-    let addr = addr(i);
-    let pmd = Cx::<Native>::pmd_offset(addr).unwrap();
-    let (map, ptl) = cx.pte_offset_map_lock(pmd, addr).unwrap();
-    let page = cx.ptep_clear_flush(addr, map.at(i)).pfn().expect("present");
-    let slot = cx.get_swap_page();
-    cx.set_pte_at(addr, map.at(i), Pte::swap(slot));
-    let vma = cx.vma_lookup(addr).unwrap();
-    cx.page_remove_rmap(page, vma, false);
-    cx.add_mm_counter(MmCounter::AnonPages, -1);
-    cx.add_mm_counter(MmCounter::SwapEnts, 1);
-    cx.pte_unmap_unlock(map, ptl);
-    cx.put_page(page);
-    cx.free_anon_page(page);
+    workloads::conformance::swap_out(cx, addr(i))
 }
 
 /// Touch every subpage of range 0 from `cx`'s CPU, filling its TLB.

@@ -1,0 +1,77 @@
+//! `cargo bench`: one uncontended collapse (khugepaged mode, a full
+//! 512-entry table, nobody else running, oracles off) by `template-v1` and by
+//! the shipped `v1`, through the framework, as collapse-bench's
+//! `uncontended_collapse/v1_framework`. Under contention, compare them
+//! with `cargo run --release -- report -p v1,template-v1`.
+//!
+//! ```text
+//! cargo bench -- --save-baseline before   # then change the policy, and
+//! cargo bench -- --baseline before        # compare with it
+//! cargo bench -- --test                   # smoke: each once
+//! ```
+
+use bench_core::mm::{range_addr, MmConfig};
+use bench_core::{CollapsePolicy, Cx, FileKind, Mm, Native, Role, ScanResult};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
+use policies::v1::V1;
+use policy_template::TemplateV1;
+use std::time::{Duration, Instant};
+use workloads::actors::restore;
+
+/// One uncontended khugepaged-mode collapse of a full table by `P`, timed
+/// through the framework; the range is put back untimed after each.
+fn uncontended<P: CollapsePolicy>(group: &mut BenchmarkGroup<'_, WallTime>) {
+    let mm = Mm::new(MmConfig {
+        ranges: vec![0],
+        file: FileKind::Shmem,
+        split_pmd_ptlocks: true,
+        split_pte_ptlocks: true,
+        cpus: 1,
+        density: 512,
+        anon_pages: 64,
+        spare_tables: 64,
+        oracles: false,
+    })
+    .expect("valid model");
+    let policy = P::new(Default::default());
+    let haddr = range_addr(0);
+    let mut cx = Cx::new(&mm, 0, Role::Collapse, Native::new(Instant::now(), None, false));
+    // CPU 0 in mm_cpumask, so that the flush really walks its TLB.
+    assert!(cx.touch(haddr).is_some());
+    group.bench_function(P::NAME, |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            for _ in 0..iters {
+                let t0 = Instant::now();
+                let result = cx.run_collapse(&policy, haddr, false);
+                timed += t0.elapsed();
+                assert_eq!(result, ScanResult::Succeed, "an uncontended collapse of a full table succeeds");
+                cx.set_role(Role::Restore);
+                restore(&mut cx, 0);
+                cx.set_role(Role::Collapse);
+            }
+            timed
+        })
+    });
+}
+
+fn uncontended_collapse(c: &mut Criterion) {
+    let mut group = c.benchmark_group("uncontended_collapse");
+    uncontended::<TemplateV1>(&mut group);
+    uncontended::<V1>(&mut group);
+    group.finish();
+}
+
+/// Criterion's plots need the embedded font registered (as collapse-bench's own benches do).
+fn config() -> Criterion {
+    reports::plots::register_fonts().expect("embedded font");
+    Criterion::default()
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = uncontended_collapse
+}
+criterion_main!(benches);
