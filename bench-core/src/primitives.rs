@@ -686,6 +686,17 @@ impl<'a, E: Engine> Cx<'a, E> {
         self.violation(Oracle::Accounting, format!("page_remove_rmap({page}) took mapcount below zero"));
     }
 
+    /// `do_set_pte()` for a page-cache fault: map file subpage `page` into
+    /// the entry `pte` (caller holds its `ptl` and has checked it is none),
+    /// with the reference, rmap and mm counter the mapping implies.
+    pub fn do_set_pte(&mut self, addr: u64, pte: PteRef, page: Pfn) {
+        let counter = self.mm_counter_file(page);
+        self.add_mm_counter(counter, 1);
+        self.page_add_file_rmap(page);
+        self.get_page(page);
+        self.set_pte_at(addr, pte, Pte::present(page));
+    }
+
     /// `page_add_file_rmap()` (PTE-mapped).
     pub fn page_add_file_rmap(&mut self, page: Pfn) {
         self.mm.pages.get(page).mapcount.fetch_add(1, Ordering::AcqRel);

@@ -351,12 +351,7 @@ fn fault<E: Engine>(s: &mut ActorState, cx: &mut Cx<'_, E>) {
             if let Some((map, ptl)) = cx.pte_offset_map_lock(pmd, addr) {
                 let pte = map.at(i);
                 if cx.ptep_get(pte).is_none() {
-                    let page = hpage.nth(i);
-                    let counter = cx.mm_counter_file(page);
-                    cx.add_mm_counter(counter, 1);
-                    cx.page_add_file_rmap(page);
-                    cx.get_page(page);
-                    cx.set_pte_at(addr, pte, Pte::present(page));
+                    cx.do_set_pte(addr, pte, hpage.nth(i));
                 }
                 cx.pte_unmap_unlock(map, ptl);
             }

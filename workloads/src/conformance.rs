@@ -499,12 +499,7 @@ pub fn fault_in<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> bool {
     if let Some((map, ptl)) = cx.pte_offset_map_lock(pmd, addr) {
         let pte = map.at(pte_index(addr));
         if cx.ptep_get(pte).is_none() {
-            let page = hpage.nth(i);
-            let counter = cx.mm_counter_file(page);
-            cx.add_mm_counter(counter, 1);
-            cx.page_add_file_rmap(page);
-            cx.get_page(page);
-            cx.set_pte_at(addr, pte, Pte::present(page));
+            cx.do_set_pte(addr, pte, hpage.nth(i));
             mapped = true;
         }
         cx.pte_unmap_unlock(map, ptl);
