@@ -2,13 +2,13 @@
 //! specifications, and the glue between the crates.
 
 use bench_core::native::Limit;
-use bench_core::results::{write_atomic, Environment, RunResult, SCHEMA};
-use bench_core::DynPolicy;
+use bench_core::results::{write_atomic, Environment, PolicyRun, RunResult, SCHEMA};
+use bench_core::{CostModel, DynPolicy};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
-use workloads::{preset, run_policy, RunOptions, Scenario, PRESETS};
+use std::time::{Duration, Instant};
+use workloads::{preset, run_policy, simulate_policy, RunOptions, Scenario, SimOptions, PRESETS};
 
 /// Git revision of this build.
 pub const GIT_REVISION: &str = env!("COLLAPSE_BENCH_GIT_REVISION");
@@ -63,6 +63,89 @@ pub struct WorkloadArgs {
     pub set: Vec<String>,
 }
 
+/// Which engine runs the actors.
+#[derive(clap::ValueEnum, Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum EngineKind {
+    /// OS threads on this machine, wall-clock time.
+    #[default]
+    Native,
+    /// One virtual CPU per actor, virtual time from the cost model,
+    /// deterministic.
+    Sim,
+}
+
+impl EngineKind {
+    /// The name results record.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Native => "native",
+            EngineKind::Sim => "sim",
+        }
+    }
+}
+
+/// Most CPUs `--cpus` may ask for.
+pub const MAX_CPUS: u32 = 256;
+
+/// The engine options `run` and `report` share.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct EngineArgs {
+    /// `native` (threads on this machine) or `sim` (virtual CPUs and time).
+    #[arg(long, value_enum, default_value_t)]
+    pub engine: EngineKind,
+    /// Run the workload's mix on N CPUs (1 to 256): the collapsers stay,
+    /// the other actors are scaled in proportion.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_CPUS as i64))]
+    pub cpus: Option<u32>,
+    /// Cost model of `--engine sim` (TOML, e.g. from `calibrate`; default:
+    /// the built-in model).
+    #[arg(long, value_name = "FILE.toml")]
+    pub costs: Option<PathBuf>,
+}
+
+impl EngineArgs {
+    /// The cost model asked for (only `--engine sim` uses one).
+    pub fn cost_model(&self) -> Result<Option<CostModel>, CliError> {
+        match (&self.costs, self.engine) {
+            (Some(_), EngineKind::Native) => {
+                Err(CliError::Usage("--costs: only the simulation uses a cost model; add --engine sim".into()))
+            }
+            (Some(path), EngineKind::Sim) => {
+                CostModel::load(path).map(Some).map_err(|e| CliError::Usage(format!("--costs: {e}")))
+            }
+            (None, EngineKind::Sim) => Ok(Some(CostModel::default())),
+            (None, EngineKind::Native) => Ok(None),
+        }
+    }
+
+    /// `scenario` on `--cpus` CPUs, validated.
+    pub fn apply(&self, scenario: &mut Scenario) -> Result<(), CliError> {
+        if let Some(cpus) = self.cpus {
+            scenario.threads = scenario.threads.scaled_to(cpus);
+            scenario.validate().map_err(|e| CliError::Usage(format!("--cpus {cpus}: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// Run `policy` on `scenario` with the engine asked for. Returns the run
+/// and, for the simulation, the scheduling steps it took.
+pub fn run_on_engine(
+    policy: Arc<dyn DynPolicy>,
+    scenario: &Scenario,
+    limit: Limit,
+    costs: Option<&CostModel>,
+    native: &RunOptions,
+) -> Result<(PolicyRun, Option<u64>), CliError> {
+    Ok(match costs {
+        Some(costs) => {
+            let sim = simulate_policy(policy, scenario, &SimOptions { costs: costs.clone(), limit })?;
+            (sim.run, Some(sim.steps))
+        }
+        None => (run_policy(policy, scenario, &RunOptions { limit, ..native.clone() })?, None),
+    })
+}
+
 /// Arguments of `run`.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -72,8 +155,10 @@ pub struct RunArgs {
     pub policies: String,
     #[command(flatten)]
     pub workload: WorkloadArgs,
-    /// Run each policy this long (`5s`, `500ms`, `2m`). Default 5s, or the
-    /// cap for --ops.
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Run each policy this long (`5s`, `500ms`, `2m`; virtual time under
+    /// --engine sim). Default 5s (sim: 100ms), or the cap for --ops.
     #[arg(long)]
     pub duration: Option<String>,
     /// Stop each policy after this many collapses instead.
@@ -204,18 +289,30 @@ pub fn quote(w: &str) -> String {
 /// `run`.
 pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let policies = parse_policies(&args.policies)?;
-    let scenario = scenario(&args.workload, args.seed)?;
+    let mut scenario = scenario(&args.workload, args.seed)?;
+    args.engine.apply(&mut scenario)?;
+    let costs = args.engine.cost_model()?;
     let duration = args.duration.as_deref().map(parse_duration).transpose()?;
-    let limit = match args.ops {
-        Some(0) => return Err(CliError::Usage("--ops: must be at least 1".into())),
-        Some(ops) => Limit::Ops { ops, cap: duration.unwrap_or(Duration::from_secs(60)) },
-        None => Limit::Duration(duration.unwrap_or(Duration::from_secs(5))),
+    let limit = match (args.ops, &costs) {
+        (Some(0), _) => return Err(CliError::Usage("--ops: must be at least 1".into())),
+        (Some(ops), _) => Limit::Ops { ops, cap: duration.unwrap_or(Duration::from_secs(60)) },
+        (None, None) => Limit::Duration(duration.unwrap_or(Duration::from_secs(5))),
+        (None, Some(_)) => Limit::Duration(duration.unwrap_or(Duration::from_millis(100))),
     };
     let opts = RunOptions { limit, pin: !args.no_pin, hook: None, git_revision: GIT_REVISION.into() };
     let threads = scenario.threads.total() as usize;
     let cores = bench_core::native::available_cores();
-    println!("workload {} (seed {}), {threads} threads on {cores} cores", scenario.name, scenario.seed);
-    if threads > cores {
+    if costs.is_some() {
+        println!(
+            "workload {} (seed {}), {threads} virtual CPUs, simulated (virtual time, cost model {})",
+            scenario.name,
+            scenario.seed,
+            args.engine.costs.as_ref().map_or("built-in".to_owned(), |p| p.display().to_string())
+        );
+    } else {
+        println!("workload {} (seed {}), {threads} threads on {cores} cores", scenario.name, scenario.seed);
+    }
+    if threads > cores && costs.is_none() {
         println!(
             "note: {threads} threads on {cores} cores: oversubscribed. A preempted lock holder stalls every\n\
              spinning waiter, so hold and wait figures include scheduler delays; use the\n\
@@ -225,7 +322,17 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let mut runs = vec![];
     for policy in &policies {
         eprintln!("running {} ...", policy.label());
-        runs.push(run_policy(policy.clone(), &scenario, &opts)?);
+        let started = Instant::now();
+        let (run, steps) = run_on_engine(policy.clone(), &scenario, limit, costs.as_ref(), &opts)?;
+        if let Some(steps) = steps {
+            let wall = started.elapsed().as_secs_f64();
+            eprintln!(
+                "  {:.3} s virtual in {wall:.2} s wall: {steps} scheduling steps ({:.2} M/s)",
+                run.wall_s,
+                steps as f64 / wall / 1e6
+            );
+        }
+        runs.push(run);
     }
     print!("\n{}", reports::summary::run_table(&runs));
     for r in runs.iter().filter(|r| r.violations_total > 0) {
@@ -237,7 +344,8 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let result = RunResult {
         schema: SCHEMA,
         tool: format!("collapse-bench {}", env!("CARGO_PKG_VERSION")),
-        environment: Environment::capture("native", scenario.seed, GIT_REVISION),
+        environment: Environment::capture(args.engine.engine.name(), scenario.seed, GIT_REVISION),
+        costs,
         scenario: serde_json::to_value(&scenario).map_err(|e| CliError::Failed(e.to_string()))?,
         command: reproducer(scenario.seed, args.seed.is_some()),
         runs,

@@ -16,6 +16,7 @@
 //! and `cargo run --release -- check -p my-fix,v1` then checks it beside
 //! `v1`, `report -p v1,my-fix` measures and checks it, and `list` shows it.
 
+pub mod calibrate_cmd;
 pub mod check_cmd;
 pub mod cli;
 pub mod new_policy;
@@ -111,16 +112,17 @@ struct Cli {
 enum Command {
     /// List the policies and workload presets, one line each.
     List,
-    /// Run policies on a workload with the native engine; print a summary
-    /// and write the results as JSON.
+    /// Run policies on a workload (native threads, or `--engine sim`
+    /// virtual CPUs); print a summary and write the results as JSON.
     Run(Box<cli::RunArgs>),
     /// Search controlled schedules of policies for broken rules; print a
     /// verdict per policy and each failure's shrunk counterexample as a
     /// timeline with a replay token (exit 1 if any rule was broken).
     Check(Box<check_cmd::CheckArgs>),
     /// The main job: measure the policies on every preset (repeated runs),
-    /// sweep pml contention, check every policy, and write report.txt (for
-    /// a mailing-list reply), results.json, plots and index.html.
+    /// sweep pml contention and (simulated) CPU count, check every policy,
+    /// and write report.txt (for a mailing-list reply), results.json,
+    /// plots and index.html.
     Report(Box<report_cmd::ReportArgs>),
     /// Compare two result files (of `run` or `report`) in the report's
     /// table layout: two commits, two machines, two configurations.
@@ -135,6 +137,9 @@ enum Command {
     /// with the new policy added; `cargo test` in it runs the conformance
     /// suite.
     NewPolicy(new_policy::NewPolicyArgs),
+    /// Measure what the simulation's primitives cost on this machine and
+    /// write a cost file for `--engine sim --costs FILE`.
+    Calibrate(calibrate_cmd::CalibrateArgs),
 }
 
 /// `compare`: bad or mismatched files are bad input (exit 2).
@@ -190,5 +195,6 @@ fn dispatch(args: Vec<OsString>) -> Result<ExitCode, CliError> {
             check_cmd::check(&args).map(|failed| if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
         Command::NewPolicy(args) => new_policy::new_policy(&args).map(|()| ExitCode::SUCCESS),
+        Command::Calibrate(args) => calibrate_cmd::calibrate(&args).map(|()| ExitCode::SUCCESS),
     }
 }

@@ -1,24 +1,27 @@
 //! `collapse-bench report`: the main job. Runs the default matrix (the
 //! correct policies on every preset, each cell repeated), a scaling sweep
-//! and the checker's verdicts of every policy; writes report.txt,
-//! results.json, the plots and index.html into the output directory.
+//! over `pml` neighbours, a simulated sweep over CPU counts and the
+//! checker's verdicts of every policy; writes report.txt, results.json,
+//! the plots and index.html into the output directory.
 //!
 //! Every file is built in a temporary directory beside the output and then
 //! renamed into place one by one, so an interrupted report leaves the
 //! previous one intact.
 
 use crate::check_cmd::{counterexample_doc, policy_doc, replay_command};
-use crate::cli::{parse_policies, reproducer, CliError, WorkloadArgs, GIT_REVISION};
+use crate::cli::{
+    parse_policies, reproducer, run_on_engine, CliError, EngineArgs, EngineKind, WorkloadArgs, GIT_REVISION, MAX_CPUS,
+};
 use bench_core::native::Limit;
-use bench_core::results::{write_atomic, Cell, Environment, ReportResults, ScalingPoint, Verdict, SCHEMA};
-use bench_core::DynPolicy;
+use bench_core::results::{write_atomic, Cell, CpuSweep, Environment, ReportResults, ScalingPoint, Verdict, SCHEMA};
+use bench_core::{CostModel, DynPolicy};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use workloads::check::{check_policy, CheckOptions};
-use workloads::{preset, run_policy, RunOptions, Scenario, PRESETS};
+use workloads::{preset, simulate_policy, RunOptions, Scenario, SimOptions, PRESETS};
 
 /// Workloads the checker searches for each verdict: the original report's
 /// shape, and with `pml` contended (where the v2 trylock fails).
@@ -26,6 +29,9 @@ const CHECKED_WORKLOADS: [&str; 2] = ["uffd-private", "pml-contended"];
 /// The scaling sweep: `pml` neighbours on the contended preset.
 const SCALING_WORKLOAD: &str = "pml-contended";
 const SCALING_KNOB: &str = "threads.neighbours";
+/// The simulated sweep over CPU counts: the same contended preset, its mix
+/// scaled to each count.
+const CPU_SWEEP_WORKLOAD: &str = "pml-contended";
 
 /// Arguments of `report`.
 #[derive(clap::Args, Debug)]
@@ -52,6 +58,37 @@ pub struct ReportArgs {
     /// Checker schedules per policy and workload (default 2000, 300 with --quick).
     #[arg(long)]
     pub schedules: Option<u64>,
+    /// The engine of the measured matrix (the CPU sweep is always
+    /// simulated; the verdicts always come from the checker). Under `sim`
+    /// each repetition of a cell uses the next seed.
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// CPU counts of the simulated sweep, comma-separated (1 to 256;
+    /// default 1,2,4,8,16,32,64,128,256, or 2,8,32 with --quick), or `none`.
+    #[arg(long, value_name = "N,N,...")]
+    pub sweep_cpus: Option<String>,
+}
+
+/// Parse `--sweep-cpus`.
+fn sweep_cpus(spec: &str) -> Result<Vec<u32>, CliError> {
+    if spec.trim() == "none" {
+        return Ok(vec![]);
+    }
+    let bad = |item: &str| {
+        CliError::Usage(format!("--sweep-cpus: `{item}` is not a CPU count; allowed: 1 to {MAX_CPUS}, or `none`"))
+    };
+    let mut cpus = vec![];
+    for item in spec.split(',').map(str::trim) {
+        let n: u32 = item.parse().map_err(|_| bad(item))?;
+        if !(1..=MAX_CPUS).contains(&n) {
+            return Err(bad(item));
+        }
+        if !cpus.contains(&n) {
+            cpus.push(n);
+        }
+    }
+    cpus.sort_unstable();
+    Ok(cpus)
 }
 
 /// How much work each part of the report does.
@@ -59,15 +96,28 @@ struct Plan {
     repetitions: u32,
     run_time: Duration,
     scaling: &'static [u32],
+    cpu_sweep: Vec<u32>,
+    /// Virtual time of each point of the CPU sweep.
+    sweep_time: Duration,
     schedules: u64,
 }
 
 impl Plan {
-    fn new(quick: bool) -> Plan {
-        if quick {
-            Plan { repetitions: 5, run_time: Duration::from_millis(150), scaling: &[1, 2, 4], schedules: 300 }
-        } else {
-            Plan { repetitions: 5, run_time: Duration::from_millis(1500), scaling: &[1, 2, 4, 8], schedules: 2000 }
+    fn new(quick: bool, engine: EngineKind) -> Plan {
+        // Virtual time per simulated cell: long enough for hundreds of collapses.
+        let sim_time = Duration::from_millis(if quick { 10 } else { 40 });
+        let run_time = match (engine, quick) {
+            (EngineKind::Sim, _) => sim_time,
+            (EngineKind::Native, true) => Duration::from_millis(150),
+            (EngineKind::Native, false) => Duration::from_millis(1500),
+        };
+        Plan {
+            repetitions: 5,
+            run_time,
+            scaling: if quick { &[1, 2, 4] } else { &[1, 2, 4, 8] },
+            cpu_sweep: if quick { vec![2, 8, 32] } else { vec![1, 2, 4, 8, 16, 32, 64, 128, 256] },
+            sweep_time: sim_time,
+            schedules: if quick { 300 } else { 2000 },
         }
     }
 }
@@ -86,6 +136,7 @@ fn workloads(args: &ReportArgs) -> Result<Vec<Scenario>, CliError> {
         .map(|name| {
             let mut s = preset(name).map_err(|e| CliError::Usage(format!("--workloads: {e}")))?;
             s.seed = args.seed;
+            args.engine.apply(&mut s)?;
             Ok(s)
         })
         .collect()
@@ -120,38 +171,51 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
     // Every registered policy gets a verdict (a plugin's too).
     let all = parse_policies(&crate::registered_names())?;
     let scenarios = workloads(args)?;
-    let mut plan = Plan::new(args.quick);
+    let costs = args.engine.cost_model()?;
+    let mut plan = Plan::new(args.quick, args.engine.engine);
     match args.schedules {
         Some(0) => return Err(CliError::Usage("--schedules: must be at least 1".into())),
         Some(n) => plan.schedules = n,
         None => {}
     }
+    if let Some(spec) = &args.sweep_cpus {
+        plan.cpu_sweep = sweep_cpus(spec)?;
+    }
     let t0 = Instant::now();
     let cells_total = (scenarios.len() * measured.len()) as u64 * plan.repetitions as u64;
     let scaling_total = (plan.scaling.len() * measured.len()) as u64;
+    let sweep_total = (plan.cpu_sweep.len() * measured.len()) as u64;
     let checks_total = (CHECKED_WORKLOADS.len() * all.len()) as u64;
-    let bar = progress(cells_total + scaling_total + checks_total);
+    let bar = progress(cells_total + scaling_total + sweep_total + checks_total);
     let opts =
         RunOptions { limit: Limit::Duration(plan.run_time), pin: true, hook: None, git_revision: GIT_REVISION.into() };
+    let limit = Limit::Duration(plan.run_time);
     let mut cells = vec![];
     for scenario in &scenarios {
         for policy in &measured {
             bar.set_message(format!("{} on {}", policy.label(), scenario.name));
             let mut runs = vec![];
-            for _ in 0..plan.repetitions {
-                runs.push(run_policy(policy.clone(), scenario, &opts)?);
+            for k in 0..plan.repetitions {
+                // A simulated repetition with the same seed would repeat itself exactly.
+                let mut scenario = scenario.clone();
+                if costs.is_some() {
+                    scenario.seed = scenario.seed.wrapping_add(k.into());
+                }
+                runs.push(run_on_engine(policy.clone(), &scenario, limit, costs.as_ref(), &opts)?.0);
                 bar.inc(1);
             }
             cells.push(Cell { workload: scenario.name.clone(), policy: policy.label(), runs });
         }
     }
-    let scaling = scaling_sweep(&measured, &plan, args.seed, &opts, &bar)?;
+    let scaling = scaling_sweep(&measured, &plan, args.seed, (costs.as_ref(), &opts), &bar)?;
+    let sweep_costs = costs.clone().unwrap_or_default();
+    let cpu_sweep = simulated_cpu_sweep(&measured, &plan, args.seed, &sweep_costs, &bar)?;
     let verdicts = verdicts(&all, &plan, args.seed, &bar)?;
     bar.finish_and_clear();
     let result = ReportResults {
         schema: SCHEMA,
         tool: format!("collapse-bench {}", env!("CARGO_PKG_VERSION")),
-        environment: Environment::capture("native", args.seed, GIT_REVISION),
+        environment: Environment::capture(args.engine.engine.name(), args.seed, GIT_REVISION),
         command: reproducer(args.seed, true),
         base,
         quick: args.quick,
@@ -159,6 +223,7 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
         run_seconds: plan.run_time.as_secs_f64(),
         cells,
         scaling,
+        cpu_sweep,
         verdicts,
     };
     let text = reports::robot::report_text(&result);
@@ -176,7 +241,7 @@ fn scaling_sweep(
     policies: &[Arc<dyn DynPolicy>],
     plan: &Plan,
     seed: u64,
-    opts: &RunOptions,
+    (costs, opts): (Option<&CostModel>, &RunOptions),
     bar: &ProgressBar,
 ) -> Result<Vec<ScalingPoint>, CliError> {
     let mut points = vec![];
@@ -187,7 +252,7 @@ fn scaling_sweep(
         scenario.validate()?;
         for policy in policies {
             bar.set_message(format!("scaling {} {SCALING_KNOB}={value}", policy.label()));
-            let run = run_policy(policy.clone(), &scenario, opts)?;
+            let run = run_on_engine(policy.clone(), &scenario, opts.limit, costs, opts)?.0;
             points.push(ScalingPoint {
                 workload: scenario.name.clone(),
                 policy: policy.label(),
@@ -200,6 +265,47 @@ fn scaling_sweep(
         }
     }
     Ok(points)
+}
+
+/// The CPU sweep: every measured policy on [`CPU_SWEEP_WORKLOAD`] scaled
+/// to each CPU count, simulated for `plan.sweep_time` of virtual time.
+fn simulated_cpu_sweep(
+    policies: &[Arc<dyn DynPolicy>],
+    plan: &Plan,
+    seed: u64,
+    costs: &CostModel,
+    bar: &ProgressBar,
+) -> Result<Option<CpuSweep>, CliError> {
+    if plan.cpu_sweep.is_empty() {
+        return Ok(None);
+    }
+    let opts = SimOptions { costs: costs.clone(), limit: Limit::Duration(plan.sweep_time) };
+    let mut points = vec![];
+    for &cpus in &plan.cpu_sweep {
+        let mut scenario = preset(CPU_SWEEP_WORKLOAD)?;
+        scenario.seed = seed;
+        scenario.threads = scenario.threads.scaled_to(cpus);
+        scenario.validate()?;
+        for policy in policies {
+            bar.set_message(format!("simulating {} on {cpus} CPUs", policy.label()));
+            let run = simulate_policy(policy.clone(), &scenario, &opts)?.run;
+            points.push(ScalingPoint {
+                workload: scenario.name.clone(),
+                policy: policy.label(),
+                knob: "cpus".into(),
+                value: cpus,
+                threads: cpus,
+                run,
+            });
+            bar.inc(1);
+        }
+    }
+    Ok(Some(CpuSweep {
+        workload: CPU_SWEEP_WORKLOAD.into(),
+        virtual_seconds: plan.sweep_time.as_secs_f64(),
+        costs: costs.clone(),
+        points,
+    }))
 }
 
 fn verdicts(

@@ -17,11 +17,28 @@
 //! some have not finished, the run ends in a deadlock, reported with who
 //! waits for what and who holds it.
 //!
+//! # The simulation engine: the time-ordered strategy
+//!
+//! With [`Strategy::TimeOrdered`] the same engine is a discrete-event
+//! simulation of a machine with one virtual CPU per actor: every
+//! primitive charges its [`Cost`] to its CPU's virtual clock, and the
+//! runnable CPU with the earliest clock runs next (ties: the lowest CPU
+//! number), until its clock passes the next CPU's ("horizon"), so no CPU
+//! runs ahead of another by more than one primitive. A spinning waiter
+//! burns virtual time until the holder releases (its clock jumps to the
+//! release), then pays a hand-off; the ticket lock hands over in FIFO
+//! order, as the queued spinlock does. A sleeping waiter (the page lock)
+//! also pays a wake-up. Blocked CPUs are probed only when something they
+//! could be waiting for was released. There is no randomness in the
+//! strategy: a run is a pure function of the configuration, the seed and
+//! the cost model, and no schedule is kept (it would be as long as the run).
+//!
 //! Shuttle (awslabs) was weighed: it offers PCT and replayable schedules on
 //! corosensei too, but schedules threads it spawns itself and owns its own
 //! notion of time; the simulation engine built on this one needs per-CPU
 //! virtual clocks and costs, so the scheduler is kept here, small.
 
+use crate::cost::{Cost, CostTable};
 use crate::engine::{Engine, Event, Step};
 use crate::metrics::{Metrics, Role};
 use crate::mm::Mm;
@@ -32,6 +49,8 @@ use corosensei::{Coroutine, CoroutineResult, Yielder};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -69,35 +88,82 @@ struct Shared {
     steps: Cell<u64>,
     record: bool,
     trace: RefCell<Vec<TraceEntry>>,
+    /// Present under the time-ordered strategy.
+    sim: Option<SimShared>,
+}
+
+/// What the time-ordered strategy and its CPUs share.
+struct SimShared {
+    costs: CostTable,
+    /// The running CPU goes on until its clock passes this (the earliest
+    /// clock among the other runnable CPUs).
+    horizon_ps: Cell<u64>,
+    /// The clock of the CPU that ran last, when it stopped: the time a
+    /// waiter it released wakes at.
+    now_ps: Cell<u64>,
+    /// Each CPU's clock when it last stopped.
+    clocks: Vec<Cell<u64>>,
+    /// CPUs blocked now (a release is worth a stop only if some CPU waits).
+    blocked: Cell<usize>,
+    /// Releases (`Unlock`, `PageOp`) since the blocked CPUs were last probed.
+    released: RefCell<Vec<Event>>,
 }
 
 /// The engine a model CPU sees inside a coroutine.
 pub struct Controlled<'y> {
     yielder: &'y Yielder<Resume, Suspend>,
     shared: Rc<Shared>,
-    clock_ns: u64,
+    cpu: usize,
+    /// Virtual clock, ps (the checker's: 1 ns per scheduling point plus
+    /// busy and idle time; the simulation's: the costs charged).
+    clock_ps: u64,
 }
 
 impl Controlled<'_> {
-    fn wait(&mut self, on: Event, mut ready: impl FnMut() -> bool) {
+    /// Wait until `ready`; true if the CPU had to block.
+    fn wait(&mut self, on: Event, mut ready: impl FnMut() -> bool) -> bool {
         if ready() {
-            return;
+            return false;
+        }
+        if let Some(sim) = &self.shared.sim {
+            sim.clocks[self.cpu].set(self.clock_ps);
         }
         loop {
             match self.yielder.suspend(Suspend::Blocked(on)) {
                 // Asked to check: if it is there now, take it and wait to be run.
                 Resume::Probe => {
                     if ready() {
-                        while self.yielder.suspend(Suspend::Ready) != Resume::Run {}
-                        return;
+                        if let Some(sim) = &self.shared.sim {
+                            // It spun (or slept) until the release.
+                            self.clock_ps = self.clock_ps.max(sim.now_ps.get());
+                        }
+                        self.stop_ready();
+                        return true;
                     }
                 }
                 Resume::Run => {
                     if ready() {
-                        return;
+                        return true;
                     }
                 }
             }
+        }
+    }
+
+    /// Give control back, ready to go on.
+    fn stop_ready(&mut self) {
+        if let Some(sim) = &self.shared.sim {
+            sim.clocks[self.cpu].set(self.clock_ps);
+        }
+        while self.yielder.suspend(Suspend::Ready) != Resume::Run {}
+    }
+
+    /// Under the time-ordered strategy: stop if this CPU's clock has
+    /// passed another runnable CPU's.
+    #[inline]
+    fn stop_past_horizon(&mut self, sim_horizon: u64) {
+        if self.clock_ps > sim_horizon {
+            self.stop_ready();
         }
     }
 }
@@ -107,7 +173,7 @@ impl Engine for Controlled<'_> {
     const PREEMPTS: bool = true;
 
     fn now_ns(&mut self) -> u64 {
-        self.clock_ns
+        self.clock_ps / 1000
     }
 
     fn spin_until(&mut self, on: Event, ready: impl FnMut() -> bool) {
@@ -115,22 +181,45 @@ impl Engine for Controlled<'_> {
     }
 
     fn sleep_until(&mut self, on: Event, ready: impl FnMut() -> bool) {
-        self.wait(on, ready);
+        if self.wait(on, ready) {
+            self.charge(Cost::Wakeup, 1);
+        }
     }
 
     fn busy_wait(&mut self, ns: u64) {
-        self.clock_ns += ns;
-        self.sched_point(0, Event::LocklessRead);
+        self.clock_ps += ns * 1000;
+        match &self.shared.sim {
+            Some(sim) => self.stop_past_horizon(sim.horizon_ps.get()),
+            None => self.sched_point(0, Event::LocklessRead),
+        }
     }
 
     fn idle(&mut self, ns: u64) {
-        self.clock_ns += ns;
-        self.sched_point(0, Event::LocklessRead);
+        self.busy_wait(ns);
     }
 
-    fn sched_point(&mut self, _cpu: u32, _ev: Event) {
-        self.clock_ns += 1;
-        while self.yielder.suspend(Suspend::Ready) != Resume::Run {}
+    #[inline]
+    fn charge(&mut self, cost: Cost, n: u64) {
+        if let Some(sim) = &self.shared.sim {
+            self.clock_ps += sim.costs.ps(cost, n);
+            self.stop_past_horizon(sim.horizon_ps.get());
+        }
+    }
+
+    fn sched_point(&mut self, _cpu: u32, ev: Event) {
+        let Some(sim) = &self.shared.sim else {
+            self.clock_ps += 1000;
+            self.stop_ready();
+            return;
+        };
+        // A release someone may wait for: stop now, so the waiter wakes at
+        // this instant rather than at the end of this CPU's run.
+        if matches!(ev, Event::Unlock(_) | Event::PageOp(_)) && sim.blocked.get() > 0 {
+            sim.released.borrow_mut().push(ev);
+            self.stop_ready();
+        } else {
+            self.stop_past_horizon(sim.horizon_ps.get());
+        }
     }
 
     fn trace(&mut self, cpu: u32, event: Event) {
@@ -174,6 +263,10 @@ pub enum Strategy {
     /// else the lowest-numbered runnable one. For shrinking a
     /// counterexample: the run's own schedule then replays it exactly.
     Guided(Vec<u32>),
+    /// The simulation engine: every primitive costs virtual time (from
+    /// the table), and the CPU with the earliest clock runs (see the
+    /// module documentation). No schedule is recorded.
+    TimeOrdered(CostTable),
 }
 
 enum Chooser {
@@ -201,6 +294,7 @@ impl Chooser {
             }
             Strategy::Replay(schedule) => Chooser::Replay(schedule.clone()),
             Strategy::Guided(schedule) => Chooser::Guided { schedule: schedule.clone(), last: None },
+            Strategy::TimeOrdered(_) => unreachable!("the time-ordered strategy has its own loop"),
         }
     }
 
@@ -259,14 +353,22 @@ pub struct ControlledConfig {
     pub ops_per_cpu: u64,
     /// Give up after this many scheduling steps.
     pub max_steps: u64,
+    /// Each CPU stops starting operations once its clock reaches this
+    /// (virtual time under the time-ordered strategy), ns.
+    pub until_ns: u64,
     /// Keep a timeline.
     pub record_trace: bool,
 }
 
 /// The result of one controlled run.
 pub struct ControlledRun {
-    /// The CPU chosen at every step: replaying it reproduces the run.
+    /// The CPU chosen at every step: replaying it reproduces the run
+    /// (empty under the time-ordered strategy, which needs none).
     pub schedule: Vec<u32>,
+    /// Scheduling steps taken.
+    pub steps: u64,
+    /// The latest CPU clock at the end, ns (virtual time elapsed).
+    pub elapsed_ns: u64,
     /// The timeline (when asked for).
     pub trace: Vec<TraceEntry>,
     /// How it ended.
@@ -280,7 +382,7 @@ pub struct ControlledRun {
 impl ControlledRun {
     /// Scheduling steps taken.
     pub fn steps(&self) -> u64 {
-        self.schedule.len() as u64
+        self.steps
     }
 }
 
@@ -294,25 +396,42 @@ enum State {
 type Cpu = Coroutine<Resume, Suspend, Metrics>;
 
 /// Run `actors` (actor `i` on model CPU `i`) under `cfg.strategy` until
-/// `cfg.ops` counted operations are done and every CPU has finished its
-/// current one. The caller tears down (`mm.exit_mmap()`) and reads
-/// `mm.violations`; a run that did not finish leaves the model mid-flight.
+/// `cfg.ops` counted operations are done (or every CPU's clock reached
+/// `cfg.until_ns`) and every CPU has finished its current one. The caller
+/// tears down (`mm.exit_mmap()`) and reads `mm.violations`; a run that did
+/// not finish leaves the model mid-flight.
 pub fn run_controlled<A: Actor + 'static>(mm: Arc<Mm>, actors: Vec<A>, cfg: &ControlledConfig) -> ControlledRun {
-    let shared = Rc::new(Shared { record: cfg.record_trace, ..Shared::default() });
+    let n = actors.len();
+    let sim = match &cfg.strategy {
+        Strategy::TimeOrdered(costs) => Some(SimShared {
+            costs: costs.clone(),
+            horizon_ps: Cell::new(u64::MAX),
+            now_ps: Cell::new(0),
+            clocks: (0..n).map(|_| Cell::new(0)).collect(),
+            blocked: Cell::new(0),
+            released: RefCell::new(vec![]),
+        }),
+        _ => None,
+    };
+    let shared = Rc::new(Shared { record: cfg.record_trace, sim, ..Shared::default() });
     let counted = Rc::new(Cell::new(0u64));
     let stop = Rc::new(Cell::new(false));
     let roles: Vec<Role> = actors.iter().map(|a| a.role()).collect();
+    let elapsed_ns = Rc::new(Cell::new(0u64));
     let mut cpus: Vec<Cpu> = actors
         .into_iter()
         .enumerate()
         .map(|(cpu, mut actor)| {
             let (mm, shared, counted, stop) = (mm.clone(), shared.clone(), counted.clone(), stop.clone());
-            let (ops, ops_per_cpu) = (cfg.ops, cfg.ops_per_cpu);
+            let elapsed_ns = elapsed_ns.clone();
+            let (ops, ops_per_cpu, until_ns) = (cfg.ops, cfg.ops_per_cpu, cfg.until_ns);
             Coroutine::new(move |yielder: &Yielder<Resume, Suspend>, _first: Resume| {
-                let engine = Controlled { yielder, shared, clock_ns: 0 };
+                let engine = Controlled { yielder, shared, cpu, clock_ps: 0 };
                 let mut cx = Cx::new(&mm, cpu as u32, actor.role(), engine);
                 let mut done = 0;
-                while !stop.get() && done < ops_per_cpu {
+                while !stop.get() && done < ops_per_cpu && cx.now_ns() < until_ns {
+                    // Every operation enters the kernel (and so takes time).
+                    cx.engine.charge(Cost::KernelEntry, 1);
                     if actor.op(&mut cx) {
                         counted.set(counted.get() + 1);
                         if counted.get() >= ops {
@@ -321,18 +440,42 @@ pub fn run_controlled<A: Actor + 'static>(mm: Arc<Mm>, actors: Vec<A>, cfg: &Con
                     }
                     done += 1;
                 }
+                elapsed_ns.set(elapsed_ns.get().max(cx.now_ns()));
                 cx.metrics
             })
         })
         .collect();
+    let mut metrics = Metrics::default();
+    let (schedule, steps, end) = if let Strategy::TimeOrdered(_) = cfg.strategy {
+        let (steps, end) = time_ordered(&mut cpus, &shared, cfg.max_steps, &mut metrics, &mm, &roles);
+        (vec![], steps, end)
+    } else {
+        let (schedule, end) = chosen(&mut cpus, &shared, cfg, &mut metrics, &mm, &roles);
+        (schedule.clone(), schedule.len() as u64, end)
+    };
+    let trace = shared.trace.take();
+    // Unfinished coroutines are unwound when dropped here.
+    drop(cpus);
+    ControlledRun { schedule, steps, elapsed_ns: elapsed_ns.get(), trace, end, metrics, roles }
+}
+
+/// The checker's loop: probe every blocked CPU, let the strategy choose
+/// among the runnable ones, run it to its next scheduling point.
+fn chosen(
+    cpus: &mut [Cpu],
+    shared: &Shared,
+    cfg: &ControlledConfig,
+    metrics: &mut Metrics,
+    mm: &Mm,
+    roles: &[Role],
+) -> (Vec<u32>, End) {
     let mut state = vec![State::Runnable; cpus.len()];
     let mut chooser = Chooser::new(&cfg.strategy, cpus.len());
     let mut schedule = vec![];
-    let mut metrics = Metrics::default();
     let end = loop {
         for (cpu, co) in cpus.iter_mut().enumerate() {
             if let State::Blocked(_) = state[cpu] {
-                state[cpu] = resume(co, Resume::Probe, &mut metrics);
+                state[cpu] = resume(co, Resume::Probe, metrics);
             }
         }
         let runnable: Vec<u32> = (0..cpus.len() as u32).filter(|&c| state[c as usize] == State::Runnable).collect();
@@ -340,7 +483,7 @@ pub fn run_controlled<A: Actor + 'static>(mm: Arc<Mm>, actors: Vec<A>, cfg: &Con
             if state.iter().all(|s| *s == State::Done) {
                 break End::Finished;
             }
-            break End::Deadlock(describe_deadlock(&mm, &state, &roles));
+            break End::Deadlock(describe_deadlock(mm, &state, roles));
         }
         let step = schedule.len() as u64;
         if step >= cfg.max_steps {
@@ -351,12 +494,93 @@ pub fn run_controlled<A: Actor + 'static>(mm: Arc<Mm>, actors: Vec<A>, cfg: &Con
         };
         schedule.push(cpu);
         shared.steps.set(step + 1);
-        state[cpu as usize] = resume(&mut cpus[cpu as usize], Resume::Run, &mut metrics);
+        state[cpu as usize] = resume(&mut cpus[cpu as usize], Resume::Run, metrics);
     };
-    let trace = shared.trace.take();
-    // Unfinished coroutines are unwound when dropped here.
-    drop(cpus);
-    ControlledRun { schedule, trace, end, metrics, roles }
+    (schedule, end)
+}
+
+/// The simulation's loop: run the runnable CPU with the earliest clock
+/// until it passes the next one's; after a release, probe the CPUs
+/// blocked on what was released.
+fn time_ordered(
+    cpus: &mut [Cpu],
+    shared: &Shared,
+    max_steps: u64,
+    metrics: &mut Metrics,
+    mm: &Mm,
+    roles: &[Role],
+) -> (u64, End) {
+    let sim = shared.sim.as_ref().expect("time-ordered runs have a cost table");
+    let mut state = vec![State::Runnable; cpus.len()];
+    let mut runnable: BinaryHeap<Reverse<(u64, u32)>> = (0..cpus.len() as u32).map(|c| Reverse((0, c))).collect();
+    let mut blocked: Vec<u32> = vec![];
+    let mut steps = 0u64;
+    // Probe the blocked CPUs `wake` selects; those that can go on become runnable.
+    let probe = |cpus: &mut [Cpu],
+                 state: &mut [State],
+                 blocked: &mut Vec<u32>,
+                 runnable: &mut BinaryHeap<Reverse<(u64, u32)>>,
+                 metrics: &mut Metrics,
+                 wake: &dyn Fn(Event) -> bool| {
+        blocked.retain(|&cpu| {
+            let State::Blocked(on) = state[cpu as usize] else { unreachable!("only blocked CPUs are listed") };
+            if !wake(on) {
+                return true;
+            }
+            state[cpu as usize] = resume(&mut cpus[cpu as usize], Resume::Probe, metrics);
+            match state[cpu as usize] {
+                State::Blocked(_) => true,
+                State::Runnable => {
+                    runnable.push(Reverse((sim.clocks[cpu as usize].get(), cpu)));
+                    false
+                }
+                State::Done => false,
+            }
+        });
+        sim.blocked.set(blocked.len());
+    };
+    let end = loop {
+        let Some(Reverse((_, cpu))) = runnable.pop() else {
+            if blocked.is_empty() {
+                break End::Finished;
+            }
+            // Nothing can run: a last look at every waiter before calling it a deadlock.
+            probe(cpus, &mut state, &mut blocked, &mut runnable, metrics, &|_| true);
+            if runnable.is_empty() {
+                break End::Deadlock(describe_deadlock(mm, &state, roles));
+            }
+            continue;
+        };
+        if steps >= max_steps {
+            break End::StepLimit;
+        }
+        steps += 1;
+        shared.steps.set(steps);
+        sim.horizon_ps.set(runnable.peek().map_or(u64::MAX, |Reverse((t, _))| *t));
+        let c = cpu as usize;
+        state[c] = resume(&mut cpus[c], Resume::Run, metrics);
+        match state[c] {
+            State::Runnable => runnable.push(Reverse((sim.clocks[c].get(), cpu))),
+            State::Blocked(_) => {
+                blocked.push(cpu);
+                sim.blocked.set(blocked.len());
+            }
+            State::Done => {}
+        }
+        sim.now_ps.set(sim.clocks[c].get());
+        let released = sim.released.take();
+        if !blocked.is_empty() {
+            // Lock and page-lock waiters wake on their release; a waiter
+            // for a table (a grace period) is always probed (rare).
+            let wake = |on: Event| match on {
+                Event::Lock(id) => released.contains(&Event::Unlock(id)),
+                Event::PageLock(pfn) => released.contains(&Event::PageOp(pfn)),
+                _ => true,
+            };
+            probe(cpus, &mut state, &mut blocked, &mut runnable, metrics, &wake);
+        }
+    };
+    (steps, end)
 }
 
 fn resume(co: &mut Cpu, how: Resume, metrics: &mut Metrics) -> State {

@@ -5,6 +5,7 @@
 //! the points where another CPU may be scheduled. The native engine runs
 //! each model CPU on an OS thread: its scheduling points compile to nothing.
 
+use crate::cost::Cost;
 use crate::mm::LockId;
 use crate::policy::{DynPolicy, ScanResult};
 use crate::primitives::Cx;
@@ -112,6 +113,12 @@ pub trait Engine: Sized {
     fn busy_wait(&mut self, ns: u64);
     /// Give the CPU away for `ns` (an actor's think time between operations).
     fn idle(&mut self, ns: u64);
+    /// Charge `n` times the cost of `cost` to this CPU's clock. Only the
+    /// simulation engine keeps such a clock; the others ignore it.
+    #[inline(always)]
+    fn charge(&mut self, cost: Cost, n: u64) {
+        let _ = (cost, n);
+    }
     /// Another CPU may run here.
     fn sched_point(&mut self, cpu: u32, ev: Event);
     /// Record `ev` for a timeline (engines that keep none ignore it).

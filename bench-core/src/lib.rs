@@ -162,6 +162,7 @@
 #![warn(missing_docs)]
 
 pub mod controlled;
+pub mod cost;
 pub mod engine;
 pub mod lockdep;
 pub mod metrics;
@@ -178,6 +179,7 @@ pub mod results;
 pub mod spinlock;
 pub mod tlb;
 
+pub use cost::{Cost, CostModel};
 pub use engine::{Engine, Event, Native, Step, StepHook};
 pub use metrics::{Metrics, Role};
 pub use mm::{FileKind, LockClass, LockId, Mm, MmConfig, MmCounter, Vma};

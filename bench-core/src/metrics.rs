@@ -120,6 +120,12 @@ pub struct Counters {
     pub flush_range: u64,
     /// IPIs those flushes would send.
     pub ipis: u64,
+    /// Flushes (range and whole-mm) a collapse itself did.
+    #[serde(default)]
+    pub collapse_flushes: u64,
+    /// IPIs the collapses' own flushes sent.
+    #[serde(default)]
+    pub collapse_ipis: u64,
     /// Operations completed, by role.
     pub ops: BTreeMap<String, u64>,
     /// Tables passed to `pte_free_defer()`.
@@ -142,6 +148,8 @@ impl Counters {
         self.flush_mm += o.flush_mm;
         self.flush_range += o.flush_range;
         self.ipis += o.ipis;
+        self.collapse_flushes += o.collapse_flushes;
+        self.collapse_ipis += o.collapse_ipis;
         self.tables_freed += o.tables_freed;
         self.notifier_ranges += o.notifier_ranges;
     }

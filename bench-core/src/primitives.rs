@@ -10,6 +10,7 @@
 //! [`Role`]; every PTE a collapse clears is remembered so the stale-TLB
 //! oracle can run when the collapse drops its page lock.
 
+use crate::cost::Cost;
 use crate::engine::{Engine, Event, Step};
 use crate::metrics::{installer_code, installer_name, Metrics, Role};
 use crate::mm::{
@@ -155,6 +156,19 @@ impl<'a, E: Engine> Cx<'a, E> {
         self.engine.idle(ns);
     }
 
+    /// Charge the simulation engine `n` times `cost` (other engines
+    /// ignore it). The primitives charge for themselves; an actor or a
+    /// policy calls this only for work done outside them. The oracles'
+    /// work and the workload's restore of a collapsed range are free in
+    /// virtual time: they are the harness's, not the kernel's, and would
+    /// otherwise hold `pml` against the neighbours being measured.
+    #[inline(always)]
+    pub fn charge(&mut self, cost: Cost, n: u64) {
+        if E::PREEMPTS && !matches!(self.role, Role::Oracle | Role::Restore) {
+            self.engine.charge(cost, n);
+        }
+    }
+
     /// Locks held now, innermost last.
     pub fn held_locks(&self) -> Vec<LockId> {
         self.held.iter().map(|h| h.id).collect()
@@ -234,6 +248,7 @@ impl<'a, E: Engine> Cx<'a, E> {
     pub fn lock_page(&mut self, page: Pfn) {
         self.might_sleep("lock_page");
         self.engine.sched_point(self.cpu, Event::PageOp(page));
+        self.charge(Cost::PageRef, 1);
         let p = self.mm.pages.get(page);
         if !p.trylock() {
             p.add_lock_waiter();
@@ -244,6 +259,7 @@ impl<'a, E: Engine> Cx<'a, E> {
     /// `trylock_page()`.
     pub fn trylock_page(&mut self, page: Pfn) -> bool {
         self.engine.sched_point(self.cpu, Event::PageOp(page));
+        self.charge(Cost::PageRef, 1);
         self.mm.pages.get(page).trylock()
     }
 
@@ -257,6 +273,7 @@ impl<'a, E: Engine> Cx<'a, E> {
             }
         }
         self.mm.pages.get(page).unlock();
+        self.charge(Cost::PageRef, 1);
         self.engine.sched_point(self.cpu, Event::PageOp(page));
     }
 
@@ -295,6 +312,7 @@ impl<'a, E: Engine> Cx<'a, E> {
 
     /// `get_page()` (on the compound head).
     pub fn get_page(&mut self, page: Pfn) {
+        self.charge(Cost::PageRef, 1);
         self.mm.pages.get(self.compound_head(page)).refcount.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -306,6 +324,7 @@ impl<'a, E: Engine> Cx<'a, E> {
     /// `page_ref_sub()`. The page cache holds references of its own, so a
     /// file page reaching zero here is an accounting bug.
     pub fn page_ref_sub(&mut self, page: Pfn, nr: i32) {
+        self.charge(Cost::PageRef, 1);
         let head = self.compound_head(page);
         let after = self.mm.pages.get(head).refcount.fetch_sub(nr, Ordering::AcqRel) - nr;
         if after <= 0 && !self.mm.pages.get(head).is_anon() {
@@ -372,11 +391,14 @@ impl<'a, E: Engine> Cx<'a, E> {
         self.engine.sched_point(self.cpu, Event::Lock(id));
         let lock = self.mm.lock(id);
         let waited = if lock.try_acquire() {
+            self.charge_line(lock.previous_holder());
             None
         } else {
             let t0 = self.engine.now_ns();
             let ticket = lock.take_ticket();
             self.engine.spin_until(Event::Lock(id), || lock.is_turn(ticket));
+            // The queued waiter takes over from the holder that just left.
+            self.charge(Cost::LockHandoff, 1);
             Some(t0)
         };
         let now = self.engine.now_ns();
@@ -397,6 +419,8 @@ impl<'a, E: Engine> Cx<'a, E> {
         }
         let lock = self.mm.lock(id);
         let ok = lock.try_acquire();
+        // A failed trylock read a line another CPU holds.
+        self.charge_line(if ok { lock.previous_holder() } else { lock.holder() });
         self.engine.trace(self.cpu, Event::Trylock(id, ok));
         if ok {
             let now = self.engine.now_ns();
@@ -407,6 +431,19 @@ impl<'a, E: Engine> Cx<'a, E> {
             let class = self.mm.lock_class(id).name().to_owned();
             *self.metrics.counters.trylock_failures.entry(class).or_default() += 1;
             false
+        }
+    }
+
+    /// The cost of taking a lock word last written by `previous`: an
+    /// uncontended acquisition, plus a cache-line transfer if that was
+    /// another CPU.
+    #[inline(always)]
+    fn charge_line(&mut self, previous: Option<u32>) {
+        if E::PREEMPTS {
+            self.charge(Cost::LockUncontended, 1);
+            if previous.is_some_and(|cpu| cpu != self.cpu) {
+                self.charge(Cost::CacheLineTransfer, 1);
+            }
         }
     }
 
@@ -535,6 +572,7 @@ impl<'a, E: Engine> Cx<'a, E> {
         if E::PREEMPTS && !self.holds(self.pmd_lockptr(pmd)) {
             self.engine.sched_point(self.cpu, Event::LocklessRead);
         }
+        self.charge(Cost::EntryRead, 1);
         self.mm.pmds.get(pmd.table, pmd.idx)
     }
 
@@ -617,6 +655,7 @@ impl<'a, E: Engine> Cx<'a, E> {
         if E::PREEMPTS && !self.holds(self.mm.pte_lock_id(pte.slot)) {
             self.engine.sched_point(self.cpu, Event::LocklessRead);
         }
+        self.charge(Cost::EntryRead, 1);
         self.mm.tables.get(pte.slot, pte.idx)
     }
 
@@ -625,6 +664,7 @@ impl<'a, E: Engine> Cx<'a, E> {
     #[inline]
     pub fn ptep_clear(&mut self, addr: u64, pte: PteRef) {
         self.assert_held(self.mm.pte_lock_id(pte.slot), "ptep_clear");
+        self.charge(Cost::EntryClear, 1);
         let old = Pte(self.mm.tables.entry(pte.slot, pte.idx).swap(0, Ordering::AcqRel));
         self.engine.trace(self.cpu, Event::PteClear(pte.idx as u16));
         // The log feeds only the stale-TLB oracle: skip it when oracles are off.
@@ -653,6 +693,7 @@ impl<'a, E: Engine> Cx<'a, E> {
     /// `set_pte_at()`.
     pub fn set_pte_at(&mut self, _addr: u64, pte: PteRef, val: Pte) {
         self.assert_held(self.mm.pte_lock_id(pte.slot), "set_pte_at");
+        self.charge(Cost::EntryWrite, 1);
         self.mm.tables.entry(pte.slot, pte.idx).store(val.0, Ordering::Release);
         self.engine.trace(self.cpu, Event::PteSet(pte.idx as u16, val));
     }
@@ -660,6 +701,7 @@ impl<'a, E: Engine> Cx<'a, E> {
     /// `ptep_clear_flush()`: clear and flush this page from every TLB.
     pub fn ptep_clear_flush(&mut self, addr: u64, pte: PteRef) -> Pte {
         self.assert_held(self.mm.pte_lock_id(pte.slot), "ptep_clear_flush");
+        self.charge(Cost::EntryClear, 1);
         let old = Pte(self.mm.tables.entry(pte.slot, pte.idx).swap(0, Ordering::AcqRel));
         self.flush_tlb_range(addr, addr + PAGE_SIZE);
         old
@@ -673,6 +715,7 @@ impl<'a, E: Engine> Cx<'a, E> {
     /// `page_remove_rmap()`.
     #[inline]
     pub fn page_remove_rmap(&mut self, page: Pfn, _vma: &Vma, compound: bool) {
+        self.charge(Cost::RmapUpdate, 1);
         let p = self.mm.pages.get(page);
         let counter = if compound { &p.entire_mapcount } else { &p.mapcount };
         if counter.fetch_sub(1, Ordering::AcqRel) <= 0 {
@@ -699,11 +742,13 @@ impl<'a, E: Engine> Cx<'a, E> {
 
     /// `page_add_file_rmap()` (PTE-mapped).
     pub fn page_add_file_rmap(&mut self, page: Pfn) {
+        self.charge(Cost::RmapUpdate, 1);
         self.mm.pages.get(page).mapcount.fetch_add(1, Ordering::AcqRel);
     }
 
     /// `page_add_new_anon_rmap()`.
     pub fn page_add_new_anon_rmap(&mut self, page: Pfn) {
+        self.charge(Cost::RmapUpdate, 1);
         self.mm.pages.get(page).mapcount.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -711,6 +756,7 @@ impl<'a, E: Engine> Cx<'a, E> {
     /// from every TLB. Caller holds `pml`.
     pub fn pmdp_collapse_flush(&mut self, _vma: &Vma, haddr: u64, pmd: PmdRef) -> Pmd {
         self.assert_held(self.pmd_lockptr(pmd), "pmdp_collapse_flush");
+        self.charge(Cost::EntryClear, 1);
         let old = Pmd(self.mm.pmds.entry(pmd.table, pmd.idx).swap(0, Ordering::AcqRel));
         self.engine.trace(self.cpu, Event::PmdClear);
         self.flush_tlb_range(haddr, haddr + HPAGE_PMD_SIZE);
@@ -721,23 +767,36 @@ impl<'a, E: Engine> Cx<'a, E> {
     pub fn flush_tlb_range(&mut self, start: u64, end: u64) {
         self.stamp_clears();
         let ipis = self.mm.tlbs.flush_range(self.cpu, vpn(start), (end - start) >> PAGE_SHIFT);
+        self.charge(Cost::RangeFlush, 1);
+        self.charge(Cost::Ipi, ipis);
         self.engine.trace(self.cpu, Event::FlushRange);
         self.metrics.counters.flush_range += 1;
         self.metrics.counters.ipis += ipis;
+        if self.role == Role::Collapse {
+            self.metrics.counters.collapse_flushes += 1;
+            self.metrics.counters.collapse_ipis += ipis;
+        }
     }
 
     /// `flush_tlb_mm()`: every TLB entry of the mm on every CPU.
     pub fn flush_tlb_mm(&mut self) {
         self.stamp_clears();
         let ipis = self.mm.tlbs.flush_all(self.cpu);
+        self.charge(Cost::MmFlushBase, 1);
+        self.charge(Cost::Ipi, ipis);
         self.engine.trace(self.cpu, Event::FlushMm);
         self.metrics.counters.flush_mm += 1;
         self.metrics.counters.ipis += ipis;
+        if self.role == Role::Collapse {
+            self.metrics.counters.collapse_flushes += 1;
+            self.metrics.counters.collapse_ipis += ipis;
+        }
     }
 
     /// `mmu_notifier_invalidate_range_start()`: may sleep.
     pub fn mmu_notifier_invalidate_range_start(&mut self, start: u64, end: u64) -> NotifierRange {
         self.might_sleep("mmu_notifier_invalidate_range_start");
+        self.charge(Cost::Notifier, 1);
         self.notifier_depth += 1;
         self.mm.note_notifier(self.cpu, true);
         self.metrics.counters.notifier_ranges += 1;
@@ -747,6 +806,7 @@ impl<'a, E: Engine> Cx<'a, E> {
     /// `mmu_notifier_invalidate_range_end()`.
     pub fn mmu_notifier_invalidate_range_end(&mut self, range: NotifierRange) {
         let _ = (range.start, range.end);
+        self.charge(Cost::Notifier, 1);
         self.notifier_depth -= 1;
         self.mm.note_notifier(self.cpu, false);
     }
@@ -802,6 +862,7 @@ impl<'a, E: Engine> Cx<'a, E> {
             );
         }
         self.engine.trace(self.cpu, Event::TableFree(slot));
+        self.charge(Cost::TableFree, 1);
         self.mm.tables.mark_deferred(slot);
         self.metrics.counters.tables_freed += 1;
         let tables = &self.mm.tables;
@@ -816,6 +877,8 @@ impl<'a, E: Engine> Cx<'a, E> {
             self.spin_unlock(pml);
             return ScanResult::Fail;
         }
+        self.charge(Cost::RmapUpdate, 1);
+        self.charge(Cost::EntryWrite, 1);
         self.mm.pages.get(hpage).entire_mapcount.fetch_add(1, Ordering::AcqRel);
         let counter = self.mm_counter_file(hpage);
         self.add_mm_counter(counter, HPAGE_PMD_NR as i64);
@@ -835,6 +898,7 @@ impl<'a, E: Engine> Cx<'a, E> {
     /// kernel's allocator would reclaim rather than fail).
     fn pte_alloc_one(&mut self) -> u32 {
         let mm = self.mm;
+        self.charge(Cost::PageAlloc, 1);
         let mut slot = mm.tables.alloc();
         if slot.is_none() {
             self.engine.sleep_until(Event::TableAlloc, || {
@@ -857,6 +921,7 @@ impl<'a, E: Engine> Cx<'a, E> {
         let entry = self.mm.pmds.entry(pmd.table, pmd.idx);
         let installed = entry.load(Ordering::Acquire) == 0;
         if installed {
+            self.charge(Cost::EntryWrite, 1);
             self.mm.add_nr_ptes(self.cpu, 1);
             entry.store(Pmd::table(slot).0, Ordering::Release);
         }
@@ -873,7 +938,11 @@ impl<'a, E: Engine> Cx<'a, E> {
     pub fn pmd_populate_range(&mut self, pmd: PmdRef, r: u32) {
         self.assert_held(self.pmd_lockptr(pmd), "pmd_populate");
         let slot = self.pte_alloc_one();
-        self.mm.populate_table(self.cpu, r, slot);
+        let mapped = self.mm.populate_table(self.cpu, r, slot);
+        // Each mapped entry: the store, the rmap and the reference.
+        self.charge(Cost::EntryWrite, mapped as u64 + 1);
+        self.charge(Cost::RmapUpdate, mapped as u64);
+        self.charge(Cost::PageRef, mapped as u64);
         self.mm.add_nr_ptes(self.cpu, 1);
         let entry = self.mm.pmds.entry(pmd.table, pmd.idx);
         let old = entry.swap(Pmd::table(slot).0, Ordering::AcqRel);
@@ -882,6 +951,7 @@ impl<'a, E: Engine> Cx<'a, E> {
 
     /// Allocate an anonymous page whose content belongs to `addr`.
     pub fn alloc_anon_page(&mut self, addr: u64) -> Option<Pfn> {
+        self.charge(Cost::PageAlloc, 1);
         self.mm.pages.alloc_anon(vpn(addr), installer_code(self.role, self.cpu))
     }
 
@@ -902,13 +972,18 @@ impl<'a, E: Engine> Cx<'a, E> {
     /// table's `ptl` and the huge page's lock.
     pub fn populate_range(&mut self, r: u32, pte: PteMap) -> usize {
         self.assert_held(self.mm.pte_lock_id(pte.slot), "populate");
-        self.mm.populate_table(self.cpu, r, pte.slot)
+        let mapped = self.mm.populate_table(self.cpu, r, pte.slot);
+        self.charge(Cost::EntryWrite, mapped as u64);
+        self.charge(Cost::RmapUpdate, mapped as u64);
+        self.charge(Cost::PageRef, mapped as u64);
+        mapped
     }
 
     /// `zap_pte_range()` over a whole locked table, flushing before the
     /// anonymous pages are freed (as `tlb_finish_mmu()` does).
     pub fn zap_pte_range(&mut self, haddr: u64, pte: PteMap) {
         self.assert_held(self.mm.pte_lock_id(pte.slot), "zap_pte_range");
+        self.charge(Cost::EntryClear, PTRS_PER_PTE as u64);
         let mut to_free = vec![];
         for i in 0..PTRS_PER_PTE {
             let cpu = self.cpu;
@@ -928,6 +1003,7 @@ impl<'a, E: Engine> Cx<'a, E> {
     pub fn zap_huge_pmd(&mut self, haddr: u64, pmd: PmdRef) {
         let pml = self.pmd_lockptr(pmd);
         self.assert_held(pml, "zap_huge_pmd");
+        self.charge(Cost::EntryClear, 1);
         let old = Pmd(self.mm.pmds.entry(pmd.table, pmd.idx).swap(0, Ordering::AcqRel));
         self.flush_tlb_range(haddr, haddr + HPAGE_PMD_SIZE);
         if let PmdKind::Huge(head) = old.kind() {
@@ -939,36 +1015,48 @@ impl<'a, E: Engine> Cx<'a, E> {
         }
     }
 
-    /// Touch `addr` through this CPU's TLB (filling it by a lockless walk
-    /// under RCU on a miss) and check the data is the right page's. Returns
-    /// the frame read, or None on a fault (nothing mapped).
-    pub fn touch(&mut self, addr: u64) -> Option<Pfn> {
+    /// `switch_mm()`: this CPU runs a thread of the mm, so it joins
+    /// `mm_cpumask` and every flush of the mm must reach it (and, under
+    /// the simulation, costs an IPI). Every actor but khugepaged (a
+    /// kernel thread, which borrows no user mm) runs the mm.
+    pub fn switch_mm(&mut self) {
         if !self.in_cpumask {
             self.mm.tlbs.cpumask_set(self.cpu);
             self.in_cpumask = true;
         }
+    }
+
+    /// Touch `addr` through this CPU's TLB (filling it by a lockless walk
+    /// under RCU on a miss) and check the data is the right page's. Returns
+    /// the frame read, or None on a fault (nothing mapped).
+    pub fn touch(&mut self, addr: u64) -> Option<Pfn> {
+        self.switch_mm();
         self.engine.sched_point(self.cpu, Event::TlbAccess(vpn(addr)));
         let vpn = vpn(addr);
         let (mm, cpu) = (self.mm, self.cpu);
         let pmd = Self::pmd_offset(addr)?;
         self.rcu_read_lock();
         let mut walk_violation = None;
+        let mut walked = false;
         let result = mm.tlbs.access(
             cpu,
             vpn,
             mm.config.oracles,
-            || match mm.pmds.get(pmd.table, pmd.idx).kind() {
-                PmdKind::None => None,
-                PmdKind::Huge(head) => Some(head.nth((vpn % HPAGE_PMD_NR as u64) as usize)),
-                PmdKind::Table(slot) => {
-                    if mm.tables.state(slot) == TableState::Free {
-                        walk_violation = Some(format!(
-                            "lockless walk of {:#x} reached freed PTE table {slot}",
-                            addr & HPAGE_PMD_MASK
-                        ));
-                        return None;
+            || {
+                walked = true;
+                match mm.pmds.get(pmd.table, pmd.idx).kind() {
+                    PmdKind::None => None,
+                    PmdKind::Huge(head) => Some(head.nth((vpn % HPAGE_PMD_NR as u64) as usize)),
+                    PmdKind::Table(slot) => {
+                        if mm.tables.state(slot) == TableState::Free {
+                            walk_violation = Some(format!(
+                                "lockless walk of {:#x} reached freed PTE table {slot}",
+                                addr & HPAGE_PMD_MASK
+                            ));
+                            return None;
+                        }
+                        mm.tables.get(slot, (vpn % PTRS_PER_PTE as u64) as usize).pfn()
                     }
-                    mm.tables.get(slot, (vpn % PTRS_PER_PTE as u64) as usize).pfn()
                 }
             },
             |pfn| {
@@ -987,6 +1075,7 @@ impl<'a, E: Engine> Cx<'a, E> {
             },
         );
         self.rcu_read_unlock();
+        self.charge(if walked { Cost::TlbWalk } else { Cost::TlbHit }, 1);
         if let Some(m) = walk_violation {
             self.violation(Oracle::UseAfterFree, m);
         }

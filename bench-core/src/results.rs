@@ -24,7 +24,7 @@ pub struct Environment {
     pub kernel: String,
     /// Git revision of collapse-bench that produced the result.
     pub git_revision: String,
-    /// Engine ("native").
+    /// Engine ("native" or "sim").
     pub engine: String,
     /// Seed every random choice came from.
     pub seed: u64,
@@ -107,6 +107,9 @@ pub struct RunResult {
     pub environment: Environment,
     /// The full workload configuration.
     pub scenario: serde_json::Value,
+    /// The simulation's cost model (absent for native runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub costs: Option<crate::cost::CostModel>,
     /// The command line that reproduces it.
     pub command: String,
     /// One entry per policy.
@@ -213,6 +216,10 @@ pub struct ReportResults {
     pub cells: Vec<Cell>,
     /// Metric over actor-thread count.
     pub scaling: Vec<ScalingPoint>,
+    /// Metric over simulated CPU count (absent in reports made before
+    /// the simulation engine, or with the sweep turned off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_sweep: Option<CpuSweep>,
     /// The checker's verdict of every policy, per workload checked.
     pub verdicts: Vec<Verdict>,
 }
@@ -243,6 +250,21 @@ pub struct ScalingPoint {
     pub threads: u32,
     /// The run.
     pub run: PolicyRun,
+}
+
+/// The simulation engine's sweep over CPU counts: one workload, every
+/// measured policy, the same virtual time at every point.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CpuSweep {
+    /// Workload preset, scaled to each CPU count (`Threads::scaled_to`).
+    pub workload: String,
+    /// Virtual time each point ran, s.
+    pub virtual_seconds: f64,
+    /// The cost model.
+    pub costs: crate::cost::CostModel,
+    /// Points with `knob` = "cpus", `value` = `threads` = the CPU count;
+    /// each `run` is a simulated run (times virtual, `cores` = CPUs).
+    pub points: Vec<ScalingPoint>,
 }
 
 /// The checker's verdict of one policy on one workload.

@@ -21,6 +21,9 @@ pub struct SpinLock {
     owner: AtomicU32,
     /// CPU number + 1 of the holder, 0 when free (for "unlock by non-holder").
     holder: AtomicU32,
+    /// CPU number + 1 of the last CPU to take it, kept after release (the
+    /// simulation charges a cache-line transfer when it changes).
+    last: AtomicU32,
     acquisitions: AtomicU64,
     contended: AtomicU64,
     wait_ns: AtomicU64,
@@ -60,6 +63,7 @@ impl SpinLock {
     /// Record the new holder and its wait; called by the holder just after acquiring.
     pub(crate) fn note_acquired(&self, cpu: u32, waited_ns: Option<u64>) {
         self.holder.store(cpu + 1, Ordering::Relaxed);
+        self.last.store(cpu + 1, Ordering::Relaxed);
         bump(&self.acquisitions, 1);
         if let Some(w) = waited_ns {
             bump(&self.contended, 1);
@@ -90,6 +94,11 @@ impl SpinLock {
     /// The holding CPU, if any.
     pub fn holder(&self) -> Option<u32> {
         self.holder.load(Ordering::Relaxed).checked_sub(1)
+    }
+
+    /// The CPU that took the lock last (held now or not).
+    pub fn previous_holder(&self) -> Option<u32> {
+        self.last.load(Ordering::Relaxed).checked_sub(1)
     }
 
     /// Totals so far.

@@ -300,6 +300,9 @@ impl native::Actor for Actor {
     /// its restore as a `restore` operation; every other operation,
     /// skipped or not, is timed into the actor's role.
     fn op<E: Engine>(&mut self, cx: &mut Cx<'_, E>) -> bool {
+        if !matches!(self, Actor::Collapser(c) if !c.install_pmd) {
+            cx.switch_mm();
+        }
         let t0 = cx.now_ns();
         match self {
             Actor::Collapser(c) => c.round(cx),

@@ -170,6 +170,7 @@ fn run_on_fresh_mm(
         ops: opts.collapses,
         ops_per_cpu: opts.ops_per_cpu,
         max_steps: opts.max_steps,
+        until_ns: u64::MAX,
         record_trace,
     };
     let run = run_controlled(mm.clone(), actors, &cfg);

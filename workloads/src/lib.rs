@@ -17,8 +17,10 @@ pub mod conformance;
 pub mod presets;
 pub mod runner;
 pub mod scenario;
+pub mod simulate;
 
 pub use actors::Actor;
 pub use presets::{preset, PRESETS};
 pub use runner::{run_policy, RunOptions};
 pub use scenario::{CollapseMode, Pace, Scenario, ScenarioError, Threads, UffdMode, VmaShare};
+pub use simulate::{simulate_policy, SimOptions, Simulated};

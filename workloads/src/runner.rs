@@ -6,7 +6,7 @@ use crate::scenario::{Scenario, ScenarioError};
 use bench_core::native::{run_native, Limit, NativeOptions};
 use bench_core::results::PolicyRun;
 use bench_core::spinlock::LockStats;
-use bench_core::{DynPolicy, Mm, StepHook};
+use bench_core::{DynPolicy, Metrics, Mm, StepHook};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -29,8 +29,7 @@ pub struct RunOptions {
 /// collapsers first, then faulters, uffd, cow, swap, migrate, neighbours,
 /// readers, markers), run them natively under `policy` until
 /// `opts.limit`, tear down with `exit_mmap()` (whose findings count as
-/// violations too), and report. `locks` holds the lock classes that were
-/// taken at least once.
+/// violations too), and report.
 pub fn run_policy(
     policy: Arc<dyn DynPolicy>,
     scenario: &Scenario,
@@ -40,11 +39,51 @@ pub fn run_policy(
     let mm = Mm::new(scenario.mm_config()).map_err(|e| ScenarioError::new(format!("building the model: {e}")))?;
     let actors = Actor::for_scenario(scenario, &policy);
     let run = run_native(&mm, actors, &NativeOptions { limit: opts.limit, pin: opts.pin, hook: opts.hook.clone() });
-    mm.exit_mmap();
+    let measured = Measured {
+        wall_s: run.wall.as_secs_f64(),
+        threads: run.threads,
+        cores: run.cores,
+        pinned: run.pinned,
+        oversubscribed: run.oversubscribed,
+        finished: true,
+    };
+    Ok(policy_run(&*policy, scenario, &mm, run.metrics, measured))
+}
+
+/// How a run went, beside its metrics.
+pub(crate) struct Measured {
+    /// Time of the measured part, s (virtual under the simulation).
+    pub wall_s: f64,
+    /// Model CPUs.
+    pub threads: usize,
+    /// Cores (virtual CPUs under the simulation).
+    pub cores: usize,
+    /// Threads pinned one per core.
+    pub pinned: bool,
+    /// More threads than cores.
+    pub oversubscribed: bool,
+    /// Every CPU finished (tear down and check the model).
+    pub finished: bool,
+}
+
+/// Tear down with `exit_mmap()` (whose findings count as violations
+/// too; skipped for a run that did not finish, whose model is
+/// mid-flight) and summarise a run of `policy` on `scenario`. `locks`
+/// holds the lock classes that were taken at least once.
+pub(crate) fn policy_run(
+    policy: &dyn DynPolicy,
+    scenario: &Scenario,
+    mm: &Mm,
+    metrics: Metrics,
+    measured: Measured,
+) -> PolicyRun {
+    if measured.finished {
+        mm.exit_mmap();
+    }
     let (violations, violations_total) = mm.violations.snapshot();
-    let metrics = run.metrics.summary();
+    let metrics = metrics.summary();
     let collapses: u64 = metrics.counters.results.values().sum();
-    let wall_s = run.wall.as_secs_f64();
+    let wall_s = measured.wall_s;
     // Per class, over the locks that were taken: the model has a lock per
     // PTE table and PMD table even when they are not split (then all go
     // to page_table_lock), and an all-zero class would read as "unused".
@@ -56,21 +95,21 @@ pub fn run_policy(
         sum.wait_ns += stats.wait_ns;
         sum.hold_ns += stats.hold_ns;
     }
-    Ok(PolicyRun {
+    PolicyRun {
         policy: policy.label(),
         params: policy.params_json(),
         workload: scenario.name.clone(),
         seed: scenario.seed,
         wall_s,
-        threads: run.threads,
-        cores: run.cores,
-        pinned: run.pinned,
-        oversubscribed: run.oversubscribed,
+        threads: measured.threads,
+        cores: measured.cores,
+        pinned: measured.pinned,
+        oversubscribed: measured.oversubscribed,
         collapses,
         collapses_per_s: if wall_s > 0.0 { collapses as f64 / wall_s } else { 0.0 },
         metrics,
         locks,
         violations,
         violations_total,
-    })
+    }
 }

@@ -175,6 +175,49 @@ impl Threads {
     pub fn total(&self) -> u32 {
         ACTOR_ROLES.iter().map(|&r| self.of(r)).sum()
     }
+
+    fn of_mut(&mut self, role: Role) -> &mut u32 {
+        match role {
+            Role::Collapse => &mut self.collapsers,
+            Role::Faulter => &mut self.faulters,
+            Role::Uffd => &mut self.uffd,
+            Role::Cow => &mut self.cow,
+            Role::Swap => &mut self.swap,
+            Role::Migrate => &mut self.migrate,
+            Role::Neighbour => &mut self.neighbours,
+            Role::Reader => &mut self.readers,
+            Role::Marker => &mut self.markers,
+            Role::Restore | Role::Oracle => unreachable!("{role} is not an actor kind"),
+        }
+    }
+
+    /// The same mix on `cpus` CPUs (`--cpus`): the collapsers stay (at
+    /// most `cpus` of them) and the other CPUs go to the other actor kinds
+    /// in proportion to their counts here, by largest remainder (ties to
+    /// the kind earlier in CPU order). A mix with only collapsers is
+    /// filled with readers.
+    pub fn scaled_to(&self, cpus: u32) -> Threads {
+        let collapsers = self.collapsers.min(cpus);
+        let spare = u64::from(cpus - collapsers);
+        let mut kinds: Vec<(Role, u64)> =
+            ACTOR_ROLES[1..].iter().map(|&r| (r, u64::from(self.of(r)))).filter(|k| k.1 > 0).collect();
+        if kinds.is_empty() {
+            kinds.push((Role::Reader, 1));
+        }
+        let weight: u64 = kinds.iter().map(|k| k.1).sum();
+        let mut scaled = Threads { collapsers, readers: 0, ..Threads::default() };
+        let mut remainders = vec![];
+        for (i, &(role, w)) in kinds.iter().enumerate() {
+            *scaled.of_mut(role) = (spare * w / weight) as u32;
+            remainders.push((std::cmp::Reverse(spare * w % weight), i));
+        }
+        remainders.sort();
+        let short = cpus - scaled.total();
+        for &(_, i) in remainders.iter().take(short as usize) {
+            *scaled.of_mut(kinds[i].0) += 1;
+        }
+        scaled
+    }
 }
 
 impl Default for Threads {
@@ -521,6 +564,21 @@ fn line_of(s: &str, at: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scaling_keeps_the_collapsers_and_the_mix() {
+        let pml = crate::preset("pml-contended").unwrap().threads;
+        assert_eq!(pml.scaled_to(5), pml);
+        let two = pml.scaled_to(2);
+        assert_eq!((two.collapsers, two.neighbours, two.total()), (1, 1, 2));
+        let many = pml.scaled_to(64);
+        assert_eq!((many.collapsers, many.uffd, many.neighbours, many.readers), (1, 16, 31, 16));
+        assert_eq!(pml.scaled_to(1), Threads { collapsers: 1, readers: 0, ..Threads::default() });
+        let alone = Threads { readers: 0, ..Threads::default() }.scaled_to(3);
+        assert_eq!((alone.collapsers, alone.readers), (1, 2));
+        let mixed = crate::preset("mixed").unwrap().threads.scaled_to(256);
+        assert_eq!((mixed.total(), mixed.collapsers, mixed.faulters, mixed.markers), (256, 1, 32, 31));
+    }
 
     #[test]
     fn keys_match_what_serde_writes() {

@@ -1,0 +1,389 @@
+//! The simulation engine's cost model: how much virtual time each
+//! primitive takes.
+//!
+//! Under the simulation engine every kernel-named primitive on
+//! [`crate::Cx`] charges its [`Cost`] to the CPU's virtual clock; the
+//! other engines ignore the charges. A [`CostModel`] is read from a TOML
+//! file (every key optional, unknown keys rejected; values in ns) or
+//! measured by `collapse-bench calibrate`. The defaults below are the
+//! documented reference: each says where its number comes from. They are
+//! order-of-magnitude figures for a current x86-64 server core at about
+//! 3 GHz; what matters for a comparison of policies is their ratios (a
+//! lock hand-off costs tens of entry reads; an IPI costs hundreds).
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// A primitive the simulation engine charges virtual time for.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Cost {
+    /// `spin_lock` or `spin_trylock` on a free lock whose line is local.
+    LockUncontended,
+    /// A queued waiter taking over a lock its holder just released.
+    LockHandoff,
+    /// Pulling a cache line another CPU wrote last (a lock last held elsewhere).
+    CacheLineTransfer,
+    /// One PTE or PMD read (`ptep_get`, `pmdp_get_lockless`).
+    EntryRead,
+    /// One PTE or PMD store (`set_pte_at`, `pmd_populate`).
+    EntryWrite,
+    /// One atomic clear (`ptep_clear`, `pmdp_collapse_flush`'s clear).
+    EntryClear,
+    /// One rmap change (`page_remove_rmap`, `page_add_*_rmap`).
+    RmapUpdate,
+    /// One page reference change (`get_page`, `page_ref_sub`).
+    PageRef,
+    /// The local part of a range flush (`flush_tlb_range`).
+    RangeFlush,
+    /// The local part of `flush_tlb_mm`.
+    MmFlushBase,
+    /// One TLB-shootdown IPI, sent and acknowledged, per other CPU in `mm_cpumask`.
+    Ipi,
+    /// `mmu_notifier_invalidate_range_start` or `_end` with no subscriber.
+    Notifier,
+    /// An order-0 page from the allocator (`pte_alloc_one`, an anonymous page).
+    PageAlloc,
+    /// `pte_free_defer`: queueing the table for a grace period.
+    TableFree,
+    /// A user access that hits the TLB.
+    TlbHit,
+    /// A TLB miss: the hardware page walk.
+    TlbWalk,
+    /// Waking a sleeper (page lock) and switching to it.
+    Wakeup,
+    /// Entering and leaving the kernel for one actor operation (fault, ioctl, syscall).
+    KernelEntry,
+}
+
+impl Cost {
+    /// Every cost, in file order.
+    pub const ALL: [Cost; 18] = [
+        Cost::LockUncontended,
+        Cost::LockHandoff,
+        Cost::CacheLineTransfer,
+        Cost::EntryRead,
+        Cost::EntryWrite,
+        Cost::EntryClear,
+        Cost::RmapUpdate,
+        Cost::PageRef,
+        Cost::RangeFlush,
+        Cost::MmFlushBase,
+        Cost::Ipi,
+        Cost::Notifier,
+        Cost::PageAlloc,
+        Cost::TableFree,
+        Cost::TlbHit,
+        Cost::TlbWalk,
+        Cost::Wakeup,
+        Cost::KernelEntry,
+    ];
+
+    /// The key in a cost file.
+    pub fn key(self) -> &'static str {
+        match self {
+            Cost::LockUncontended => "lock_uncontended",
+            Cost::LockHandoff => "lock_handoff",
+            Cost::CacheLineTransfer => "cache_line_transfer",
+            Cost::EntryRead => "entry_read",
+            Cost::EntryWrite => "entry_write",
+            Cost::EntryClear => "entry_clear",
+            Cost::RmapUpdate => "rmap_update",
+            Cost::PageRef => "page_ref",
+            Cost::RangeFlush => "range_flush",
+            Cost::MmFlushBase => "mm_flush_base",
+            Cost::Ipi => "ipi",
+            Cost::Notifier => "notifier",
+            Cost::PageAlloc => "page_alloc",
+            Cost::TableFree => "table_free",
+            Cost::TlbHit => "tlb_hit",
+            Cost::TlbWalk => "tlb_walk",
+            Cost::Wakeup => "wakeup",
+            Cost::KernelEntry => "kernel_entry",
+        }
+    }
+
+    /// Where the default comes from (written into cost files as a comment).
+    pub fn source(self) -> &'static str {
+        match self {
+            Cost::LockUncontended => {
+                "qspinlock fast path: one `lock cmpxchg` on an L1-resident line (~20 cycles, Agner Fog's \
+                 instruction tables) plus the releasing store"
+            }
+            Cost::LockHandoff => {
+                "MCS hand-off: the releasing store reaches the next waiter's core and the waiter claims the \
+                 lock word: about two core-to-core line transfers"
+            }
+            Cost::CacheLineTransfer => {
+                "core-to-core cache-line latency within a socket, 40-100 ns on current x86 servers \
+                 (e.g. the core-to-core-latency measurements published for Xeon and EPYC parts)"
+            }
+            Cost::EntryRead => {
+                "step 1's per-entry work: a prefetched 8-byte load plus the checks on it (a 512-entry scan is \
+                 about 1 us)"
+            }
+            Cost::EntryWrite => "a plain 8-byte store to a line already owned",
+            Cost::EntryClear => "ptep_get_and_clear is an `xchg`, implicitly locked: ~20 cycles",
+            Cost::RmapUpdate => "an atomic on _mapcount plus a per-CPU lruvec statistic",
+            Cost::PageRef => "one atomic add on the page's refcount line",
+            Cost::RangeFlush => {
+                "a 2 MiB range is past tlb_single_page_flush_ceiling (33 pages), so x86 flushes the whole \
+                 local TLB (a CR3 write or INVPCID, 100-200 ns) and pays the refill later"
+            }
+            Cost::MmFlushBase => "flush_tlb_mm's local part: the same whole local flush",
+            Cost::Ipi => {
+                "per other CPU in mm_cpumask: the initiator sends the shootdown and waits for every \
+                 acknowledgement; published shootdown measurements grow about linearly with the CPUs \
+                 targeted, from a few us for a handful to tens of us for 100+ (Amit, USENIX ATC 2017; \
+                 Kumar et al., LATR, ASPLOS 2018). Not measurable from user space"
+            }
+            Cost::Notifier => "no subscriber: a check of mm->notifier_subscriptions and an SRCU-free return",
+            Cost::PageAlloc => "page-allocator fast path for an order-0 page (plus ptlock init for a table)",
+            Cost::TableFree => "pte_free_defer queues an RCU callback (call_rcu)",
+            Cost::TlbHit => "the user load itself, L1 hit",
+            Cost::TlbWalk => "a dTLB miss walked with the page-walk caches warm",
+            Cost::Wakeup => "folio_wake_bit: try_to_wake_up, then a context switch on the woken CPU",
+            Cost::KernelEntry => "a page fault or syscall entry and exit, mitigations off",
+        }
+    }
+}
+
+/// Virtual time per primitive, ns. Every key of a cost file is optional
+/// (a missing one keeps its default) and an unknown key is an error.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CostModel {
+    /// [`Cost::LockUncontended`].
+    pub lock_uncontended: f64,
+    /// [`Cost::LockHandoff`].
+    pub lock_handoff: f64,
+    /// [`Cost::CacheLineTransfer`].
+    pub cache_line_transfer: f64,
+    /// [`Cost::EntryRead`].
+    pub entry_read: f64,
+    /// [`Cost::EntryWrite`].
+    pub entry_write: f64,
+    /// [`Cost::EntryClear`].
+    pub entry_clear: f64,
+    /// [`Cost::RmapUpdate`].
+    pub rmap_update: f64,
+    /// [`Cost::PageRef`].
+    pub page_ref: f64,
+    /// [`Cost::RangeFlush`].
+    pub range_flush: f64,
+    /// [`Cost::MmFlushBase`].
+    pub mm_flush_base: f64,
+    /// [`Cost::Ipi`].
+    pub ipi: f64,
+    /// [`Cost::Notifier`].
+    pub notifier: f64,
+    /// [`Cost::PageAlloc`].
+    pub page_alloc: f64,
+    /// [`Cost::TableFree`].
+    pub table_free: f64,
+    /// [`Cost::TlbHit`].
+    pub tlb_hit: f64,
+    /// [`Cost::TlbWalk`].
+    pub tlb_walk: f64,
+    /// [`Cost::Wakeup`].
+    pub wakeup: f64,
+    /// [`Cost::KernelEntry`].
+    pub kernel_entry: f64,
+}
+
+impl Default for CostModel {
+    fn default() -> Self {
+        CostModel {
+            lock_uncontended: 10.0,
+            lock_handoff: 120.0,
+            cache_line_transfer: 60.0,
+            entry_read: 2.0,
+            entry_write: 2.0,
+            entry_clear: 8.0,
+            rmap_update: 15.0,
+            page_ref: 10.0,
+            range_flush: 150.0,
+            mm_flush_base: 150.0,
+            ipi: 300.0,
+            notifier: 20.0,
+            page_alloc: 100.0,
+            table_free: 50.0,
+            tlb_hit: 1.0,
+            tlb_walk: 30.0,
+            wakeup: 3000.0,
+            kernel_entry: 100.0,
+        }
+    }
+}
+
+/// Largest cost a file may give one primitive, ns (1 ms).
+pub const MAX_COST_NS: f64 = 1_000_000.0;
+
+/// Why a cost file could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}: {message}")]
+pub struct CostError {
+    /// The file (and line) at fault.
+    pub origin: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+impl CostModel {
+    /// The cost of `c`, ns.
+    pub fn ns(&self, c: Cost) -> f64 {
+        match c {
+            Cost::LockUncontended => self.lock_uncontended,
+            Cost::LockHandoff => self.lock_handoff,
+            Cost::CacheLineTransfer => self.cache_line_transfer,
+            Cost::EntryRead => self.entry_read,
+            Cost::EntryWrite => self.entry_write,
+            Cost::EntryClear => self.entry_clear,
+            Cost::RmapUpdate => self.rmap_update,
+            Cost::PageRef => self.page_ref,
+            Cost::RangeFlush => self.range_flush,
+            Cost::MmFlushBase => self.mm_flush_base,
+            Cost::Ipi => self.ipi,
+            Cost::Notifier => self.notifier,
+            Cost::PageAlloc => self.page_alloc,
+            Cost::TableFree => self.table_free,
+            Cost::TlbHit => self.tlb_hit,
+            Cost::TlbWalk => self.tlb_walk,
+            Cost::Wakeup => self.wakeup,
+            Cost::KernelEntry => self.kernel_entry,
+        }
+    }
+
+    /// Set the cost of `c`, ns.
+    pub fn set(&mut self, c: Cost, ns: f64) {
+        *match c {
+            Cost::LockUncontended => &mut self.lock_uncontended,
+            Cost::LockHandoff => &mut self.lock_handoff,
+            Cost::CacheLineTransfer => &mut self.cache_line_transfer,
+            Cost::EntryRead => &mut self.entry_read,
+            Cost::EntryWrite => &mut self.entry_write,
+            Cost::EntryClear => &mut self.entry_clear,
+            Cost::RmapUpdate => &mut self.rmap_update,
+            Cost::PageRef => &mut self.page_ref,
+            Cost::RangeFlush => &mut self.range_flush,
+            Cost::MmFlushBase => &mut self.mm_flush_base,
+            Cost::Ipi => &mut self.ipi,
+            Cost::Notifier => &mut self.notifier,
+            Cost::PageAlloc => &mut self.page_alloc,
+            Cost::TableFree => &mut self.table_free,
+            Cost::TlbHit => &mut self.tlb_hit,
+            Cost::TlbWalk => &mut self.tlb_walk,
+            Cost::Wakeup => &mut self.wakeup,
+            Cost::KernelEntry => &mut self.kernel_entry,
+        } = ns;
+    }
+
+    /// Every cost must be finite and in `0..=MAX_COST_NS`.
+    pub fn validate(&self) -> Result<(), String> {
+        for c in Cost::ALL {
+            let ns = self.ns(c);
+            if !(0.0..=MAX_COST_NS).contains(&ns) {
+                return Err(format!("{}: {ns} ns; allowed 0 to {MAX_COST_NS} ns", c.key()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Parse a cost file's text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<CostModel, CostError> {
+        let model: CostModel = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text.as_bytes()[..s.start.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1);
+            let keys: Vec<&str> = Cost::ALL.iter().map(|c| c.key()).collect();
+            let mut message = e.message().trim_end().to_owned();
+            if message.starts_with("unknown field") {
+                message = format!(
+                    "{}; allowed keys: {}",
+                    message.split(", expected").next().unwrap_or(&message),
+                    keys.join(", ")
+                );
+            }
+            CostError { origin: line.map_or(origin.to_owned(), |l| format!("{origin}:{l}")), message }
+        })?;
+        model.validate().map_err(|message| CostError { origin: origin.to_owned(), message })?;
+        Ok(model)
+    }
+
+    /// Read a cost file.
+    pub fn load(path: &Path) -> Result<CostModel, CostError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CostError { origin: origin.clone(), message: format!("cannot read the cost file: {e}") })?;
+        Self::parse(&text, &origin)
+    }
+
+    /// The model as a cost file: every key with its value and, as a
+    /// comment, where the number comes from (`notes` replaces the default
+    /// source for the keys it names, e.g. "measured: ...").
+    pub fn to_toml(&self, header: &str, notes: &[(Cost, String)]) -> String {
+        let mut out = String::new();
+        for line in header.lines() {
+            out += &format!("# {line}\n");
+        }
+        for c in Cost::ALL {
+            let note =
+                notes.iter().find(|(k, _)| *k == c).map_or_else(|| format!("default: {}", c.source()), |n| n.1.clone());
+            out += &format!("\n# {note}\n{} = {:?}\n", c.key(), self.ns(c));
+        }
+        out
+    }
+
+    /// The model in picoseconds, for the engine's clock.
+    pub fn table(&self) -> CostTable {
+        let mut ps = [0u64; Cost::ALL.len()];
+        for c in Cost::ALL {
+            ps[c as usize] = (self.ns(c) * 1000.0).round() as u64;
+        }
+        CostTable { ps }
+    }
+}
+
+/// A [`CostModel`] in picoseconds, indexed by [`Cost`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CostTable {
+    ps: [u64; Cost::ALL.len()],
+}
+
+impl CostTable {
+    /// `n` times the cost of `c`, ps.
+    #[inline]
+    pub fn ps(&self, c: Cost, n: u64) -> u64 {
+        self.ps[c as usize] * n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_the_serde_fields_in_order() {
+        let defaults = CostModel::default();
+        let text = defaults.to_toml("header", &[(Cost::Ipi, "measured: nothing".to_owned())]);
+        assert!(text.starts_with("# header\n"));
+        assert!(text.contains("# measured: nothing\nipi = 300.0\n"), "{text}");
+        assert_eq!(CostModel::parse(&text, "f").unwrap(), defaults);
+        for (i, c) in Cost::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i);
+        }
+    }
+
+    #[test]
+    fn a_missing_key_keeps_its_default_and_bad_keys_are_named() {
+        let m = CostModel::parse("ipi = 1000\n", "c.toml").unwrap();
+        assert_eq!(m.ipi, 1000.0);
+        assert_eq!(m.entry_read, CostModel::default().entry_read);
+        assert_eq!(m.table().ps(Cost::Ipi, 3), 3_000_000);
+        let e = CostModel::parse("entry_read = 1\nipis = 3\n", "c.toml").unwrap_err().to_string();
+        assert!(e.starts_with("c.toml:2: unknown field `ipis`; allowed keys: lock_uncontended,"), "{e}");
+        let e = CostModel::parse("wakeup = -1\n", "c.toml").unwrap_err().to_string();
+        assert_eq!(e, "c.toml: wakeup: -1 ns; allowed 0 to 1000000 ns");
+        let e = CostModel::parse("wakeup = \"x\"\n", "c.toml").unwrap_err().to_string();
+        assert!(e.starts_with("c.toml:1: invalid type"), "{e}");
+    }
+}

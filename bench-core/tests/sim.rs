@@ -1,0 +1,140 @@
+//! The simulation engine's timing rules, checked to the nanosecond with
+//! the default cost model: a spinning waiter burns virtual time until the
+//! release and then pays a hand-off, the lock hands over in FIFO order,
+//! and a flush pays one IPI per other CPU that has run the mm.
+
+use bench_core::controlled::{run_controlled, ControlledConfig, End, Strategy};
+use bench_core::mm::NEIGHBOUR_SLOT;
+use bench_core::native::Actor;
+use bench_core::{Cost, CostModel, Cx, Engine, FileKind, Mm, MmConfig, PmdRef, Role};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+fn model(cpus: u32) -> Arc<Mm> {
+    Arc::new(
+        Mm::new(MmConfig {
+            ranges: vec![0],
+            file: FileKind::Shmem,
+            split_pmd_ptlocks: true,
+            split_pte_ptlocks: true,
+            cpus,
+            density: 512,
+            anon_pages: 64,
+            spare_tables: 64,
+            oracles: true,
+        })
+        .expect("valid model"),
+    )
+}
+
+fn simulate(mm: &Arc<Mm>, actors: Vec<Step>) -> End {
+    let cfg = ControlledConfig {
+        strategy: Strategy::TimeOrdered(CostModel::default().table()),
+        ops: u64::MAX,
+        ops_per_cpu: 1,
+        max_steps: 1_000_000,
+        until_ns: u64::MAX,
+        record_trace: false,
+    };
+    run_controlled(mm.clone(), actors, &cfg).end
+}
+
+/// The `pml` of range 0's PMD table (as a neighbour takes it).
+const PML: PmdRef = PmdRef { table: 0, idx: NEIGHBOUR_SLOT };
+
+/// One operation: wait `start_ns`, then take `pml`, hold it `hold_ns`,
+/// release; or join the mm and flush it. Records when things happened.
+enum Step {
+    Lock { start_ns: u64, hold_ns: u64, acquired_at: Arc<AtomicU64> },
+    JoinMm,
+    Flush { start_ns: u64, took: Arc<AtomicU64> },
+}
+
+impl Actor for Step {
+    fn role(&self) -> Role {
+        Role::Neighbour
+    }
+
+    fn op<E: Engine>(&mut self, cx: &mut Cx<'_, E>) -> bool {
+        match self {
+            Step::Lock { start_ns, hold_ns, acquired_at } => {
+                cx.pause(*start_ns);
+                let pml = cx.pmd_lock(PML);
+                acquired_at.store(cx.now_ns(), Ordering::Relaxed);
+                cx.ndelay(*hold_ns);
+                cx.spin_unlock(pml);
+            }
+            Step::JoinMm => cx.switch_mm(),
+            Step::Flush { start_ns, took } => {
+                cx.switch_mm();
+                cx.pause(*start_ns);
+                let t0 = cx.now_ns();
+                cx.flush_tlb_mm();
+                took.store(cx.now_ns() - t0, Ordering::Relaxed);
+            }
+        }
+        true
+    }
+}
+
+fn ns(c: Cost) -> u64 {
+    CostModel::default().ns(c) as u64
+}
+
+#[test]
+fn a_spinning_waiter_burns_time_until_the_release_then_pays_a_hand_off() {
+    let mm = model(2);
+    let (holder, waiter) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let end = simulate(
+        &mm,
+        vec![
+            Step::Lock { start_ns: 0, hold_ns: 10_000, acquired_at: holder.clone() },
+            Step::Lock { start_ns: 1_000, hold_ns: 0, acquired_at: waiter.clone() },
+        ],
+    );
+    assert_eq!(end, End::Finished);
+    let entry = ns(Cost::KernelEntry);
+    // The holder: kernel entry, an uncontended lock on a line nobody else wrote.
+    let held_at = entry + ns(Cost::LockUncontended);
+    assert_eq!(holder.load(Ordering::Relaxed), held_at);
+    // The waiter asks at entry + 1 us, spins until the release, takes over.
+    let released_at = held_at + 10_000;
+    assert_eq!(waiter.load(Ordering::Relaxed), released_at + ns(Cost::LockHandoff));
+    let stats = mm.lock_stats().find(|l| l.2.contended > 0).expect("one contended acquisition").2;
+    assert_eq!(stats.wait_ns, released_at + ns(Cost::LockHandoff) - (entry + 1_000));
+    assert_eq!((stats.acquisitions, stats.contended), (2, 1));
+}
+
+#[test]
+fn waiters_get_the_lock_in_the_order_they_queued() {
+    let mm = model(4);
+    let times: Vec<Arc<AtomicU64>> = (0..4).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    // Queued at +1.3, +1.1 and +1.2 us on CPUs 1, 2, 3; each holds 1 us.
+    let starts = [0, 1_300, 1_100, 1_200];
+    let actors = (0..4)
+        .map(|i| Step::Lock {
+            start_ns: starts[i],
+            hold_ns: if i == 0 { 10_000 } else { 1_000 },
+            acquired_at: times[i].clone(),
+        })
+        .collect();
+    assert_eq!(simulate(&mm, actors), End::Finished);
+    let at: Vec<u64> = times.iter().map(|t| t.load(Ordering::Relaxed)).collect();
+    let handoff = ns(Cost::LockHandoff);
+    let first = ns(Cost::KernelEntry) + ns(Cost::LockUncontended) + 10_000 + handoff;
+    // FIFO by queueing time: CPU 2, then 3, then 1.
+    assert_eq!([at[2], at[3], at[1]], [first, first + 1_000 + handoff, first + 2 * (1_000 + handoff)]);
+}
+
+#[test]
+fn a_whole_mm_flush_pays_one_ipi_per_other_cpu_that_ran_the_mm() {
+    for others in [0u32, 1, 3, 7] {
+        let mm = model(others + 1);
+        let took = Arc::new(AtomicU64::new(0));
+        let mut actors = vec![Step::Flush { start_ns: 1_000, took: took.clone() }];
+        actors.extend((0..others).map(|_| Step::JoinMm));
+        assert_eq!(simulate(&mm, actors), End::Finished);
+        let want = ns(Cost::MmFlushBase) + u64::from(others) * ns(Cost::Ipi);
+        assert_eq!(took.load(Ordering::Relaxed), want, "{others} other CPUs in mm_cpumask");
+    }
+}
