@@ -37,6 +37,13 @@
 //! * `presets` — every shipped policy on every preset: mean collapse
 //!   latency with the preset's other actors running in the background
 //!   (oracles off; restores and background work not counted).
+//! * `simulation` — the simulation engine's own speed, oracles on:
+//!   scheduling steps (a virtual CPU run up to its next stop; each is one
+//!   or more charged primitives) per second of wall time, on one core,
+//!   for `pml-contended` on its 5 CPUs and `mixed` scaled to 64 CPUs.
+//!   The `mixed`/64 figure times 2 ms of virtual time; the target (1
+//!   virtual second in <= 30 s) is that figure times 500, or run
+//!   `collapse-bench run --engine sim -w mixed --cpus 64 --duration 1s`.
 //!
 //! # Running
 //!
@@ -55,7 +62,7 @@
 use bench_core::mm::{range_addr, vpn, MmConfig};
 use bench_core::native::Limit;
 use bench_core::pte::{HPAGE_PMD_SIZE, PTRS_PER_PTE};
-use bench_core::{Cx, DynPolicy, FileKind, Mm, Native, PmdKind, Role, ScanResult};
+use bench_core::{CostModel, Cx, DynPolicy, FileKind, Mm, Native, PmdKind, Role, ScanResult};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use memmap2::MmapMut;
 use std::hint::black_box;
@@ -63,7 +70,7 @@ use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use workloads::actors::restore;
-use workloads::{run_policy, RunOptions};
+use workloads::{run_policy, simulate_policy, RunOptions, SimOptions};
 
 // ---------------------------------------------------------------------
 // Shared setup
@@ -506,57 +513,6 @@ fn native_collapses_per_sec(c: &mut Criterion) {
 }
 
 // ---------------------------------------------------------------------
-// Group 4: every policy on every preset
-// ---------------------------------------------------------------------
-
-/// Collapses timed per iteration batch of `presets`.
-const PRESET_COLLAPSES: u64 = 50;
-
-/// `presets/<preset>/<policy>`: collapse latency with the preset's actors
-/// running in the background, oracles off. Each sample runs the preset
-/// natively until [`PRESET_COLLAPSES`] collapses and reports the summed
-/// latency of the collapses alone (restores and the other actors' work are
-/// not counted), so criterion's time is the mean collapse latency under
-/// that preset's contention. On a 2-core machine most presets run more
-/// threads than cores (the run says so): read these as relative figures.
-fn presets(c: &mut Criterion) {
-    let mut group = c.benchmark_group("presets");
-    group
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1))
-        .sample_size(10);
-    for (preset, _) in workloads::PRESETS {
-        let mut scenario = workloads::preset(preset).expect("preset");
-        scenario.set("oracles", "false").expect("oracles key");
-        for entry in collapse_bench::registry() {
-            let p = policy(entry.name);
-            let opts = RunOptions {
-                limit: Limit::Ops { ops: PRESET_COLLAPSES, cap: Duration::from_secs(10) },
-                pin: true,
-                hook: None,
-                git_revision: String::new(),
-            };
-            group.bench_function(format!("{preset}/{}", entry.name), |b| {
-                b.iter_custom(|iters| {
-                    let mut total = Duration::ZERO;
-                    let mut done = 0u64;
-                    while done < iters {
-                        let run = run_policy(p.clone(), &scenario, &opts).expect("run");
-                        let Some(lat) = run.metrics.collapse_latency_ns.get("all") else { continue };
-                        let take = lat.count.min(iters - done);
-                        total += Duration::from_nanos((lat.mean * take as f64) as u64);
-                        done += take;
-                    }
-                    total
-                })
-            });
-        }
-    }
-    group.finish();
-}
-
-// ---------------------------------------------------------------------
 // Group 3: primitives
 // ---------------------------------------------------------------------
 
@@ -617,6 +573,86 @@ fn primitives(c: &mut Criterion) {
     assert_clean(&mm, "primitives");
 }
 
+// ---------------------------------------------------------------------
+// Group 4: every policy on every preset
+// ---------------------------------------------------------------------
+
+/// Collapses timed per iteration batch of `presets`.
+const PRESET_COLLAPSES: u64 = 50;
+
+/// `presets/<preset>/<policy>`: collapse latency with the preset's actors
+/// running in the background, oracles off. Each sample runs the preset
+/// natively until [`PRESET_COLLAPSES`] collapses and reports the summed
+/// latency of the collapses alone (restores and the other actors' work are
+/// not counted), so criterion's time is the mean collapse latency under
+/// that preset's contention. On a 2-core machine most presets run more
+/// threads than cores (the run says so): read these as relative figures.
+fn presets(c: &mut Criterion) {
+    let mut group = c.benchmark_group("presets");
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+        .sample_size(10);
+    for (preset, _) in workloads::PRESETS {
+        let mut scenario = workloads::preset(preset).expect("preset");
+        scenario.set("oracles", "false").expect("oracles key");
+        for entry in collapse_bench::registry() {
+            let p = policy(entry.name);
+            let opts = RunOptions {
+                limit: Limit::Ops { ops: PRESET_COLLAPSES, cap: Duration::from_secs(10) },
+                pin: true,
+                hook: None,
+                git_revision: String::new(),
+            };
+            group.bench_function(format!("{preset}/{}", entry.name), |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    let mut done = 0u64;
+                    while done < iters {
+                        let run = run_policy(p.clone(), &scenario, &opts).expect("run");
+                        let Some(lat) = run.metrics.collapse_latency_ns.get("all") else { continue };
+                        let take = lat.count.min(iters - done);
+                        total += Duration::from_nanos((lat.mean * take as f64) as u64);
+                        done += take;
+                    }
+                    total
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+// ---------------------------------------------------------------------
+// Group 5: the simulation engine's speed
+// ---------------------------------------------------------------------
+
+/// Virtual time of one simulated run.
+const SIM_VIRTUAL: Duration = Duration::from_millis(2);
+
+fn simulation(c: &mut Criterion) {
+    let mut group = c.benchmark_group("simulation");
+    group.sampling_mode(SamplingMode::Flat).sample_size(10).measurement_time(Duration::from_secs(3));
+    let opts = SimOptions { costs: CostModel::default(), limit: Limit::Duration(SIM_VIRTUAL) };
+    for (preset, cpus) in [("pml-contended", 5), ("mixed", 64)] {
+        let mut scenario = workloads::preset(preset).expect("preset");
+        scenario.threads = scenario.threads.scaled_to(cpus);
+        let p = policy("v2-flush-bool");
+        // The run is deterministic: its step count is the throughput unit.
+        let steps = simulate_policy(p.clone(), &scenario, &opts).expect("simulate").steps;
+        group.throughput(Throughput::Elements(steps));
+        group.bench_function(format!("{preset}/{cpus}cpus/steps"), |b| {
+            b.iter(|| {
+                let sim = simulate_policy(p.clone(), &scenario, &opts).expect("simulate");
+                assert_eq!(sim.steps, steps, "a simulation repeats itself");
+                sim.run.collapses
+            })
+        });
+    }
+    group.finish();
+}
+
 /// Criterion draws its own plots with plotters, which (sharing the
 /// workspace's plotters features) needs the embedded font registered.
 fn config() -> Criterion {
@@ -627,6 +663,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = uncontended_collapse, native_collapses_per_sec, primitives, presets
+    targets = uncontended_collapse, native_collapses_per_sec, primitives, presets, simulation
 }
 criterion_main!(benches);

@@ -105,7 +105,7 @@ struct Plan {
 impl Plan {
     fn new(quick: bool, engine: EngineKind) -> Plan {
         // Virtual time per simulated cell: long enough for hundreds of collapses.
-        let sim_time = Duration::from_millis(if quick { 10 } else { 40 });
+        let sim_time = Duration::from_millis(if quick { 10 } else { 20 });
         let run_time = match (engine, quick) {
             (EngineKind::Sim, _) => sim_time,
             (EngineKind::Native, true) => Duration::from_millis(150),

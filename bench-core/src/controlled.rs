@@ -515,22 +515,40 @@ fn time_ordered(
     let mut runnable: BinaryHeap<Reverse<(u64, u32)>> = (0..cpus.len() as u32).map(|c| Reverse((0, c))).collect();
     let mut blocked: Vec<u32> = vec![];
     let mut steps = 0u64;
-    // Probe the blocked CPUs `wake` selects; those that can go on become runnable.
+    // Probe blocked CPUs; those that can go on become runnable. With
+    // `released` (the releases since the last probe), a lock or page-lock
+    // waiter is probed only if its lock was released, and one release
+    // wakes one waiter: both hand over to one CPU, and `blocked` is in
+    // blocking order, which for the ticket lock is ticket order. Without,
+    // every blocked CPU is probed.
     let probe = |cpus: &mut [Cpu],
                  state: &mut [State],
                  blocked: &mut Vec<u32>,
                  runnable: &mut BinaryHeap<Reverse<(u64, u32)>>,
                  metrics: &mut Metrics,
-                 wake: &dyn Fn(Event) -> bool| {
+                 mut released: Option<Vec<Event>>| {
         blocked.retain(|&cpu| {
             let State::Blocked(on) = state[cpu as usize] else { unreachable!("only blocked CPUs are listed") };
-            if !wake(on) {
+            let release = match on {
+                Event::Lock(id) => Some(Event::Unlock(id)),
+                Event::PageLock(pfn) => Some(Event::PageOp(pfn)),
+                // A table comes back with a grace period: always look (rare).
+                _ => None,
+            };
+            let pending = match (&released, release) {
+                (Some(list), Some(ev)) => list.iter().position(|&r| r == ev),
+                _ => None,
+            };
+            if released.is_some() && release.is_some() && pending.is_none() {
                 return true;
             }
             state[cpu as usize] = resume(&mut cpus[cpu as usize], Resume::Probe, metrics);
             match state[cpu as usize] {
                 State::Blocked(_) => true,
                 State::Runnable => {
+                    if let (Some(list), Some(i)) = (released.as_mut(), pending) {
+                        list.swap_remove(i);
+                    }
                     runnable.push(Reverse((sim.clocks[cpu as usize].get(), cpu)));
                     false
                 }
@@ -545,7 +563,7 @@ fn time_ordered(
                 break End::Finished;
             }
             // Nothing can run: a last look at every waiter before calling it a deadlock.
-            probe(cpus, &mut state, &mut blocked, &mut runnable, metrics, &|_| true);
+            probe(cpus, &mut state, &mut blocked, &mut runnable, metrics, None);
             if runnable.is_empty() {
                 break End::Deadlock(describe_deadlock(mm, &state, roles));
             }
@@ -570,14 +588,7 @@ fn time_ordered(
         sim.now_ps.set(sim.clocks[c].get());
         let released = sim.released.take();
         if !blocked.is_empty() {
-            // Lock and page-lock waiters wake on their release; a waiter
-            // for a table (a grace period) is always probed (rare).
-            let wake = |on: Event| match on {
-                Event::Lock(id) => released.contains(&Event::Unlock(id)),
-                Event::PageLock(pfn) => released.contains(&Event::PageOp(pfn)),
-                _ => true,
-            };
-            probe(cpus, &mut state, &mut blocked, &mut runnable, metrics, &wake);
+            probe(cpus, &mut state, &mut blocked, &mut runnable, metrics, Some(released));
         }
     };
     (steps, end)

@@ -3,8 +3,9 @@
 //! the engines that run them, and the oracles that judge them.
 //!
 //! A policy implements [`CollapsePolicy`] with calls on [`Cx`]; the
-//! engines ([`native`], [`controlled`]) run it beside other actors on an
-//! [`Mm`]; the oracles ([`Oracle`]) report what broke; [`metrics`] and
+//! engines ([`native`], [`controlled`]; with its time-ordered strategy and
+//! a [`cost`] model, the controlled engine is the simulation) run it
+//! beside other actors on an [`Mm`]; the oracles ([`Oracle`]) report what broke; [`metrics`] and
 //! [`results`] say how fast. The [`policy`] module says how to write one
 //! and what it must guarantee; [`primitives`] lists what it may call.
 //!

@@ -37,9 +37,13 @@ pub struct Loaded {
     pub cells: Vec<Cell>,
 }
 
-const RUN_KEYS: &str = "schema, tool, environment, scenario, command, runs";
+/// The top-level keys of a `run` result, for error messages (`costs` only
+/// in results of the simulation engine).
+const RUN_KEYS: &str = "schema, tool, environment, scenario, costs, command, runs";
+/// The top-level keys of a `report` result (`cpu_sweep` only in reports
+/// with the simulation engine's sweep).
 const REPORT_KEYS: &str =
-    "schema, tool, environment, command, base, quick, repetitions, run_seconds, cells, scaling, verdicts";
+    "schema, tool, environment, command, base, quick, repetitions, run_seconds, cells, scaling, cpu_sweep, verdicts";
 
 fn json_kind(v: &Value) -> &'static str {
     match v {

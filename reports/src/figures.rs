@@ -90,13 +90,33 @@ fn collapse_latency(run: &PolicyRun) -> Option<&HistSummary> {
     run.metrics.collapse_latency_ns.get("all")
 }
 
-/// The neighbours' contended `pml` wait; 0 when neighbours ran but never
-/// had to wait (only contended acquisitions are recorded).
-fn neighbour_wait_p99(run: &PolicyRun) -> Option<f64> {
+/// Collapse latency p99, µs.
+pub fn collapse_latency_p99_us(run: &PolicyRun) -> Option<f64> {
+    collapse_latency(run).map(|h| us(h.p99))
+}
+
+/// The collapse's own `pml` hold (see [`pml_hold`]), p99, µs.
+pub fn pml_hold_p99_us(run: &PolicyRun) -> Option<f64> {
+    pml_hold(run).map(|h| us(h.p99))
+}
+
+/// The neighbours' contended `pml` wait, p99, µs; 0 when neighbours ran
+/// but never had to wait (only contended acquisitions are recorded).
+pub fn neighbour_wait_p99_us(run: &PolicyRun) -> Option<f64> {
     match neighbour_wait(run) {
         Some(h) => Some(us(h.p99)),
         None => run.metrics.op_latency_ns.contains_key("neighbour").then_some(0.0),
     }
+}
+
+/// TLB flushes (range and whole-mm) the collapses did themselves, per collapse.
+pub fn collapse_flushes_per_collapse(run: &PolicyRun) -> Option<f64> {
+    per_collapse(run, run.metrics.counters.collapse_flushes, 1.0)
+}
+
+/// IPIs the collapses' own flushes sent, per collapse.
+pub fn collapse_ipis_per_collapse(run: &PolicyRun) -> Option<f64> {
+    per_collapse(run, run.metrics.counters.collapse_ipis, 1.0)
 }
 
 /// Prefix of the abort rows.
@@ -123,10 +143,10 @@ pub fn fixed_figures() -> Vec<Figure> {
     vec![
         Figure::new("collapses_per_s", true, |r| Some(r.collapses_per_s)),
         Figure::new("collapse.latency.p50_us", true, |r| collapse_latency(r).map(|h| us(h.p50))),
-        Figure::new("collapse.latency.p99_us", true, |r| collapse_latency(r).map(|h| us(h.p99))),
-        Figure::new("pml.hold.p99_us", true, |r| pml_hold(r).map(|h| us(h.p99))),
+        Figure::new("collapse.latency.p99_us", true, collapse_latency_p99_us),
+        Figure::new("pml.hold.p99_us", true, pml_hold_p99_us),
         Figure::new("pml.hold.max_us", true, |r| pml_hold(r).map(|h| us(h.max))),
-        Figure::new("neighbour.pml_wait.p99_us", true, neighbour_wait_p99),
+        Figure::new("neighbour.pml_wait.p99_us", true, neighbour_wait_p99_us),
         Figure::new("ptl.hold.p99_us", false, |r| r.metrics.lock_hold_ns.get("collapse/ptl").map(|h| us(h.p99))),
         Figure::new("faulter.latency.p99_us", false, |r| r.metrics.op_latency_ns.get("faulter").map(|h| us(h.p99))),
         Figure::new("uffd.latency.p99_us", false, |r| r.metrics.op_latency_ns.get("uffd").map(|h| us(h.p99))),
@@ -136,6 +156,19 @@ pub fn fixed_figures() -> Vec<Figure> {
         Figure::new("recheck_passes_per_collapse", false, |r| per_collapse(r, r.metrics.counters.recheck_passes, 1.0)),
         Figure::new("flush_tlb_mm_per_1000_collapses", false, |r| per_collapse(r, r.metrics.counters.flush_mm, 1000.0)),
         Figure::new("ipis_per_collapse", false, |r| per_collapse(r, r.metrics.counters.ipis, 1.0)),
+    ]
+}
+
+/// The figures of the CPU sweep's tables, in the order printed: the
+/// latencies named as in the comparison tables, then the collapse's own
+/// TLB flushes and their IPIs (which grow with the CPUs in `mm_cpumask`).
+pub fn cpu_sweep_figures() -> Vec<Figure> {
+    vec![
+        Figure::new("collapse.latency.p99_us", true, collapse_latency_p99_us),
+        Figure::new("pml.hold.p99_us", true, pml_hold_p99_us),
+        Figure::new("neighbour.pml_wait.p99_us", true, neighbour_wait_p99_us),
+        Figure::new("collapse.flushes_per_collapse", false, collapse_flushes_per_collapse),
+        Figure::new("collapse.ipis_per_collapse", false, collapse_ipis_per_collapse),
     ]
 }
 

@@ -1,17 +1,19 @@
 //! The plots of `collapse-bench report`, each as SVG and PNG: collapse
 //! latency CDFs, `pml` hold histograms and neighbour wait CDFs per workload,
-//! throughput with error bars, the scaling sweep, and every counterexample
-//! as a timeline.
+//! throughput with error bars, the scaling sweep over actor threads, the
+//! simulated sweep over CPU counts, and every counterexample as a timeline.
 //!
 //! Text is drawn with DejaVu Sans, embedded in the binary (`reports/fonts/`)
 //! and rasterised with ab_glyph: no system font, no fontconfig. Both files of
 //! a plot come from the same drawing code, so they show the same thing.
 
+use crate::figures::{collapse_ipis_per_collapse, collapse_latency_p99_us, neighbour_wait_p99_us, pml_hold_p99_us};
 use crate::stats::mean_stddev;
 use crate::summary::{fmt_ns, neighbour_wait, pml_hold};
 use bench_core::metrics::HistSummary;
-use bench_core::results::{write_atomic, Cell, PolicyRun, ReportResults, Verdict};
-use plotters::coord::ranged1d::{AsRangedCoord, DefaultFormatting, KeyPointHint, Ranged, ValueFormatter};
+use bench_core::results::{write_atomic, Cell, CpuSweep, PolicyRun, ReportResults, ScalingPoint, Verdict};
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -74,7 +76,8 @@ pub fn register_fonts() -> Result<(), PlotError> {
 /// Render every plot of `r` into `dir` (which exists) as `<stem>.svg` and
 /// `<stem>.png`; return the stems written, in reading order: throughput,
 /// then per workload its latency CDF, `pml` hold histogram and neighbour
-/// wait CDF, then the scaling sweep, then the counterexample timelines.
+/// wait CDF, then the scaling sweep (`scaling-*`), then the CPU sweep
+/// (`cpus-*`, where `r` has one), then the counterexample timelines.
 /// Plots without data are left out.
 pub fn render_all(r: &ReportResults, dir: &Path) -> Result<Vec<String>, PlotError> {
     register_fonts()?;
@@ -134,8 +137,21 @@ enum Body {
 struct Axis {
     desc: String,
     range: Range<f64>,
-    log: bool,
+    scale: Scale,
     ticks: Ticks,
+}
+
+/// How an axis maps values to positions, and where its ticks go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scale {
+    /// Evenly spaced values, plotters' own ticks.
+    Linear,
+    /// Logarithmic, ticks at 1-2-5 steps (powers of ten alone over many
+    /// decades). The range must be positive.
+    Log10,
+    /// Logarithmic, ticks at powers of two (CPU counts). The range must be
+    /// positive.
+    Log2,
 }
 
 /// How an axis labels its ticks.
@@ -244,8 +260,9 @@ const LOCK_PALETTE: [RGBColor; 4] =
 const GREY: RGBColor = RGBColor(100, 100, 100);
 const VIOLATION: RGBColor = RGBColor(200, 0, 0);
 
-/// Policies in a fixed order (the base first), so a policy keeps its
-/// colour across every plot.
+/// Policies in a fixed order (the base first, then as they first appear
+/// in the cells, the scaling sweep and the CPU sweep), so a policy keeps
+/// its colour across every plot.
 struct Policies(Vec<String>);
 
 impl Policies {
@@ -256,11 +273,13 @@ impl Policies {
                 names.push(n.to_owned());
             }
         };
-        if r.cells.iter().any(|c| c.policy == r.base) || r.scaling.iter().any(|p| p.policy == r.base) {
+        let sweep_points = r.cpu_sweep.iter().flat_map(|s| &s.points);
+        let points = || r.scaling.iter().chain(sweep_points.clone());
+        if r.cells.iter().any(|c| c.policy == r.base) || points().any(|p| p.policy == r.base) {
             add(&r.base);
         }
         r.cells.iter().for_each(|c| add(&c.policy));
-        r.scaling.iter().for_each(|p| add(&p.policy));
+        points().for_each(|p| add(&p.policy));
         Policies(names)
     }
 
@@ -367,6 +386,7 @@ fn pages(r: &ReportResults) -> Vec<Page> {
         out.extend(neighbour_wait_cdf(w, &cells, &policies));
     }
     out.extend(scaling(r, &policies));
+    out.extend(r.cpu_sweep.iter().flat_map(|sweep| cpu_sweep(sweep, &policies)));
     out.extend(timelines(r));
     // Stems stay unique even where two names clean up the same.
     let mut seen: Vec<String> = Vec::new();
@@ -485,8 +505,8 @@ fn cdf_page(spec: CdfSpec, cells: &[&Cell], policies: &Policies) -> Option<Page>
         legend,
         footer: Vec::new(),
         body: Body::Xy(XyPlot {
-            x: Axis { desc: x_desc.into(), range: log_range(lo, hi), log: true, ticks: Ticks::Time },
-            y: Axis { desc: y_desc.into(), range: 0.0..1.02, log: false, ticks: Ticks::Number },
+            x: Axis { desc: x_desc.into(), range: log_range(lo, hi), scale: Scale::Log10, ticks: Ticks::Time },
+            y: Axis { desc: y_desc.into(), range: 0.0..1.02, scale: Scale::Linear, ticks: Ticks::Number },
             series,
         }),
     })
@@ -584,11 +604,16 @@ fn pml_hold_hist(workload: &str, cells: &[&Cell], policies: &Policies) -> Option
         legend,
         footer: Vec::new(),
         body: Body::Xy(XyPlot {
-            x: Axis { desc: "pml (PMD lock) hold time (log scale)".into(), range, log: true, ticks: Ticks::Time },
+            x: Axis {
+                desc: "pml (PMD lock) hold time (log scale)".into(),
+                range,
+                scale: Scale::Log10,
+                ticks: Ticks::Time,
+            },
             y: Axis {
                 desc: "fraction of holds in bin".into(),
                 range: 0.0..(y_max * 1.1).max(0.01),
-                log: false,
+                scale: Scale::Linear,
                 ticks: Ticks::Number,
             },
             series,
@@ -657,6 +682,122 @@ fn throughput(r: &ReportResults, policies: &Policies, workloads: &[&str]) -> Opt
     })
 }
 
+/// What a sweep chart shows: one figure of every point's run, a line per
+/// policy.
+struct SweepChart {
+    /// File stem, after the sweep's prefix (`scaling-`, `cpus-`).
+    stem: &'static str,
+    /// The figure, for the title ("pml hold p99").
+    what: &'static str,
+    /// The y axis's description.
+    y_desc: &'static str,
+    /// How the y axis labels the figure's values.
+    y_ticks: Ticks,
+    /// The figure of one run (`None`: the run does not have it).
+    value: fn(&PolicyRun) -> Option<f64>,
+}
+
+/// The collapse's own `pml` hold, p99.
+const PML_HOLD_P99: SweepChart = SweepChart {
+    stem: "pml-hold",
+    what: "pml hold p99",
+    y_desc: "collapse's pml hold, p99",
+    y_ticks: Ticks::Time,
+    value: pml_hold_p99_us,
+};
+
+/// The neighbours' contended `pml` wait, p99.
+const NEIGHBOUR_WAIT_P99: SweepChart = SweepChart {
+    stem: "neighbour-wait",
+    what: "Neighbour pml wait p99",
+    y_desc: "neighbours' pml wait, p99",
+    y_ticks: Ticks::Time,
+    value: neighbour_wait_p99_us,
+};
+
+/// The charts of the CPU sweep, in order.
+const CPU_SWEEP_CHARTS: [SweepChart; 4] = [
+    SweepChart {
+        stem: "collapse-latency",
+        what: "Collapse latency p99",
+        y_desc: "collapse_pte_mapped_thp() latency, p99",
+        y_ticks: Ticks::Time,
+        value: collapse_latency_p99_us,
+    },
+    PML_HOLD_P99,
+    NEIGHBOUR_WAIT_P99,
+    SweepChart {
+        stem: "ipis",
+        what: "IPIs per collapse",
+        y_desc: "IPIs of the collapse's own TLB flushes, per collapse",
+        y_ticks: Ticks::Number,
+        value: collapse_ipis_per_collapse,
+    },
+];
+
+/// The lines of `chart` over `points`, x = each point's `threads` on a
+/// `x_scale` axis (padded so that no marker sits on its edge), one line
+/// per policy in its colour, with their legend; `None` where no point has
+/// the figure. The y axis is linear from 0, or logarithmic (zeros left
+/// out) where the values are more than a factor 100 apart.
+fn sweep_lines(
+    points: &[&ScalingPoint],
+    chart: &SweepChart,
+    policies: &Policies,
+    x_desc: &str,
+    x_scale: Scale,
+) -> Option<(Vec<LegendEntry>, Body)> {
+    let mut by_policy: BTreeMap<usize, Vec<(f64, f64)>> = BTreeMap::new();
+    for p in points {
+        if let Some(y) = (chart.value)(&p.run).filter(|y| y.is_finite()) {
+            by_policy.entry(policies.index(&p.policy)).or_default().push((p.threads as f64, y));
+        }
+    }
+    if by_policy.is_empty() {
+        return None;
+    }
+    let mut series = Vec::new();
+    let mut legend = Vec::new();
+    let (mut x_lo, mut x_hi, mut y_lo, mut y_hi) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, 0f64);
+    for (i, mut pts) in by_policy {
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for &(x, y) in &pts {
+            x_lo = x_lo.min(x);
+            x_hi = x_hi.max(x);
+            y_hi = y_hi.max(y);
+            if y > 0.0 {
+                y_lo = y_lo.min(y);
+            }
+        }
+        let color = PALETTE[i % PALETTE.len()];
+        legend.push(LegendEntry { color, text: policies.0[i].clone(), line: true });
+        series.push(XySeries { color, points: pts, markers: true, fill: false });
+    }
+    let x_range = match x_scale {
+        Scale::Linear => {
+            let pad = ((x_hi - x_lo) * 0.05).max(0.5);
+            (x_lo - pad)..(x_hi + pad)
+        }
+        // A third of an octave on either side.
+        Scale::Log10 | Scale::Log2 => (x_lo / 1.26)..(x_hi * 1.26),
+    };
+    let x = Axis { desc: x_desc.into(), range: x_range, scale: x_scale, ticks: Ticks::Integer };
+    let y = if y_lo.is_finite() && y_hi / y_lo > 100.0 {
+        for s in &mut series {
+            s.points.retain(|p| p.1 > 0.0);
+        }
+        let desc = format!("{} (log scale)", chart.y_desc);
+        Axis { desc, range: log_range(y_lo, y_hi), scale: Scale::Log10, ticks: chart.y_ticks }
+    } else {
+        let range = 0.0..(y_hi * 1.1).max(0.001);
+        Axis { desc: chart.y_desc.into(), range, scale: Scale::Linear, ticks: chart.y_ticks }
+    };
+    Some((legend, Body::Xy(XyPlot { x, y, series })))
+}
+
+/// The scaling sweep over actor threads: per workload, the pml hold and
+/// the neighbours' wait (`scaling-*`, suffixed with the workload where
+/// there are several).
 fn scaling(r: &ReportResults, policies: &Policies) -> Vec<Page> {
     let mut workloads: Vec<&str> = Vec::new();
     for p in &r.scaling {
@@ -666,74 +807,47 @@ fn scaling(r: &ReportResults, policies: &Policies) -> Vec<Page> {
     }
     let mut out = Vec::new();
     for w in &workloads {
-        let points: Vec<_> = r.scaling.iter().filter(|p| p.workload == *w).collect();
+        let points: Vec<&ScalingPoint> = r.scaling.iter().filter(|p| p.workload == *w).collect();
         let mut knobs: Vec<&str> = points.iter().map(|p| p.knob.as_str()).collect();
         knobs.dedup();
         let suffix = if workloads.len() > 1 { format!("-{}", file_stem(w)) } else { String::new() };
-        let charts: [(&str, &str, &str, HistOf); 2] = [
-            ("scaling-pml-hold", "pml hold p99", "collapse's pml hold, p99", pml_hold),
-            ("scaling-neighbour-wait", "Neighbour pml wait p99", "neighbours' pml wait, p99", neighbour_wait),
-        ];
-        for (stem, what, y_desc, hist) in charts {
-            let mut by_policy: BTreeMap<usize, Vec<(f64, f64)>> = BTreeMap::new();
-            for p in &points {
-                if let Some(h) = hist(&p.run).filter(|h| h.count > 0) {
-                    by_policy
-                        .entry(policies.index(&p.policy))
-                        .or_default()
-                        .push((p.threads as f64, h.p99 as f64 / 1e3));
-                }
-            }
-            if by_policy.is_empty() {
+        for chart in [PML_HOLD_P99, NEIGHBOUR_WAIT_P99] {
+            let Some((legend, body)) = sweep_lines(&points, &chart, policies, "actor threads", Scale::Linear) else {
                 continue;
-            }
-            let mut series = Vec::new();
-            let mut legend = Vec::new();
-            let (mut x_lo, mut x_hi, mut y_lo, mut y_hi) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, 0f64);
-            for (i, mut pts) in by_policy {
-                pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-                for &(x, y) in &pts {
-                    x_lo = x_lo.min(x);
-                    x_hi = x_hi.max(x);
-                    y_hi = y_hi.max(y);
-                    if y > 0.0 {
-                        y_lo = y_lo.min(y);
-                    }
-                }
-                let color = PALETTE[i % PALETTE.len()];
-                legend.push(LegendEntry { color, text: policies.0[i].clone(), line: true });
-                series.push(XySeries { color, points: pts, markers: true, fill: false });
-            }
-            let pad = ((x_hi - x_lo) * 0.05).max(0.5);
-            // Orders of magnitude apart: a log axis, else linear from 0.
-            let log = y_lo.is_finite() && y_hi / y_lo > 100.0;
-            let y = if log {
-                let d = log_range(y_lo, y_hi);
-                for s in &mut series {
-                    s.points.retain(|p| p.1 > 0.0);
-                }
-                Axis { desc: format!("{y_desc} (log scale)"), range: d, log: true, ticks: Ticks::Time }
-            } else {
-                Axis { desc: y_desc.into(), range: 0.0..(y_hi * 1.1).max(0.001), log: false, ticks: Ticks::Time }
             };
             out.push(Page {
-                stem: format!("{stem}{suffix}"),
-                title: format!("{what} over actor threads: {w}"),
+                stem: format!("scaling-{}{suffix}", chart.stem),
+                title: format!("{} over actor threads: {w}", chart.what),
                 subtitle: format!("one run per point; swept {}", knobs.join(", ")),
                 legend,
                 footer: Vec::new(),
-                body: Body::Xy(XyPlot {
-                    x: Axis {
-                        desc: "actor threads".into(),
-                        range: (x_lo - pad)..(x_hi + pad),
-                        log: false,
-                        ticks: Ticks::Integer,
-                    },
-                    y,
-                    series,
-                }),
+                body,
             });
         }
+    }
+    out
+}
+
+/// The simulated sweep over CPU counts (`cpus-*`): collapse latency, pml
+/// hold, neighbours' wait and the collapse's IPIs, on a log2 CPU axis.
+fn cpu_sweep(sweep: &CpuSweep, policies: &Policies) -> Vec<Page> {
+    let points: Vec<&ScalingPoint> = sweep.points.iter().collect();
+    let x_desc = "simulated CPUs (log2 scale)";
+    let mut out = Vec::new();
+    for chart in &CPU_SWEEP_CHARTS {
+        let Some((legend, body)) = sweep_lines(&points, chart, policies, x_desc, Scale::Log2) else { continue };
+        out.push(Page {
+            stem: format!("cpus-{}", chart.stem),
+            title: format!("{} over CPUs, simulated: {}", chart.what, sweep.workload),
+            subtitle: format!(
+                "simulation engine, virtual time: one run of {} s per point; costs from the cost model in \
+                 results.json",
+                sweep.virtual_seconds
+            ),
+            legend,
+            footer: Vec::new(),
+            body,
+        });
     }
     out
 }
@@ -986,31 +1100,19 @@ fn draw_page<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, page: &Page) -> 
         foot.draw(&Text::new(line.clone(), (20, 2 + i as i32 * 18), font(13).color(&GREY))).ctx("footer")?;
     }
     match &page.body {
-        Body::Xy(p) => match (p.x.log, p.y.log) {
-            (false, false) => draw_xy(&body, p.x.range.clone(), p.y.range.clone(), p),
-            (true, false) => draw_xy(&body, LogAxis(p.x.range.clone()), p.y.range.clone(), p),
-            (false, true) => draw_xy(&body, p.x.range.clone(), LogAxis(p.y.range.clone()), p),
-            (true, true) => draw_xy(&body, LogAxis(p.x.range.clone()), LogAxis(p.y.range.clone()), p),
-        },
+        Body::Xy(p) => draw_xy(&body, p),
         Body::Bars(b) => draw_bars(root, &body, b),
         Body::Timeline(t) => draw_timeline(root, &body, t),
     }
 }
 
-fn draw_xy<DB, X, Y>(area: &DrawingArea<DB, Shift>, x: X, y: Y, p: &XyPlot) -> Result<(), PlotError>
-where
-    DB: DrawingBackend,
-    X: AsRangedCoord<Value = f64>,
-    Y: AsRangedCoord<Value = f64>,
-    X::CoordDescType: ValueFormatter<f64>,
-    Y::CoordDescType: ValueFormatter<f64>,
-{
+fn draw_xy<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &XyPlot) -> Result<(), PlotError> {
     let mut chart = ChartBuilder::on(area)
         .margin(10)
         .margin_right(30)
         .x_label_area_size(50)
         .y_label_area_size(76)
-        .build_cartesian_2d(x, y)
+        .build_cartesian_2d(AxisCoord::of(&p.x), AxisCoord::of(&p.y))
         .ctx("chart")?;
     let x_fmt = |v: &f64| p.x.ticks.label(*v);
     let y_fmt = |v: &f64| p.y.ticks.label(*v);
@@ -1046,14 +1148,28 @@ where
     Ok(())
 }
 
-/// A log axis: labels at 1-2-5 steps (powers of ten alone over many
-/// decades), light lines at every whole multiple of a power of ten.
+/// An axis as plotters' coordinate: linear (plotters' own mapping and
+/// ticks), or logarithmic with ticks at 1-2-5 steps (powers of ten alone
+/// over many decades; light lines at every whole multiple of a power of
+/// ten) or at powers of two (no light lines).
 #[derive(Clone)]
-struct LogAxis(Range<f64>);
+struct AxisCoord {
+    range: Range<f64>,
+    scale: Scale,
+}
 
-impl LogAxis {
-    fn points(&self, mantissas: &[f64]) -> Vec<f64> {
-        let Range { start, end } = self.0;
+impl AxisCoord {
+    fn of(axis: &Axis) -> AxisCoord {
+        AxisCoord { range: axis.range.clone(), scale: axis.scale }
+    }
+
+    fn linear(&self) -> RangedCoordf64 {
+        self.range.clone().into()
+    }
+
+    /// Every `m * 10^k` in the range, `m` from `mantissas`.
+    fn decade_points(&self, mantissas: &[f64]) -> Vec<f64> {
+        let Range { start, end } = self.range;
         let mut out = Vec::new();
         let mut p = 10f64.powf(start.log10().floor());
         while p <= end * (1.0 + 1e-9) {
@@ -1067,19 +1183,8 @@ impl LogAxis {
         }
         out
     }
-}
 
-impl Ranged for LogAxis {
-    type FormatOption = DefaultFormatting;
-    type ValueType = f64;
-
-    fn map(&self, v: &f64, limit: (i32, i32)) -> i32 {
-        let (lo, hi) = (self.0.start.ln(), self.0.end.ln());
-        let f = (v.max(self.0.start * 1e-3).ln() - lo) / (hi - lo);
-        limit.0 + ((limit.1 - limit.0) as f64 * f).round() as i32
-    }
-
-    fn key_points<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
+    fn log10_key_points<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
         let max = hint.max_num_points();
         let sets: &[&[f64]] = if hint.weight().allow_light_points() {
             &[&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0], &[1.0]]
@@ -1087,20 +1192,59 @@ impl Ranged for LogAxis {
             &[&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0], &[1.0, 2.0, 5.0], &[1.0]]
         };
         for set in sets {
-            let pts = self.points(set);
+            let pts = self.decade_points(set);
             // Bold points want room: at most about one per 80 px.
             let enough = if hint.weight().allow_light_points() { pts.len() <= max } else { pts.len() * 2 <= max + 2 };
             if enough && pts.len() >= 2 {
                 return pts;
             }
         }
-        let pts = self.points(&[1.0]);
-        let step = pts.len().div_ceil(max.max(1));
-        pts.into_iter().step_by(step.max(1)).collect()
+        thin_out(self.decade_points(&[1.0]), max)
+    }
+
+    /// Every power of two in the range, every second (fourth, ...) one
+    /// where there are more than the hint allows.
+    fn log2_key_points<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
+        if hint.weight().allow_light_points() {
+            return Vec::new();
+        }
+        let Range { start, end } = self.range;
+        let (lo, hi) = (start.log2().ceil() as i32, end.log2().floor() as i32);
+        thin_out((lo..=hi).map(|k| 2f64.powi(k)).collect(), hint.max_num_points())
+    }
+}
+
+/// Every `n`-th of `points`, the first kept, so that at most `max` remain.
+fn thin_out(points: Vec<f64>, max: usize) -> Vec<f64> {
+    let step = points.len().div_ceil(max.max(1));
+    points.into_iter().step_by(step.max(1)).collect()
+}
+
+impl Ranged for AxisCoord {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, v: &f64, limit: (i32, i32)) -> i32 {
+        match self.scale {
+            Scale::Linear => self.linear().map(v, limit),
+            Scale::Log10 | Scale::Log2 => {
+                let (lo, hi) = (self.range.start.ln(), self.range.end.ln());
+                let f = (v.max(self.range.start * 1e-3).ln() - lo) / (hi - lo);
+                limit.0 + ((limit.1 - limit.0) as f64 * f).round() as i32
+            }
+        }
+    }
+
+    fn key_points<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
+        match self.scale {
+            Scale::Linear => self.linear().key_points(hint),
+            Scale::Log10 => self.log10_key_points(hint),
+            Scale::Log2 => self.log2_key_points(hint),
+        }
     }
 
     fn range(&self) -> Range<f64> {
-        self.0.clone()
+        self.range.clone()
     }
 }
 

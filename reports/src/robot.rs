@@ -14,6 +14,17 @@
 //!     0.00         +26.1 *   26.09         aborts.SCAN_FAIL%
 //! ```
 //!
+//! With a CPU sweep of the simulation engine, a section after the
+//! workloads gives, per figure, a table of CPU counts by policy:
+//!
+//! ```text
+//! pml.hold.p99_us
+//! cpus        v1  v2-flush-bool  v2-step3-down
+//! ----  --------  -------------  -------------
+//!    1      3.00           1.80           1.50
+//!   64     116.4          35.82          29.85
+//! ```
+//!
 //! Columns: the base's mean and `+-` its sample standard deviation in %
 //! of the mean (blank under 1 %), the change, the patch's mean and
 //! deviation, the figure. The change is (patch - base) / base in %, or,
@@ -24,9 +35,9 @@
 //! (`2 * sqrt(sb^2/nb + sp^2/np)`), or, when either side has a single
 //! run, 10 % of the base value.
 
-use crate::figures::{figures, Figure, Stat};
+use crate::figures::{cpu_sweep_figures, figures, Figure, Stat};
 use crate::verdicts::{print_counterexample, verdict_table, wrap};
-use bench_core::results::{Cell, PolicyCheck, PolicyRun, ReportResults};
+use bench_core::results::{Cell, CpuSweep, PolicyCheck, PolicyRun, ReportResults};
 use std::fmt::Write as _;
 
 /// Widest line.
@@ -403,6 +414,117 @@ fn workload_section(r: &ReportResults, workload: &str) -> String {
     out
 }
 
+/// Head of the CPU column of the sweep tables.
+const CPUS: &str = "cpus";
+/// Blanks before each policy column of the sweep tables.
+const GAP: usize = 2;
+
+/// What the sweep's section says about its numbers, after its parameters.
+const CPU_SWEEP_LEGEND: &str = "Each point is one run of the simulation engine: the workload scaled to \
+    that many CPUs (one actor thread each) for virtual_seconds of virtual time, the primitives' costs \
+    taken from the cost model recorded in results.json (cpu_sweep.costs). Latencies (_us) are virtual \
+    microseconds; flushes and IPIs are the collapses' own, per collapse. The base is the first column \
+    of every table.";
+
+/// The policy columns of the sweep tables, split into tables that fit
+/// [`WIDTH`] after a CPU column `cpus_width` wide: every table starts with
+/// `policies[0]` (the base) and takes as many of the others, in order, as
+/// fit. A column is as wide as its policy's name, at least [`VALUE`];
+/// where the base and a single other do not fit side by side, the widest
+/// column is narrowed (its name cut), one column at a time, until they do.
+fn sweep_tables<'a>(policies: &[&'a str], cpus_width: usize) -> Vec<Vec<(&'a str, usize)>> {
+    let width = |cols: &[(&str, usize)]| cpus_width + cols.iter().map(|c| GAP + c.1).sum::<usize>();
+    let Some((&base, others)) = policies.split_first() else { return vec![] };
+    let column = |name: &'a str| (name, name.len().max(VALUE));
+    let mut tables = vec![];
+    let mut table = vec![column(base)];
+    for &name in others {
+        table.push(column(name));
+        if table.len() > 2 && width(&table) > WIDTH {
+            let next = table.pop().expect("just pushed");
+            tables.push(std::mem::replace(&mut table, vec![column(base), next]));
+        }
+    }
+    tables.push(table);
+    for table in &mut tables {
+        while width(table) > WIDTH {
+            let widest = table.iter_mut().max_by_key(|c| c.1).expect("a table has its base");
+            widest.1 -= 1;
+        }
+    }
+    tables
+}
+
+/// One sweep table: a row per CPU count, a column per policy, `-` where a
+/// point lacks the figure.
+fn sweep_table(
+    sweep: &CpuSweep,
+    figure: &Figure,
+    cpus: &[u32],
+    columns: &[(&str, usize)],
+    cpus_width: usize,
+) -> String {
+    let mut out = format!("{CPUS:>cpus_width$}");
+    for (name, w) in columns {
+        let _ = write!(out, "{:GAP$}{:>w$}", "", truncate(name, *w));
+    }
+    let _ = write!(out, "\n{}", "-".repeat(cpus_width));
+    for (_, w) in columns {
+        let _ = write!(out, "{:GAP$}{}", "", "-".repeat(*w));
+    }
+    out.push('\n');
+    for &n in cpus {
+        let _ = write!(out, "{n:>cpus_width$}");
+        for (name, w) in columns {
+            let point = sweep.points.iter().find(|p| p.policy == *name && p.value == n);
+            let value = point.and_then(|p| figure.value(&p.run)).map_or_else(|| "-".to_owned(), fmt_value);
+            let _ = write!(out, "{:GAP$}{value:>w$}", "");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The CPU sweep's section: what the simulation ran, then per figure of
+/// [`cpu_sweep_figures`] its tables (see [`sweep_tables`]); a figure no
+/// point has is left out, as in the comparison tables.
+fn cpu_sweep_section(base: &str, sweep: &CpuSweep) -> String {
+    let mut out = rule();
+    out.push_str("cpu sweep (simulated: virtual time, not measured on this machine)\n\n");
+    out.push_str(&params(&[
+        ("engine", "sim".to_owned()),
+        ("workload", sweep.workload.clone()),
+        ("virtual_seconds", format!("{}", sweep.virtual_seconds)),
+    ]));
+    out.push('\n');
+    out.push_str(&wrap(CPU_SWEEP_LEGEND, "", ""));
+    let in_sweep = distinct(sweep.points.iter().map(|p| p.policy.as_str()));
+    let policies = distinct(std::iter::once(base).filter(|b| in_sweep.contains(b)).chain(in_sweep.iter().copied()));
+    let mut cpus: Vec<u32> = sweep.points.iter().map(|p| p.value).collect();
+    cpus.sort_unstable();
+    cpus.dedup();
+    let cpus_width = cpus.iter().map(|n| n.to_string().len()).fold(CPUS.len(), usize::max);
+    let tables = sweep_tables(&policies, cpus_width);
+    let mut shown = 0;
+    for figure in cpu_sweep_figures() {
+        if !sweep.points.iter().any(|p| figure.value(&p.run).is_some()) {
+            continue;
+        }
+        shown += 1;
+        let _ = write!(out, "\n{}\n", figure.name);
+        for (i, columns) in tables.iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            out.push_str(&sweep_table(sweep, &figure, &cpus, columns, cpus_width));
+        }
+    }
+    if shown == 0 {
+        out.push_str("\nno point of the sweep has any of its figures\n");
+    }
+    out
+}
+
 /// The counterexample of one verdict, as `check` prints it, every line at
 /// most [`WIDTH`] wide (the replay command continued with `\`).
 fn counterexample(workload: &str, c: &PolicyCheck) -> Option<String> {
@@ -448,12 +570,17 @@ fn verdict_section(r: &ReportResults) -> String {
 }
 
 /// The whole `report.txt`: header, one section per workload with a table
-/// per patch against `r.base`, the verdicts and their counterexamples.
+/// per patch against `r.base`, the CPU sweep's tables where `r` has one,
+/// the verdicts and their counterexamples.
 pub fn report_text(r: &ReportResults) -> String {
     let mut out = header(r);
     for workload in distinct(r.cells.iter().map(|c| c.workload.as_str())) {
         out.push('\n');
         out.push_str(&workload_section(r, workload));
+    }
+    if let Some(sweep) = &r.cpu_sweep {
+        out.push('\n');
+        out.push_str(&cpu_sweep_section(&r.base, sweep));
     }
     out.push('\n');
     out.push_str(&verdict_section(r));

@@ -2,10 +2,10 @@
 
 use bench_core::metrics::{HistSummary, MetricsSummary};
 use bench_core::results::{
-    Cell, CounterexampleDoc, Environment, PolicyCheck, PolicyRun, ReportResults, ScalingPoint, TimelineEvent, Verdict,
-    SCHEMA,
+    Cell, CounterexampleDoc, CpuSweep, Environment, PolicyCheck, PolicyRun, ReportResults, ScalingPoint, TimelineEvent,
+    Verdict, SCHEMA,
 };
-use bench_core::{Oracle, Violation};
+use bench_core::{CostModel, Oracle, Violation};
 use reports::plots::{file_stem, render_all, HEIGHT, WIDTH};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +14,10 @@ const BASE: &str = "v1-baseline";
 const PATCH: &str = "v2-flush-bool:recheck_always=true";
 const W1: &str = "fault-storm";
 const W2: &str = "Neighbours/heavy";
+/// A policy only the CPU sweep has.
+const SWEPT: &str = "v2-step3-down";
+/// CPU counts of the CPU sweep (the quick report's).
+const SWEEP_CPUS: [u32; 3] = [2, 8, 32];
 
 /// A histogram summary the way `HistSummary::of` lays one out: points at
 /// quantiles 0, 1/2, 3/4, 7/8, ... of `base + scale * Exp(1)` ns.
@@ -121,6 +125,31 @@ fn check(policy: &str, first: Option<CounterexampleDoc>) -> PolicyCheck {
     }
 }
 
+/// The simulated sweep over CPU counts: latencies grow with the CPUs, and
+/// every collapse sends `flushes` IPIs to each other CPU.
+fn cpu_sweep() -> CpuSweep {
+    let points = [(BASE, 1.0, 2), (PATCH, 1.6, 1), (SWEPT, 2.0, 1)]
+        .iter()
+        .flat_map(|&(policy, speed, flushes)| {
+            SWEEP_CPUS.map(|cpus| {
+                let mut run = run(policy, "pml-contended", cpus as usize, speed / f64::from(cpus).sqrt(), true);
+                run.cores = cpus as usize;
+                run.metrics.counters.collapse_flushes = flushes * run.collapses;
+                run.metrics.counters.collapse_ipis = flushes * u64::from(cpus - 1) * run.collapses;
+                ScalingPoint {
+                    workload: "pml-contended".into(),
+                    policy: policy.into(),
+                    knob: "cpus".into(),
+                    value: cpus,
+                    threads: cpus,
+                    run,
+                }
+            })
+        })
+        .collect();
+    CpuSweep { workload: "pml-contended".into(), virtual_seconds: 0.01, costs: CostModel::default(), points }
+}
+
 fn results() -> ReportResults {
     let scaling = [BASE, PATCH]
         .iter()
@@ -152,6 +181,7 @@ fn results() -> ReportResults {
             cell(W2, PATCH, 0.12, true),
         ],
         scaling,
+        cpu_sweep: Some(cpu_sweep()),
         verdicts: vec![
             Verdict { workload: W2.into(), check: check(BASE, None) },
             Verdict { workload: W2.into(), check: check(PATCH, Some(counterexample())) },
@@ -191,6 +221,20 @@ fn svg_texts(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The distinct x positions of an SVG's point markers (circles), in order.
+fn marker_xs(path: &Path) -> Vec<f64> {
+    let src = std::fs::read_to_string(path).unwrap();
+    let doc = roxmltree::Document::parse(&src).unwrap();
+    let mut xs: Vec<f64> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("circle"))
+        .map(|n| n.attribute("cx").unwrap().parse().unwrap())
+        .collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    xs
+}
+
 #[test]
 fn every_plot_renders_as_png_and_svg() {
     let dir = temp_dir("all");
@@ -204,6 +248,10 @@ fn every_plot_renders_as_png_and_svg() {
         ("neighbour-wait-neighbours-heavy", "Neighbour pml wait CDF: Neighbours/heavy"),
         ("scaling-pml-hold", "pml hold p99 over actor threads: Neighbours/heavy"),
         ("scaling-neighbour-wait", "Neighbour pml wait p99 over actor threads: Neighbours/heavy"),
+        ("cpus-collapse-latency", "Collapse latency p99 over CPUs, simulated: pml-contended"),
+        ("cpus-pml-hold", "pml hold p99 over CPUs, simulated: pml-contended"),
+        ("cpus-neighbour-wait", "Neighbour pml wait p99 over CPUs, simulated: pml-contended"),
+        ("cpus-ipis", "IPIs per collapse over CPUs, simulated: pml-contended"),
         (
             "timeline-v2-flush-bool-recheck-always-true",
             "Counterexample: v2-flush-bool:recheck_always=true breaks stale-tlb",
@@ -225,6 +273,17 @@ fn every_plot_renders_as_png_and_svg() {
     let cdf = svg_texts(&dir.join("latency-cdf-fault-storm.svg"));
     assert!(cdf.iter().any(|t| t.starts_with(BASE)) && cdf.iter().any(|t| t.starts_with(PATCH)), "{cdf:?}");
     assert!(cdf.iter().any(|t| t.contains("µs")), "{cdf:?}");
+    // The CPU axis is labelled at powers of two, its points evenly spaced;
+    // the policy only the sweep has is in the legend.
+    let cpus = svg_texts(&dir.join("cpus-pml-hold.svg"));
+    let mut integers: Vec<u32> = cpus.iter().filter_map(|t| t.parse().ok()).filter(|&n| n > 0).collect();
+    integers.sort_unstable();
+    assert_eq!(integers, [2, 4, 8, 16, 32], "{cpus:?}");
+    assert!(cpus.iter().any(|t| t == "simulated CPUs (log2 scale)"), "{cpus:?}");
+    assert!([BASE, PATCH, SWEPT].iter().all(|p| cpus.iter().any(|t| t == p)), "{cpus:?}");
+    let xs = marker_xs(&dir.join("cpus-pml-hold.svg"));
+    assert_eq!(xs.len(), SWEEP_CPUS.len(), "one x per CPU count: {xs:?}");
+    assert!(((xs[1] - xs[0]) - (xs[2] - xs[1])).abs() <= 1.0, "2, 8, 32 CPUs evenly spaced: {xs:?}");
     let timeline = svg_texts(&dir.join("timeline-v2-flush-bool-recheck-always-true.svg"));
     for want in ["CPU0 collapse", "CPU1 neighbour", "stale-tlb", "step 2 (clear)", "pml held"] {
         assert!(timeline.iter().any(|t| t == want), "timeline lacks {want:?}: {timeline:?}");
@@ -238,6 +297,7 @@ fn missing_data_leaves_plots_out() {
     let mut r = results();
     r.cells.clear();
     r.scaling.clear();
+    r.cpu_sweep = None;
     r.verdicts.clear();
     assert_eq!(render_all(&r, &dir).unwrap(), Vec::<String>::new());
 
@@ -250,9 +310,36 @@ fn missing_data_leaves_plots_out() {
     }
     r.cells.truncate(2);
     r.scaling.iter_mut().for_each(|p| p.run.metrics.lock_wait_ns.clear());
+    // A sweep without neighbours, and one point without any collapse.
+    let sweep = r.cpu_sweep.as_mut().unwrap();
+    sweep.points.iter_mut().for_each(|p| p.run.metrics.lock_wait_ns.clear());
+    sweep.points[0].run.collapses = 0;
     r.verdicts[1].check.first.as_mut().unwrap().events.clear();
     let stems = render_all(&r, &dir).unwrap();
-    assert_eq!(stems, ["throughput", "scaling-pml-hold"]);
+    assert_eq!(stems, ["throughput", "scaling-pml-hold", "cpus-collapse-latency", "cpus-pml-hold", "cpus-ipis"]);
+    for stem in &stems[2..] {
+        check_png(&dir.join(format!("{stem}.png")));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn no_cpu_plots_without_a_cpu_sweep() {
+    let dir = temp_dir("no-sweep");
+    let with = render_all(&results(), &dir).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut r = results();
+    r.cpu_sweep = None;
+    let without = render_all(&r, &dir).unwrap();
+    let expected: Vec<&String> = with.iter().filter(|s| !s.starts_with("cpus-")).collect();
+    assert_eq!(without.iter().collect::<Vec<_>>(), expected);
+    assert_eq!(with.len() - without.len(), 4);
+    let written = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("cpus-"))
+        .count();
+    assert_eq!(written, 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

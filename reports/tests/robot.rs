@@ -9,9 +9,10 @@
 use bench_core::metrics::{Counters, HistSummary, MetricsSummary};
 use bench_core::oracle::Violation;
 use bench_core::results::{
-    Cell, CounterexampleDoc, Environment, OracleCount, PolicyCheck, PolicyRun, ReportResults, RunResult, TimelineEvent,
-    Verdict, SCHEMA,
+    Cell, CounterexampleDoc, CpuSweep, Environment, OracleCount, PolicyCheck, PolicyRun, ReportResults, RunResult,
+    ScalingPoint, TimelineEvent, Verdict, SCHEMA,
 };
+use bench_core::CostModel;
 use reports::compare::{compare, load, CompareError};
 use reports::robot::{comparison, report_text, WIDTH};
 use std::collections::BTreeMap;
@@ -96,6 +97,8 @@ fn policy_run(workload: &str, policy: &str, p: Profile, k: usize) -> PolicyRun {
         flush_mm: per_k(p.non_present),
         flush_range: 2 * collapses,
         ipis: 2 * collapses,
+        collapse_flushes: collapses,
+        collapse_ipis: collapses,
         ops,
         tables_freed: collapses - fail - np,
         notifier_ranges: collapses,
@@ -260,6 +263,54 @@ fn check(policy: &str, fail: bool) -> PolicyCheck {
     }
 }
 
+/// CPU counts of the fixture's CPU sweep.
+const SWEEP_CPUS: [u32; 4] = [1, 4, 16, 64];
+
+/// One point of the fixture's CPU sweep on pml-contended: every flush
+/// under `pml` sends an IPI to each other CPU, so the hold grows with the
+/// CPUs; v1 flushes twice per collapse, the v2 forms once, v2-step3-down
+/// also holds `pml` for less. With one CPU there are no neighbours.
+fn sweep_point(policy: &str, cpus: u32) -> ScalingPoint {
+    let (flushes, hold_share) = match policy {
+        "v1" => (2, 1.0),
+        "v2-flush-bool" => (1, 0.6),
+        _ => (1, 0.5),
+    };
+    let others = u64::from(cpus - 1);
+    let hold = scaled(3_000 + 900 * flushes * others, hold_share);
+    let mut run = bare_run(policy, 20_000.0 / f64::from(cpus));
+    run.workload = "pml-contended".into();
+    run.threads = cpus as usize;
+    run.cores = cpus as usize;
+    run.pinned = false;
+    let m = &mut run.metrics;
+    m.collapse_latency_ns.insert("all".into(), hist(hold * 2, hold * 5, hold * 9, run.collapses));
+    m.lock_hold_ns.insert("collapse/pml".into(), hist(hold / 5, hold, hold * 3, run.collapses));
+    if cpus > 1 {
+        m.lock_wait_ns.insert("neighbour/pml".into(), hist(hold / 2, hold * 2, hold * 4, 500));
+        m.op_latency_ns.insert("neighbour".into(), hist(2100, 2600, 9000, 20_000));
+    }
+    m.counters.collapse_flushes = flushes * run.collapses;
+    m.counters.collapse_ipis = flushes * others * run.collapses;
+    ScalingPoint {
+        workload: "pml-contended".into(),
+        policy: policy.into(),
+        knob: "cpus".into(),
+        value: cpus,
+        threads: cpus,
+        run,
+    }
+}
+
+fn fixture_sweep() -> CpuSweep {
+    CpuSweep {
+        workload: "pml-contended".into(),
+        virtual_seconds: 0.04,
+        costs: CostModel::default(),
+        points: SWEEP_CPUS.iter().flat_map(|&n| POLICIES.map(|p| sweep_point(p, n))).collect(),
+    }
+}
+
 fn fixture_report() -> ReportResults {
     let cells = WORKLOADS
         .iter()
@@ -294,6 +345,7 @@ fn fixture_report() -> ReportResults {
         run_seconds: 1.5,
         cells,
         scaling: vec![],
+        cpu_sweep: Some(fixture_sweep()),
         verdicts,
     }
 }
@@ -315,6 +367,7 @@ fn fixture_run(rev: &str, faster: f64, extra: &str) -> RunResult {
         tool: "collapse-bench 0.1.0".into(),
         environment: environment(rev, "AMD EPYC 7763 64-Core Processor"),
         scenario: serde_json::json!({"name": "pml-contended"}),
+        costs: None,
         command: "collapse-bench run -w pml-contended -p v1,v2-flush-bool --duration 1s --seed=1".into(),
         runs,
     }
@@ -419,9 +472,32 @@ fn report_text_golden() {
     let text = report_text(&r);
     assert_width(&text);
     golden("report.txt", &text);
-    // Structure: two workload sections, two tables each, the verdicts.
-    assert_eq!(text.matches(&"=".repeat(WIDTH)).count(), 3, "{text}");
+    // Structure: two workload sections, two tables each, the CPU sweep,
+    // the verdicts.
+    assert_eq!(text.matches(&"=".repeat(WIDTH)).count(), 4, "{text}");
     assert_eq!(text.matches("%stddev %change         %stddev").count(), 4);
+    let sweep = sweep_section(&text);
+    assert!(sweep.starts_with("cpu sweep (simulated: virtual time, not measured on this machine)\n"), "{sweep}");
+    assert!(sweep.contains("engine/workload/virtual_seconds:\n  sim/pml-contended/0.04\n"), "{sweep}");
+    let prose = sweep.replace('\n', " ");
+    assert!(prose.contains("costs taken from the cost model recorded in results.json (cpu_sweep.costs)"), "{sweep}");
+    // Every figure, one table each (three policies fit side by side).
+    assert_eq!(sweep.matches("cpus        v1  v2-flush-bool  v2-step3-down\n").count(), 5, "{sweep}");
+    assert!(
+        sweep.contains(
+            "\npml.hold.p99_us\n\
+             cpus        v1  v2-flush-bool  v2-step3-down\n\
+             ----  --------  -------------  -------------\n\
+             \x20  1      3.00           1.80           1.50\n\
+             \x20  4      8.40           3.42           2.85\n\
+             \x20 16     30.00           9.90           8.25\n\
+             \x20 64     116.4          35.82          29.85\n"
+        ),
+        "{sweep}"
+    );
+    // No neighbours on one CPU: no wait to show.
+    assert!(sweep.contains("\n   1         -              -              -\n"), "{sweep}");
+    assert!(sweep.contains("\n  64     126.0          63.00          63.00\n"), "{sweep}");
     assert!(text.contains("engine/repetitions/run_seconds/seed/git_revision:\n  native/5/1.5/1/7b232fb1c0de\n"));
     assert!(text.contains("workload/threads/pinned/oversubscribed:\n  pml-contended/5/no/yes\n"));
     assert!(text.contains("pre-fix on pml-contended: table-freed-live first in schedule #21"));
@@ -430,6 +506,88 @@ fn report_text_golden() {
     let replay = text.split("replay: ").last().unwrap();
     let replay: String = replay.split("\n\n").next().unwrap().replace(" \\\n    ", " ");
     assert_eq!(replay, r.verdicts.iter().find_map(|v| v.check.first.as_ref()).unwrap().replay);
+}
+
+/// The CPU sweep's section of a report, from its title to the next rule.
+fn sweep_section(text: &str) -> &str {
+    let rule = format!("{}\n", "=".repeat(WIDTH));
+    let start = text.find(&format!("{rule}cpu sweep")).unwrap_or_else(|| panic!("no cpu sweep in\n{text}"));
+    let section = &text[start + rule.len()..];
+    &section[..section.find(&rule).unwrap_or(section.len())]
+}
+
+/// The policy columns of every table of `figure` in a sweep section.
+fn sweep_columns(sweep: &str, figure: &str) -> Vec<Vec<String>> {
+    let tables = sweep.split(&format!("\n{figure}\n")).nth(1).unwrap_or_else(|| panic!("no {figure} in\n{sweep}"));
+    let tables = tables.split("\n\n").take_while(|t| t.starts_with("cpus"));
+    tables.map(|t| t.lines().next().unwrap().split_whitespace().skip(1).map(str::to_owned).collect()).collect()
+}
+
+#[test]
+fn without_a_cpu_sweep_the_section_is_left_out() {
+    let with = report_text(&fixture_report());
+    let mut r = fixture_report();
+    r.cpu_sweep = None;
+    let without = report_text(&r);
+    assert!(!without.contains("cpu sweep") && !without.contains("cpus "), "{without}");
+    let rule = format!("{}\n", "=".repeat(WIDTH));
+    let section = format!("{rule}{}", sweep_section(&with));
+    assert_eq!(with.replacen(&section, "", 1), without, "the rest of the report is the same");
+}
+
+#[test]
+fn cpu_sweep_tables_split_where_policies_do_not_fit() {
+    let mut r = fixture_report();
+    let sweep = r.cpu_sweep.as_mut().unwrap();
+    let patches: Vec<String> = (1..=7).map(|i| format!("v2-variant:knob={i}")).collect();
+    // The base's points last in the file: it is still the first column.
+    sweep.points =
+        patches.iter().chain(["v1".to_owned()].iter()).flat_map(|p| SWEEP_CPUS.map(|n| sweep_point(p, n))).collect();
+    let text = report_text(&r);
+    assert_width(&text);
+    let sweep = sweep_section(&text);
+    // "cpus", the base's 2 + 8 columns and 2 + 17 for each other: three
+    // others per table.
+    let expected: Vec<Vec<String>> =
+        patches.chunks(3).map(|pair| std::iter::once("v1".to_owned()).chain(pair.iter().cloned()).collect()).collect();
+    for figure in ["collapse.latency.p99_us", "pml.hold.p99_us", "collapse.ipis_per_collapse"] {
+        assert_eq!(sweep_columns(sweep, figure), expected, "{figure}:\n{sweep}");
+    }
+    let pml_hold = sweep.split("\npml.hold.p99_us\n").nth(1).unwrap();
+    assert!(pml_hold.starts_with(
+        "cpus        v1  v2-variant:knob=1  v2-variant:knob=2  v2-variant:knob=3\n\
+         ----  --------  -----------------  -----------------  -----------------\n\
+         \x20  1      3.00               1.50               1.50               1.50\n"
+    ));
+    assert!(pml_hold.contains(
+        "\n\ncpus        v1  v2-variant:knob=7\n\
+         ----  --------  -----------------\n\
+         \x20  1      3.00               1.50\n"
+    ));
+}
+
+#[test]
+fn cpu_sweep_leaves_out_figures_no_point_has() {
+    let mut r = fixture_report();
+    for p in &mut r.cpu_sweep.as_mut().unwrap().points {
+        p.run.metrics.lock_wait_ns.clear();
+        p.run.metrics.op_latency_ns.clear();
+    }
+    let text = report_text(&r);
+    let sweep = sweep_section(&text);
+    assert!(!sweep.contains("neighbour"), "{sweep}");
+    assert_eq!(sweep.matches("\ncpus ").count(), 4, "{sweep}");
+    // A sweep of one policy: one column.
+    let sweep = r.cpu_sweep.as_mut().unwrap();
+    sweep.points.retain(|p| p.policy == "v2-step3-down");
+    let text = report_text(&r);
+    assert_eq!(sweep_columns(sweep_section(&text), "pml.hold.p99_us"), [["v2-step3-down"]]);
+    // A sweep without points: said so, no tables.
+    r.cpu_sweep.as_mut().unwrap().points.clear();
+    let text = report_text(&r);
+    let sweep = sweep_section(&text);
+    assert!(sweep.ends_with("\n\nno point of the sweep has any of its figures\n\n"), "{sweep}");
+    assert!(!sweep.contains("cpus "), "{sweep}");
 }
 
 #[test]
@@ -441,6 +599,9 @@ fn every_line_fits_even_with_long_names() {
     for c in &mut r.cells {
         c.policy = format!("{}:recheck_always=true,another_parameter=42", c.policy);
     }
+    for p in &mut r.cpu_sweep.as_mut().unwrap().points {
+        p.policy = format!("{}:recheck_always=true,another_parameter=42", p.policy);
+    }
     r.base = r.cells[0].policy.clone();
     if let Some(doc) = r.verdicts.iter_mut().find_map(|v| v.check.first.as_mut()) {
         doc.token = format!("s1-{}", "0x13.1x19.".repeat(20));
@@ -449,6 +610,17 @@ fn every_line_fits_even_with_long_names() {
     let text = report_text(&r);
     assert_width(&text);
     assert_eq!(text.matches("collapses_per_s").count(), 4);
+    // Too wide even for two side by side: the base and one other per
+    // table, both cut to 32 columns (72 less "cpus" and two gaps, halved).
+    let columns = sweep_columns(sweep_section(&text), "pml.hold.p99_us");
+    assert_eq!(
+        columns,
+        [
+            ["v1:recheck_always=true,another_p", "v2-flush-bool:recheck_always=tru"],
+            ["v1:recheck_always=true,another_p", "v2-step3-down:recheck_always=tru"]
+        ],
+        "{text}"
+    );
 }
 
 #[test]
@@ -587,6 +759,7 @@ fn bad_files_name_the_file_and_the_fault() {
     let msg = load_err(&p);
     assert!(msg.contains("check.json: neither a `run` result (keys schema, tool, environment"), "{msg}");
     assert!(msg.contains("runs") && msg.contains("cells") && msg.contains("`check` result"), "{msg}");
+    assert!(msg.contains("cells, scaling, cpu_sweep, verdicts)"), "{msg}");
 
     let mut v: serde_json::Value = serde_json::to_value(fixture_run("r", 1.0, "x")).unwrap();
     v["schema"] = serde_json::json!(SCHEMA + 1);
@@ -600,6 +773,27 @@ fn bad_files_name_the_file_and_the_fault() {
     let msg = load_err(&p);
     assert!(msg.contains("broken.json: not a valid `run` result: missing field `collapses`"), "{msg}");
     assert!(msg.contains(" line "), "{msg}");
+}
+
+#[test]
+fn report_files_load_with_and_without_a_cpu_sweep() {
+    let path = fixtures().join("report.json");
+    let with = load(&path).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(v.as_object_mut().unwrap().remove("cpu_sweep").is_some(), "the fixture has a sweep");
+    let old = temp("report-before-cpu-sweep.json", &v.to_string());
+    let without = load(&old).unwrap();
+    assert_eq!((without.kind, &without.cells), (with.kind, &with.cells));
+    let r: ReportResults = serde_json::from_value(v).unwrap();
+    assert_eq!(r.cpu_sweep, None);
+    // A file without even the sweep's counters (`collapse_flushes`, `collapse_ipis`).
+    let mut v: serde_json::Value = serde_json::to_value(fixture_run("r", 1.0, "x")).unwrap();
+    for run in v["runs"].as_array_mut().unwrap() {
+        let counters = run["metrics"]["counters"].as_object_mut().unwrap();
+        assert!(counters.remove("collapse_flushes").is_some() && counters.remove("collapse_ipis").is_some());
+    }
+    let old = temp("run-before-cpu-sweep.json", &v.to_string());
+    assert_eq!(load(&old).unwrap().cells[0].runs[0].metrics.counters.collapse_ipis, 0);
 }
 
 #[test]
