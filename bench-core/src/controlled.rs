@@ -611,18 +611,7 @@ fn describe_deadlock(mm: &Mm, state: &[State], roles: &[Role]) -> String {
     let mut lines = vec![];
     for (cpu, s) in state.iter().enumerate() {
         if let State::Blocked(ev) = s {
-            let what = match ev {
-                Event::Lock(id) => {
-                    let holder = mm
-                        .lock(*id)
-                        .holder()
-                        .map_or("nobody".to_owned(), |h| format!("CPU {h} ({})", roles[h as usize]));
-                    format!("{} held by {holder}", mm.lock_name(*id))
-                }
-                Event::PageLock(pfn) => format!("page lock of {pfn}"),
-                Event::TableAlloc => "a free page table".to_owned(),
-                other => format!("{other:?}"),
-            };
+            let what = crate::watchdog::describe_wait(mm, *ev, roles);
             lines.push(format!("CPU {cpu} ({}) waits for {what}", roles[cpu]));
         }
     }

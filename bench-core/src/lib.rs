@@ -169,6 +169,7 @@ pub mod lockdep;
 pub mod metrics;
 pub mod mm;
 pub mod native;
+pub mod oops;
 pub mod oracle;
 pub mod page;
 pub mod pgtable;
@@ -179,6 +180,7 @@ pub mod rcu;
 pub mod results;
 pub mod spinlock;
 pub mod tlb;
+pub mod watchdog;
 
 pub use cost::{Cost, CostModel};
 pub use engine::{Engine, Event, Native, Step, StepHook};

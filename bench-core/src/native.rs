@@ -4,14 +4,28 @@
 //! threads than cores the run is marked oversubscribed (a preempted lock
 //! holder stalls every spinning waiter, which distorts hold and wait
 //! figures) and spinning waiters yield now and then so it can finish.
+//!
+//! A run survives its policy. A CPU that panics is caught on its own
+//! thread and reported with its message, location, role, collapse step
+//! and the locks it held; a CPU that finishes nothing for the watchdog's
+//! timeout is reported like the hung-task detector would
+//! ([`crate::watchdog`]). Either way the run is abandoned: every other CPU
+//! unwinds out of its next wait, trylock or pause, and [`run_native`]
+//! returns with [`NativeRun::failure`] set. The one thing that cannot be
+//! survived is a CPU that loops forever in code that never waits, tries a
+//! lock or pauses: no thread can be stopped from outside, so after a
+//! further timeout the runner prints the report and ends the process.
 
 use crate::engine::{Native, StepHook};
 use crate::metrics::{Metrics, Role};
 use crate::mm::Mm;
+use crate::oops::{catch_unwound, Unwound};
 use crate::primitives::Cx;
+use crate::results::RunFailure;
+use crate::watchdog::{Monitor, Watch};
 use crate::Engine;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Barrier;
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 /// A workload actor: one model CPU's loop body.
@@ -46,6 +60,9 @@ pub struct NativeOptions {
     pub pin: bool,
     /// Test hook called at every collapse step.
     pub hook: Option<StepHook>,
+    /// Abandon the run when a CPU finishes no operation for this long
+    /// ([`crate::watchdog::DEFAULT_TIMEOUT`] unless told otherwise).
+    pub watchdog: Duration,
 }
 
 /// What a native run measured.
@@ -64,6 +81,10 @@ pub struct NativeRun {
     pub oversubscribed: bool,
     /// Counted operations done.
     pub ops: u64,
+    /// Why the run was abandoned, if it was. The metrics then hold what
+    /// the CPUs measured until then, and the model is left mid-operation
+    /// (locks held, tables half cleared): do not tear it down.
+    pub failure: Option<RunFailure>,
 }
 
 /// Cores this process may run on.
@@ -71,7 +92,8 @@ pub fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Run `actors` (actor `i` on model CPU `i`) until `opts.limit`.
+/// Run `actors` (actor `i` on model CPU `i`) until `opts.limit`, or until
+/// a CPU panics or the watchdog sees no progress (see the module docs).
 pub fn run_native<A: Actor>(mm: &Mm, actors: Vec<A>, opts: &NativeOptions) -> NativeRun {
     let threads = actors.len();
     assert!(threads as u32 <= mm.config.cpus, "{threads} actors but the model has {} CPUs", mm.config.cpus);
@@ -79,6 +101,9 @@ pub fn run_native<A: Actor>(mm: &Mm, actors: Vec<A>, opts: &NativeOptions) -> Na
     let oversubscribed = threads > cores;
     let core_ids = if opts.pin && !oversubscribed { core_affinity::get_core_ids() } else { None };
     let pinned = core_ids.as_ref().is_some_and(|ids| ids.len() >= threads);
+    let roles: Vec<Role> = actors.iter().map(|a| a.role()).collect();
+    let watch = Arc::new(Watch::new(threads));
+    let failure: Mutex<Option<RunFailure>> = Mutex::new(None);
     let stop = AtomicBool::new(false);
     let done_ops = AtomicU64::new(0);
     let barrier = Barrier::new(threads + 1);
@@ -94,31 +119,80 @@ pub fn run_native<A: Actor>(mm: &Mm, actors: Vec<A>, opts: &NativeOptions) -> Na
             .into_iter()
             .enumerate()
             .map(|(cpu, mut actor)| {
-                let (stop, done_ops, barrier) = (&stop, &done_ops, &barrier);
+                let (stop, done_ops, barrier, failure) = (&stop, &done_ops, &barrier, &failure);
                 let core = if pinned { core_ids.as_ref().map(|ids| ids[cpu]) } else { None };
                 let hook = opts.hook.clone();
+                let watch = watch.clone();
                 s.spawn(move |_| {
                     if let Some(core) = core {
                         core_affinity::set_for_current(core);
                     }
-                    let engine = Native::new(base, hook, oversubscribed);
+                    let engine = Native::new(base, hook, oversubscribed).watched(watch.clone(), cpu as u32);
                     let mut cx = Cx::new(mm, cpu as u32, actor.role(), engine);
                     barrier.wait();
-                    while !stop.load(Ordering::Relaxed) {
-                        if actor.op(&mut cx) && done_ops.fetch_add(1, Ordering::Relaxed) + 1 >= target_ops {
-                            stop.store(true, Ordering::Relaxed);
+                    let ended = catch_unwound(|| {
+                        while !stop.load(Ordering::Relaxed) {
+                            let counted = actor.op(&mut cx);
+                            watch.op_done(cpu);
+                            if counted && done_ops.fetch_add(1, Ordering::Relaxed) + 1 >= target_ops {
+                                stop.store(true, Ordering::Relaxed);
+                            }
                         }
+                    });
+                    if let Err(Unwound::Panic(panic)) = ended {
+                        let role = cx.role();
+                        let oops = RunFailure::Panic {
+                            cpu: Some(cpu as u32),
+                            role: Some(role.to_string()),
+                            step: (role == Role::Collapse).then(|| cx.current_step().label().to_owned()),
+                            message: panic.message,
+                            location: panic.location,
+                            held_locks: cx.held_locks().into_iter().map(|id| mm.lock_name(id)).collect(),
+                        };
+                        failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(oops);
+                        watch.abort();
+                        stop.store(true, Ordering::Relaxed);
                     }
+                    watch.exited(cpu);
                     cx.metrics
                 })
             })
             .collect();
         barrier.wait();
         let start = Instant::now();
-        while !stop.load(Ordering::Relaxed) && start.elapsed() < deadline {
-            std::thread::sleep(Duration::from_millis(1).min(deadline.saturating_sub(start.elapsed())));
+        let mut monitor = Monitor::new(threads, opts.watchdog);
+        let mut next_tick = start + monitor.period();
+        let mut abandoned_at = None;
+        loop {
+            if stop.load(Ordering::Relaxed) && watch.all_exited() {
+                break;
+            }
+            let now = Instant::now();
+            if now.duration_since(start) >= deadline {
+                stop.store(true, Ordering::Relaxed);
+            }
+            if watch.aborted() {
+                let since = *abandoned_at.get_or_insert(now);
+                if now.duration_since(since) >= opts.watchdog.max(Duration::from_secs(1)) {
+                    unstoppable(&watch, &failure, mm, &roles, &monitor);
+                }
+            } else if now >= next_tick {
+                next_tick = now + monitor.period();
+                let hung = monitor.tick(&watch);
+                if !hung.is_empty() {
+                    let report = monitor.report(&watch, mm, &roles, &hung);
+                    let hang = RunFailure::Hung {
+                        watchdog_s: opts.watchdog.as_secs_f64(),
+                        cpus: hung.iter().map(|&c| c as u32).collect(),
+                        report,
+                    };
+                    failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(hang);
+                    watch.abort();
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
-        stop.store(true, Ordering::Relaxed);
         for h in handles {
             match h.join() {
                 Ok(m) => merged.merge(&m),
@@ -128,5 +202,38 @@ pub fn run_native<A: Actor>(mm: &Mm, actors: Vec<A>, opts: &NativeOptions) -> Na
         wall = start.elapsed();
     })
     .unwrap_or_else(|p| std::panic::resume_unwind(p));
-    NativeRun { metrics: merged, wall, threads, cores, pinned, oversubscribed, ops: done_ops.load(Ordering::Relaxed) }
+    NativeRun {
+        metrics: merged,
+        wall,
+        threads,
+        cores,
+        pinned,
+        oversubscribed,
+        ops: done_ops.load(Ordering::Relaxed),
+        failure: failure.into_inner().unwrap_or_else(|p| p.into_inner()),
+    }
+}
+
+/// Some CPU did not return long after its run was abandoned: it loops in
+/// code that never waits, tries a lock or pauses, and a thread cannot be
+/// stopped from outside. Print what is known and end the process.
+#[cold]
+fn unstoppable(watch: &Watch, failure: &Mutex<Option<RunFailure>>, mm: &Mm, roles: &[Role], monitor: &Monitor) -> ! {
+    let stuck = watch.still_running();
+    if let Some(f) = &*failure.lock().unwrap_or_else(|p| p.into_inner()) {
+        for line in f.lines() {
+            eprintln!("{line}");
+        }
+    }
+    for line in monitor.report(watch, mm, roles, &stuck) {
+        eprintln!("{line}");
+    }
+    let cpus: Vec<String> = stuck.iter().map(|c| format!("CPU {c}")).collect();
+    eprintln!(
+        "error: {} did not return after the run was abandoned: it loops in code that never waits for a lock, \
+         tries one or pauses, and a thread cannot be stopped from outside; exiting (results of this command \
+         are lost: run the misbehaving policy on its own)",
+        cpus.join(", ")
+    );
+    std::process::exit(1)
 }

@@ -114,6 +114,125 @@ pub struct RunResult {
     pub command: String,
     /// One entry per policy.
     pub runs: Vec<PolicyRun>,
+    /// The watchdog timeout each run had, s (absent in older files).
+    #[serde(default)]
+    pub watchdog_s: Option<f64>,
+    /// Policies whose run was abandoned (a panic, or no progress): they
+    /// have no entry in `runs`.
+    #[serde(default)]
+    pub failures: Vec<PolicyFailure>,
+}
+
+/// Why a policy's run was abandoned.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum RunFailure {
+    /// A CPU panicked: in the policy's code, or in the framework under it.
+    Panic {
+        /// The CPU (None when the checker's controlled engine ran it).
+        cpu: Option<u32>,
+        /// What the CPU was doing ("collapse").
+        role: Option<String>,
+        /// The collapse step it was in (`cx.current_step()`), when it was collapsing.
+        step: Option<String>,
+        /// The panic message.
+        message: String,
+        /// `file:line:column` of the panic.
+        location: Option<String>,
+        /// The spinlocks the CPU held when it panicked.
+        held_locks: Vec<String>,
+    },
+    /// The watchdog saw CPUs finish nothing for its whole timeout.
+    Hung {
+        /// The timeout, s.
+        watchdog_s: f64,
+        /// The CPUs that made no progress.
+        cpus: Vec<u32>,
+        /// The hung-task report: who waits for which lock, who holds it.
+        report: Vec<String>,
+    },
+}
+
+impl RunFailure {
+    /// One line: `panic on CPU 0 (collapse) at step 2 (clear) holding ptl
+    /// (PTE table 0): boom (at src/lib.rs:12:9)`, or `hung: CPU 0, CPU 1
+    /// finished nothing for 5 s (watchdog)`.
+    pub fn summary(&self) -> String {
+        match self {
+            RunFailure::Panic { cpu, role, step, message, location, held_locks } => {
+                let mut s = "panic".to_owned();
+                if let Some(cpu) = cpu {
+                    s += &format!(" on CPU {cpu}");
+                }
+                if let Some(role) = role {
+                    s += &format!(" ({role})");
+                }
+                if let Some(step) = step {
+                    s += &format!(" at {step}");
+                }
+                if !held_locks.is_empty() {
+                    s += &format!(" holding {}", held_locks.join(", "));
+                }
+                s += &format!(": {message}");
+                if let Some(location) = location {
+                    s += &format!(" (at {location})");
+                }
+                s
+            }
+            RunFailure::Hung { watchdog_s, cpus, .. } => {
+                let cpus: Vec<String> = cpus.iter().map(|c| format!("CPU {c}")).collect();
+                format!("hung: {} finished nothing for {watchdog_s} s (watchdog)", cpus.join(", "))
+            }
+        }
+    }
+
+    /// The whole description, one line each: for a panic an oops-like
+    /// block (message, where, step, locks held), for a hang the hung-task
+    /// report.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            RunFailure::Panic { cpu, role, step, message, location, held_locks } => {
+                let on = match (cpu, role) {
+                    (Some(cpu), Some(role)) => format!(" on CPU {cpu} ({role})"),
+                    (Some(cpu), None) => format!(" on CPU {cpu}"),
+                    _ => String::new(),
+                };
+                let mut lines = vec![format!("panic{on}: {message}")];
+                if let Some(location) = location {
+                    lines.push(format!("  at {location}"));
+                }
+                if let Some(step) = step {
+                    lines.push(format!("  in {step}"));
+                }
+                if !held_locks.is_empty() {
+                    lines.push(format!("  holding {}", held_locks.join(", ")));
+                }
+                lines
+            }
+            RunFailure::Hung { report, .. } => report.clone(),
+        }
+    }
+}
+
+/// A policy's run that was abandoned, and where in the command it was.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PolicyFailure {
+    /// Policy label.
+    pub policy: String,
+    /// Workload.
+    pub workload: String,
+    /// Which part of the command: `run`, `measure`, `scaling
+    /// threads.neighbours=4`, `check`, `soak`.
+    pub part: String,
+    /// What happened.
+    pub failure: RunFailure,
+}
+
+impl PolicyFailure {
+    /// `FAILED v2-x on uffd-private (measure): panic on CPU 0 ...`.
+    pub fn summary(&self) -> String {
+        format!("FAILED {} on {} ({}): {}", self.policy, self.workload, self.part, self.failure.summary())
+    }
 }
 
 /// Schedules that broke one rule.
@@ -222,6 +341,13 @@ pub struct ReportResults {
     pub cpu_sweep: Option<CpuSweep>,
     /// The checker's verdict of every policy, per workload checked.
     pub verdicts: Vec<Verdict>,
+    /// The watchdog timeout each native run had, s (absent in older files).
+    #[serde(default)]
+    pub watchdog_s: Option<f64>,
+    /// Runs and checks that were abandoned (a panic, or no progress):
+    /// they have no entry in `cells`, `scaling` or `verdicts`.
+    #[serde(default)]
+    pub failures: Vec<PolicyFailure>,
 }
 
 /// The repeated runs of one policy on one workload.
