@@ -21,6 +21,6 @@ pub mod simulate;
 
 pub use actors::Actor;
 pub use presets::{preset, PRESETS};
-pub use runner::{run_policy, RunOptions};
+pub use runner::{run_policy, RunError, RunOptions};
 pub use scenario::{CollapseMode, Pace, Scenario, ScenarioError, Threads, UffdMode, VmaShare};
 pub use simulate::{simulate_policy, SimOptions, Simulated};

@@ -4,11 +4,12 @@
 use crate::actors::Actor;
 use crate::scenario::{Scenario, ScenarioError};
 use bench_core::native::{run_native, Limit, NativeOptions};
-use bench_core::results::PolicyRun;
+use bench_core::results::{PolicyRun, RunFailure};
 use bench_core::spinlock::LockStats;
 use bench_core::{DynPolicy, Metrics, Mm, StepHook};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// How to run.
 #[derive(Clone)]
@@ -23,22 +24,38 @@ pub struct RunOptions {
     /// [`bench_core::results::Environment`] (a `PolicyRun` has no field
     /// for it).
     pub git_revision: String,
+    /// Abandon the run when a CPU finishes no operation for this long
+    /// ([`bench_core::watchdog::DEFAULT_TIMEOUT`] unless told otherwise).
+    pub watchdog: Duration,
+}
+
+/// Why [`run_policy`] has no result.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The scenario is not valid, or its model cannot be built: bad input.
+    #[error(transparent)]
+    Invalid(#[from] ScenarioError),
+    /// The run was abandoned: a CPU panicked, or the watchdog saw no
+    /// progress. The other policies' runs are not affected.
+    #[error("{}", .0.summary())]
+    Failed(Box<RunFailure>),
 }
 
 /// Validate `scenario`, build its model and actors (CPU numbering:
 /// collapsers first, then faulters, uffd, cow, swap, migrate, neighbours,
 /// readers, markers), run them natively under `policy` until
 /// `opts.limit`, tear down with `exit_mmap()` (whose findings count as
-/// violations too), and report.
-pub fn run_policy(
-    policy: Arc<dyn DynPolicy>,
-    scenario: &Scenario,
-    opts: &RunOptions,
-) -> Result<PolicyRun, ScenarioError> {
+/// violations too), and report. A run that a CPU's panic or the watchdog
+/// abandoned is [`RunError::Failed`], and its model is dropped untouched.
+pub fn run_policy(policy: Arc<dyn DynPolicy>, scenario: &Scenario, opts: &RunOptions) -> Result<PolicyRun, RunError> {
     scenario.validate()?;
     let mm = Mm::new(scenario.mm_config()).map_err(|e| ScenarioError::new(format!("building the model: {e}")))?;
     let actors = Actor::for_scenario(scenario, &policy);
-    let run = run_native(&mm, actors, &NativeOptions { limit: opts.limit, pin: opts.pin, hook: opts.hook.clone() });
+    let native = NativeOptions { limit: opts.limit, pin: opts.pin, hook: opts.hook.clone(), watchdog: opts.watchdog };
+    let run = run_native(&mm, actors, &native);
+    if let Some(failure) = run.failure {
+        return Err(RunError::Failed(Box::new(failure)));
+    }
     let measured = Measured {
         wall_s: run.wall.as_secs_f64(),
         threads: run.threads,

@@ -5,7 +5,9 @@
 //! key from the command line with exactly the checks a file gets, and
 //! [`Scenario::validate`] checks ranges and combinations before a run.
 
-use bench_core::mm::{VM_SHARED, VM_UFFD_MINOR, VM_UFFD_MISSING, VM_UFFD_WP};
+use bench_core::mm::{RANGES_PER_PMD_TABLE, VM_SHARED, VM_UFFD_MINOR, VM_UFFD_MISSING, VM_UFFD_WP};
+use bench_core::pte::HPAGE_PMD_NR;
+use bench_core::tlb::TLB_ENTRIES;
 use bench_core::{FileKind, MmConfig, Role};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -171,9 +173,10 @@ impl Threads {
         }
     }
 
-    /// Threads in all.
+    /// Threads in all (saturating: a file may ask for any count, and
+    /// validation refuses more than [`MAX_THREADS`]).
     pub fn total(&self) -> u32 {
-        ACTOR_ROLES.iter().map(|&r| self.of(r)).sum()
+        ACTOR_ROLES.iter().fold(0, |sum: u32, &r| sum.saturating_add(self.of(r)))
     }
 
     fn of_mut(&mut self, role: Role) -> &mut u32 {
@@ -554,6 +557,106 @@ impl Scenario {
             oracles: self.oracles,
         }
     }
+
+    /// What a run of this scenario needs in memory, estimated from its
+    /// configuration before anything is allocated.
+    pub fn memory_need(&self) -> MemoryNeed {
+        const FRAME_BYTES: u64 = 64; // the model's `struct page`
+        const TABLE_BYTES: u64 = 4096; // a PTE or PMD table
+        const LOCK_BYTES: u64 = 64; // a spinlock on its own cache line
+        let c = self.mm_config();
+        let ranges = c.ranges.len() as u64;
+        let pmd_tables = ranges.div_ceil(RANGES_PER_PMD_TABLE as u64);
+        let frames = (1 + ranges + pmd_tables) * HPAGE_PMD_NR as u64 + u64::from(c.anon_pages);
+        let slots = ranges + u64::from(c.spare_tables);
+        let cpus = u64::from(c.cpus);
+        // Two words (translation, fill clock) per TLB entry.
+        let tlbs = cpus * TLB_ENTRIES as u64 * 16;
+        MemoryNeed {
+            model: frames * FRAME_BYTES
+                + (slots + pmd_tables) * TABLE_BYTES
+                + (1 + pmd_tables + slots) * LOCK_BYTES
+                + tlbs,
+            stacks: cpus * THREAD_STACK_BYTES,
+            histograms: cpus * HISTOGRAM_BYTES_PER_CPU,
+        }
+    }
+
+    /// Refuse a configuration whose [`Scenario::memory_need`] exceeds
+    /// `available` bytes (the machine's MemAvailable; None: unknown, no
+    /// check), naming what to lower and by how much, rather than let the
+    /// kernel's OOM killer end the run.
+    pub fn check_memory(&self, available: Option<u64>) -> Result<(), ScenarioError> {
+        let Some(available) = available else { return Ok(()) };
+        let need = self.memory_need();
+        if need.total() <= available {
+            return Ok(());
+        }
+        let mib = |b: u64| b.div_ceil(1 << 20);
+        let per_thread = THREAD_STACK_BYTES + HISTOGRAM_BYTES_PER_CPU;
+        let (field, advice) = if need.model > available {
+            ("ranges", "lower ranges, anon_pages or spare_tables".to_owned())
+        } else {
+            let fit = (available - need.model) / per_thread;
+            ("threads", format!("lower the thread count: at most {fit} fit beside this model"))
+        };
+        Err(ScenarioError::field(
+            field,
+            format!(
+                "this configuration needs about {} MiB (model {} MiB for {} ranges, {} anonymous pages and {} spare \
+                 tables; {} threads x {} MiB of stack and histograms), but only {} MiB are available \
+                 (MemAvailable); {advice}",
+                mib(need.total()),
+                mib(need.model),
+                self.ranges,
+                self.mm_config().anon_pages,
+                self.mm_config().spare_tables,
+                self.threads.total(),
+                mib(per_thread),
+                mib(available),
+            ),
+        ))
+    }
+}
+
+/// Stack reserved per actor thread (Rust's default for spawned threads).
+const THREAD_STACK_BYTES: u64 = 2 << 20;
+/// Histograms one CPU may allocate: hdrhistogram with 2 significant
+/// digits over 1 ns..60 s keeps 3840 counters (30 KiB); a CPU has at most
+/// one per collapse result, two per (role, lock class) and one per role.
+const HISTOGRAM_BYTES_PER_CPU: u64 = 96 * 3840 * 8;
+
+/// The memory a run needs, by part, in bytes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct MemoryNeed {
+    /// The model: `struct page` array, PTE and PMD tables, locks, TLBs.
+    pub model: u64,
+    /// Actor threads' stacks.
+    pub stacks: u64,
+    /// Latency histograms, at most.
+    pub histograms: u64,
+}
+
+impl MemoryNeed {
+    /// All of it.
+    pub fn total(&self) -> u64 {
+        self.model + self.stacks + self.histograms
+    }
+}
+
+/// The machine's available memory in bytes (`MemAvailable` in
+/// /proc/meminfo), or None where that cannot be read.
+pub fn available_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// 1-based line of byte offset `at` in `s`.
@@ -756,5 +859,29 @@ mod tests {
         assert_eq!(c.cpus, 2);
         assert_eq!(c.anon_pages, 4096 + 10 * 1024);
         assert_eq!(c.spare_tables, 84);
+    }
+
+    #[test]
+    fn memory_need_is_checked_against_what_is_available() {
+        let s = crate::preset("mixed").unwrap();
+        let need = s.memory_need();
+        assert!(s.check_memory(None).is_ok(), "unknown: no check");
+        assert!(s.check_memory(Some(need.total())).is_ok());
+        let e = s.check_memory(Some(need.total() - 1)).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("threads"), "{e}");
+        assert!(e.message.contains("MemAvailable") && e.message.contains("at most 8 fit"), "{e}");
+        let e = s.check_memory(Some(need.model - 1)).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("ranges"), "{e}");
+        assert!(e.message.contains("lower ranges, anon_pages or spare_tables"), "{e}");
+        // The most validation allows stays well inside an ordinary machine.
+        let most = Scenario {
+            ranges: MAX_RANGES,
+            anon_pages: Some(MAX_ANON_PAGES),
+            spare_tables: Some(MAX_SPARE_TABLES),
+            threads: Threads { readers: MAX_THREADS - 1, ..Threads::default() },
+            ..Scenario::default()
+        };
+        most.validate().unwrap();
+        assert!(most.memory_need().total() < 6 << 30, "{:?}", most.memory_need());
     }
 }

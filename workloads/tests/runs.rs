@@ -10,7 +10,7 @@ use common::EarlyPml;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use workloads::{preset, run_policy, Actor, RunOptions, Scenario, PRESETS};
+use workloads::{preset, run_policy, Actor, RunError, RunOptions, Scenario, PRESETS};
 
 fn opts(ops: u64) -> RunOptions {
     RunOptions {
@@ -18,6 +18,7 @@ fn opts(ops: u64) -> RunOptions {
         pin: false,
         hook: None,
         git_revision: String::new(),
+        watchdog: bench_core::watchdog::DEFAULT_TIMEOUT,
     }
 }
 
@@ -81,7 +82,9 @@ preset_tests! {
 fn bad_scenario_is_refused_before_running() {
     let mut s = preset("uffd-private").unwrap();
     s.density = 513;
-    let e = run_policy(common::early_pml(), &s, &opts(1)).unwrap_err();
+    let Err(RunError::Invalid(e)) = run_policy(common::early_pml(), &s, &opts(1)) else {
+        panic!("a bad scenario is bad input")
+    };
     assert_eq!(e.field.as_deref(), Some("density"));
 }
 
