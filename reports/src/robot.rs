@@ -584,7 +584,34 @@ pub fn report_text(r: &ReportResults) -> String {
     }
     out.push('\n');
     out.push_str(&verdict_section(r));
+    if !r.failures.is_empty() {
+        out.push('\n');
+        out.push_str(&failure_section(&r.failures));
+    }
     fit(&out)
+}
+
+/// The runs and checks that were abandoned: one paragraph each, the
+/// summary and then the oops or hung-task lines, wrapped to [`WIDTH`].
+fn failure_section(failures: &[bench_core::results::PolicyFailure]) -> String {
+    let mut out = rule();
+    out.push_str("failed (abandoned: a panic, or no progress within the watchdog;\nleft out of the tables above)\n");
+    for f in failures {
+        out.push('\n');
+        out.push_str(&wrap(&ascii(&f.summary()), "", "  "));
+        for line in f.failure.lines() {
+            out.push_str(&wrap(&ascii(&line), "  ", "    "));
+        }
+    }
+    out
+}
+
+/// `s` with every character outside printable ASCII escaped (a panic
+/// message can hold anything; the report is plain ASCII).
+fn ascii(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| if c == ' ' || c.is_ascii_graphic() { vec![c] } else { c.escape_default().collect() })
+        .collect()
 }
 
 #[cfg(test)]

@@ -186,6 +186,8 @@ fn results() -> ReportResults {
             Verdict { workload: W2.into(), check: check(BASE, None) },
             Verdict { workload: W2.into(), check: check(PATCH, Some(counterexample())) },
         ],
+        watchdog_s: None,
+        failures: vec![],
     }
 }
 

@@ -347,6 +347,8 @@ fn fixture_report() -> ReportResults {
         scaling: vec![],
         cpu_sweep: Some(fixture_sweep()),
         verdicts,
+        watchdog_s: None,
+        failures: vec![],
     }
 }
 
@@ -370,6 +372,8 @@ fn fixture_run(rev: &str, faster: f64, extra: &str) -> RunResult {
         costs: None,
         command: "collapse-bench run -w pml-contended -p v1,v2-flush-bool --duration 1s --seed=1".into(),
         runs,
+        watchdog_s: None,
+        failures: vec![],
     }
 }
 
