@@ -479,6 +479,7 @@ fn native_collapses_per_sec(c: &mut Criterion) {
         pin: true,
         hook: None,
         git_revision: String::new(),
+        watchdog: bench_core::watchdog::DEFAULT_TIMEOUT,
     };
 
     let mut group = c.benchmark_group("native_collapses_per_sec");
@@ -604,6 +605,7 @@ fn presets(c: &mut Criterion) {
                 pin: true,
                 hook: None,
                 git_revision: String::new(),
+                watchdog: bench_core::watchdog::DEFAULT_TIMEOUT,
             };
             group.bench_function(format!("{preset}/{}", entry.name), |b| {
                 b.iter_custom(|iters| {

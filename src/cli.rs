@@ -2,13 +2,14 @@
 //! specifications, and the glue between the crates.
 
 use bench_core::native::Limit;
-use bench_core::results::{write_atomic, Environment, PolicyRun, RunResult, SCHEMA};
+use bench_core::results::{write_atomic, Environment, PolicyFailure, PolicyRun, RunFailure, RunResult, SCHEMA};
 use bench_core::{CostModel, DynPolicy};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use workloads::{preset, run_policy, simulate_policy, RunOptions, Scenario, SimOptions, PRESETS};
+use workloads::scenario::available_memory;
+use workloads::{preset, run_policy, simulate_policy, RunError, RunOptions, Scenario, SimOptions, PRESETS};
 
 /// Git revision of this build.
 pub const GIT_REVISION: &str = env!("COLLAPSE_BENCH_GIT_REVISION");
@@ -20,6 +21,8 @@ pub enum CliError {
     Usage(String),
     /// Something went wrong while running (exit 1).
     Failed(String),
+    /// Stopped by Ctrl-C or SIGTERM (exit 130): says what was finished.
+    Interrupted(String),
 }
 
 impl CliError {
@@ -28,6 +31,7 @@ impl CliError {
         match self {
             CliError::Usage(_) => 2,
             CliError::Failed(_) => 1,
+            CliError::Interrupted(_) => crate::interrupt::EXIT_STATUS,
         }
     }
 }
@@ -35,7 +39,7 @@ impl CliError {
 impl std::fmt::Display for CliError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CliError::Usage(m) | CliError::Failed(m) => f.write_str(m),
+            CliError::Usage(m) | CliError::Failed(m) | CliError::Interrupted(m) => f.write_str(m),
         }
     }
 }
@@ -128,22 +132,112 @@ impl EngineArgs {
     }
 }
 
-/// Run `policy` on `scenario` with the engine asked for. Returns the run
-/// and, for the simulation, the scheduling steps it took.
+/// A policy's run on an engine: its results and, for the simulation, the
+/// scheduling steps it took; or why it was abandoned.
+pub type Outcome = Result<(PolicyRun, Option<u64>), Box<RunFailure>>;
+
+/// Run `policy` on `scenario` with the engine asked for. Bad input is an
+/// error; a run that panicked or hung is an [`Outcome`] that says so, so
+/// the caller goes on with the other policies.
 pub fn run_on_engine(
     policy: Arc<dyn DynPolicy>,
     scenario: &Scenario,
     limit: Limit,
     costs: Option<&CostModel>,
     native: &RunOptions,
-) -> Result<(PolicyRun, Option<u64>), CliError> {
-    Ok(match costs {
+) -> Result<Outcome, CliError> {
+    match costs {
         Some(costs) => {
-            let sim = simulate_policy(policy, scenario, &SimOptions { costs: costs.clone(), limit })?;
-            (sim.run, Some(sim.steps))
+            let simulated = bench_core::oops::catch(|| {
+                simulate_policy(policy, scenario, &SimOptions { costs: costs.clone(), limit })
+            });
+            match simulated {
+                Ok(sim) => {
+                    let sim = sim?;
+                    Ok(Ok((sim.run, Some(sim.steps))))
+                }
+                Err(panic) => Ok(Err(Box::new(panic_failure(panic)))),
+            }
         }
-        None => (run_policy(policy, scenario, &RunOptions { limit, ..native.clone() })?, None),
-    })
+        None => match run_policy(policy, scenario, &RunOptions { limit, ..native.clone() }) {
+            Ok(run) => Ok(Ok((run, None))),
+            Err(RunError::Invalid(e)) => Err(e.into()),
+            Err(RunError::Failed(failure)) => Ok(Err(failure)),
+        },
+    }
+}
+
+/// A panic caught around an engine that does not say on which CPU (the
+/// controlled and simulation engines run every CPU on one thread).
+pub fn panic_failure(panic: bench_core::oops::PanicReport) -> RunFailure {
+    RunFailure::Panic {
+        cpu: None,
+        role: None,
+        step: None,
+        message: panic.message,
+        location: panic.location,
+        held_locks: vec![],
+    }
+}
+
+/// Print a failed run as it happens: the summary line, then the oops or
+/// hung-task lines.
+pub fn print_failure(failure: &PolicyFailure) {
+    eprintln!("{}", failure.summary());
+    for line in failure.failure.lines() {
+        eprintln!("  {line}");
+    }
+}
+
+/// The closing lines of a command whose runs failed: one per failure, and
+/// the error that makes the exit status 1.
+pub fn failures_error(failures: &[PolicyFailure], written: &str) -> CliError {
+    for f in failures {
+        eprintln!("{}", f.summary());
+    }
+    CliError::Failed(format!(
+        "{} run(s) abandoned (a panic, or no progress within the watchdog); the other results are in {written}",
+        failures.len()
+    ))
+}
+
+/// The watchdog option `run`, `report` and `soak` share.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct WatchdogArgs {
+    /// Abandon a native run when a CPU finishes no operation for this long
+    /// (100ms to 1h; default 5s), printing who holds and who waits for
+    /// which lock, and go on with the next run.
+    #[arg(long, value_name = "DURATION")]
+    pub watchdog: Option<String>,
+}
+
+impl WatchdogArgs {
+    /// The timeout asked for, checked against what the scenarios' actors
+    /// may legitimately take for one operation (the longest pace of an
+    /// actor kind that runs, plus a neighbour's `pml` hold, twice over).
+    pub fn timeout<'a>(&self, scenarios: impl IntoIterator<Item = &'a Scenario>) -> Result<Duration, CliError> {
+        use bench_core::watchdog::{DEFAULT_TIMEOUT, MAX_TIMEOUT, MIN_TIMEOUT};
+        let timeout = match &self.watchdog {
+            Some(s) => parse_duration_flag("--watchdog", s, MIN_TIMEOUT, MAX_TIMEOUT)?,
+            None => DEFAULT_TIMEOUT,
+        };
+        for scenario in scenarios {
+            let t = &scenario.threads;
+            let longest_pace =
+                bench_core::Role::ALL.iter().filter(|&&r| t.of(r) > 0).map(|&r| scenario.pace.of(r)).max().unwrap_or(0);
+            let hold = if t.neighbours > 0 { scenario.neighbour_hold_ns } else { 0 };
+            let op = Duration::from_nanos(longest_pace.saturating_add(hold));
+            if timeout < op * 2 {
+                return Err(CliError::Usage(format!(
+                    "--watchdog: {timeout:?} is less than twice the longest pause an actor of workload {} takes \
+                     between operations ({op:?}: its longest pace plus neighbour_hold_ns); use at least {:?}",
+                    scenario.name,
+                    op * 2
+                )));
+            }
+        }
+        Ok(timeout)
+    }
 }
 
 /// Arguments of `run`.
@@ -173,6 +267,8 @@ pub struct RunArgs {
     /// Do not pin threads to cores.
     #[arg(long)]
     pub no_pin: bool,
+    #[command(flatten)]
+    pub watchdog: WatchdogArgs,
 }
 
 /// `list`: policies and presets, one line each.
@@ -226,21 +322,33 @@ pub fn parse_policies(spec: &str) -> Result<Vec<Arc<dyn DynPolicy>>, CliError> {
     Ok(out)
 }
 
-/// Parse `5s`, `500ms`, `2m`, `1.5` (seconds).
+/// Parse `--duration`: `5s`, `500ms`, `2m`, `1.5` (seconds), up to 24h.
 pub fn parse_duration(s: &str) -> Result<Duration, CliError> {
-    let bad = || CliError::Usage(format!("--duration: `{s}` is not a duration; use e.g. 500ms, 5s, 2m (at most 24h)"));
-    let s = s.trim();
-    let (num, unit) = s.find(|c: char| c.is_ascii_alphabetic()).map_or((s, "s"), |i| s.split_at(i));
-    let n: f64 = num.trim().parse().map_err(|_| bad())?;
+    parse_duration_flag("--duration", s, Duration::from_millis(1), Duration::from_secs(86400))
+}
+
+/// Parse the value `s` of `flag` as a duration between `min` and `max`:
+/// a number with a unit `ms`, `s`, `m` or `h` (none: seconds). The error
+/// names the flag, the units and the bounds.
+pub fn parse_duration_flag(flag: &str, s: &str, min: Duration, max: Duration) -> Result<Duration, CliError> {
+    let bad = |why: &str| {
+        CliError::Usage(format!(
+            "{flag}: `{s}` {why}; allowed: a number with a unit ms, s, m or h (e.g. 500ms, 5s, 2m), from {min:?} to \
+             {max:?}"
+        ))
+    };
+    let t = s.trim();
+    let (num, unit) = t.find(|c: char| c.is_ascii_alphabetic()).map_or((t, "s"), |i| t.split_at(i));
+    let n: f64 = num.trim().parse().map_err(|_| bad("is not a duration"))?;
     let secs = match unit {
         "ms" => n / 1e3,
         "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(bad()),
+        _ => return Err(bad("has an unknown unit")),
     };
-    if !(secs > 0.0 && secs <= 86400.0) {
-        return Err(bad());
+    if !(secs >= min.as_secs_f64() && secs <= max.as_secs_f64()) {
+        return Err(bad("is out of range"));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -291,6 +399,8 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let policies = parse_policies(&args.policies)?;
     let mut scenario = scenario(&args.workload, args.seed)?;
     args.engine.apply(&mut scenario)?;
+    scenario.check_memory(available_memory())?;
+    let watchdog = args.watchdog.timeout([&scenario])?;
     let costs = args.engine.cost_model()?;
     let duration = args.duration.as_deref().map(parse_duration).transpose()?;
     let limit = match (args.ops, &costs) {
@@ -299,7 +409,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         (None, None) => Limit::Duration(duration.unwrap_or(Duration::from_secs(5))),
         (None, Some(_)) => Limit::Duration(duration.unwrap_or(Duration::from_millis(100))),
     };
-    let opts = RunOptions { limit, pin: !args.no_pin, hook: None, git_revision: GIT_REVISION.into() };
+    let opts = RunOptions { limit, pin: !args.no_pin, hook: None, git_revision: GIT_REVISION.into(), watchdog };
     let threads = scenario.threads.total() as usize;
     let cores = bench_core::native::available_cores();
     if costs.is_some() {
@@ -320,10 +430,24 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         );
     }
     let mut runs = vec![];
+    let mut failures = vec![];
     for policy in &policies {
         eprintln!("running {} ...", policy.label());
         let started = Instant::now();
-        let (run, steps) = run_on_engine(policy.clone(), &scenario, limit, costs.as_ref(), &opts)?;
+        let (run, steps) = match run_on_engine(policy.clone(), &scenario, limit, costs.as_ref(), &opts)? {
+            Ok(ran) => ran,
+            Err(failure) => {
+                let failure = PolicyFailure {
+                    policy: policy.label(),
+                    workload: scenario.name.clone(),
+                    part: "run".into(),
+                    failure: *failure,
+                };
+                print_failure(&failure);
+                failures.push(failure);
+                continue;
+            }
+        };
         if let Some(steps) = steps {
             let wall = started.elapsed().as_secs_f64();
             eprintln!(
@@ -349,9 +473,14 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         scenario: serde_json::to_value(&scenario).map_err(|e| CliError::Failed(e.to_string()))?,
         command: reproducer(scenario.seed, args.seed.is_some()),
         runs,
+        watchdog_s: Some(watchdog.as_secs_f64()),
+        failures,
     };
     let json = serde_json::to_vec_pretty(&result).map_err(|e| CliError::Failed(e.to_string()))?;
     write_atomic(&args.json, &json).map_err(|e| CliError::Failed(format!("writing {}: {e}", args.json.display())))?;
     println!("results: {}\nreproduce: {}", args.json.display(), result.command);
+    if !result.failures.is_empty() {
+        return Err(failures_error(&result.failures, &args.json.display().to_string()));
+    }
     Ok(())
 }

@@ -19,8 +19,11 @@
 pub mod calibrate_cmd;
 pub mod check_cmd;
 pub mod cli;
+pub mod interrupt;
 pub mod new_policy;
+pub mod output_dir;
 pub mod report_cmd;
+pub mod soak_cmd;
 
 use bench_core::PolicyEntry;
 use clap::{Parser, Subcommand};
@@ -119,6 +122,11 @@ enum Command {
     /// verdict per policy and each failure's shrunk counterexample as a
     /// timeline with a replay token (exit 1 if any rule was broken).
     Check(Box<check_cmd::CheckArgs>),
+    /// Run the native engine with every oracle on for a long time (10m
+    /// by default), in rounds with fresh seeds; print the operation counts
+    /// and any violation (exit 1 on a violation or a failed run). Not a CI
+    /// test: a soak.
+    Soak(Box<soak_cmd::SoakArgs>),
     /// The main job: measure the policies on every preset (repeated runs),
     /// sweep pml contention and (simulated) CPU count, check every policy,
     /// and write report.txt (for a mailing-list reply), results.json,
@@ -195,6 +203,7 @@ fn dispatch(args: Vec<OsString>) -> Result<ExitCode, CliError> {
             check_cmd::check(&args).map(|failed| if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
         Command::NewPolicy(args) => new_policy::new_policy(&args).map(|()| ExitCode::SUCCESS),
+        Command::Soak(args) => soak_cmd::soak(&args).map(|()| ExitCode::SUCCESS),
         Command::Calibrate(args) => calibrate_cmd::calibrate(&args).map(|()| ExitCode::SUCCESS),
     }
 }

@@ -4,16 +4,24 @@
 //! checker's verdicts of every policy; writes report.txt, results.json,
 //! the plots and index.html into the output directory.
 //!
-//! Every file is built in a temporary directory beside the output and then
-//! renamed into place one by one, so an interrupted report leaves the
-//! previous one intact.
+//! The files are built in a staging directory beside the output and the
+//! two directories are swapped in one step ([`crate::output_dir`]), so an
+//! interrupted or killed report leaves the previous one intact. Ctrl-C
+//! stops after the current run, lists what was finished and exits 130.
+//! A policy whose run panics or hangs is reported as failed and left out
+//! of the tables; the others go on, and the command exits 1 at the end.
 
 use crate::check_cmd::{counterexample_doc, policy_doc, replay_command};
 use crate::cli::{
-    parse_policies, reproducer, run_on_engine, CliError, EngineArgs, EngineKind, WorkloadArgs, GIT_REVISION, MAX_CPUS,
+    failures_error, panic_failure, parse_policies, print_failure, reproducer, run_on_engine, CliError, EngineArgs,
+    EngineKind, Outcome, WatchdogArgs, WorkloadArgs, GIT_REVISION, MAX_CPUS,
 };
+use crate::interrupt;
 use bench_core::native::Limit;
-use bench_core::results::{write_atomic, Cell, CpuSweep, Environment, ReportResults, ScalingPoint, Verdict, SCHEMA};
+use bench_core::results::{
+    write_atomic, Cell, CpuSweep, Environment, PolicyFailure, PolicyRun, ReportResults, RunFailure, ScalingPoint,
+    Verdict, SCHEMA,
+};
 use bench_core::{CostModel, DynPolicy};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -21,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use workloads::check::{check_policy, CheckOptions};
+use workloads::scenario::available_memory;
 use workloads::{preset, simulate_policy, RunOptions, Scenario, SimOptions, PRESETS};
 
 /// Workloads the checker searches for each verdict: the original report's
@@ -67,6 +76,8 @@ pub struct ReportArgs {
     /// default 1,2,4,8,16,32,64,128,256, or 2,8,32 with --quick), or `none`.
     #[arg(long, value_name = "N,N,...")]
     pub sweep_cpus: Option<String>,
+    #[command(flatten)]
+    pub watchdog: WatchdogArgs,
 }
 
 /// Parse `--sweep-cpus`.
@@ -137,6 +148,7 @@ fn workloads(args: &ReportArgs) -> Result<Vec<Scenario>, CliError> {
             let mut s = preset(name).map_err(|e| CliError::Usage(format!("--workloads: {e}")))?;
             s.seed = args.seed;
             args.engine.apply(&mut s)?;
+            s.check_memory(available_memory())?;
             Ok(s)
         })
         .collect()
@@ -181,14 +193,22 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
     if let Some(spec) = &args.sweep_cpus {
         plan.cpu_sweep = sweep_cpus(spec)?;
     }
+    let watchdog = args.watchdog.timeout(&scenarios)?;
+    interrupt::install();
     let t0 = Instant::now();
     let cells_total = (scenarios.len() * measured.len()) as u64 * plan.repetitions as u64;
     let scaling_total = (plan.scaling.len() * measured.len()) as u64;
     let sweep_total = (plan.cpu_sweep.len() * measured.len()) as u64;
     let checks_total = (CHECKED_WORKLOADS.len() * all.len()) as u64;
     let bar = progress(cells_total + scaling_total + sweep_total + checks_total);
-    let opts =
-        RunOptions { limit: Limit::Duration(plan.run_time), pin: true, hook: None, git_revision: GIT_REVISION.into() };
+    let mut ledger = Ledger { bar: bar.clone(), out: args.out.clone(), finished: vec![], failures: vec![] };
+    let opts = RunOptions {
+        limit: Limit::Duration(plan.run_time),
+        pin: true,
+        hook: None,
+        git_revision: GIT_REVISION.into(),
+        watchdog,
+    };
     let limit = Limit::Duration(plan.run_time);
     let mut cells = vec![];
     for scenario in &scenarios {
@@ -196,21 +216,32 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
             bar.set_message(format!("{} on {}", policy.label(), scenario.name));
             let mut runs = vec![];
             for k in 0..plan.repetitions {
+                ledger.checkpoint()?;
                 // A simulated repetition with the same seed would repeat itself exactly.
                 let mut scenario = scenario.clone();
                 if costs.is_some() {
                     scenario.seed = scenario.seed.wrapping_add(k.into());
                 }
-                runs.push(run_on_engine(policy.clone(), &scenario, limit, costs.as_ref(), &opts)?.0);
+                let outcome = run_on_engine(policy.clone(), &scenario, limit, costs.as_ref(), &opts)?;
                 bar.inc(1);
+                match ledger.ran(outcome, &policy.label(), &scenario.name, "measure") {
+                    Some(run) => runs.push(run),
+                    // The cell is left out: its other repetitions would fail the same way.
+                    None => break,
+                }
             }
-            cells.push(Cell { workload: scenario.name.clone(), policy: policy.label(), runs });
+            if runs.len() == plan.repetitions as usize {
+                ledger.finished.push(format!("measure {} on {} ({} runs)", policy.label(), scenario.name, runs.len()));
+                cells.push(Cell { workload: scenario.name.clone(), policy: policy.label(), runs });
+            } else {
+                bar.inc(plan.repetitions as u64 - runs.len() as u64 - 1);
+            }
         }
     }
-    let scaling = scaling_sweep(&measured, &plan, args.seed, (costs.as_ref(), &opts), &bar)?;
+    let scaling = scaling_sweep(&measured, &plan, args.seed, (costs.as_ref(), &opts), &mut ledger)?;
     let sweep_costs = costs.clone().unwrap_or_default();
-    let cpu_sweep = simulated_cpu_sweep(&measured, &plan, args.seed, &sweep_costs, &bar)?;
-    let verdicts = verdicts(&all, &plan, args.seed, &bar)?;
+    let cpu_sweep = simulated_cpu_sweep(&measured, &plan, args.seed, &sweep_costs, &mut ledger)?;
+    let verdicts = verdicts(&all, &plan, args.seed, &mut ledger)?;
     bar.finish_and_clear();
     let result = ReportResults {
         schema: SCHEMA,
@@ -225,16 +256,78 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
         scaling,
         cpu_sweep,
         verdicts,
+        watchdog_s: Some(watchdog.as_secs_f64()),
+        failures: ledger.failures.clone(),
     };
     let text = reports::robot::report_text(&result);
-    write_outputs(&args.out, &result, &text)?;
+    write_outputs(&args.out, &result, &text, &ledger)?;
     print!("{text}");
     eprintln!(
         "report written to {}/ in {:.1}s (report.txt, results.json, index.html, plots)",
         args.out.display(),
         t0.elapsed().as_secs_f64()
     );
+    if !result.failures.is_empty() {
+        return Err(failures_error(&result.failures, &format!("{}/", args.out.display())));
+    }
     Ok(())
+}
+
+/// What the report has finished so far (for Ctrl-C), and the runs and
+/// checks it abandoned.
+struct Ledger {
+    bar: ProgressBar,
+    out: PathBuf,
+    finished: Vec<String>,
+    failures: Vec<PolicyFailure>,
+}
+
+impl Ledger {
+    /// Stop here if Ctrl-C was pressed: print what was finished and return
+    /// the error that exits 130. Nothing has been written yet, so the
+    /// output directory keeps what it had.
+    fn checkpoint(&self) -> Result<(), CliError> {
+        if !interrupt::requested() {
+            return Ok(());
+        }
+        self.bar.finish_and_clear();
+        eprintln!("finished before the interrupt:");
+        for part in &self.finished {
+            eprintln!("  {part}");
+        }
+        for f in &self.failures {
+            eprintln!("  {}", f.summary());
+        }
+        Err(CliError::Interrupted(format!(
+            "interrupted after {} finished part(s); no report written: {} keeps what it had",
+            self.finished.len(),
+            self.out.display()
+        )))
+    }
+
+    /// Whether `policy` already failed on `workload` (its further runs there are skipped).
+    fn failed(&self, policy: &str, workload: &str) -> bool {
+        self.failures.iter().any(|f| f.policy == policy && f.workload == workload)
+    }
+
+    /// Record a failure and print it as it happens.
+    fn fail(&mut self, policy: &str, workload: &str, part: &str, failure: RunFailure) {
+        let failure =
+            PolicyFailure { policy: policy.to_owned(), workload: workload.to_owned(), part: part.to_owned(), failure };
+        self.bar.suspend(|| print_failure(&failure));
+        self.failures.push(failure);
+    }
+
+    /// The run of an outcome, or None after recording why there is none.
+    fn ran(&mut self, outcome: Outcome, policy: &str, workload: &str, part: &str) -> Option<PolicyRun> {
+        match outcome {
+            Ok((run, _)) => Some(run),
+            Err(failure) => {
+                self.fail(policy, workload, part, *failure);
+                None
+            }
+        }
+    }
 }
 
 fn scaling_sweep(
@@ -242,7 +335,7 @@ fn scaling_sweep(
     plan: &Plan,
     seed: u64,
     (costs, opts): (Option<&CostModel>, &RunOptions),
-    bar: &ProgressBar,
+    ledger: &mut Ledger,
 ) -> Result<Vec<ScalingPoint>, CliError> {
     let mut points = vec![];
     for &value in plan.scaling {
@@ -251,8 +344,16 @@ fn scaling_sweep(
         scenario.set(SCALING_KNOB, &value.to_string())?;
         scenario.validate()?;
         for policy in policies {
-            bar.set_message(format!("scaling {} {SCALING_KNOB}={value}", policy.label()));
-            let run = run_on_engine(policy.clone(), &scenario, opts.limit, costs, opts)?.0;
+            ledger.bar.inc(1);
+            let part = format!("scaling {SCALING_KNOB}={value}");
+            if ledger.failed(&policy.label(), &scenario.name) {
+                continue;
+            }
+            ledger.checkpoint()?;
+            ledger.bar.set_message(format!("scaling {} {SCALING_KNOB}={value}", policy.label()));
+            let outcome = run_on_engine(policy.clone(), &scenario, opts.limit, costs, opts)?;
+            let Some(run) = ledger.ran(outcome, &policy.label(), &scenario.name, &part) else { continue };
+            ledger.finished.push(format!("{part} {}", policy.label()));
             points.push(ScalingPoint {
                 workload: scenario.name.clone(),
                 policy: policy.label(),
@@ -261,7 +362,6 @@ fn scaling_sweep(
                 threads: scenario.threads.total(),
                 run,
             });
-            bar.inc(1);
         }
     }
     Ok(points)
@@ -274,7 +374,7 @@ fn simulated_cpu_sweep(
     plan: &Plan,
     seed: u64,
     costs: &CostModel,
-    bar: &ProgressBar,
+    ledger: &mut Ledger,
 ) -> Result<Option<CpuSweep>, CliError> {
     if plan.cpu_sweep.is_empty() {
         return Ok(None);
@@ -287,8 +387,21 @@ fn simulated_cpu_sweep(
         scenario.threads = scenario.threads.scaled_to(cpus);
         scenario.validate()?;
         for policy in policies {
-            bar.set_message(format!("simulating {} on {cpus} CPUs", policy.label()));
-            let run = simulate_policy(policy.clone(), &scenario, &opts)?.run;
+            ledger.bar.inc(1);
+            let part = format!("simulated on {cpus} CPUs");
+            if ledger.failed(&policy.label(), &scenario.name) {
+                continue;
+            }
+            ledger.checkpoint()?;
+            ledger.bar.set_message(format!("simulating {} on {cpus} CPUs", policy.label()));
+            let run = match bench_core::oops::catch(|| simulate_policy(policy.clone(), &scenario, &opts)) {
+                Ok(simulated) => simulated?.run,
+                Err(panic) => {
+                    ledger.fail(&policy.label(), &scenario.name, &part, panic_failure(panic));
+                    continue;
+                }
+            };
+            ledger.finished.push(format!("{part} {}", policy.label()));
             points.push(ScalingPoint {
                 workload: scenario.name.clone(),
                 policy: policy.label(),
@@ -297,7 +410,6 @@ fn simulated_cpu_sweep(
                 threads: cpus,
                 run,
             });
-            bar.inc(1);
         }
     }
     Ok(Some(CpuSweep {
@@ -312,7 +424,7 @@ fn verdicts(
     policies: &[Arc<dyn DynPolicy>],
     plan: &Plan,
     seed: u64,
-    bar: &ProgressBar,
+    ledger: &mut Ledger,
 ) -> Result<Vec<Verdict>, CliError> {
     let mut verdicts = vec![];
     for name in CHECKED_WORKLOADS {
@@ -321,49 +433,47 @@ fn verdicts(
         let opts = CheckOptions { schedules: plan.schedules, seed, ..CheckOptions::default() };
         let workload = WorkloadArgs { workload: Some(name.into()), scenario: None, threads: None, set: vec![] };
         for policy in policies {
-            bar.set_message(format!("checking {} on {name}", policy.label()));
-            let report = check_policy(policy, &scenario, &opts)?;
+            ledger.checkpoint()?;
+            ledger.bar.set_message(format!("checking {} on {name}", policy.label()));
+            ledger.bar.inc(1);
+            let report = match bench_core::oops::catch(|| check_policy(policy, &scenario, &opts)) {
+                Ok(report) => report?,
+                Err(panic) => {
+                    ledger.fail(&policy.label(), name, "check", panic_failure(panic));
+                    continue;
+                }
+            };
             let first = report
                 .first
                 .as_ref()
                 .map(|cx| counterexample_doc(cx, replay_command(&workload, &scenario, &report.policy, &cx.token())));
             verdicts.push(Verdict { workload: name.into(), check: policy_doc(policy, &report, first) });
-            bar.inc(1);
+            ledger.finished.push(format!("check {} on {name}", policy.label()));
         }
     }
     Ok(verdicts)
 }
 
-/// Build everything in a temporary directory beside `out`, then rename
-/// each file into `out`.
-fn write_outputs(out: &Path, result: &ReportResults, text: &str) -> Result<(), CliError> {
+/// Build every file in a staging directory and swap it with `out` in one
+/// step ([`crate::output_dir::replace_dir`]); a Ctrl-C during the build
+/// leaves `out` as it was.
+fn write_outputs(out: &Path, result: &ReportResults, text: &str, ledger: &Ledger) -> Result<(), CliError> {
     let failed = |what: &str, e: &dyn std::fmt::Display| CliError::Failed(format!("{what}: {e}"));
-    std::fs::create_dir_all(out).map_err(|e| failed(&format!("creating {}", out.display()), &e))?;
-    let staging = out.join(format!(".staging-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).map_err(|e| failed(&format!("creating {}", staging.display()), &e))?;
-    let built = (|| -> Result<Vec<String>, CliError> {
+    crate::output_dir::replace_dir(out, |staging| {
         let json = serde_json::to_vec_pretty(result).map_err(|e| failed("encoding results", &e))?;
         write_atomic(&staging.join("results.json"), &json).map_err(|e| failed("writing results.json", &e))?;
         write_atomic(&staging.join("report.txt"), text.as_bytes()).map_err(|e| failed("writing report.txt", &e))?;
-        let stems = reports::plots::render_all(result, &staging).map_err(|e| failed("drawing plots", &e))?;
-        let html = index_html(text, &stems, &staging)?;
+        let stems = reports::plots::render_all(result, staging).map_err(|e| failed("drawing plots", &e))?;
+        let html = index_html(text, &stems, staging)?;
         write_atomic(&staging.join("index.html"), html.as_bytes()).map_err(|e| failed("writing index.html", &e))?;
         let mut files = vec!["results.json".to_owned(), "report.txt".into(), "index.html".into()];
         for stem in &stems {
             files.push(format!("{stem}.svg"));
             files.push(format!("{stem}.png"));
         }
+        ledger.checkpoint()?;
         Ok(files)
-    })();
-    let result = built.and_then(|files| {
-        for f in &files {
-            std::fs::rename(staging.join(f), out.join(f)).map_err(|e| failed(&format!("moving {f} into place"), &e))?;
-        }
-        Ok(())
-    });
-    let _ = std::fs::remove_dir_all(&staging);
-    result
+    })
 }
 
 fn escape_html(s: &str) -> String {

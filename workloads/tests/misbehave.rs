@@ -5,9 +5,8 @@
 //! which lock) within the watchdog's time, the process goes on, and the
 //! checker names the same bugs `deadlock` or `lock-order`.
 
-use bench_core::mm::range_addr;
 use bench_core::results::RunFailure;
-use bench_core::{CollapsePolicy, Cx, DynPolicy, Engine, NoParams, Oracle, PmdRef, ScanResult, Step};
+use bench_core::{CollapsePolicy, DynPolicy, Oracle};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use workloads::check::{check_policy, CheckOptions};
@@ -42,106 +41,9 @@ fn fail(policy: Arc<dyn DynPolicy>, scenario: &Scenario) -> (RunFailure, Duratio
     }
 }
 
-/// Takes `ptl` at step 2 and panics with it held.
-struct PanicsInStep2(NoParams);
-
-impl CollapsePolicy for PanicsInStep2 {
-    type Params = NoParams;
-    const NAME: &'static str = "test-panic";
-    const SUMMARY: &'static str = "panics at step 2 holding ptl (tests only)";
-
-    fn new(params: NoParams) -> Self {
-        PanicsInStep2(params)
-    }
-
-    fn params(&self) -> &NoParams {
-        &self.0
-    }
-
-    fn collapse<E: Engine>(&self, cx: &mut Cx<'_, E>, haddr: u64, _install_pmd: bool) -> ScanResult {
-        cx.step(Step::Prologue);
-        let (_, Some(pmd)) = cx.find_pmd_or_thp_or_none(haddr) else { return ScanResult::Fail };
-        cx.step(Step::Clear);
-        let Some((_pte, _ptl)) = cx.pte_offset_map_lock(pmd, haddr) else { return ScanResult::Fail };
-        panic!("test-panic: boom in step 2")
-    }
-}
-
-/// Takes `ptl` at step 1 and then sleeps for the page lock it already
-/// holds: it never returns, and `ptl` is never released, so uffd blocks
-/// behind it.
-struct NeverReleasesPtl(NoParams);
-
-impl CollapsePolicy for NeverReleasesPtl {
-    type Params = NoParams;
-    const NAME: &'static str = "test-hang";
-    const SUMMARY: &'static str = "sleeps on its own page lock holding ptl (tests only)";
-
-    fn new(params: NoParams) -> Self {
-        NeverReleasesPtl(params)
-    }
-
-    fn params(&self) -> &NoParams {
-        &self.0
-    }
-
-    fn collapse<E: Engine>(&self, cx: &mut Cx<'_, E>, haddr: u64, _install_pmd: bool) -> ScanResult {
-        cx.step(Step::Prologue);
-        let Some(vma) = cx.vma_lookup(haddr) else { return ScanResult::VmaCheck };
-        let Some(hpage) = cx.find_lock_page(vma, haddr) else { return ScanResult::PageNull };
-        if let (ScanResult::Succeed, Some(pmd)) = cx.find_pmd_or_thp_or_none(haddr) {
-            cx.step(Step::Check);
-            if let Some((start_pte, ptl)) = cx.pte_offset_map_lock(pmd, haddr) {
-                cx.lock_page(hpage);
-                cx.pte_unmap_unlock(start_pte, ptl);
-            }
-        }
-        cx.unlock_page(hpage);
-        cx.put_page(hpage);
-        ScanResult::Fail
-    }
-}
-
-/// Range 0's collapser takes range 0's `ptl` then `pml`; range 1's takes
-/// `pml` then range 0's `ptl`; each waits 20 ms between, so they
-/// deadlock on their first collapse.
-struct Abba(NoParams);
-
-impl CollapsePolicy for Abba {
-    type Params = NoParams;
-    const NAME: &'static str = "test-abba-pair";
-    const SUMMARY: &'static str = "ABBA on range 0's ptl and pml between two collapsers (tests only)";
-
-    fn new(params: NoParams) -> Self {
-        Abba(params)
-    }
-
-    fn params(&self) -> &NoParams {
-        &self.0
-    }
-
-    fn collapse<E: Engine>(&self, cx: &mut Cx<'_, E>, haddr: u64, _install_pmd: bool) -> ScanResult {
-        const PAUSE_NS: u64 = 20_000_000;
-        let range0 = PmdRef { table: 0, idx: 0 };
-        cx.step(Step::RemoveTable);
-        let pml = cx.pmd_lockptr(range0);
-        if haddr == range_addr(0) {
-            let Some((pte, ptl)) = cx.pte_offset_map_lock(range0, range_addr(0)) else { return ScanResult::Fail };
-            cx.ndelay(PAUSE_NS);
-            cx.spin_lock(pml);
-            cx.spin_unlock(pml);
-            cx.pte_unmap_unlock(pte, ptl);
-        } else {
-            cx.spin_lock(pml);
-            cx.ndelay(PAUSE_NS);
-            if let Some((pte, ptl)) = cx.pte_offset_map_lock(range0, range_addr(0)) {
-                cx.pte_unmap_unlock(pte, ptl);
-            }
-            cx.spin_unlock(pml);
-        }
-        ScanResult::Fail
-    }
-}
+#[path = "common/misbehaving.rs"]
+mod misbehaving;
+use misbehaving::{Abba, NeverReleasesPtl, PanicsInStep2, PANIC_MESSAGE};
 
 fn policy<P: CollapsePolicy>() -> Arc<dyn DynPolicy> {
     (bench_core::entry::<P>().build)(&serde_json::json!({})).unwrap()
@@ -158,16 +60,15 @@ fn two_collapsers() -> Scenario {
 
 #[test]
 fn a_panicking_policy_is_reported_with_its_step_location_and_locks() {
-    let line = 1 + include_str!("misbehave.rs").lines().position(|l| l.contains("panic!(\"test-panic")).unwrap();
     let (failure, took) = fail(policy::<PanicsInStep2>(), &preset("uffd-private").unwrap());
     let RunFailure::Panic { cpu, role, step, message, location, held_locks } = &failure else {
         panic!("not a panic: {failure:?}")
     };
-    assert_eq!(message, "test-panic: boom in step 2");
+    assert_eq!(message, PANIC_MESSAGE);
     assert_eq!((*cpu, role.as_deref(), step.as_deref()), (Some(0), Some("collapse"), Some("step 2 (clear)")));
     assert_eq!(held_locks, &["ptl (PTE table 0)"]);
     let location = location.as_deref().unwrap();
-    assert!(location.starts_with(&format!("workloads/tests/misbehave.rs:{line}:")), "{location}");
+    assert!(location.contains(&misbehaving::panic_line()), "{location}");
     assert!(took < MARGIN, "the other CPUs unwound at once: {took:?}");
     assert_eq!(
         failure.summary(),
@@ -246,7 +147,7 @@ fn a_panic_on_the_controlled_engine_is_caught_by_the_caller() {
     let caught = bench_core::oops::catch(|| {
         check_policy(&policy::<PanicsInStep2>(), &scenario, &CheckOptions { schedules: 5, ..Default::default() })
     });
-    let panic = caught.err().expect("the checker's run panicked");
-    assert_eq!(panic.message, "test-panic: boom in step 2");
-    assert!(panic.location.unwrap().starts_with("workloads/tests/misbehave.rs:"));
+    let Err(panic) = caught else { panic!("the checker's run should have panicked") };
+    assert_eq!(panic.message, PANIC_MESSAGE);
+    assert!(panic.location.unwrap().contains(&misbehaving::panic_line()));
 }

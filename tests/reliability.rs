@@ -1,0 +1,151 @@
+//! The binary as a user runs it when things go wrong: Ctrl-C or SIGKILL
+//! in the middle of `report`, bad limits, and a short `soak`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+fn bench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_collapse-bench")).args(args).output().expect("run collapse-bench")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("collapse-bench-reliability-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// An earlier report, as files and their bytes.
+fn earlier_report(out: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    std::fs::create_dir_all(out).unwrap();
+    let files =
+        [("report.txt", "the earlier report\n"), ("results.json", "{\"schema\": 1}\n"), ("notes.txt", "mine\n")];
+    files
+        .iter()
+        .map(|(name, text)| {
+            std::fs::write(out.join(name), text).unwrap();
+            (out.join(name), text.as_bytes().to_vec())
+        })
+        .collect()
+}
+
+/// Every entry of `dir` and of `dir/..` whose name starts with a dot.
+fn hidden_entries(dir: &Path) -> Vec<String> {
+    [dir, dir.parent().unwrap()]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect()
+}
+
+/// `report --quick` into `out`, stopped by `signal` after `after`.
+fn interrupted_report(out: &Path, signal: i32, after: Duration) -> Output {
+    let child: Child = Command::new(env!("CARGO_BIN_EXE_collapse-bench"))
+        .args(["report", "--quick", "-w", "uffd-private,pml-contended", "-p", "v1,v2-flush-bool", "--out"])
+        .arg(out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start collapse-bench");
+    std::thread::sleep(after);
+    // SAFETY: kill(2) on the child's pid, which has not been waited for yet.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn ctrl_c_leaves_the_earlier_report_and_says_what_was_finished() {
+    let out = scratch("sigint").join("report");
+    let earlier = earlier_report(&out);
+    let o = interrupted_report(&out, libc::SIGINT, Duration::from_millis(2500));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(err.contains("finished before the interrupt:\n  measure v1 on uffd-private (5 runs)"), "{err}");
+    assert!(err.contains("no report written:") && err.contains("keeps what it had"), "{err}");
+    for (path, bytes) in &earlier {
+        assert_eq!(&std::fs::read(path).unwrap(), bytes, "{} changed", path.display());
+    }
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), earlier.len(), "no new file");
+    assert_eq!(hidden_entries(&out), Vec::<String>::new(), "no staging left");
+}
+
+#[test]
+fn sigkill_leaves_the_earlier_report_and_the_next_run_cleans_up() {
+    let dir = scratch("sigkill");
+    let out = dir.join("report");
+    let earlier = earlier_report(&out);
+    let o = interrupted_report(&out, libc::SIGKILL, Duration::from_millis(1500));
+    assert_eq!(o.status.code(), None, "killed");
+    for (path, bytes) in &earlier {
+        assert_eq!(&std::fs::read(path).unwrap(), bytes, "{} changed", path.display());
+    }
+    // A run killed while writing leaves its staging directory: the next
+    // report into the same place removes it (its process is gone).
+    let leftover = dir.join(".report.staging-4194305");
+    std::fs::create_dir(&leftover).unwrap();
+    std::fs::write(leftover.join("report.txt"), "half").unwrap();
+    let o = bench(&[
+        "report",
+        "--quick",
+        "-w",
+        "uffd-private",
+        "-p",
+        "v1",
+        "--schedules",
+        "5",
+        "--sweep-cpus",
+        "none",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!leftover.exists());
+    assert_eq!(hidden_entries(&out), Vec::<String>::new());
+    assert_ne!(std::fs::read(out.join("report.txt")).unwrap(), earlier[0].1, "replaced");
+    assert_eq!(std::fs::read(out.join("notes.txt")).unwrap(), b"mine\n", "other files kept");
+}
+
+#[test]
+fn bad_limits_exit_2_naming_the_flag_and_what_is_allowed() {
+    let dir = scratch("limits");
+    let json = dir.join("out.json");
+    for (args, needles) in [
+        (vec!["--watchdog", "5x"], vec!["--watchdog: `5x` has an unknown unit", "ms, s, m or h"]),
+        (vec!["--watchdog", "50ms"], vec!["--watchdog: `50ms` is out of range", "from 100ms to 3600s"]),
+        (vec!["--duration", "ten"], vec!["--duration: `ten` is not a duration"]),
+        (vec!["--duration", "25h"], vec!["--duration: `25h` is out of range"]),
+        (
+            vec!["--set", "pace.readers=1000000000", "--watchdog", "1s"],
+            vec!["--watchdog: 1s is less than twice", "use at least 2s"],
+        ),
+        (vec!["--threads", "readers=5000"], vec!["threads: 5002 threads in all; allowed 1..=1024"]),
+    ] {
+        let mut all = vec!["run", "-p", "v1", "--json", json.to_str().unwrap()];
+        all.extend(&args);
+        let o = bench(&all);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        for needle in needles {
+            assert!(err.contains(needle), "{args:?}: {needle} not in {err}");
+        }
+        assert!(!json.exists(), "{args:?}: nothing written");
+    }
+}
+
+#[test]
+fn a_short_soak_counts_operations_and_finds_nothing() {
+    let o = bench(&["soak", "-p", "v1", "--duration", "1s", "--round", "500ms"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.starts_with("soak: workload mixed on 9 threads, 1s per policy in rounds of 500ms"), "{out}");
+    let v1 = out.lines().find(|l| l.starts_with("v1: ")).expect("a line for v1");
+    assert!(v1.ends_with(" 0 violations"), "{v1}");
+    let ops = out.lines().find(|l| l.starts_with("  operations: ")).expect("operation counts");
+    for role in ["cow", "faulter", "marker", "migrate", "neighbour", "reader", "restore", "swap", "uffd"] {
+        assert!(ops.contains(&format!("{role} ")), "{role} in {ops}");
+    }
+    assert!(out.lines().any(|l| l.starts_with("  results: ") && l.contains("SCAN_SUCCEED")), "{out}");
+    assert!(out.ends_with("soak: no violation\n"), "{out}");
+}
