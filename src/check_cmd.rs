@@ -272,9 +272,23 @@ fn search_all(
     print!("{}", wrap(&head, "", "  "));
     let t0 = Instant::now();
     let mut reports = vec![];
+    let mut panicked = vec![];
     for policy in policies {
         eprintln!("checking {} ...", policy.label());
-        let report = check_policy(policy, scenario, opts)?;
+        let report = match bench_core::oops::catch(|| check_policy(policy, scenario, opts)) {
+            Ok(report) => report?,
+            Err(panic) => {
+                let failure = bench_core::results::PolicyFailure {
+                    policy: policy.label(),
+                    workload: scenario.name.clone(),
+                    part: "check".into(),
+                    failure: crate::cli::panic_failure(panic),
+                };
+                crate::cli::print_failure(&failure);
+                panicked.push(failure);
+                continue;
+            }
+        };
         let first = report
             .first
             .as_ref()
@@ -310,8 +324,11 @@ fn search_all(
         out.push_str(&wrap(&head, "", ""));
         print_counterexample(&mut out, doc);
     }
+    for f in &panicked {
+        let _ = writeln!(out, "{}", f.summary());
+    }
     print!("{out}");
-    Ok(result.policies.iter().any(|c| c.first.is_some() || c.verdict == "FAIL"))
+    Ok(!panicked.is_empty() || result.policies.iter().any(|c| c.first.is_some() || c.verdict == "FAIL"))
 }
 
 fn replay_one(

@@ -109,3 +109,11 @@ fn report_leaves_a_failing_policy_out_and_says_why() {
     assert!(section.contains("FAILED test-panic on uffd-private (measure): panic on CPU 0"), "{section}");
     assert!(section.contains(PANIC_MESSAGE), "{section}");
 }
+
+#[test]
+fn check_reports_a_panicking_policy_and_exits_1() {
+    let code = bench(&["check", "-p", "test-panic,v1", "-w", "uffd-private", "--schedules", "5"]);
+    assert_eq!(code, ExitCode::from(1));
+    let code = bench(&["check", "-p", "v1", "-w", "uffd-private", "--schedules", "5"]);
+    assert_eq!(code, ExitCode::SUCCESS, "v1 alone passes");
+}

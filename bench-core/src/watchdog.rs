@@ -255,6 +255,7 @@ impl Monitor {
     /// The hung-task report of `hung` CPUs: for each, that it finished
     /// nothing for the timeout, at which collapse step it is, and what it waits for and who holds
     /// that (or that it waits for nothing: looping in its own code); then
+    /// the other CPUs waiting now (blocked later, behind a hung one); then
     /// every lock held, by CPU. One line per item, the kernel's wording.
     pub fn report(&self, watch: &Watch, mm: &Mm, roles: &[Role], hung: &[usize]) -> Vec<String> {
         let mut lines = vec![];
@@ -272,6 +273,19 @@ impl Monitor {
             match decode(line.waiting.load(Ordering::Relaxed)) {
                 Some(on) => lines.push(format!("      waiting for {}", describe_wait(mm, on, roles))),
                 None => lines.push("      not waiting for a lock: looping or stuck in its own code".to_owned()),
+            }
+        }
+        // CPUs that wait too, but not yet for the whole timeout (they
+        // blocked later, behind a hung one): the other half of the picture.
+        let waiting: Vec<(usize, Event)> = (0..self.seen.len())
+            .filter(|cpu| !hung.contains(cpu))
+            .filter_map(|cpu| decode(watch.cpus[cpu].waiting.load(Ordering::Relaxed)).map(|on| (cpu, on)))
+            .collect();
+        if !waiting.is_empty() {
+            lines.push("Other CPUs waiting:".to_owned());
+            for (cpu, on) in waiting {
+                let role = roles.get(cpu).map_or("cpu", |r| r.name());
+                lines.push(format!("{role}/CPU{cpu} waiting for {}", describe_wait(mm, on, roles)));
             }
         }
         lines.push("Showing all locks held in the system:".to_owned());

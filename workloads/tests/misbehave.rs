@@ -94,17 +94,20 @@ fn a_policy_that_never_releases_ptl_is_abandoned_by_the_watchdog() {
     assert!(took >= WATCHDOG && took < WATCHDOG + MARGIN, "abandoned after {took:?}");
     let text = report.join("\n");
     eprintln!("{text}");
-    // CPU 0 collapses, CPU 1 fills by uffd, CPU 2 reads (it goes on: not hung).
-    assert_eq!(cpus, &[0, 1], "{text}");
+    // CPU 0 collapses, CPU 1 fills by uffd, CPU 2 reads (it goes on: not
+    // hung). The uffd CPU blocked after the collapser: it is hung too, or
+    // (on a loaded machine, at the first tick) among the others waiting.
+    assert_eq!(cpus[0], 0, "{text}");
+    assert!(!cpus.contains(&2), "{text}");
     for want in [
         "INFO: task collapse:CPU0 blocked for more than 0.5 seconds.\n      at step 1 (check)\n      waiting for page \
          lock of pfn 0x200",
-        "INFO: task uffd:CPU1 blocked for more than 0.5 seconds.\n      waiting for ptl (PTE table 0) held by CPU 0 \
-         (collapse)",
+        "waiting for ptl (PTE table 0) held by CPU 0 (collapse)",
         "Showing all locks held in the system:\n1 lock held by collapse/CPU0:\n #0: ptl (PTE table 0)",
     ] {
         assert!(text.contains(want), "{want}\nnot in\n{text}");
     }
+    assert!(text.contains("INFO: task uffd:CPU1 blocked") || text.contains("uffd/CPU1 waiting"), "{text}");
 
     // The checker: sleeping under ptl, and every CPU blocked.
     let report = check_policy(
@@ -123,15 +126,19 @@ fn an_abba_between_two_cpus_is_abandoned_naming_holders_and_waiters() {
     assert!(took < WATCHDOG + MARGIN, "abandoned after {took:?}");
     let text = report.join("\n");
     eprintln!("{text}");
-    assert_eq!(cpus, &[0, 1], "{text}");
+    assert!(!cpus.is_empty() && cpus.iter().all(|&c| c < 2), "{text}");
     for want in [
-        "INFO: task collapse:CPU0 blocked for more than 0.5 seconds.\n      at step 4 (remove table)\n      waiting \
-         for pml (PMD table 0) held by CPU 1 (collapse)",
-        "INFO: task collapse:CPU1 blocked for more than 0.5 seconds.\n      at step 4 (remove table)\n      waiting \
-         for ptl (PTE table 0) held by CPU 0 (collapse)",
+        "waiting for pml (PMD table 0) held by CPU 1 (collapse)",
+        "waiting for ptl (PTE table 0) held by CPU 0 (collapse)",
         "1 lock held by collapse/CPU0:\n #0: ptl (PTE table 0)\n1 lock held by collapse/CPU1:\n #0: pml (PMD table 0)",
     ] {
         assert!(text.contains(want), "{want}\nnot in\n{text}");
+    }
+    if cpus.len() == 2 {
+        assert!(text.contains(
+            "INFO: task collapse:CPU0 blocked for more than 0.5 seconds.\n      at step 4 (remove table)\n      \
+             waiting for pml (PMD table 0) held by CPU 1 (collapse)"
+        ));
     }
 
     // The checker finds the inverted order on the first schedule.
