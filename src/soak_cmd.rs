@@ -7,8 +7,9 @@
 //! with the next seed (so the rounds explore different interleavings and
 //! each ends with a teardown check), until `--duration` has passed. It
 //! prints, per policy, the operations every actor completed, the
-//! collapses by result, and the violations with the seed of their round
-//! and the command that reruns it. Exit 1 on any violation or failed
+//! collapses by result, the violations and the rounds that had them, and
+//! the first violation of each rule with the command that reruns its
+//! round. Exit 1 on any violation or failed
 //! run; Ctrl-C stops after the current round and prints the counts so far.
 
 use crate::cli::{
@@ -17,16 +18,13 @@ use crate::cli::{
 };
 use crate::interrupt;
 use bench_core::native::Limit;
-use bench_core::oracle::Violation;
+use bench_core::oracle::{Oracle, Violation};
 use bench_core::results::{PolicyFailure, PolicyRun};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 use workloads::scenario::available_memory;
 use workloads::{run_policy, RunError, RunOptions};
-
-/// Violations printed per policy (all are counted).
-const SHOWN_VIOLATIONS: usize = 5;
 
 /// Arguments of `soak`.
 #[derive(clap::Args, Debug)]
@@ -63,8 +61,10 @@ struct Totals {
     flush_mm: u64,
     tables_freed: u64,
     violations: u64,
-    /// The first violations, with the seed of their round.
-    shown: Vec<(u64, Violation)>,
+    /// Seeds of the rounds that broke a rule.
+    violating_rounds: Vec<u64>,
+    /// The first violation of each oracle, with the seed of its round.
+    first_of_each: BTreeMap<Oracle, (u64, Violation)>,
     failure: Option<PolicyFailure>,
 }
 
@@ -86,10 +86,11 @@ impl Totals {
         self.flush_mm += c.flush_mm;
         self.tables_freed += c.tables_freed;
         self.violations += run.violations_total;
+        if run.violations_total > 0 {
+            self.violating_rounds.push(seed);
+        }
         for v in &run.violations {
-            if self.shown.len() < SHOWN_VIOLATIONS {
-                self.shown.push((seed, v.clone()));
-            }
+            self.first_of_each.entry(v.oracle).or_insert_with(|| (seed, v.clone()));
         }
     }
 
@@ -112,6 +113,16 @@ impl Totals {
             if self.seconds > 0.0 { self.collapses as f64 / self.seconds } else { 0.0 },
             self.violations
         );
+        if self.violations > 0 {
+            let oracles: Vec<&str> = self.first_of_each.keys().map(|o| o.name()).collect();
+            let _ = writeln!(
+                out,
+                "  broken in {} of {} rounds: {}",
+                self.violating_rounds.len(),
+                self.rounds,
+                oracles.join(", ")
+            );
+        }
         let _ = writeln!(out, "  results: {}", Self::list(&self.results));
         let _ = writeln!(out, "  operations: {}", Self::list(&self.ops));
         let _ = writeln!(
@@ -122,8 +133,8 @@ impl Totals {
             self.flush_mm,
             self.tables_freed
         );
-        for (seed, v) in &self.shown {
-            let _ = writeln!(out, "  {v}\n    rerun: {}", rerun(*seed));
+        for (seed, v) in self.first_of_each.values() {
+            let _ = writeln!(out, "  first {}: {v}\n    rerun: {}", v.oracle, rerun(*seed));
         }
         if let Some(f) = &self.failure {
             let _ = writeln!(out, "  {}", f.summary());
