@@ -115,11 +115,11 @@ pub struct RunResult {
     /// One entry per policy.
     pub runs: Vec<PolicyRun>,
     /// The watchdog timeout each run had, s (absent in older files).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watchdog_s: Option<f64>,
     /// Policies whose run was abandoned (a panic, or no progress): they
     /// have no entry in `runs`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<PolicyFailure>,
 }
 
@@ -342,11 +342,11 @@ pub struct ReportResults {
     /// The checker's verdict of every policy, per workload checked.
     pub verdicts: Vec<Verdict>,
     /// The watchdog timeout each native run had, s (absent in older files).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watchdog_s: Option<f64>,
     /// Runs and checks that were abandoned (a panic, or no progress):
     /// they have no entry in `cells`, `scaling` or `verdicts`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<PolicyFailure>,
 }
 
