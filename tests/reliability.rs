@@ -136,12 +136,16 @@ fn bad_limits_exit_2_naming_the_flag_and_what_is_allowed() {
 
 #[test]
 fn a_short_soak_counts_operations_and_finds_nothing() {
-    let o = bench(&["soak", "-p", "v1", "--duration", "1s", "--round", "500ms"]);
+    // mixed runs the guard-marker actor, which only the always-recheck
+    // forms survive (the others are caught now and then: a finding, not
+    // a flake); so the clean soak is of one of those.
+    let policy = "v2-flush-bool:recheck_always=true";
+    let o = bench(&["soak", "-p", policy, "--duration", "1s", "--round", "500ms"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.starts_with("soak: workload mixed on 9 threads, 1s per policy in rounds of 500ms"), "{out}");
-    let v1 = out.lines().find(|l| l.starts_with("v1: ")).expect("a line for v1");
-    assert!(v1.ends_with(" 0 violations"), "{v1}");
+    let line = out.lines().find(|l| l.starts_with(&format!("{policy}: "))).expect("a line for the policy");
+    assert!(line.ends_with(" 0 violations"), "{line}");
     let ops = out.lines().find(|l| l.starts_with("  operations: ")).expect("operation counts");
     for role in ["cow", "faulter", "marker", "migrate", "neighbour", "reader", "restore", "swap", "uffd"] {
         assert!(ops.contains(&format!("{role} ")), "{role} in {ops}");
