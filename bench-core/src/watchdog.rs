@@ -14,7 +14,7 @@
 //! detector does (`INFO: task ... blocked for more than N seconds`, then
 //! `Showing all locks held in the system`), raises the abort flag, and
 //! every CPU that waits, tries a lock or pauses notices it and unwinds
-//! with a private payload ([`Abandoned`]) that its thread catches, so the
+//! with a private payload (`Abandoned`) that its thread catches, so the
 //! run ends and the process goes on with the next one.
 //!
 //! A CPU that loops in a policy's own code without ever waiting, trying a
