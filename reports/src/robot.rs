@@ -371,7 +371,12 @@ fn header(r: &ReportResults) -> String {
     out.push_str(&wrap(&r.base, "base:         ", "              "));
     out.push_str(&wrap(&patches.join(", "), "patches:      ", "              "));
     out.push_str(&wrap(&workloads.join(", "), "workloads:    ", "              "));
-    out.push_str(&wrap(&format!("{} cores, {}", env.cores, env.cpu_model), "test machine: ", "              "));
+    // A simulated matrix ran on virtual CPUs: the host only ran the simulator.
+    let machine = match env.engine.as_str() {
+        "sim" => format!("simulated (virtual time), on a host of {} cores, {}", env.cores, env.cpu_model),
+        _ => format!("{} cores, {}", env.cores, env.cpu_model),
+    };
+    out.push_str(&wrap(&machine, "test machine: ", "              "));
     out.push_str(&wrap(&format!("{} ({})", env.kernel, env.os), "kernel:       ", "              "));
     out.push('\n');
     out.push_str(&params(&[

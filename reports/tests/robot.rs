@@ -540,6 +540,17 @@ fn without_a_cpu_sweep_the_section_is_left_out() {
 }
 
 #[test]
+fn a_simulated_matrix_names_its_machine_virtual() {
+    let mut r = fixture_report();
+    let native = report_text(&r);
+    assert!(native.contains("\ntest machine: 4 cores, Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz\n"), "{native}");
+    r.environment.engine = "sim".into();
+    let sim = report_text(&r);
+    assert!(sim.contains("\ntest machine: simulated (virtual time), on a host of 4 cores, Intel(R)"), "{sim}");
+    assert!(sim.contains("\n  sim/"), "the parameters line names the engine: {sim}");
+}
+
+#[test]
 fn cpu_sweep_tables_split_where_policies_do_not_fit() {
     let mut r = fixture_report();
     let sweep = r.cpu_sweep.as_mut().unwrap();
