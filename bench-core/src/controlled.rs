@@ -431,7 +431,7 @@ pub fn run_controlled<A: Actor + 'static>(mm: Arc<Mm>, actors: Vec<A>, cfg: &Con
                 let mut done = 0;
                 while !stop.get() && done < ops_per_cpu && cx.now_ns() < until_ns {
                     // Every operation enters the kernel (and so takes time).
-                    cx.engine.charge(Cost::KernelEntry, 1);
+                    cx.charge(Cost::KernelEntry, 1);
                     if actor.op(&mut cx) {
                         counted.set(counted.get() + 1);
                         if counted.get() >= ops {
@@ -451,7 +451,8 @@ pub fn run_controlled<A: Actor + 'static>(mm: Arc<Mm>, actors: Vec<A>, cfg: &Con
         (vec![], steps, end)
     } else {
         let (schedule, end) = chosen(&mut cpus, &shared, cfg, &mut metrics, &mm, &roles);
-        (schedule.clone(), schedule.len() as u64, end)
+        let steps = schedule.len() as u64;
+        (schedule, steps, end)
     };
     let trace = shared.trace.take();
     // Unfinished coroutines are unwound when dropped here.
