@@ -938,11 +938,9 @@ impl<'a, E: Engine> Cx<'a, E> {
     pub fn pmd_populate_range(&mut self, pmd: PmdRef, r: u32) {
         self.assert_held(self.pmd_lockptr(pmd), "pmd_populate");
         let slot = self.pte_alloc_one();
-        let mapped = self.mm.populate_table(self.cpu, r, slot);
-        // Each mapped entry: the store, the rmap and the reference.
-        self.charge(Cost::EntryWrite, mapped as u64 + 1);
-        self.charge(Cost::RmapUpdate, mapped as u64);
-        self.charge(Cost::PageRef, mapped as u64);
+        self.populate_table(r, slot);
+        // The PMD's store.
+        self.charge(Cost::EntryWrite, 1);
         self.mm.add_nr_ptes(self.cpu, 1);
         let entry = self.mm.pmds.entry(pmd.table, pmd.idx);
         let old = entry.swap(Pmd::table(slot).0, Ordering::AcqRel);
@@ -972,7 +970,13 @@ impl<'a, E: Engine> Cx<'a, E> {
     /// table's `ptl` and the huge page's lock.
     pub fn populate_range(&mut self, r: u32, pte: PteMap) -> usize {
         self.assert_held(self.mm.pte_lock_id(pte.slot), "populate");
-        let mapped = self.mm.populate_table(self.cpu, r, pte.slot);
+        self.populate_table(r, pte.slot)
+    }
+
+    /// Fill table `slot` with range `r`'s pattern, charging each entry
+    /// mapped its store, rmap and reference. Returns the entries mapped.
+    fn populate_table(&mut self, r: u32, slot: u32) -> usize {
+        let mapped = self.mm.populate_table(self.cpu, r, slot);
         self.charge(Cost::EntryWrite, mapped as u64);
         self.charge(Cost::RmapUpdate, mapped as u64);
         self.charge(Cost::PageRef, mapped as u64);
