@@ -136,20 +136,20 @@ impl EngineArgs {
 /// scheduling steps it took; or why it was abandoned.
 pub type Outcome = Result<(PolicyRun, Option<u64>), Box<RunFailure>>;
 
-/// Run `policy` on `scenario` with the engine asked for. Bad input is an
-/// error; a run that panicked or hung is an [`Outcome`] that says so, so
-/// the caller goes on with the other policies.
+/// Run `policy` on `scenario` until `opts.limit`: simulated under `costs`
+/// when given (the limit is then virtual time), else natively with
+/// `opts`. Bad input is an error; a run that panicked or hung is an
+/// [`Outcome`] that says so, so the caller goes on with the other policies.
 pub fn run_on_engine(
     policy: Arc<dyn DynPolicy>,
     scenario: &Scenario,
-    limit: Limit,
     costs: Option<&CostModel>,
-    native: &RunOptions,
+    opts: &RunOptions,
 ) -> Result<Outcome, CliError> {
     match costs {
         Some(costs) => {
             let simulated = bench_core::oops::catch(|| {
-                simulate_policy(policy, scenario, &SimOptions { costs: costs.clone(), limit })
+                simulate_policy(policy, scenario, &SimOptions { costs: costs.clone(), limit: opts.limit })
             });
             match simulated {
                 Ok(sim) => {
@@ -159,7 +159,7 @@ pub fn run_on_engine(
                 Err(panic) => Ok(Err(Box::new(panic_failure(panic)))),
             }
         }
-        None => match run_policy(policy, scenario, &RunOptions { limit, ..native.clone() }) {
+        None => match run_policy(policy, scenario, opts) {
             Ok(run) => Ok(Ok((run, None))),
             Err(RunError::Invalid(e)) => Err(e.into()),
             Err(RunError::Failed(failure)) => Ok(Err(failure)),
@@ -434,7 +434,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     for policy in &policies {
         eprintln!("running {} ...", policy.label());
         let started = Instant::now();
-        let (run, steps) = match run_on_engine(policy.clone(), &scenario, limit, costs.as_ref(), &opts)? {
+        let (run, steps) = match run_on_engine(policy.clone(), &scenario, costs.as_ref(), &opts)? {
             Ok(ran) => ran,
             Err(failure) => {
                 let failure = PolicyFailure {

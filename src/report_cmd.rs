@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use workloads::check::{check_policy, CheckOptions};
 use workloads::scenario::available_memory;
-use workloads::{preset, simulate_policy, RunOptions, Scenario, SimOptions, PRESETS};
+use workloads::{preset, RunOptions, Scenario, PRESETS};
 
 /// Workloads the checker searches for each verdict: the original report's
 /// shape, and with `pml` contended (where the v2 trylock fails).
@@ -209,7 +209,6 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
         git_revision: GIT_REVISION.into(),
         watchdog,
     };
-    let limit = Limit::Duration(plan.run_time);
     let mut cells = vec![];
     for scenario in &scenarios {
         for policy in &measured {
@@ -222,7 +221,7 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
                 if costs.is_some() {
                     scenario.seed = scenario.seed.wrapping_add(k.into());
                 }
-                let outcome = run_on_engine(policy.clone(), &scenario, limit, costs.as_ref(), &opts)?;
+                let outcome = run_on_engine(policy.clone(), &scenario, costs.as_ref(), &opts)?;
                 bar.inc(1);
                 match ledger.ran(outcome, &policy.label(), &scenario.name, "measure") {
                     Some(run) => runs.push(run),
@@ -240,7 +239,7 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
     }
     let scaling = scaling_sweep(&measured, &plan, args.seed, (costs.as_ref(), &opts), &mut ledger)?;
     let sweep_costs = costs.clone().unwrap_or_default();
-    let cpu_sweep = simulated_cpu_sweep(&measured, &plan, args.seed, &sweep_costs, &mut ledger)?;
+    let cpu_sweep = simulated_cpu_sweep(&measured, &plan, args.seed, (&sweep_costs, &opts), &mut ledger)?;
     let verdicts = verdicts(&all, &plan, args.seed, &mut ledger)?;
     bar.finish_and_clear();
     let result = ReportResults {
@@ -337,34 +336,15 @@ fn scaling_sweep(
     (costs, opts): (Option<&CostModel>, &RunOptions),
     ledger: &mut Ledger,
 ) -> Result<Vec<ScalingPoint>, CliError> {
-    let mut points = vec![];
+    let mut scenarios = vec![];
     for &value in plan.scaling {
         let mut scenario = preset(SCALING_WORKLOAD)?;
         scenario.seed = seed;
         scenario.set(SCALING_KNOB, &value.to_string())?;
         scenario.validate()?;
-        for policy in policies {
-            ledger.bar.inc(1);
-            let part = format!("scaling {SCALING_KNOB}={value}");
-            if ledger.failed(&policy.label(), &scenario.name) {
-                continue;
-            }
-            ledger.checkpoint()?;
-            ledger.bar.set_message(format!("scaling {} {SCALING_KNOB}={value}", policy.label()));
-            let outcome = run_on_engine(policy.clone(), &scenario, opts.limit, costs, opts)?;
-            let Some(run) = ledger.ran(outcome, &policy.label(), &scenario.name, &part) else { continue };
-            ledger.finished.push(format!("{part} {}", policy.label()));
-            points.push(ScalingPoint {
-                workload: scenario.name.clone(),
-                policy: policy.label(),
-                knob: SCALING_KNOB.into(),
-                value,
-                threads: scenario.threads.total(),
-                run,
-            });
-        }
+        scenarios.push((value, scenario));
     }
-    Ok(points)
+    sweep(policies, scenarios, SCALING_KNOB, |value| format!("scaling {SCALING_KNOB}={value}"), (costs, opts), ledger)
 }
 
 /// The CPU sweep: every measured policy on [`CPU_SWEEP_WORKLOAD`] scaled
@@ -373,51 +353,66 @@ fn simulated_cpu_sweep(
     policies: &[Arc<dyn DynPolicy>],
     plan: &Plan,
     seed: u64,
-    costs: &CostModel,
+    (costs, opts): (&CostModel, &RunOptions),
     ledger: &mut Ledger,
 ) -> Result<Option<CpuSweep>, CliError> {
     if plan.cpu_sweep.is_empty() {
         return Ok(None);
     }
-    let opts = SimOptions { costs: costs.clone(), limit: Limit::Duration(plan.sweep_time) };
-    let mut points = vec![];
+    let mut scenarios = vec![];
     for &cpus in &plan.cpu_sweep {
         let mut scenario = preset(CPU_SWEEP_WORKLOAD)?;
         scenario.seed = seed;
         scenario.threads = scenario.threads.scaled_to(cpus);
         scenario.validate()?;
-        for policy in policies {
-            ledger.bar.inc(1);
-            let part = format!("simulated on {cpus} CPUs");
-            if ledger.failed(&policy.label(), &scenario.name) {
-                continue;
-            }
-            ledger.checkpoint()?;
-            ledger.bar.set_message(format!("simulating {} on {cpus} CPUs", policy.label()));
-            let run = match bench_core::oops::catch(|| simulate_policy(policy.clone(), &scenario, &opts)) {
-                Ok(simulated) => simulated?.run,
-                Err(panic) => {
-                    ledger.fail(&policy.label(), &scenario.name, &part, panic_failure(panic));
-                    continue;
-                }
-            };
-            ledger.finished.push(format!("{part} {}", policy.label()));
-            points.push(ScalingPoint {
-                workload: scenario.name.clone(),
-                policy: policy.label(),
-                knob: "cpus".into(),
-                value: cpus,
-                threads: cpus,
-                run,
-            });
-        }
+        scenarios.push((cpus, scenario));
     }
+    let opts = RunOptions { limit: Limit::Duration(plan.sweep_time), ..opts.clone() };
+    let points =
+        sweep(policies, scenarios, "cpus", |cpus| format!("simulated on {cpus} CPUs"), (Some(costs), &opts), ledger)?;
     Ok(Some(CpuSweep {
         workload: CPU_SWEEP_WORKLOAD.into(),
         virtual_seconds: plan.sweep_time.as_secs_f64(),
         costs: costs.clone(),
         points,
     }))
+}
+
+/// One run of every policy on each of a sweep's `scenarios` (each with
+/// the value of `knob` it was made for), on the engine `costs` asks for.
+/// A policy that failed on the workload is not run again.
+fn sweep(
+    policies: &[Arc<dyn DynPolicy>],
+    scenarios: Vec<(u32, Scenario)>,
+    knob: &str,
+    part: impl Fn(u32) -> String,
+    (costs, opts): (Option<&CostModel>, &RunOptions),
+    ledger: &mut Ledger,
+) -> Result<Vec<ScalingPoint>, CliError> {
+    let mut points = vec![];
+    for (value, scenario) in scenarios {
+        let part = part(value);
+        for policy in policies {
+            ledger.bar.inc(1);
+            if ledger.failed(&policy.label(), &scenario.name) {
+                continue;
+            }
+            ledger.checkpoint()?;
+            ledger.bar.set_message(format!("{part}: {}", policy.label()));
+            let outcome = run_on_engine(policy.clone(), &scenario, costs, opts)?;
+            let Some(run) = ledger.ran(outcome, &policy.label(), &scenario.name, &part) else { continue };
+            ledger.finished.push(format!("{part} {}", policy.label()));
+            points.push(ScalingPoint {
+                workload: scenario.name.clone(),
+                policy: policy.label(),
+                knob: knob.into(),
+                value,
+                threads: scenario.threads.total(),
+                run,
+            });
+        }
+    }
+    Ok(points)
 }
 
 fn verdicts(
