@@ -2,19 +2,9 @@
 //! counterexample with its timeline and replay token, the token replayed,
 //! the JSON document, and bad input that exits 2 naming the flag.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
-fn bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_collapse-bench")).args(args).output().expect("run collapse-bench")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("collapse-bench-check-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{bench, scratch};
 
 /// The timeline block: from its header to the `***` row.
 fn timeline(stdout: &str) -> Vec<&str> {

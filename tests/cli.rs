@@ -2,19 +2,9 @@
 //! JSON, and bad input that exits 2 with the field and the allowed values
 //! and leaves no output file behind.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
-fn bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_collapse-bench")).args(args).output().expect("run collapse-bench")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("collapse-bench-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{bench, scratch};
 
 #[test]
 fn list_names_every_policy_and_preset() {

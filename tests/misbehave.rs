@@ -3,13 +3,15 @@
 //! with the other policies, record the failures in their results, and exit
 //! 1 at the end.
 
+mod common;
+
 #[path = "../workloads/tests/common/misbehaving.rs"]
 mod misbehaving;
 
 use bench_core::entry;
 use bench_core::results::{ReportResults, RunFailure, RunResult};
+use common::scratch;
 use misbehaving::{Abba, NeverReleasesPtl, PanicsInStep2, PANIC_MESSAGE};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
 
@@ -20,13 +22,6 @@ fn bench(args: &[&str]) -> ExitCode {
     let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
     let extra = vec![entry::<PanicsInStep2>(), entry::<NeverReleasesPtl>(), entry::<Abba>()];
     collapse_bench::main_with_args(extra, std::iter::once("collapse-bench").chain(args.iter().copied()))
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("collapse-bench-misbehave-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]

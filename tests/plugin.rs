@@ -7,9 +7,12 @@
 //! cold cache) is the ignored test at the end:
 //! `cargo test --test plugin -- --ignored`.
 
+mod common;
+
 use collapse_bench::new_policy::{files, Plugin};
+use common::{bench, scratch};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 /// The template as `new-policy` writes it for a member of this workspace.
 const TEMPLATE: Plugin<'static> =
@@ -105,17 +108,6 @@ fn the_template_policy_registers_beside_the_shipped_ones() {
     assert_eq!(list, std::process::ExitCode::SUCCESS);
     let clash = collapse_bench::main_with_args(vec![entry::<renamed::Named<false>>()], ["x", "list"]);
     assert_eq!(clash, std::process::ExitCode::from(2));
-}
-
-fn bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_collapse-bench")).args(args).output().expect("run collapse-bench")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("collapse-bench-plugin-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn read(path: &Path) -> String {

@@ -1,20 +1,12 @@
 //! The binary as a user runs it when things go wrong: Ctrl-C or SIGKILL
 //! in the middle of `report`, bad limits, and a short `soak`.
 
+mod common;
+
+use common::{bench, scratch};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
-
-fn bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_collapse-bench")).args(args).output().expect("run collapse-bench")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("collapse-bench-reliability-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// An earlier report, as files and their bytes.
 fn earlier_report(out: &Path) -> Vec<(PathBuf, Vec<u8>)> {

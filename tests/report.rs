@@ -1,18 +1,9 @@
 //! `report` and `compare` as a user runs them.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_collapse-bench")).args(args).output().expect("run collapse-bench")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("collapse-bench-report-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{bench, scratch};
+use std::path::Path;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
