@@ -16,12 +16,15 @@
 //! and `cargo run --release -- check -p my-fix,v1` then checks it beside
 //! `v1`, `report -p v1,my-fix` measures and checks it, and `list` shows it.
 
+#[macro_use]
+pub mod console;
 pub mod calibrate_cmd;
 pub mod check_cmd;
 pub mod cli;
 pub mod interrupt;
 pub mod new_policy;
 pub mod output_dir;
+pub mod output_file;
 pub mod report_cmd;
 pub mod soak_cmd;
 
@@ -154,7 +157,10 @@ enum Command {
 fn compare(base: &std::path::Path, new: &std::path::Path) -> Result<(), CliError> {
     let usage = |e: reports::compare::CompareError| CliError::Usage(e.to_string());
     let (base, new) = (reports::compare::load(base).map_err(usage)?, reports::compare::load(new).map_err(usage)?);
-    print!("{}", reports::compare::compare(&base, &new).map_err(usage)?);
+    say!("{}", reports::compare::compare(&base, &new).map_err(usage)?);
+    if let Some(warning) = reports::compare::warning(&base, &new) {
+        tell!("{warning}");
+    }
     Ok(())
 }
 
@@ -180,20 +186,23 @@ where
         let name = args.first().map(std::path::Path::new).and_then(|p| p.file_stem()).and_then(|s| s.to_str());
         let _ = PROGRAM.set(name.unwrap_or("collapse-bench").to_owned());
     }
-    match register(extra).and_then(|()| dispatch(args)) {
+    let code = match register(extra).and_then(|()| dispatch(args)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("{}: error: {e}", program());
+            tell!("{}: error: {e}", program());
             ExitCode::from(e.exit_code())
         }
-    }
+    };
+    // Every file the command writes is written by now.
+    console::end_if_stdout_closed();
+    code
 }
 
 fn dispatch(args: Vec<OsString>) -> Result<ExitCode, CliError> {
     let cli = Cli::try_parse_from(args).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::List => {
-            print!("{}", cli::list());
+            say!("{}", cli::list());
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => cli::run(&args).map(|()| ExitCode::SUCCESS),

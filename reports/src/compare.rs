@@ -1,12 +1,18 @@
 //! `collapse-bench compare BASE.json NEW.json`: two result files (of
 //! `run` or `report`) side by side in the report's table layout, one
 //! table per (workload, policy) both have: two commits, two machines or
-//! two configurations of the same policy.
+//! two configurations of the same policy. Two files of one workload each,
+//! different ones, pair up by policy alone. What makes the figures
+//! incomparable (wall time against virtual time, another scenario,
+//! another cost model, oversubscription with other core counts) is said
+//! in a warning; the comparison is still made.
 
 use crate::robot::{comparison_of, params, rule, run_params, shell_lines};
 use crate::verdicts::wrap;
 use bench_core::results::{Cell, Environment, ReportResults, RunResult, SCHEMA};
+use bench_core::{Cost, CostModel};
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -33,6 +39,11 @@ pub struct Loaded {
     pub environment: Environment,
     /// The command that reproduces it.
     pub command: String,
+    /// The full workload configuration (`run` results only: a report
+    /// names its workloads, presets, without their configuration).
+    pub scenario: Option<Value>,
+    /// The cost model of simulated runs, where the file records it.
+    pub costs: Option<CostModel>,
     /// Runs grouped by (workload, policy), in the file's order.
     pub cells: Vec<Cell>,
 }
@@ -108,10 +119,29 @@ pub fn load(path: &Path) -> Result<Loaded, CompareError> {
     if is_report {
         let r: ReportResults =
             serde_json::from_str(&text).map_err(|e| err(format!("not a valid `report` result: {e}")))?;
-        Ok(Loaded { origin, kind: "report", environment: r.environment, command: r.command, cells: r.cells })
+        // A simulated matrix runs its CPU sweep under its own cost model;
+        // a native one's sweep has a cost model its cells did not use.
+        let costs = r.cpu_sweep.filter(|_| r.environment.engine == "sim").map(|s| s.costs);
+        Ok(Loaded {
+            origin,
+            kind: "report",
+            environment: r.environment,
+            command: r.command,
+            scenario: None,
+            costs,
+            cells: r.cells,
+        })
     } else {
         let r: RunResult = serde_json::from_str(&text).map_err(|e| err(format!("not a valid `run` result: {e}")))?;
-        Ok(Loaded { origin, kind: "run", environment: r.environment, command: r.command, cells: group(r.runs) })
+        Ok(Loaded {
+            origin,
+            kind: "run",
+            environment: r.environment,
+            command: r.command,
+            scenario: Some(r.scenario),
+            costs: r.costs,
+            cells: group(r.runs),
+        })
     }
 }
 
@@ -169,14 +199,157 @@ fn pairs(side: &Loaded) -> String {
     }
 }
 
+/// The workload of a file whose cells all have the same one.
+fn only_workload(side: &Loaded) -> Option<&str> {
+    let first = side.cells.first()?.workload.as_str();
+    side.cells.iter().all(|c| c.workload == first).then_some(first)
+}
+
+/// Whether cells pair up by policy alone: two files of one workload each,
+/// different ones (one scenario against another).
+fn by_policy(base: &Loaded, new: &Loaded) -> bool {
+    only_workload(base).zip(only_workload(new)).is_some_and(|(b, n)| b != n)
+}
+
+/// Whether `b` and `n` are the same cell: the same policy, and the same
+/// workload unless pairing `by_policy`.
+fn same_cell(by_policy: bool, b: &Cell, n: &Cell) -> bool {
+    b.policy == n.policy && (by_policy || b.workload == n.workload)
+}
+
+/// The cells compared: each of `base` that `new` has, with its pair.
+fn common<'a>(base: &'a Loaded, new: &'a Loaded) -> Vec<(&'a Cell, &'a Cell)> {
+    let by_policy = by_policy(base, new);
+    base.cells.iter().filter_map(|b| new.cells.iter().find(|n| same_cell(by_policy, b, n)).map(|n| (b, n))).collect()
+}
+
+/// Whether any compared run of each side had more threads than cores.
+fn oversubscribed(pairs: &[(&Cell, &Cell)]) -> (bool, bool) {
+    let any = |c: &Cell| c.runs.iter().any(|r| r.oversubscribed);
+    (pairs.iter().any(|(b, _)| any(b)), pairs.iter().any(|(_, n)| any(n)))
+}
+
+/// What an engine's times are.
+fn clock(engine: &str) -> &'static str {
+    match engine {
+        "native" => "wall time",
+        "sim" => "virtual time",
+        _ => "unknown clock",
+    }
+}
+
+/// One side for the header: engine, clock, and cores (native) or cost
+/// model (sim); `oversubscribed` if any of its compared runs was.
+fn engine_line(side: &Loaded, oversubscribed: bool) -> String {
+    let env = &side.environment;
+    let clock = clock(&env.engine);
+    match env.engine.as_str() {
+        "native" => {
+            let over = if oversubscribed { ", oversubscribed" } else { "" };
+            format!("native ({clock}) on {} cores{over}", env.cores)
+        }
+        "sim" => {
+            let costs = match &side.costs {
+                None => "cost model not recorded",
+                Some(c) if *c == CostModel::default() => "built-in cost model",
+                Some(_) => "custom cost model",
+            };
+            format!("sim ({clock}, {costs})")
+        }
+        other => format!("{other} ({clock})"),
+    }
+}
+
+/// The dotted keys whose values differ between two scenarios, less
+/// `name` and `seed` (another seed is other random choices of the same
+/// workload; each side's seed is shown with it).
+fn scenario_differences(a: &Value, b: &Value) -> Vec<String> {
+    fn walk(path: String, a: &Value, b: &Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                for key in x.keys().chain(y.keys()).collect::<BTreeSet<_>>() {
+                    let sub = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                    match (x.get(key), y.get(key)) {
+                        (Some(va), Some(vb)) => walk(sub, va, vb, out),
+                        _ => out.push(sub),
+                    }
+                }
+            }
+            _ if a != b => out.push(path),
+            _ => {}
+        }
+    }
+    let mut out = vec![];
+    walk(String::new(), a, b, &mut out);
+    out.retain(|k| k != "name" && k != "seed");
+    out
+}
+
+/// Why the figures of the cells `pairs` of `base` and `new` are not
+/// comparable, one clause each; none when they are.
+fn mismatches(base: &Loaded, new: &Loaded, pairs: &[(&Cell, &Cell)]) -> Vec<String> {
+    let (eb, en) = (&base.environment, &new.environment);
+    let mut why = vec![];
+    if eb.engine != en.engine {
+        why.push(format!(
+            "base ran on the {} engine ({}), new on the {} engine ({})",
+            eb.engine,
+            clock(&eb.engine),
+            en.engine,
+            clock(&en.engine)
+        ));
+    }
+    if by_policy(base, new) {
+        why.push(format!("base ran workload {}, new workload {}", base.cells[0].workload, new.cells[0].workload));
+    } else if let (Some(sb), Some(sn), Some((b, _))) = (&base.scenario, &new.scenario, pairs.first()) {
+        let keys = scenario_differences(sb, sn);
+        if !keys.is_empty() {
+            why.push(format!("workload {} is configured differently ({})", b.workload, keys.join(", ")));
+        }
+    }
+    if let (true, Some(cb), Some(cn)) = (eb.engine == "sim" && en.engine == "sim", &base.costs, &new.costs) {
+        let costs: Vec<String> = Cost::ALL
+            .iter()
+            .filter(|&&c| cb.ns(c) != cn.ns(c))
+            .map(|&c| format!("{} {} vs {} ns", c.key(), cb.ns(c), cn.ns(c)))
+            .collect();
+        if !costs.is_empty() {
+            why.push(format!("the cost models differ ({})", costs.join(", ")));
+        }
+    }
+    let over = oversubscribed(pairs);
+    if eb.engine == "native" && en.engine == "native" && eb.cores != en.cores && (over.0 || over.1) {
+        let who = match over {
+            (true, true) => "both were oversubscribed (their",
+            (true, false) => "base was oversubscribed (its",
+            _ => "new was oversubscribed (its",
+        };
+        why.push(format!(
+            "base had {} cores, new {}, and {who} hold and wait figures include scheduler delays)",
+            eb.cores, en.cores
+        ));
+    }
+    why
+}
+
+/// The warning over the comparison of the cells `pairs`, if any.
+fn warning_of(base: &Loaded, new: &Loaded, pairs: &[(&Cell, &Cell)]) -> Option<String> {
+    let why = mismatches(base, new, pairs);
+    (!why.is_empty())
+        .then(|| format!("warning: base and new differ, so the figures are not comparable: {}", why.join("; ")))
+}
+
+/// The warning `compare` prints under its header, on one line (for
+/// stderr), or None when the two files' figures are comparable.
+pub fn warning(base: &Loaded, new: &Loaded) -> Option<String> {
+    warning_of(base, new, &common(base, new))
+}
+
 /// One table per (workload, policy) in both files, `base` on the left,
-/// headed by which file, commit and machine each side is.
+/// headed by what each side ran on (and a warning where that makes the
+/// figures incomparable), then which file, commit and machine it is.
 pub fn compare(base: &Loaded, new: &Loaded) -> Result<String, CompareError> {
-    let common: Vec<(&Cell, &Cell)> = base
-        .cells
-        .iter()
-        .filter_map(|b| new.cells.iter().find(|n| n.workload == b.workload && n.policy == b.policy).map(|n| (b, n)))
-        .collect();
+    let common = common(base, new);
     if common.is_empty() {
         return Err(CompareError(format!(
             "no (workload, policy) in common: {} has {}; {} has {}",
@@ -188,12 +361,20 @@ pub fn compare(base: &Loaded, new: &Loaded) -> Result<String, CompareError> {
     }
     let (lb, ln) = labels(base, new);
     let mut out = String::from("collapse-bench compare\n\n");
+    let (ob, on) = oversubscribed(&common);
+    let sides = format!("base: {} / new: {}", engine_line(base, ob), engine_line(new, on));
+    out.push_str(&wrap(&sides, "", "    "));
+    if let Some(w) = warning_of(base, new, &common) {
+        out.push_str(&wrap(&w, "", "    "));
+    }
+    out.push('\n');
     describe(&mut out, &format!("{lb} (base): "), base);
     describe(&mut out, &format!("{ln} (new): "), new);
+    let by_policy = by_policy(base, new);
     let only = |side: &Loaded, other: &Loaded| -> Vec<String> {
         side.cells
             .iter()
-            .filter(|c| !other.cells.iter().any(|o| o.workload == c.workload && o.policy == c.policy))
+            .filter(|c| !other.cells.iter().any(|o| same_cell(by_policy, c, o)))
             .map(|c| format!("{}/{}", c.workload, c.policy))
             .collect()
     };
@@ -218,7 +399,7 @@ pub fn compare(base: &Loaded, new: &Loaded) -> Result<String, CompareError> {
         let workload_policy = format!("{}/{}", b.workload, b.policy);
         let side_params = |c: &Cell| {
             c.runs.first().map(|r| {
-                let mut p = run_params("workload", b.workload.clone(), r);
+                let mut p = run_params("workload", c.workload.clone(), r);
                 p.insert(1, ("policy", b.policy.clone()));
                 p.push(("runs", c.runs.len().to_string()));
                 p
