@@ -1,12 +1,14 @@
 //! `--engine sim` as a user meets it: reproducible results files, the
 //! cost model recorded, `calibrate`, and bad input that exits 2 naming
-//! the flag or the file and line, with no output file left behind.
+//! the flag or the file and line, with no output file left behind (a
+//! cost model under which virtual time could stand still among it).
 
 mod common;
 
 use common::{bench, scratch};
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -112,4 +114,60 @@ fn bad_engine_input_exits_2_naming_what_is_allowed() {
         assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
         assert!(!json.exists() && !report_dir.exists(), "{args:?} left output behind");
     }
+}
+
+#[test]
+fn a_cost_model_that_could_stop_virtual_time_is_refused_before_the_run() {
+    let dir = scratch("zero");
+    let zero = dir.join("zero.toml");
+    let text: String = bench_core::Cost::ALL.iter().map(|c| format!("{} = 0\n", c.key())).collect();
+    std::fs::write(&zero, text).unwrap();
+    let json = dir.join("r.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_collapse-bench"))
+        .args(["run", "--engine", "sim", "--costs", zero.to_str().unwrap(), "-w", "uffd-private"])
+        .args(["--duration", "10ms", "--json", json.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It used to spin forever: give it a generous half minute (a loaded
+    // machine), then kill it.
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > Duration::from_secs(30) {
+            child.kill().unwrap();
+            panic!("still running after {:?}", t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let want = format!(
+        "--costs: {}: lock_uncontended = 0, lock_handoff = 0, entry_read = 0, page_ref = 0, tlb_hit = 0, \
+         tlb_walk = 0, kernel_entry = 0: each must be at least 0.001 ns",
+        zero.display()
+    );
+    assert!(stderr(&out).contains(&want), "{}", stderr(&out));
+    assert!(!json.exists(), "it left {} behind", json.display());
+    // ipi = 0 (broadcast TLB invalidation) runs.
+    let arm64 = dir.join("arm64.toml");
+    std::fs::write(&arm64, "ipi = 0\n").unwrap();
+    let out = bench(&[
+        "run",
+        "--engine",
+        "sim",
+        "--costs",
+        arm64.to_str().unwrap(),
+        "-w",
+        "uffd-private",
+        "-p",
+        "v1",
+        "--duration",
+        "1ms",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: bench_core::results::RunResult = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(r.costs.map(|c| c.ipi), Some(0.0));
 }

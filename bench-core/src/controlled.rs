@@ -33,6 +33,23 @@
 //! strategy: a run is a pure function of the configuration, the seed and
 //! the cost model, and no schedule is kept (it would be as long as the run).
 //!
+//! A CPU gives control back only when its clock passes the horizon (or at
+//! a release someone waits for), so a loop that costs nothing would keep
+//! it forever at one instant. [`crate::CostModel::validate`] refuses the
+//! zero costs that would allow it in the primitives, but a policy can
+//! still loop on a scheduling point that charges nothing (a `spin_trylock`
+//! of a lock it holds itself), and a table may come from a model that was
+//! never validated. So every CPU carries a guard: it counts the CPU's
+//! scheduling points and operations, and every [`STALL_CALLS`] it looks at
+//! the clock; found where it was the last time, the guard watches the
+//! next [`STALL_WATCH`] calls one by one, and if the clock still has not
+//! moved the run ends as [`End::Stalled`], with the CPU's last scheduling
+//! point and the model's zero costs. Legitimate code makes a handful of
+//! calls at one instant at most. The count is a decrement and a test per
+//! scheduling point, and charges are not counted at all: a loop that only
+//! charges, passing no scheduling point, cannot be waiting for another
+//! CPU (it sees nothing they do), so it is the policy's own endless loop.
+//!
 //! Shuttle (awslabs) was weighed: it offers PCT and replayable schedules on
 //! corosensei too, but schedules threads it spawns itself and owns its own
 //! notion of time; the simulation engine built on this one needs per-CPU
@@ -70,7 +87,47 @@ pub enum Suspend {
     Ready,
     /// Waiting (for the event named).
     Blocked(Event),
+    /// Its clock stood still (see [`STALL_CALLS`]). It is not resumed.
+    Stalled,
 }
+
+/// One CPU's stall guard (time-ordered strategy): what it counts, and
+/// what it saw of a CPU whose clock stands still.
+struct StallGuard {
+    /// Calls left before the guard looks at the clock again.
+    budget: u32,
+    /// The clock, ps, when the guard last found it moved.
+    at_ps: u64,
+    /// Calls watched since it found the clock standing still.
+    watched: u32,
+    /// The last scheduling point among them.
+    point: Option<Event>,
+}
+
+impl StallGuard {
+    fn new(at_ps: u64) -> StallGuard {
+        StallGuard { budget: STALL_CALLS, at_ps, watched: 0, point: None }
+    }
+}
+
+/// What the stall guard counts.
+#[derive(Copy, Clone)]
+enum Call {
+    /// A scheduling point.
+    Point(Event),
+    /// The start of an operation.
+    Op,
+}
+
+/// Scheduling points and operations a CPU makes, under the time-ordered
+/// strategy, between two looks of its stall guard at the clock.
+pub const STALL_CALLS: u32 = 1 << 20;
+
+/// Calls the guard watches one by one, once it has found the clock where
+/// it was a look earlier, before it ends the run: enough for any loop to
+/// come round many times. A stall ends the run within a few million calls
+/// (well within a second).
+pub const STALL_WATCH: u32 = 1 << 12;
 
 /// One line of a run's timeline.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -107,6 +164,8 @@ struct SimShared {
     blocked: Cell<usize>,
     /// Releases (`Unlock`, `PageOp`) since the blocked CPUs were last probed.
     released: RefCell<Vec<Event>>,
+    /// The last scheduling point of the CPU whose stall guard gave up.
+    stalled_at: Cell<Option<Event>>,
 }
 
 /// The engine a model CPU sees inside a coroutine.
@@ -117,6 +176,8 @@ pub struct Controlled<'y> {
     /// Virtual clock, ps (the checker's: 1 ns per scheduling point plus
     /// busy and idle time; the simulation's: the costs charged).
     clock_ps: u64,
+    /// The stall guard (time-ordered strategy).
+    guard: StallGuard,
 }
 
 impl Controlled<'_> {
@@ -164,6 +225,53 @@ impl Controlled<'_> {
     fn stop_past_horizon(&mut self, sim_horizon: u64) {
         if self.clock_ps > sim_horizon {
             self.stop_ready();
+        }
+    }
+
+    /// Under the time-ordered strategy: count `call` against the stall
+    /// guard's budget.
+    #[inline(always)]
+    fn count_call(&mut self, call: Call) {
+        self.guard.budget -= 1;
+        if self.guard.budget == 0 {
+            self.look_at_clock(call);
+        }
+    }
+
+    /// The stall guard's look: a clock that moved since the last look
+    /// starts a new count; one that did not has every call watched (a
+    /// budget of one), and after [`STALL_WATCH`] of them the scheduler is
+    /// told, which ends the run and drops (unwinds) the CPU instead of
+    /// resuming it.
+    #[cold]
+    #[inline(never)]
+    fn look_at_clock(&mut self, call: Call) {
+        if self.clock_ps != self.guard.at_ps {
+            self.guard = StallGuard::new(self.clock_ps);
+            return;
+        }
+        self.guard.budget = 1;
+        self.guard.watched += 1;
+        if let Call::Point(ev) = call {
+            self.guard.point = Some(ev);
+        }
+        if self.guard.watched == STALL_WATCH {
+            if let Some(sim) = &self.shared.sim {
+                sim.clocks[self.cpu].set(self.clock_ps);
+                sim.stalled_at.set(self.guard.point);
+            }
+            loop {
+                self.yielder.suspend(Suspend::Stalled);
+            }
+        }
+    }
+
+    /// An operation starts (the actors' loop). Under the time-ordered
+    /// strategy the stall guard counts it: an operation that passes no
+    /// scheduling point is a call too.
+    fn start_op(&mut self) {
+        if self.shared.sim.is_some() {
+            self.count_call(Call::Op);
         }
     }
 }
@@ -214,11 +322,16 @@ impl Engine for Controlled<'_> {
         };
         // A release someone may wait for: stop now, so the waiter wakes at
         // this instant rather than at the end of this CPU's run.
-        if matches!(ev, Event::Unlock(_) | Event::PageOp(_)) && sim.blocked.get() > 0 {
+        let release = matches!(ev, Event::Unlock(_) | Event::PageOp(_)) && sim.blocked.get() > 0;
+        if release {
             sim.released.borrow_mut().push(ev);
+        }
+        let horizon = sim.horizon_ps.get();
+        self.count_call(Call::Point(ev));
+        if release {
             self.stop_ready();
         } else {
-            self.stop_past_horizon(sim.horizon_ps.get());
+            self.stop_past_horizon(horizon);
         }
     }
 
@@ -339,6 +452,16 @@ pub enum End {
     /// A replayed schedule named a CPU that could not run (the
     /// configuration is not the one the schedule was recorded with).
     Diverged,
+    /// Under the time-ordered strategy: a CPU's clock stood still through
+    /// more than [`STALL_CALLS`] scheduling points and operations, in a
+    /// loop that costs nothing. The report says where it was, what it
+    /// held, and which costs of the model are zero.
+    Stalled {
+        /// The CPU.
+        cpu: u32,
+        /// Its last scheduling point, the locks it held, the zero costs.
+        report: String,
+    },
 }
 
 /// How much each run does.
@@ -390,6 +513,7 @@ impl ControlledRun {
 enum State {
     Runnable,
     Blocked(Event),
+    Stalled,
     Done,
 }
 
@@ -410,6 +534,7 @@ pub fn run_controlled<A: Actor + 'static>(mm: Arc<Mm>, actors: Vec<A>, cfg: &Con
             clocks: (0..n).map(|_| Cell::new(0)).collect(),
             blocked: Cell::new(0),
             released: RefCell::new(vec![]),
+            stalled_at: Cell::new(None),
         }),
         _ => None,
     };
@@ -426,10 +551,11 @@ pub fn run_controlled<A: Actor + 'static>(mm: Arc<Mm>, actors: Vec<A>, cfg: &Con
             let elapsed_ns = elapsed_ns.clone();
             let (ops, ops_per_cpu, until_ns) = (cfg.ops, cfg.ops_per_cpu, cfg.until_ns);
             Coroutine::new(move |yielder: &Yielder<Resume, Suspend>, _first: Resume| {
-                let engine = Controlled { yielder, shared, cpu, clock_ps: 0 };
+                let engine = Controlled { yielder, shared, cpu, clock_ps: 0, guard: StallGuard::new(0) };
                 let mut cx = Cx::new(&mm, cpu as u32, actor.role(), engine);
                 let mut done = 0;
                 while !stop.get() && done < ops_per_cpu && cx.now_ns() < until_ns {
+                    cx.engine.start_op();
                     // Every operation enters the kernel (and so takes time).
                     cx.charge(Cost::KernelEntry, 1);
                     if actor.op(&mut cx) {
@@ -553,6 +679,7 @@ fn time_ordered(
                     runnable.push(Reverse((sim.clocks[cpu as usize].get(), cpu)));
                     false
                 }
+                State::Stalled => unreachable!("a probe only checks what the CPU waits for"),
                 State::Done => false,
             }
         });
@@ -584,6 +711,7 @@ fn time_ordered(
                 blocked.push(cpu);
                 sim.blocked.set(blocked.len());
             }
+            State::Stalled => break End::Stalled { cpu, report: describe_stall(mm, sim, cpu, roles) },
             State::Done => {}
         }
         sim.now_ps.set(sim.clocks[c].get());
@@ -599,6 +727,7 @@ fn resume(co: &mut Cpu, how: Resume, metrics: &mut Metrics) -> State {
     match co.resume(how) {
         CoroutineResult::Yield(Suspend::Ready) => State::Runnable,
         CoroutineResult::Yield(Suspend::Blocked(ev)) => State::Blocked(ev),
+        CoroutineResult::Yield(Suspend::Stalled) => State::Stalled,
         CoroutineResult::Return(m) => {
             metrics.merge(&m);
             State::Done
@@ -617,4 +746,34 @@ fn describe_deadlock(mm: &Mm, state: &[State], roles: &[Role]) -> String {
         }
     }
     lines.join("; ")
+}
+
+/// Why CPU `cpu`'s clock stood still: where it was, its last scheduling
+/// point, what it held, and which costs of the model are zero (the likely
+/// cause).
+fn describe_stall(mm: &Mm, sim: &SimShared, cpu: u32, roles: &[Role]) -> String {
+    use crate::watchdog::describe_wait;
+    let point = match sim.stalled_at.get() {
+        Some(Event::Trylock(id, _)) => {
+            format!("the last a spin_trylock of {}", describe_wait(mm, Event::Lock(id), roles))
+        }
+        Some(ev) => format!("the last at {}", describe_wait(mm, ev, roles)),
+        None => "operation after operation, at no scheduling point".to_owned(),
+    };
+    let held = crate::watchdog::locks_held_by(mm, cpu);
+    let held = if held.is_empty() { "nothing".to_owned() } else { held.join(", ") };
+    let zero: Vec<&str> = Cost::ALL.iter().filter(|&&c| sim.costs.ps(c, 1) == 0).map(|c| c.key()).collect();
+    let cause = if zero.is_empty() {
+        "no cost in this model is zero, so it passes only scheduling points that charge nothing (a \
+         spin_trylock of a lock the CPU holds itself, say)"
+            .to_owned()
+    } else {
+        format!("zero in this cost model: {}", zero.join(", "))
+    };
+    format!(
+        "CPU {cpu} ({}) made over {STALL_CALLS} calls in a row into the simulation at {} ns of virtual time \
+         without its clock moving, {point}, holding {held}: a loop that costs nothing; {cause}",
+        roles[cpu as usize],
+        sim.clocks[cpu as usize].get() / 1000,
+    )
 }

@@ -102,6 +102,68 @@ impl Cost {
         }
     }
 
+    /// The least a cost file may give this cost, ns: [`MIN_COST_NS`] for
+    /// the costs that keep virtual time moving, 0 for the rest.
+    ///
+    /// Under the simulation a CPU runs until its clock passes the next
+    /// CPU's, so a loop whose every pass costs nothing never gives the CPU
+    /// up, and the others (say, the holder of the lock it polls) never
+    /// run. A loop that waits for another CPU must pass a scheduling
+    /// point (that is where it can see the other's work), and every way
+    /// through each kind of them charges one of these, which must
+    /// therefore be positive (a `spin_unlock` charges nothing, but comes
+    /// after a lock that did; a `spin_trylock` of a lock the CPU holds
+    /// itself charges nothing either, and is left to the engine's stall
+    /// guard, `controlled::STALL_CALLS`):
+    ///
+    /// * `kernel_entry`: the only cost of an operation that finds nothing
+    ///   to do (a COW writer on a shared mapping, with no pace); the
+    ///   actors' loop ends only when their clocks reach the duration.
+    /// * `lock_uncontended`: what `spin_lock` on a free lock and every
+    ///   `spin_trylock`, won or lost, charge (`cache_line_transfer` comes
+    ///   on top only when the line was last another CPU's): a trylock
+    ///   retried until the holder lets go pays this on every try.
+    /// * `lock_handoff`: all a waiter in `spin_lock` pays once its clock
+    ///   has jumped to the release; two CPUs passing a lock back and forth
+    ///   would otherwise do it forever at one instant.
+    /// * `entry_read`: every lockless PMD or PTE read
+    ///   (`pmdp_get_lockless`, `ptep_get` without `ptl`), which is what a
+    ///   retry loop rereads: `pte_offset_map_lock()` after the PMD changed
+    ///   under it, a recheck waiting for another CPU's store.
+    /// * `page_ref`: `trylock_page`, `lock_page` and `unlock_page` (a
+    ///   `trylock_page` retried until the collapse unlocks the page).
+    /// * `tlb_hit`, `tlb_walk`: a user access pays one or the other (a
+    ///   reader polling memory).
+    ///
+    /// The others may be 0, which leaves them out of the model: each is
+    /// charged only beside one of those, or for bounded work under a lock
+    /// (entry writes and clears, rmap, flushes, notifiers, the allocator,
+    /// `pte_free_defer`, a sleeper's wake-up after its `page_ref`). A zero
+    /// `ipi`, for one, models arm64, which invalidates TLBs by broadcast
+    /// (`__flush_tlb_range` issues TLBI instructions, no shootdown IPIs).
+    pub fn min_ns(self) -> f64 {
+        match self {
+            Cost::KernelEntry
+            | Cost::LockUncontended
+            | Cost::LockHandoff
+            | Cost::EntryRead
+            | Cost::PageRef
+            | Cost::TlbHit
+            | Cost::TlbWalk => MIN_COST_NS,
+            Cost::CacheLineTransfer
+            | Cost::EntryWrite
+            | Cost::EntryClear
+            | Cost::RmapUpdate
+            | Cost::RangeFlush
+            | Cost::MmFlushBase
+            | Cost::Ipi
+            | Cost::Notifier
+            | Cost::PageAlloc
+            | Cost::TableFree
+            | Cost::Wakeup => 0.0,
+        }
+    }
+
     /// Where the default comes from (written into cost files as a comment).
     pub fn source(self) -> &'static str {
         match self {
@@ -218,6 +280,11 @@ impl Default for CostModel {
 /// Largest cost a file may give one primitive, ns (1 ms).
 pub const MAX_COST_NS: f64 = 1_000_000.0;
 
+/// Least positive cost, ns: the engine's clock counts picoseconds, and a
+/// cost below half of one rounds to nothing ([`Cost::min_ns`] says which
+/// costs must be at least this).
+pub const MIN_COST_NS: f64 = 0.001;
+
 /// Why a cost file could not be used.
 #[derive(Debug, thiserror::Error)]
 #[error("{origin}: {message}")]
@@ -277,15 +344,32 @@ impl CostModel {
         } = ns;
     }
 
-    /// Every cost must be finite and in `0..=MAX_COST_NS`.
+    /// Every cost must be finite and in `c.min_ns()..=MAX_COST_NS`
+    /// ([`Cost::min_ns`]: the costs without which virtual time could
+    /// stand still must be positive). The costs that are zero but must
+    /// not be are named together.
     pub fn validate(&self) -> Result<(), String> {
+        let mut stuck = vec![];
         for c in Cost::ALL {
-            let ns = self.ns(c);
-            if !(0.0..=MAX_COST_NS).contains(&ns) {
-                return Err(format!("{}: {ns} ns; allowed 0 to {MAX_COST_NS} ns", c.key()));
+            let (ns, min) = (self.ns(c), c.min_ns());
+            if (min..=MAX_COST_NS).contains(&ns) {
+                continue;
+            }
+            if (0.0..min).contains(&ns) {
+                stuck.push(format!("{} = {ns}", c.key()));
+            } else {
+                return Err(format!("{}: {ns} ns; allowed {min} to {MAX_COST_NS} ns", c.key()));
             }
         }
-        Ok(())
+        if stuck.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "{}: each must be at least {MIN_COST_NS} ns (allowed {MIN_COST_NS} to {MAX_COST_NS} ns): some step a CPU \
+             can repeat while it waits costs only that, so at 0 the simulated clock could stand still (the \
+             others may be 0)",
+            stuck.join(", ")
+        ))
     }
 
     /// Parse a cost file's text; `origin` names it in errors.
@@ -385,5 +469,42 @@ mod tests {
         assert_eq!(e, "c.toml: wakeup: -1 ns; allowed 0 to 1000000 ns");
         let e = CostModel::parse("wakeup = \"x\"\n", "c.toml").unwrap_err().to_string();
         assert!(e.starts_with("c.toml:1: invalid type"), "{e}");
+        let e = CostModel::parse("entry_read = -1\n", "c.toml").unwrap_err().to_string();
+        assert_eq!(e, "c.toml: entry_read: -1 ns; allowed 0.001 to 1000000 ns");
+    }
+
+    /// A file giving every key `value`.
+    fn every_key(value: &str) -> String {
+        Cost::ALL.iter().map(|c| format!("{} = {value}\n", c.key())).collect()
+    }
+
+    #[test]
+    fn an_all_zero_model_is_refused_naming_the_costs_that_keep_time_moving() {
+        let e = CostModel::parse(&every_key("0"), "zero.toml").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "zero.toml: lock_uncontended = 0, lock_handoff = 0, entry_read = 0, page_ref = 0, tlb_hit = 0, \
+             tlb_walk = 0, kernel_entry = 0: each must be at least 0.001 ns (allowed 0.001 to 1000000 ns): some \
+             step a CPU can repeat while it waits costs only that, so at 0 the simulated clock could stand still \
+             (the others may be 0)"
+        );
+        // Below a picosecond is zero to the engine's clock.
+        let e = CostModel::parse("kernel_entry = 0.0004\n", "c.toml").unwrap_err().to_string();
+        assert!(e.starts_with("c.toml: kernel_entry = 0.0004: each must be at least 0.001 ns"), "{e}");
+        let m = CostModel::parse(&every_key("0.001"), "tiny.toml").unwrap();
+        assert_eq!(m.table().ps(Cost::KernelEntry, 1), 1);
+    }
+
+    #[test]
+    fn zero_is_allowed_where_time_moves_anyway() {
+        // arm64: broadcast TLB invalidation, no shootdown IPIs.
+        let m = CostModel::parse("ipi = 0\n", "arm64.toml").unwrap();
+        assert_eq!((m.ipi, m.table().ps(Cost::Ipi, 8)), (0.0, 0));
+        let mut all = CostModel::default();
+        for c in Cost::ALL.into_iter().filter(|c| c.min_ns() == 0.0) {
+            all.set(c, 0.0);
+        }
+        assert_eq!(all.validate(), Ok(()));
+        assert_eq!(CostModel::parse(&all.to_toml("", &[]), "f").unwrap(), all);
     }
 }

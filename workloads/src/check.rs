@@ -179,7 +179,7 @@ fn run_on_fresh_mm(
             mm.exit_mmap();
         }
         End::Deadlock(who) => mm.report(Oracle::Deadlock, None, None, format!("every CPU is blocked: {who}")),
-        End::StepLimit | End::Diverged => {}
+        End::StepLimit | End::Diverged | End::Stalled { .. } => {}
     }
     let violations = mm.violations.snapshot().0;
     Ok((mm, run, violations))

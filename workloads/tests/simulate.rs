@@ -64,3 +64,19 @@ fn v1_holds_pml_across_the_scan_and_the_v2_forms_do_not() {
         assert!(v1 > 3 * hold_p99(v2), "v1 {v1} ns, {v2} {} ns", hold_p99(v2));
     }
 }
+
+#[path = "common/misbehaving.rs"]
+mod misbehaving;
+
+#[test]
+fn a_loop_that_costs_nothing_is_a_failed_run_not_a_hang() {
+    let p = (bench_core::entry::<misbehaving::TrylocksItsOwnPtl>().build)(&serde_json::json!({})).unwrap();
+    let opts = SimOptions { costs: CostModel::default(), limit: Limit::Duration(Duration::from_millis(10)) };
+    let t0 = std::time::Instant::now();
+    let Err(workloads::RunError::Failed(failure)) = simulate_policy(p, &preset("uffd-private").unwrap(), &opts) else {
+        panic!("the run did not fail")
+    };
+    let bench_core::results::RunFailure::Stalled { cpu: 0, report } = &*failure else { panic!("{failure:?}") };
+    assert!(report.contains("the last a spin_trylock of ptl"), "{report}");
+    println!("{} ({:?})", failure.summary(), t0.elapsed());
+}
