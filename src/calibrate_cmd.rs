@@ -9,7 +9,7 @@
 //! and the file says so beside each value.
 
 use crate::cli::CliError;
-use bench_core::results::write_atomic;
+use crate::output_file::OutputFile;
 use bench_core::{Cost, CostModel};
 use core_affinity::CoreId;
 use std::hint::black_box;
@@ -95,18 +95,25 @@ fn spin_for(turn: &AtomicU64, want: u64) {
 
 /// `calibrate`: measure, print, and write the cost file atomically.
 pub fn calibrate(args: &CalibrateArgs) -> Result<(), CliError> {
+    let out = OutputFile::check("--out", &args.out)?;
     let cores = bench_core::native::available_cores();
     // Before anything is pinned: a pinned thread sees only its own core.
     let core_ids = core_affinity::get_core_ids().unwrap_or_default();
     let mut model = CostModel::default();
     let mut notes: Vec<(Cost, String)> = vec![];
     let mut measured = |model: &mut CostModel, c: Cost, ns: f64, how: &str| {
-        let ns = (ns * 100.0).round() / 100.0;
+        // Kept to hundredths of a ns. A cost that must be positive
+        // (`Cost::min_ns`: without it virtual time could stand still) but
+        // measured below that is written as the least such value.
+        let (ns, floor) = match (ns * 100.0).round() / 100.0 {
+            ns if ns < 0.01 && c.min_ns() > 0.0 => (0.01, "; measured below 0.01 ns, written as 0.01"),
+            ns => (ns, ""),
+        };
         model.set(c, ns);
-        notes.push((c, format!("measured: {how}")));
-        println!("  {:<20} {ns:>9.2} ns  {how}", c.key());
+        notes.push((c, format!("measured: {how}{floor}")));
+        sayln!("  {:<20} {ns:>9.2} ns  {how}", c.key());
     };
-    println!("calibrating on {cores} core(s) (median of five batches each):");
+    sayln!("calibrating on {cores} core(s) (median of five batches each):");
 
     // A ticket lock's uncontended acquire and release.
     let (next, owner) = (AtomicU32::new(0), AtomicU32::new(0));
@@ -178,10 +185,10 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<(), CliError> {
         let ns = wakeup_round_trip(&core_ids, 5_000);
         measured(&mut model, Cost::Wakeup, ns, "futex wake of a parked thread, until it runs");
     } else {
-        println!("  (one core: cache-line transfer, hand-off and wake-up keep their defaults)");
+        sayln!("  (one core: cache-line transfer, hand-off and wake-up keep their defaults)");
     }
     let kept: Vec<&str> = Cost::ALL.iter().filter(|c| !notes.iter().any(|n| n.0 == **c)).map(|c| c.key()).collect();
-    println!("  kept defaults (not measurable from user space): {}", kept.join(", "));
+    sayln!("  kept defaults (not measurable from user space): {}", kept.join(", "));
     let header = format!(
         "collapse-bench cost model, measured by `collapse-bench calibrate` on {cores} core(s) of\n{}\n\
          Values in ns. Use with: collapse-bench run --engine sim --costs {}",
@@ -191,9 +198,8 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<(), CliError> {
     let text = model.to_toml(&header, &notes);
     CostModel::parse(&text, "calibrate output")
         .map_err(|e| CliError::Failed(format!("calibrate wrote an unreadable cost file: {e}")))?;
-    write_atomic(&args.out, text.as_bytes())
-        .map_err(|e| CliError::Failed(format!("writing {}: {e}", args.out.display())))?;
-    println!("cost file: {}", args.out.display());
+    out.write(text.as_bytes())?;
+    sayln!("cost file: {}", out.path().display());
     Ok(())
 }
 

@@ -4,9 +4,8 @@
 //! `--replay`, run one token again.
 
 use crate::cli::{parse_policies, quote, scenario, CliError, WorkloadArgs, GIT_REVISION};
-use bench_core::results::{
-    write_atomic, CounterexampleDoc, Environment, OracleCount, PolicyCheck, TimelineEvent, SCHEMA,
-};
+use crate::output_file::OutputFile;
+use bench_core::results::{CounterexampleDoc, Environment, OracleCount, PolicyCheck, TimelineEvent, SCHEMA};
 use bench_core::DynPolicy;
 use reports::timeline::{self, Timeline};
 use reports::verdicts::{print_counterexample, verdict_table, wrap};
@@ -185,16 +184,16 @@ pub fn policy_doc(policy: &Arc<dyn DynPolicy>, report: &CheckReport, first: Opti
     }
 }
 
-fn write_json(args: &CheckArgs, result: &CheckResult) -> Result<(), CliError> {
-    let Some(path) = &args.json else { return Ok(()) };
-    let json = serde_json::to_vec_pretty(result).map_err(|e| CliError::Failed(e.to_string()))?;
-    write_atomic(path, &json).map_err(|e| CliError::Failed(format!("writing {}: {e}", path.display())))?;
-    println!("results: {}", path.display());
+fn write_json(json: Option<&OutputFile>, result: &CheckResult) -> Result<(), CliError> {
+    let Some(json) = json else { return Ok(()) };
+    json.write(&serde_json::to_vec_pretty(result).map_err(|e| CliError::Failed(e.to_string()))?)?;
+    sayln!("results: {}", json.path().display());
     Ok(())
 }
 
 /// `check`. Ok(true) when a rule was broken (exit 1).
 pub fn check(args: &CheckArgs) -> Result<bool, CliError> {
+    let json = args.json.as_deref().map(|path| OutputFile::check("--json", path)).transpose()?;
     let policies = parse_policies(args.policies.as_deref().unwrap_or(&crate::registered_names()))?;
     let search = parse_search(args)?;
     if args.schedules == 0 {
@@ -242,10 +241,14 @@ pub fn check(args: &CheckArgs) -> Result<bool, CliError> {
         policies: vec![],
     };
     match schedule {
-        Some(schedule) => replay_one(args, &scenario, &opts, &policies[0], &schedule, result),
+        Some(schedule) => {
+            let failed = replay_one(args, &scenario, &opts, &policies[0], &schedule, &mut result)?;
+            write_json(json.as_ref(), &result)?;
+            Ok(failed)
+        }
         None => {
-            let failed = search_all(args, &scenario, &opts, &policies, &mut result)?;
-            write_json(args, &result)?;
+            let failed = search_all(args, &scenario, &opts, &policies, &mut result, json.is_some())?;
+            write_json(json.as_ref(), &result)?;
             Ok(failed)
         }
     }
@@ -257,6 +260,7 @@ fn search_all(
     opts: &CheckOptions,
     policies: &[Arc<dyn DynPolicy>],
     result: &mut CheckResult,
+    writes_json: bool,
 ) -> Result<bool, CliError> {
     let how = match opts.search {
         Search::Pct { depth } => format!("pct depth {depth}"),
@@ -269,12 +273,16 @@ fn search_all(
         scenario.threads.total(),
         opts.schedules
     );
-    print!("{}", wrap(&head, "", "  "));
+    say!("{}", wrap(&head, "", "  "));
     let t0 = Instant::now();
     let mut reports = vec![];
     let mut panicked = vec![];
     for policy in policies {
-        eprintln!("checking {} ...", policy.label());
+        if !writes_json {
+            // Nobody reads the verdicts any more, and no file keeps them.
+            crate::console::end_if_stdout_closed();
+        }
+        tell!("checking {} ...", policy.label());
         let report = match bench_core::oops::catch(|| check_policy(policy, scenario, opts)) {
             Ok(report) => report?,
             Err(panic) => {
@@ -327,7 +335,7 @@ fn search_all(
     for f in &panicked {
         let _ = writeln!(out, "{}", f.summary());
     }
-    print!("{out}");
+    say!("{out}");
     Ok(!panicked.is_empty() || result.policies.iter().any(|c| c.first.is_some() || c.verdict == "FAIL"))
 }
 
@@ -337,7 +345,7 @@ fn replay_one(
     opts: &CheckOptions,
     policy: &Arc<dyn DynPolicy>,
     schedule: &[u32],
-    mut result: CheckResult,
+    result: &mut CheckResult,
 ) -> Result<bool, CliError> {
     let token = args.replay.as_deref().unwrap_or_default();
     let label = policy.label();
@@ -355,9 +363,10 @@ fn replay_one(
         }
         ReplayOutcome::Clean { steps } => {
             report.steps = steps;
-            println!(
+            sayln!(
                 "{label}: replay of {token} on {} (seed {}): {steps} steps, no violation",
-                scenario.name, scenario.seed
+                scenario.name,
+                scenario.seed
             );
             (false, None)
         }
@@ -372,11 +381,10 @@ fn replay_one(
                 scenario.name, scenario.seed, doc.steps, doc.violations[0].oracle
             );
             print_counterexample(&mut out, &doc);
-            print!("{out}");
+            say!("{out}");
             (true, Some(doc))
         }
     };
     result.policies.push(policy_doc(policy, &report, first));
-    write_json(args, &result)?;
     Ok(failed)
 }

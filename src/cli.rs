@@ -1,8 +1,9 @@
 //! The subcommands: argument types, parsing of policy and override
 //! specifications, and the glue between the crates.
 
+use crate::output_file::OutputFile;
 use bench_core::native::Limit;
-use bench_core::results::{write_atomic, Environment, PolicyFailure, PolicyRun, RunFailure, RunResult, SCHEMA};
+use bench_core::results::{EndedBy, Environment, PolicyFailure, PolicyRun, RunFailure, RunResult, SCHEMA};
 use bench_core::{CostModel, DynPolicy};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -108,17 +109,23 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
-    /// The cost model asked for (only `--engine sim` uses one).
+    /// The model of `--costs FILE`, loaded and checked (None without it:
+    /// the built-in model).
+    pub fn cost_file(&self) -> Result<Option<CostModel>, CliError> {
+        let load = |path: &PathBuf| CostModel::load(path).map_err(|e| CliError::Usage(format!("--costs: {e}")));
+        self.costs.as_ref().map(load).transpose()
+    }
+
+    /// The cost model of the engine asked for: the simulation's (from
+    /// `--costs`, or built in), none for the native engine, which refuses
+    /// `--costs`.
     pub fn cost_model(&self) -> Result<Option<CostModel>, CliError> {
-        match (&self.costs, self.engine) {
-            (Some(_), EngineKind::Native) => {
+        match self.engine {
+            EngineKind::Native if self.costs.is_some() => {
                 Err(CliError::Usage("--costs: only the simulation uses a cost model; add --engine sim".into()))
             }
-            (Some(path), EngineKind::Sim) => {
-                CostModel::load(path).map(Some).map_err(|e| CliError::Usage(format!("--costs: {e}")))
-            }
-            (None, EngineKind::Sim) => Ok(Some(CostModel::default())),
-            (None, EngineKind::Native) => Ok(None),
+            EngineKind::Native => Ok(None),
+            EngineKind::Sim => Ok(Some(self.cost_file()?.unwrap_or_default())),
         }
     }
 
@@ -152,10 +159,9 @@ pub fn run_on_engine(
                 simulate_policy(policy, scenario, &SimOptions { costs: costs.clone(), limit: opts.limit })
             });
             match simulated {
-                Ok(sim) => {
-                    let sim = sim?;
-                    Ok(Ok((sim.run, Some(sim.steps))))
-                }
+                Ok(Ok(sim)) => Ok(Ok((sim.run, Some(sim.steps)))),
+                Ok(Err(RunError::Invalid(e))) => Err(e.into()),
+                Ok(Err(RunError::Failed(failure))) => Ok(Err(failure)),
                 Err(panic) => Ok(Err(Box::new(panic_failure(panic)))),
             }
         }
@@ -183,9 +189,9 @@ pub fn panic_failure(panic: bench_core::oops::PanicReport) -> RunFailure {
 /// Print a failed run as it happens: the summary line, then the oops or
 /// hung-task lines.
 pub fn print_failure(failure: &PolicyFailure) {
-    eprintln!("{}", failure.summary());
+    tell!("{}", failure.summary());
     for line in failure.failure.lines() {
-        eprintln!("  {line}");
+        tell!("  {line}");
     }
 }
 
@@ -193,10 +199,10 @@ pub fn print_failure(failure: &PolicyFailure) {
 /// the error that makes the exit status 1.
 pub fn failures_error(failures: &[PolicyFailure], written: &str) -> CliError {
     for f in failures {
-        eprintln!("{}", f.summary());
+        tell!("{}", f.summary());
     }
     CliError::Failed(format!(
-        "{} run(s) abandoned (a panic, or no progress within the watchdog); the other results are in {written}",
+        "{} run(s) abandoned (a panic, a hang the watchdog saw, or no collapse finished); the other results are in {written}",
         failures.len()
     ))
 }
@@ -319,17 +325,27 @@ pub fn parse_policies(spec: &str) -> Result<Vec<Arc<dyn DynPolicy>>, CliError> {
     if out.is_empty() {
         return Err(CliError::Usage(format!("--policies: no policy given; allowed: {}", allowed())));
     }
+    for (i, p) in out.iter().enumerate() {
+        if out[..i].iter().any(|q| q.label() == p.label()) {
+            return Err(CliError::Usage(format!(
+                "--policies: `{}` is given twice; give each policy (with its parameters) once, e.g. \
+                 v2-flush-bool,v2-flush-bool:recheck_always=true",
+                p.label()
+            )));
+        }
+    }
     Ok(out)
 }
 
-/// Parse `--duration`: `5s`, `500ms`, `2m`, `1.5` (seconds), up to 24h.
+/// Parse `--duration`: `5s`, `500ms`, `2m`, `1.5h`, from 1ms to 24h.
 pub fn parse_duration(s: &str) -> Result<Duration, CliError> {
     parse_duration_flag("--duration", s, Duration::from_millis(1), Duration::from_secs(86400))
 }
 
 /// Parse the value `s` of `flag` as a duration between `min` and `max`:
-/// a number with a unit `ms`, `s`, `m` or `h` (none: seconds). The error
-/// names the flag, the units and the bounds.
+/// a number with a unit `ms`, `s`, `m` or `h`. A bare number is refused
+/// (is `5` seconds or milliseconds?). The error names the flag, the units
+/// and the bounds.
 pub fn parse_duration_flag(flag: &str, s: &str, min: Duration, max: Duration) -> Result<Duration, CliError> {
     let bad = |why: &str| {
         CliError::Usage(format!(
@@ -338,7 +354,9 @@ pub fn parse_duration_flag(flag: &str, s: &str, min: Duration, max: Duration) ->
         ))
     };
     let t = s.trim();
-    let (num, unit) = t.find(|c: char| c.is_ascii_alphabetic()).map_or((t, "s"), |i| t.split_at(i));
+    let Some((num, unit)) = t.find(|c: char| c.is_ascii_alphabetic()).map(|i| t.split_at(i)) else {
+        return Err(bad("has no unit"));
+    };
     let n: f64 = num.trim().parse().map_err(|_| bad("is not a duration"))?;
     let secs = match unit {
         "ms" => n / 1e3,
@@ -396,6 +414,7 @@ pub fn quote(w: &str) -> String {
 
 /// `run`.
 pub fn run(args: &RunArgs) -> Result<(), CliError> {
+    let json = OutputFile::check("--json", &args.json)?;
     let policies = parse_policies(&args.policies)?;
     let mut scenario = scenario(&args.workload, args.seed)?;
     args.engine.apply(&mut scenario)?;
@@ -413,17 +432,17 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let threads = scenario.threads.total() as usize;
     let cores = bench_core::native::available_cores();
     if costs.is_some() {
-        println!(
+        sayln!(
             "workload {} (seed {}), {threads} virtual CPUs, simulated (virtual time, cost model {})",
             scenario.name,
             scenario.seed,
             args.engine.costs.as_ref().map_or("built-in".to_owned(), |p| p.display().to_string())
         );
     } else {
-        println!("workload {} (seed {}), {threads} threads on {cores} cores", scenario.name, scenario.seed);
+        sayln!("workload {} (seed {}), {threads} threads on {cores} cores", scenario.name, scenario.seed);
     }
     if threads > cores && costs.is_none() {
-        println!(
+        sayln!(
             "note: {threads} threads on {cores} cores: oversubscribed. A preempted lock holder stalls every\n\
              spinning waiter, so hold and wait figures include scheduler delays; use the\n\
              simulation engine (or a machine with more cores) for contention studies."
@@ -432,7 +451,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let mut runs = vec![];
     let mut failures = vec![];
     for policy in &policies {
-        eprintln!("running {} ...", policy.label());
+        tell!("running {} ...", policy.label());
         let started = Instant::now();
         let (run, steps) = match run_on_engine(policy.clone(), &scenario, costs.as_ref(), &opts)? {
             Ok(ran) => ran,
@@ -448,9 +467,16 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
                 continue;
             }
         };
+        if let (Limit::Ops { ops, cap }, Some(EndedBy::TimeCap)) = (limit, run.ended_by) {
+            tell!(
+                "  stopped by the time limit ({cap:?}{}) after {} of the {ops} collapses --ops asked for",
+                if duration.is_some() { ", --duration" } else { ", the default cap of --ops" },
+                run.collapses
+            );
+        }
         if let Some(steps) = steps {
             let wall = started.elapsed().as_secs_f64();
-            eprintln!(
+            tell!(
                 "  {:.3} s virtual in {wall:.2} s wall: {steps} scheduling steps ({:.2} M/s)",
                 run.wall_s,
                 steps as f64 / wall / 1e6
@@ -458,11 +484,11 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         }
         runs.push(run);
     }
-    print!("\n{}", reports::summary::run_table(&runs));
+    say!("\n{}", reports::summary::run_table(&runs));
     for r in runs.iter().filter(|r| r.violations_total > 0) {
-        println!("{}: {} violation(s); first:", r.policy, r.violations_total);
+        sayln!("{}: {} violation(s); first:", r.policy, r.violations_total);
         for v in r.violations.iter().take(3) {
-            println!("  {v}");
+            sayln!("  {v}");
         }
     }
     let result = RunResult {
@@ -476,11 +502,10 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         watchdog_s: Some(watchdog.as_secs_f64()),
         failures,
     };
-    let json = serde_json::to_vec_pretty(&result).map_err(|e| CliError::Failed(e.to_string()))?;
-    write_atomic(&args.json, &json).map_err(|e| CliError::Failed(format!("writing {}: {e}", args.json.display())))?;
-    println!("results: {}\nreproduce: {}", args.json.display(), result.command);
+    json.write(&serde_json::to_vec_pretty(&result).map_err(|e| CliError::Failed(e.to_string()))?)?;
+    sayln!("results: {}\nreproduce: {}", json.path().display(), result.command);
     if !result.failures.is_empty() {
-        return Err(failures_error(&result.failures, &args.json.display().to_string()));
+        return Err(failures_error(&result.failures, &json.path().display().to_string()));
     }
     Ok(())
 }

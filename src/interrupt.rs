@@ -23,13 +23,13 @@ pub fn install() {
     INSTALL.call_once(|| {
         let installed = ctrlc::set_handler(|| {
             if REQUESTED.swap(true, Ordering::SeqCst) {
-                eprintln!("\ninterrupted again: exiting now");
+                tell!("\ninterrupted again: exiting now");
                 std::process::exit(EXIT_STATUS.into());
             }
-            eprintln!("\ninterrupted: stopping after the current run (Ctrl-C again to exit now)");
+            tell!("\ninterrupted: stopping after the current run (Ctrl-C again to exit now)");
         });
         if let Err(e) = installed {
-            eprintln!("warning: Ctrl-C cannot be caught ({e}); it will end the command at once");
+            tell!("warning: Ctrl-C cannot be caught ({e}); it will end the command at once");
         }
     });
 }

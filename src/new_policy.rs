@@ -525,10 +525,20 @@ pub fn files(p: &Plugin<'_>) -> Result<Vec<(&'static str, String)>, CliError> {
     Ok(out)
 }
 
+/// `--dir`, before anything is written: it is created (with its missing
+/// parents) when it does not exist, so its nearest existing ancestor
+/// must be a directory this process may create in.
+fn check_dir(dir: &Path) -> Result<(), CliError> {
+    let abs = std::path::absolute(dir).map_err(|e| CliError::Usage(format!("--dir {}: {e}", dir.display())))?;
+    let existing = abs.ancestors().find(|a| a.symlink_metadata().is_ok()).unwrap_or(Path::new("/"));
+    crate::output_file::writable_dir(existing).map_err(|why| CliError::Usage(format!("--dir {}: {why}", dir.display())))
+}
+
 /// `new-policy`.
 pub fn new_policy(args: &NewPolicyArgs) -> Result<(), CliError> {
     check_name(&args.name)?;
     source(&args.from)?;
+    check_dir(&args.dir)?;
     let crate_dir = args.dir.join(&args.name);
     if crate_dir.symlink_metadata().is_ok() {
         return Err(CliError::Usage(format!("{} exists; choose another NAME or --dir", crate_dir.display())));
@@ -562,7 +572,7 @@ pub fn new_policy(args: &NewPolicyArgs) -> Result<(), CliError> {
     written?;
     let shown = crate_dir.display();
     let width = 46usize.max(shown.to_string().len() + 3);
-    println!(
+    sayln!(
         "wrote {shown}/: policy `{name}` (type {ty}), a copy of {from}\n\n\
          {cd:<width$} # then edit src/lib.rs at CHANGE HERE\n\
          {test:<width$} # the conformance suite\n\
@@ -577,7 +587,7 @@ pub fn new_policy(args: &NewPolicyArgs) -> Result<(), CliError> {
         report = format!("cargo run --release -- report -p v1,{}", args.name),
     );
     if let Some((_, oracle, variant)) = CONTROLS.iter().find(|c| c.0 == args.from) {
-        println!(
+        sayln!(
             "\nnote: {} is a control, buggy on purpose ({oracle}): until the copy is fixed, `cargo test` fails \
              with the conformance suite's finding; a copy kept buggy on purpose expects it in \
              tests/conformance.rs: Expect::Caught(bench_core::Oracle::{variant})",

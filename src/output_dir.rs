@@ -18,9 +18,46 @@
 //! does not support it) the files are renamed into the output one by one:
 //! each file is whole, but a run killed during the renames leaves old and
 //! new files side by side.
+//!
+//! The directory holds one report: [`MANIFEST`] lists the files the tool
+//! wrote, and the next report drops those it does not write again (an
+//! earlier report's plots of another workload), while every file the
+//! user put there is kept. The directory keeps its own permissions
+//! across the exchange. `--out` naming a symbolic link replaces the
+//! directory the link points to; the link stays.
 
 use crate::cli::CliError;
+use crate::output_file::{absent, writable_dir};
 use std::path::{Path, PathBuf};
+
+/// The file in an output directory that lists the files the tool wrote
+/// there, one name a line, after a comment line.
+pub const MANIFEST: &str = "manifest.txt";
+
+/// The output directory `out`, checked before any work: resolved through
+/// symbolic links, either a directory or a name that does not exist yet,
+/// in a directory where this process may create one (exit 2 naming
+/// `flag` otherwise). Returns the real path to replace.
+pub fn check_out_dir(flag: &str, out: &Path) -> Result<PathBuf, CliError> {
+    let bad = |why: String| CliError::Usage(format!("{flag} {}: {why}", out.display()));
+    let abs = std::path::absolute(out).map_err(|e| bad(e.to_string()))?;
+    if abs.file_name().is_none() {
+        return Err(bad("names no directory; give one, e.g. collapse-report".into()));
+    }
+    let real = match std::fs::metadata(&abs) {
+        Ok(meta) if meta.is_dir() => std::fs::canonicalize(&abs).map_err(|e| bad(e.to_string()))?,
+        Ok(_) => return Err(bad("exists and is not a directory".into())),
+        Err(e) if absent(&e) => {
+            if std::fs::symlink_metadata(&abs).is_ok() {
+                return Err(bad("is a symbolic link to nothing; create its target or give another name".into()));
+            }
+            abs
+        }
+        Err(e) => return Err(bad(e.to_string())),
+    };
+    writable_dir(&parent_of(&real).unwrap_or_else(|| PathBuf::from("/"))).map_err(bad)?;
+    Ok(real)
+}
 
 /// The staging directories of `out`: `.NAME.staging-` then a process id.
 fn staging_prefix(out: &Path) -> String {
@@ -56,38 +93,34 @@ fn parent_of(out: &Path) -> Option<PathBuf> {
     abs.parent().map(Path::to_path_buf)
 }
 
-/// Replace the directory `out` by what `build` writes into the staging
-/// directory it is given, in one step (see the module docs). `build`
-/// returns the names of the files it wrote; an error from it leaves `out`
-/// untouched and removes the staging directory.
+/// Replace the directory `out` (as returned by [`check_out_dir`]) by
+/// what `build` writes into the staging directory it is given, in one
+/// step (see the module docs). `build` returns the names of the files it
+/// wrote; they become the new [`MANIFEST`]. An error from `build` leaves
+/// `out` untouched and removes the staging directory.
 pub fn replace_dir(out: &Path, build: impl FnOnce(&Path) -> Result<Vec<String>, CliError>) -> Result<(), CliError> {
     let failed = |what: String, e: std::io::Error| CliError::Failed(format!("{what}: {e}"));
-    let out = std::path::absolute(out).map_err(|e| failed(format!("--out {}", out.display()), e))?;
-    if out.file_name().is_none() {
-        return Err(CliError::Usage(format!(
-            "--out: `{}` names no directory; give one, e.g. collapse-report",
-            out.display()
-        )));
-    }
-    if out.exists() && !out.is_dir() {
-        return Err(CliError::Usage(format!("--out: {} exists and is not a directory", out.display())));
-    }
-    let parent = parent_of(&out).expect("an absolute path with a file name has a parent");
-    std::fs::create_dir_all(&parent).map_err(|e| failed(format!("creating {}", parent.display()), e))?;
-    remove_leftovers(&out);
-    let staging = parent.join(format!("{}{}", staging_prefix(&out), std::process::id()));
+    let parent = parent_of(out).expect("a checked output directory has a parent");
+    remove_leftovers(out);
+    let staging = parent.join(format!("{}{}", staging_prefix(out), std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir(&staging).map_err(|e| failed(format!("creating {}", staging.display()), e))?;
-    let swapped = build(&staging).and_then(|files| {
+    let swapped = build(&staging).and_then(|mut files| {
+        files.push(MANIFEST.to_owned());
+        write_manifest(&staging, &files).map_err(|e| failed(format!("writing {MANIFEST}"), e))?;
         if !out.exists() {
-            return std::fs::rename(&staging, &out)
+            return std::fs::rename(&staging, out)
                 .map_err(|e| failed(format!("moving the report to {}", out.display()), e));
         }
-        link_others(&out, &staging, &files)
+        let earlier = read_manifest(out);
+        link_others(out, &staging, &files, &earlier)
             .map_err(|e| failed(format!("linking the other files of {}", out.display()), e))?;
-        match exchange(&staging, &out) {
+        let mode = std::fs::metadata(out).map_err(|e| failed(format!("reading {}", out.display()), e))?;
+        std::fs::set_permissions(&staging, mode.permissions())
+            .map_err(|e| failed(format!("setting the mode of {}", staging.display()), e))?;
+        match exchange(&staging, out) {
             Ok(()) => Ok(()),
-            Err(_) => rename_each(&staging, &out, &files),
+            Err(_) => rename_each(&staging, out, &files, &earlier),
         }
     });
     // After the exchange the staging path holds the earlier report (its
@@ -96,13 +129,34 @@ pub fn replace_dir(out: &Path, build: impl FnOnce(&Path) -> Result<Vec<String>, 
     swapped
 }
 
-/// Hard-link every entry of `out` that `files` does not replace into
-/// `staging`, recreating subdirectories (and symbolic links) as they are.
-fn link_others(out: &Path, staging: &Path, files: &[String]) -> std::io::Result<()> {
+/// Write the [`MANIFEST`] of `files` into `dir`.
+fn write_manifest(dir: &Path, files: &[String]) -> std::io::Result<()> {
+    let mut text = String::from("# files written by collapse-bench report; the next report replaces them\n");
+    for f in files {
+        text.push_str(f);
+        text.push('\n');
+    }
+    std::fs::write(dir.join(MANIFEST), text)
+}
+
+/// The files an earlier report listed in `dir`'s [`MANIFEST`] (none when
+/// it has none: a directory from before manifests keeps every file).
+fn read_manifest(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join(MANIFEST)).unwrap_or_default();
+    // Only plain names in `dir`: a manifest never reaches outside it.
+    let plain = |l: &&str| !l.is_empty() && !l.starts_with('#') && !l.contains('/') && *l != "." && *l != "..";
+    text.lines().filter(plain).map(str::to_owned).collect()
+}
+
+/// Hard-link into `staging` every entry of `out` that is not one of the
+/// new `files` nor one of the `earlier` report's, recreating
+/// subdirectories (and symbolic links) as they are.
+fn link_others(out: &Path, staging: &Path, files: &[String], earlier: &[String]) -> std::io::Result<()> {
     for entry in std::fs::read_dir(out)? {
         let entry = entry?;
         let name = entry.file_name();
-        if files.iter().any(|f| *f == *name.to_string_lossy()) {
+        let name_str = name.to_string_lossy();
+        if files.iter().chain(earlier).any(|f| *f == *name_str) {
             continue;
         }
         link_tree(&entry.path(), &staging.join(&name))?;
@@ -157,11 +211,15 @@ fn exchange(_a: &Path, _b: &Path) -> std::io::Result<()> {
     Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
 }
 
-/// The fallback: rename `files` from `staging` into `out` one by one.
-fn rename_each(staging: &Path, out: &Path, files: &[String]) -> Result<(), CliError> {
+/// The fallback: rename `files` from `staging` into `out` one by one,
+/// then remove the `earlier` report's files that were not replaced.
+fn rename_each(staging: &Path, out: &Path, files: &[String], earlier: &[String]) -> Result<(), CliError> {
     for f in files {
         std::fs::rename(staging.join(f), out.join(f))
             .map_err(|e| CliError::Failed(format!("moving {f} into {}: {e}", out.display())))?;
+    }
+    for f in earlier.iter().filter(|f| !files.contains(f)) {
+        let _ = std::fs::remove_file(out.join(f));
     }
     Ok(())
 }
@@ -169,13 +227,7 @@ fn rename_each(staging: &Path, out: &Path, files: &[String]) -> Result<(), CliEr
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("cb-output-dir-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use crate::output_file::tests::{names, scratch};
 
     fn write(dir: &Path, files: &[(&str, &str)]) -> Vec<String> {
         for (name, text) in files {
@@ -185,19 +237,55 @@ mod tests {
     }
 
     #[test]
-    fn replaces_the_report_and_keeps_other_files() {
+    fn replaces_the_report_drops_its_old_files_and_keeps_the_user_s() {
+        use std::os::unix::fs::PermissionsExt as _;
         let dir = scratch("replace");
         let out = dir.join("report");
         replace_dir(&out, |s| Ok(write(s, &[("report.txt", "one"), ("old.svg", "x")]))).unwrap();
         std::fs::create_dir(out.join("notes")).unwrap();
         std::fs::write(out.join("notes/mine.txt"), "keep").unwrap();
+        std::fs::write(out.join("mine.txt"), "keep").unwrap();
+        std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o555)).unwrap();
         replace_dir(&out, |s| Ok(write(s, &[("report.txt", "two")]))).unwrap();
         assert_eq!(std::fs::read_to_string(out.join("report.txt")).unwrap(), "two");
-        assert_eq!(std::fs::read_to_string(out.join("old.svg")).unwrap(), "x", "not replaced: kept");
+        assert_eq!(names(&out), [MANIFEST, "mine.txt", "notes", "report.txt"], "the earlier report's old.svg is gone");
         assert_eq!(std::fs::read_to_string(out.join("notes/mine.txt")).unwrap(), "keep");
-        let names: Vec<String> =
-            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-        assert_eq!(names, ["report"], "no staging directory left");
+        assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o555, "the mode is kept");
+        assert_eq!(names(&dir), ["report"], "no staging directory left");
+        std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_manifest_names_only_files_inside_the_directory() {
+        let dir = scratch("manifest");
+        std::fs::write(dir.join(MANIFEST), "# comment\nreport.txt\n../victim\n/etc/passwd\n..\n\nplot.svg\n").unwrap();
+        assert_eq!(read_manifest(&dir), ["report.txt", "plot.svg"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_output_is_checked_before_any_work() {
+        let dir = scratch("check");
+        std::fs::write(dir.join("file"), "").unwrap();
+        std::fs::create_dir(dir.join("real")).unwrap();
+        std::os::unix::fs::symlink("real", dir.join("link")).unwrap();
+        std::os::unix::fs::symlink("nowhere", dir.join("dangling")).unwrap();
+        assert_eq!(
+            check_out_dir("--out", &dir.join("link")).unwrap(),
+            std::fs::canonicalize(dir.join("real")).unwrap()
+        );
+        assert_eq!(check_out_dir("--out", &dir.join("new")).unwrap(), dir.join("new"));
+        for (path, why) in [
+            (dir.join("file"), "is not a directory"),
+            (dir.join("missing/report"), "does not exist"),
+            (dir.join("file/report"), "is not a directory"),
+            (dir.join("dangling"), "symbolic link to nothing"),
+        ] {
+            let e = check_out_dir("--out", &path).unwrap_err();
+            assert_eq!(e.exit_code(), 2);
+            assert!(e.to_string().starts_with("--out ") && e.to_string().contains(why), "{path:?}: {e}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

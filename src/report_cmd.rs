@@ -19,8 +19,7 @@ use crate::cli::{
 use crate::interrupt;
 use bench_core::native::Limit;
 use bench_core::results::{
-    write_atomic, Cell, CpuSweep, Environment, PolicyFailure, PolicyRun, ReportResults, RunFailure, ScalingPoint,
-    Verdict, SCHEMA,
+    Cell, CpuSweep, Environment, PolicyFailure, PolicyRun, ReportResults, RunFailure, ScalingPoint, Verdict, SCHEMA,
 };
 use bench_core::{CostModel, DynPolicy};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -171,6 +170,7 @@ fn progress(total: u64) -> ProgressBar {
 
 /// `report`.
 pub fn report(args: &ReportArgs) -> Result<(), CliError> {
+    let out = crate::output_dir::check_out_dir("--out", &args.out)?;
     let measured = parse_policies(&args.policies)?;
     let base = match &args.base {
         Some(b) => measured.iter().find(|p| p.label() == *b || p.name() == b).ok_or_else(|| {
@@ -183,7 +183,10 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
     // Every registered policy gets a verdict (a plugin's too).
     let all = parse_policies(&crate::registered_names())?;
     let scenarios = workloads(args)?;
-    let costs = args.engine.cost_model()?;
+    // `--costs` is the model of whatever is simulated: the matrix under
+    // `--engine sim`, and the CPU sweep always.
+    let cost_file = args.engine.cost_file()?;
+    let costs = (args.engine.engine == EngineKind::Sim).then(|| cost_file.clone().unwrap_or_default());
     let mut plan = Plan::new(args.quick, args.engine.engine);
     match args.schedules {
         Some(0) => return Err(CliError::Usage("--schedules: must be at least 1".into())),
@@ -193,6 +196,13 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
     if let Some(spec) = &args.sweep_cpus {
         plan.cpu_sweep = sweep_cpus(spec)?;
     }
+    if cost_file.is_some() && costs.is_none() && plan.cpu_sweep.is_empty() {
+        return Err(CliError::Usage(
+            "--costs: nothing is simulated (a native matrix and --sweep-cpus none); drop --costs, or add \
+             --engine sim or a CPU sweep"
+                .into(),
+        ));
+    }
     let watchdog = args.watchdog.timeout(&scenarios)?;
     interrupt::install();
     let t0 = Instant::now();
@@ -201,7 +211,7 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
     let sweep_total = (plan.cpu_sweep.len() * measured.len()) as u64;
     let checks_total = (CHECKED_WORKLOADS.len() * all.len()) as u64;
     let bar = progress(cells_total + scaling_total + sweep_total + checks_total);
-    let mut ledger = Ledger { bar: bar.clone(), out: args.out.clone(), finished: vec![], failures: vec![] };
+    let mut ledger = Ledger { bar: bar.clone(), out: out.clone(), finished: vec![], failures: vec![] };
     let opts = RunOptions {
         limit: Limit::Duration(plan.run_time),
         pin: true,
@@ -238,7 +248,7 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
         }
     }
     let scaling = scaling_sweep(&measured, &plan, args.seed, (costs.as_ref(), &opts), &mut ledger)?;
-    let sweep_costs = costs.clone().unwrap_or_default();
+    let sweep_costs = cost_file.unwrap_or_default();
     let cpu_sweep = simulated_cpu_sweep(&measured, &plan, args.seed, (&sweep_costs, &opts), &mut ledger)?;
     let verdicts = verdicts(&all, &plan, args.seed, &mut ledger)?;
     bar.finish_and_clear();
@@ -259,9 +269,9 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
         failures: ledger.failures.clone(),
     };
     let text = reports::robot::report_text(&result);
-    write_outputs(&args.out, &result, &text, &ledger)?;
-    print!("{text}");
-    eprintln!(
+    write_outputs(&out, &result, &text, &ledger)?;
+    say!("{text}");
+    tell!(
         "report written to {}/ in {:.1}s (report.txt, results.json, index.html, plots)",
         args.out.display(),
         t0.elapsed().as_secs_f64()
@@ -290,12 +300,12 @@ impl Ledger {
             return Ok(());
         }
         self.bar.finish_and_clear();
-        eprintln!("finished before the interrupt:");
+        tell!("finished before the interrupt:");
         for part in &self.finished {
-            eprintln!("  {part}");
+            tell!("  {part}");
         }
         for f in &self.failures {
-            eprintln!("  {}", f.summary());
+            tell!("  {}", f.summary());
         }
         Err(CliError::Interrupted(format!(
             "interrupted after {} finished part(s); no report written: {} keeps what it had",
@@ -456,11 +466,12 @@ fn write_outputs(out: &Path, result: &ReportResults, text: &str, ledger: &Ledger
     let failed = |what: &str, e: &dyn std::fmt::Display| CliError::Failed(format!("{what}: {e}"));
     crate::output_dir::replace_dir(out, |staging| {
         let json = serde_json::to_vec_pretty(result).map_err(|e| failed("encoding results", &e))?;
-        write_atomic(&staging.join("results.json"), &json).map_err(|e| failed("writing results.json", &e))?;
-        write_atomic(&staging.join("report.txt"), text.as_bytes()).map_err(|e| failed("writing report.txt", &e))?;
+        // Plain writes: the staging directory is swapped in whole.
+        std::fs::write(staging.join("results.json"), &json).map_err(|e| failed("writing results.json", &e))?;
+        std::fs::write(staging.join("report.txt"), text).map_err(|e| failed("writing report.txt", &e))?;
         let stems = reports::plots::render_all(result, staging).map_err(|e| failed("drawing plots", &e))?;
         let html = index_html(text, &stems, staging)?;
-        write_atomic(&staging.join("index.html"), html.as_bytes()).map_err(|e| failed("writing index.html", &e))?;
+        std::fs::write(staging.join("index.html"), html).map_err(|e| failed("writing index.html", &e))?;
         let mut files = vec!["results.json".to_owned(), "report.txt".into(), "index.html".into()];
         for stem in &stems {
             files.push(format!("{stem}.svg"));

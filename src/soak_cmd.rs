@@ -165,7 +165,7 @@ pub fn soak(args: &SoakArgs) -> Result<(), CliError> {
         watchdog,
     };
     interrupt::install();
-    println!(
+    sayln!(
         "soak: workload {} on {} threads, {:?} per policy in rounds of {:?} (seeds {}, {}, ...), every oracle on, \
          watchdog {watchdog:?}",
         scenario.name,
@@ -192,11 +192,13 @@ pub fn soak(args: &SoakArgs) -> Result<(), CliError> {
                 round.as_millis()
             )
         };
-        eprintln!("soaking {label} for {duration:?} ...");
+        tell!("soaking {label} for {duration:?} ...");
         let mut totals = Totals::default();
         let started = Instant::now();
         let mut seed = scenario.seed;
         while started.elapsed() < duration {
+            // A soak writes no file: with its reader gone it has no one to tell.
+            crate::console::end_if_stdout_closed();
             if interrupt::requested() {
                 interrupted = true;
                 break;
@@ -223,7 +225,7 @@ pub fn soak(args: &SoakArgs) -> Result<(), CliError> {
             seed = seed.wrapping_add(1) & i64::MAX as u64;
         }
         any_bad |= totals.violations > 0 || totals.failure.is_some();
-        print!("{}", totals.text(&label, &rerun));
+        say!("{}", totals.text(&label, &rerun));
         if interrupted {
             break;
         }
@@ -234,6 +236,6 @@ pub fn soak(args: &SoakArgs) -> Result<(), CliError> {
     if any_bad {
         return Err(CliError::Failed("soak found violations or failed runs (see above)".into()));
     }
-    println!("soak: no violation");
+    sayln!("soak: no violation");
     Ok(())
 }

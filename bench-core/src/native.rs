@@ -25,7 +25,7 @@ use crate::results::RunFailure;
 use crate::watchdog::{Monitor, Watch};
 use crate::Engine;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// A workload actor: one model CPU's loop body.
@@ -69,7 +69,7 @@ pub struct NativeOptions {
 pub struct NativeRun {
     /// All CPUs' measurements, merged.
     pub metrics: Metrics,
-    /// Wall time from start barrier to the last thread's exit.
+    /// Wall time from the start to the last thread's exit.
     pub wall: Duration,
     /// Threads run (model CPUs).
     pub threads: usize,
@@ -106,9 +106,9 @@ pub fn run_native<A: Actor>(mm: &Mm, actors: Vec<A>, opts: &NativeOptions) -> Na
     let failure: Mutex<Option<RunFailure>> = Mutex::new(None);
     let stop = AtomicBool::new(false);
     let done_ops = AtomicU64::new(0);
-    let barrier = Barrier::new(threads + 1);
+    let gate = StartGate::default();
     let base = Instant::now();
-    let (target_ops, deadline) = match opts.limit {
+    let (target_ops, time_limit) = match opts.limit {
         Limit::Duration(d) => (u64::MAX, d),
         Limit::Ops { ops, cap } => (ops, cap),
     };
@@ -119,7 +119,7 @@ pub fn run_native<A: Actor>(mm: &Mm, actors: Vec<A>, opts: &NativeOptions) -> Na
             .into_iter()
             .enumerate()
             .map(|(cpu, mut actor)| {
-                let (stop, done_ops, barrier, failure) = (&stop, &done_ops, &barrier, &failure);
+                let (stop, done_ops, gate, failure) = (&stop, &done_ops, &gate, &failure);
                 let core = if pinned { core_ids.as_ref().map(|ids| ids[cpu]) } else { None };
                 let hook = opts.hook.clone();
                 let watch = watch.clone();
@@ -128,10 +128,19 @@ pub fn run_native<A: Actor>(mm: &Mm, actors: Vec<A>, opts: &NativeOptions) -> Na
                         core_affinity::set_for_current(core);
                     }
                     let engine = Native::new(base, hook, oversubscribed).watched(watch.clone(), cpu as u32);
+                    let marks = watch.clone();
+                    crate::oops::on_panic(move || marks.panicking(cpu));
                     let mut cx = Cx::new(mm, cpu as u32, actor.role(), engine);
-                    barrier.wait();
+                    // Every CPU keeps the time limit itself: with many more
+                    // threads than cores the thread that started the run
+                    // may not be scheduled for a long time.
+                    let end = gate.arrive() + time_limit;
                     let ended = catch_unwound(|| {
                         while !stop.load(Ordering::Relaxed) {
+                            if Instant::now() >= end {
+                                stop.store(true, Ordering::Relaxed);
+                                break;
+                            }
                             let counted = actor.op(&mut cx);
                             watch.op_done(cpu);
                             if counted && done_ops.fetch_add(1, Ordering::Relaxed) + 1 >= target_ops {
@@ -158,8 +167,7 @@ pub fn run_native<A: Actor>(mm: &Mm, actors: Vec<A>, opts: &NativeOptions) -> Na
                 })
             })
             .collect();
-        barrier.wait();
-        let start = Instant::now();
+        let start = gate.open(threads);
         let mut monitor = Monitor::new(threads, opts.watchdog);
         let mut next_tick = start + monitor.period();
         let mut abandoned_at = None;
@@ -168,9 +176,6 @@ pub fn run_native<A: Actor>(mm: &Mm, actors: Vec<A>, opts: &NativeOptions) -> Na
                 break;
             }
             let now = Instant::now();
-            if now.duration_since(start) >= deadline {
-                stop.store(true, Ordering::Relaxed);
-            }
             if watch.aborted() {
                 let since = *abandoned_at.get_or_insert(now);
                 if now.duration_since(since) >= opts.watchdog.max(Duration::from_secs(1)) {
@@ -214,22 +219,68 @@ pub fn run_native<A: Actor>(mm: &Mm, actors: Vec<A>, opts: &NativeOptions) -> Na
     }
 }
 
+/// Where the CPUs wait until all are ready, and learn when the run
+/// started. The starting thread takes the time as it opens the gate, so
+/// the run's limit counts from the moment the CPUs are released, however
+/// late any thread (the starter included) is scheduled afterwards.
+#[derive(Default)]
+struct StartGate {
+    /// CPUs arrived, and the start once the gate is open.
+    state: Mutex<(usize, Option<Instant>)>,
+    /// The starter waits here for the CPUs...
+    arrived: Condvar,
+    /// ...and the CPUs wait here for the start.
+    opened: Condvar,
+}
+
+impl StartGate {
+    /// A CPU is ready: wait for the gate to open and return the start.
+    fn arrive(&self) -> Instant {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.0 += 1;
+        self.arrived.notify_one();
+        loop {
+            if let Some(start) = state.1 {
+                return start;
+            }
+            state = self.opened.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Wait until `cpus` CPUs have arrived, then open the gate: returns
+    /// the start.
+    fn open(&self, cpus: usize) -> Instant {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        while state.0 < cpus {
+            state = self.arrived.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        let start = Instant::now();
+        state.1 = Some(start);
+        self.opened.notify_all();
+        start
+    }
+}
+
 /// Some CPU did not return long after its run was abandoned: it loops in
 /// code that never waits, tries a lock or pauses, and a thread cannot be
 /// stopped from outside. Print what is known and end the process.
 #[cold]
 fn unstoppable(watch: &Watch, failure: &Mutex<Option<RunFailure>>, mm: &Mm, roles: &[Role], monitor: &Monitor) -> ! {
+    use std::io::Write as _;
     let stuck = watch.still_running();
+    // Written whether or not stderr is still open: the process ends next.
+    let mut stderr = std::io::stderr().lock();
     if let Some(f) = &*failure.lock().unwrap_or_else(|p| p.into_inner()) {
         for line in f.lines() {
-            eprintln!("{line}");
+            let _ = writeln!(stderr, "{line}");
         }
     }
     for line in monitor.report(watch, mm, roles, &stuck) {
-        eprintln!("{line}");
+        let _ = writeln!(stderr, "{line}");
     }
     let cpus: Vec<String> = stuck.iter().map(|c| format!("CPU {c}")).collect();
-    eprintln!(
+    let _ = writeln!(
+        stderr,
         "error: {} did not return after the run was abandoned: it loops in code that never waits for a lock, \
          tries one or pauses, and a thread cannot be stopped from outside; exiting (results of this command \
          are lost: run the misbehaving policy on its own)",

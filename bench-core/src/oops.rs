@@ -38,6 +38,17 @@ thread_local! {
     static CAPTURING: Cell<bool> = const { Cell::new(false) };
     /// The last panic the hook recorded on this thread.
     static LAST: RefCell<Option<PanicReport>> = const { RefCell::new(None) };
+    /// What the hook tells first when a caught panic starts on this thread.
+    static ON_PANIC: RefCell<Option<Box<dyn Fn()>>> = const { RefCell::new(None) };
+}
+
+/// Have the panic hook call `notice` first when a panic starts on this
+/// thread inside [`catch_unwound`] — before anything slow, such as taking
+/// a backtrace under `RUST_BACKTRACE=1`, which can take longer than a
+/// watchdog's timeout on a loaded machine. The native runner uses it to
+/// mark the CPU as panicking, not hung.
+pub(crate) fn on_panic(notice: impl Fn() + 'static) {
+    ON_PANIC.with(|n| *n.borrow_mut() = Some(Box::new(notice)));
 }
 
 static HOOK: Once = Once::new();
@@ -49,6 +60,11 @@ fn install_hook() {
             if !CAPTURING.with(Cell::get) {
                 return previous(info);
             }
+            ON_PANIC.with(|n| {
+                if let Some(notice) = &*n.borrow() {
+                    notice();
+                }
+            });
             let report = PanicReport {
                 message: message_of(info.payload()),
                 location: info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())),

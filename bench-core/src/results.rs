@@ -5,8 +5,6 @@ use crate::oracle::Violation;
 use crate::spinlock::LockStats;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::Path;
 
 /// Version of the result-file layout.
 pub const SCHEMA: u32 = 1;
@@ -94,6 +92,32 @@ pub struct PolicyRun {
     pub violations: Vec<Violation>,
     /// All violations found, kept or not.
     pub violations_total: u64,
+    /// Which limit ended the run (absent in files of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<EndedBy>,
+}
+
+/// Which limit ended a run.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndedBy {
+    /// Its duration (wall or virtual time) ran out.
+    Duration,
+    /// It made the collapses `--ops` asked for.
+    Ops,
+    /// `--ops` asked for more collapses than it made before the time cap.
+    TimeCap,
+}
+
+impl EndedBy {
+    /// What ended a run under `limit` that made `collapses` collapses.
+    pub fn of(limit: crate::native::Limit, collapses: u64) -> EndedBy {
+        match limit {
+            crate::native::Limit::Duration(_) => EndedBy::Duration,
+            crate::native::Limit::Ops { ops, .. } if collapses >= ops => EndedBy::Ops,
+            crate::native::Limit::Ops { .. } => EndedBy::TimeCap,
+        }
+    }
 }
 
 /// A result file.
@@ -151,6 +175,22 @@ pub enum RunFailure {
         /// The hung-task report: who waits for which lock, who holds it.
         report: Vec<String>,
     },
+    /// The simulation gave the run up: a CPU's virtual clock stood still
+    /// in a loop that costs nothing under the cost model.
+    Stalled {
+        /// The CPU.
+        cpu: u32,
+        /// The engine's report: the CPU's last scheduling point, the locks
+        /// it held, the model's zero costs.
+        report: String,
+    },
+    /// The run ended without one finished collapse: nothing was measured.
+    NoCollapse {
+        /// How long it ran, s.
+        seconds: f64,
+        /// Why, and what to change.
+        why: String,
+    },
 }
 
 impl RunFailure {
@@ -183,6 +223,10 @@ impl RunFailure {
                 let cpus: Vec<String> = cpus.iter().map(|c| format!("CPU {c}")).collect();
                 format!("hung: {} finished nothing for {watchdog_s} s (watchdog)", cpus.join(", "))
             }
+            RunFailure::Stalled { report, .. } => format!("stalled: {report}"),
+            RunFailure::NoCollapse { seconds, why } => {
+                format!("no collapse finished in {seconds:.2} s: {why}")
+            }
         }
     }
 
@@ -210,6 +254,7 @@ impl RunFailure {
                 lines
             }
             RunFailure::Hung { report, .. } => report.clone(),
+            RunFailure::Stalled { .. } | RunFailure::NoCollapse { .. } => vec![self.summary()],
         }
     }
 }
@@ -400,39 +445,4 @@ pub struct Verdict {
     pub workload: String,
     /// What the search found.
     pub check: PolicyCheck,
-}
-
-/// Write `bytes` to `path` atomically: a temporary file beside it, then a
-/// rename, so an interrupted run never leaves a half-written file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| std::io::Error::other("output path has no file name"))?;
-    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn atomic_write_replaces_whole_file() {
-        let dir = std::env::temp_dir().join(format!("cb-atomic-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("r.json");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"two");
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temporary left behind");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 }

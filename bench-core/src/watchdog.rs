@@ -61,6 +61,8 @@ struct CpuLine {
     step: AtomicU8,
     /// The CPU's thread has returned (or unwound out of its loop).
     exited: AtomicBool,
+    /// The CPU is panicking: its report is on its way.
+    panicking: AtomicBool,
 }
 
 /// The shared state of one watched run: an abort flag and a line per CPU.
@@ -90,6 +92,13 @@ impl Watch {
     pub fn op_done(&self, cpu: usize) {
         let line = &self.cpus[cpu];
         line.ops.store(line.ops.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    /// CPU `cpu` has started to panic (called from the panic hook, before
+    /// the backtrace): it is not hung, and the CPUs waiting behind it are
+    /// not either; the panic's report abandons the run.
+    pub fn panicking(&self, cpu: usize) {
+        self.cpus[cpu].panicking.store(true, Ordering::Relaxed);
     }
 
     /// CPU `cpu`'s thread has left its loop: it is not watched any more.
@@ -237,8 +246,13 @@ impl Monitor {
 
     /// Look at every CPU whose thread has not exited; return the hung
     /// ones (none finished an operation for the timeout), or an empty list.
+    /// While a CPU is panicking nobody is called hung: whatever waits
+    /// waits behind the panicking CPU's locks, and the panic ends the run.
     pub fn tick(&mut self, watch: &Watch) -> Vec<usize> {
         let now = Instant::now();
+        if watch.cpus.iter().any(|line| line.panicking.load(Ordering::Relaxed)) {
+            return vec![];
+        }
         let mut hung = vec![];
         for (cpu, seen) in self.seen.iter_mut().enumerate() {
             let line = &watch.cpus[cpu];

@@ -209,6 +209,7 @@ mod tests {
             locks: Default::default(),
             violations: vec![],
             violations_total: 0,
+            ended_by: None,
         }
     }
 

@@ -11,7 +11,7 @@ use crate::figures::{collapse_ipis_per_collapse, collapse_latency_p99_us, neighb
 use crate::stats::mean_stddev;
 use crate::summary::{fmt_ns, neighbour_wait, pml_hold};
 use bench_core::metrics::HistSummary;
-use bench_core::results::{write_atomic, Cell, CpuSweep, PolicyRun, ReportResults, ScalingPoint, Verdict};
+use bench_core::results::{Cell, CpuSweep, PolicyRun, ReportResults, ScalingPoint, Verdict};
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
@@ -73,7 +73,8 @@ pub fn register_fonts() -> Result<(), PlotError> {
         .map_err(PlotError)
 }
 
-/// Render every plot of `r` into `dir` (which exists) as `<stem>.svg` and
+/// Render every plot of `r` into `dir` (which exists; `report` gives a
+/// staging directory that is swapped in whole, so plain writes) as `<stem>.svg` and
 /// `<stem>.png`; return the stems written, in reading order: throughput,
 /// then per workload its latency CDF, `pml` hold histogram and neighbour
 /// wait CDF, then the scaling sweep (`scaling-*`), then the CPU sweep
@@ -84,10 +85,9 @@ pub fn render_all(r: &ReportResults, dir: &Path) -> Result<Vec<String>, PlotErro
     let mut stems = Vec::new();
     for page in pages(r) {
         let svg = render_svg(&page)?;
-        write_atomic(&dir.join(format!("{}.svg", page.stem)), svg.as_bytes())
-            .ctx(&format!("writing {}.svg", page.stem))?;
+        std::fs::write(dir.join(format!("{}.svg", page.stem)), svg).ctx(&format!("writing {}.svg", page.stem))?;
         let png = render_png(&page)?;
-        write_atomic(&dir.join(format!("{}.png", page.stem)), &png).ctx(&format!("writing {}.png", page.stem))?;
+        std::fs::write(dir.join(format!("{}.png", page.stem)), png).ctx(&format!("writing {}.png", page.stem))?;
         stems.push(page.stem);
     }
     Ok(stems)

@@ -9,6 +9,8 @@ use std::fmt::Write;
 const LABEL: usize = 28;
 const COLUMN: usize = 14;
 const POLICIES_PER_TABLE: usize = 3;
+/// The widest a table grows before its columns go to the next table.
+const TABLE_WIDTH: usize = 72;
 
 /// A duration in ns, human-sized ("812ns", "3.4us", "1.20ms").
 pub fn fmt_ns(ns: f64) -> String {
@@ -98,26 +100,30 @@ fn rows(runs: &[&PolicyRun]) -> Vec<Row> {
     out
 }
 
-fn cell(s: &str) -> String {
-    let s: String = s.chars().take(COLUMN - 1).collect();
-    format!("{s:>COLUMN$}")
+fn cell(s: &str, width: usize) -> String {
+    let s: String = s.chars().take(width - 1).collect();
+    format!("{s:>width$}")
 }
 
 /// Render the summary of `runs` (one workload, several policies).
+/// A column is headed by the whole policy label, parameters and all (it
+/// widens for a long one, and fewer columns then share a table).
 pub fn run_table(runs: &[PolicyRun]) -> String {
+    let width = runs.iter().map(|r| r.policy.len() + 1).max().unwrap_or(0).max(COLUMN);
+    let per_table = ((TABLE_WIDTH - LABEL) / width).clamp(1, POLICIES_PER_TABLE);
     let mut out = String::new();
-    for chunk in runs.chunks(POLICIES_PER_TABLE) {
+    for chunk in runs.chunks(per_table) {
         let refs: Vec<&PolicyRun> = chunk.iter().collect();
         let _ = write!(out, "{:<LABEL$}", "");
         for r in &refs {
-            let _ = write!(out, "{}", cell(&r.policy));
+            let _ = write!(out, "{}", cell(&r.policy, width));
         }
         out.push('\n');
         for (label, values) in rows(&refs) {
             let label: String = label.chars().take(LABEL - 1).collect();
             let _ = write!(out, "{label:<LABEL$}");
             for v in values {
-                let _ = write!(out, "{}", cell(&v));
+                let _ = write!(out, "{}", cell(&v, width));
             }
             out.push('\n');
         }
@@ -156,9 +162,16 @@ mod tests {
             locks: Default::default(),
             violations: vec![],
             violations_total: 0,
+            ended_by: None,
         };
-        let t = run_table(&[run.clone(), run.clone(), run.clone(), run]);
+        let short = PolicyRun { policy: "v1".into(), ..run.clone() };
+        let t = run_table(&[short.clone(), short.clone(), short.clone(), short]);
         assert!(t.lines().all(|l| l.len() <= 72), "{t}");
-        assert_eq!(t.matches("collapses/s").count(), 2, "split into two tables");
+        assert_eq!(t.matches("collapses/s").count(), 2, "split into two tables: {t}");
+        // A label with parameters heads its column whole: one per table.
+        let t = run_table(&[run.clone(), run]);
+        assert!(t.lines().all(|l| l.len() <= 72), "{t}");
+        assert_eq!(t.matches("collapses/s").count(), 2, "one column per table: {t}");
+        assert_eq!(t.matches("v2-flush-bool:recheck_always=true").count(), 2, "{t}");
     }
 }

@@ -60,6 +60,7 @@ fn run(policy: &str, workload: &str, threads: usize, speed: f64, neighbours: boo
         locks: BTreeMap::new(),
         violations: Vec::new(),
         violations_total: 0,
+        ended_by: None,
     }
 }
 

@@ -120,6 +120,7 @@ fn policy_run(workload: &str, policy: &str, p: Profile, k: usize) -> PolicyRun {
         locks: BTreeMap::new(),
         violations: vec![],
         violations_total: 0,
+        ended_by: None,
     }
 }
 
@@ -445,6 +446,7 @@ fn bare_run(policy: &str, collapses_per_s: f64) -> PolicyRun {
         locks: BTreeMap::new(),
         violations: vec![],
         violations_total: 0,
+        ended_by: None,
     }
 }
 

@@ -2,9 +2,9 @@
 //! tear down, and say what happened.
 
 use crate::actors::Actor;
-use crate::scenario::{Scenario, ScenarioError};
+use crate::scenario::{Scenario, ScenarioError, Threads, ACTOR_ROLES};
 use bench_core::native::{run_native, Limit, NativeOptions};
-use bench_core::results::{PolicyRun, RunFailure};
+use bench_core::results::{EndedBy, PolicyRun, RunFailure};
 use bench_core::spinlock::LockStats;
 use bench_core::{DynPolicy, Metrics, Mm, StepHook};
 use std::collections::BTreeMap;
@@ -63,8 +63,40 @@ pub fn run_policy(policy: Arc<dyn DynPolicy>, scenario: &Scenario, opts: &RunOpt
         pinned: run.pinned,
         oversubscribed: run.oversubscribed,
         finished: true,
+        limit: opts.limit,
     };
-    Ok(policy_run(&*policy, scenario, &mm, run.metrics, measured))
+    let run = policy_run(&*policy, scenario, &mm, run.metrics, measured);
+    match no_collapse(scenario, &run) {
+        Some(failure) => Err(RunError::Failed(Box::new(failure))),
+        None => Ok(run),
+    }
+}
+
+/// A native run of a scenario with collapsers that finished no collapse
+/// measured nothing: say so, and why, instead of printing empty figures.
+/// With more threads than cores the collapser got too little CPU time
+/// among the others; otherwise the run was shorter than one collapse.
+fn no_collapse(scenario: &Scenario, run: &PolicyRun) -> Option<RunFailure> {
+    if run.collapses > 0 || scenario.threads.collapsers == 0 {
+        return None;
+    }
+    let why = if run.oversubscribed {
+        let t = &scenario.threads;
+        let (most, n) = Threads::KEYS
+            .iter()
+            .zip(ACTOR_ROLES)
+            .map(|(k, r)| (*k, t.of(r)))
+            .max_by_key(|&(_, n)| n)
+            .unwrap_or(("", 0));
+        format!(
+            "{} threads on {} cores starved the collapser; lower the thread counts (most: threads.{most}={n}) or \
+             use --engine sim, which gives every actor a CPU of its own",
+            run.threads, run.cores
+        )
+    } else {
+        "the run ended before the collapser finished one; give a longer --duration".to_owned()
+    };
+    Some(RunFailure::NoCollapse { seconds: run.wall_s, why })
 }
 
 /// How a run went, beside its metrics.
@@ -81,6 +113,8 @@ pub(crate) struct Measured {
     pub oversubscribed: bool,
     /// Every CPU finished (tear down and check the model).
     pub finished: bool,
+    /// The limit it ran under.
+    pub limit: Limit,
 }
 
 /// Tear down with `exit_mmap()` (whose findings count as violations
@@ -128,5 +162,53 @@ pub(crate) fn policy_run(
         locks,
         violations,
         violations_total,
+        ended_by: Some(EndedBy::of(measured.limit, collapses)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(collapses: u64, threads: usize, cores: usize) -> PolicyRun {
+        PolicyRun {
+            policy: "v1".into(),
+            params: serde_json::json!({}),
+            workload: "uffd-private".into(),
+            seed: 1,
+            wall_s: 1.0,
+            threads,
+            cores,
+            pinned: false,
+            oversubscribed: threads > cores,
+            collapses,
+            collapses_per_s: collapses as f64,
+            metrics: Default::default(),
+            locks: Default::default(),
+            violations: vec![],
+            violations_total: 0,
+            ended_by: Some(EndedBy::Duration),
+        }
+    }
+
+    #[test]
+    fn a_run_without_a_collapse_says_why() {
+        let mut s = crate::preset("uffd-private").unwrap();
+        s.threads.readers = 300;
+        assert_eq!(no_collapse(&s, &run(5, 302, 2)), None, "it measured something");
+        let Some(RunFailure::NoCollapse { seconds, why }) = no_collapse(&s, &run(0, 302, 2)) else { panic!() };
+        assert_eq!(seconds, 1.0);
+        assert_eq!(
+            why,
+            "302 threads on 2 cores starved the collapser; lower the thread counts (most: threads.readers=300) or use \
+             --engine sim, which gives every actor a CPU of its own"
+        );
+        let Some(failure) = no_collapse(&s, &run(0, 2, 2)) else { panic!() };
+        assert_eq!(
+            failure.summary(),
+            "no collapse finished in 1.00 s: the run ended before the collapser finished one; give a longer --duration"
+        );
+        s.threads.collapsers = 0;
+        assert_eq!(no_collapse(&s, &run(0, 300, 2)), None, "no collapser: nothing to measure");
     }
 }

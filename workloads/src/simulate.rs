@@ -4,11 +4,11 @@
 //! and actor code as the native engine, oracles on.
 
 use crate::actors::Actor;
-use crate::runner::{policy_run, Measured};
+use crate::runner::{policy_run, Measured, RunError};
 use crate::scenario::{Scenario, ScenarioError};
 use bench_core::controlled::{run_controlled, ControlledConfig, End, Strategy};
 use bench_core::native::Limit;
-use bench_core::results::PolicyRun;
+use bench_core::results::{PolicyRun, RunFailure};
 use bench_core::{CostModel, DynPolicy, Mm};
 use std::sync::Arc;
 
@@ -34,12 +34,13 @@ pub struct Simulated {
 /// Validate `scenario`, build its model and actors (as [`crate::run_policy`]
 /// does), simulate them under `policy` until `opts.limit` in virtual time,
 /// tear down and report. The result depends only on the scenario (seed
-/// included), the policy and the cost model.
+/// included), the policy and the cost model. A run whose virtual time
+/// stood still (`End::Stalled`) is [`RunError::Failed`].
 pub fn simulate_policy(
     policy: Arc<dyn DynPolicy>,
     scenario: &Scenario,
     opts: &SimOptions,
-) -> Result<Simulated, ScenarioError> {
+) -> Result<Simulated, RunError> {
     scenario.validate()?;
     opts.costs.validate().map_err(|e| ScenarioError::new(format!("cost model: {e}")))?;
     let mm =
@@ -59,6 +60,9 @@ pub fn simulate_policy(
         record_trace: false,
     };
     let sim = run_controlled(mm.clone(), actors, &cfg);
+    if let End::Stalled { cpu, report } = sim.end {
+        return Err(RunError::Failed(Box::new(RunFailure::Stalled { cpu, report })));
+    }
     if let End::Deadlock(who) = &sim.end {
         mm.report(bench_core::Oracle::Deadlock, None, None, format!("every CPU is blocked: {who}"));
     }
@@ -69,6 +73,7 @@ pub fn simulate_policy(
         pinned: false,
         oversubscribed: false,
         finished: sim.end == End::Finished,
+        limit: opts.limit,
     };
     let run = policy_run(&*policy, scenario, &mm, sim.metrics, measured);
     Ok(Simulated { run, steps: sim.steps })

@@ -43,7 +43,7 @@ fn fail(policy: Arc<dyn DynPolicy>, scenario: &Scenario) -> (RunFailure, Duratio
 
 #[path = "common/misbehaving.rs"]
 mod misbehaving;
-use misbehaving::{Abba, NeverReleasesPtl, PanicsInStep2, PANIC_MESSAGE};
+use misbehaving::{Abba, NeverReleasesPtl, PanicsInStep2, PanicsSlowly, PANIC_MESSAGE, SLOW_PANIC};
 
 fn policy<P: CollapsePolicy>() -> Arc<dyn DynPolicy> {
     (bench_core::entry::<P>().build)(&serde_json::json!({})).unwrap()
@@ -58,9 +58,37 @@ fn two_collapsers() -> Scenario {
     s
 }
 
+/// Two threads that spin until dropped: the loaded machine CI runs on.
+struct BusyLoops(Arc<std::sync::atomic::AtomicBool>, Vec<std::thread::JoinHandle<()>>);
+
+impl BusyLoops {
+    fn start(n: usize) -> BusyLoops {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let spin = |stop: Arc<std::sync::atomic::AtomicBool>| {
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        };
+        BusyLoops(stop.clone(), (0..n).map(|_| spin(stop.clone())).collect())
+    }
+}
+
+impl Drop for BusyLoops {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        for h in self.1.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
 #[test]
 fn a_panicking_policy_is_reported_with_its_step_location_and_locks() {
+    let load = BusyLoops::start(2);
     let (failure, took) = fail(policy::<PanicsInStep2>(), &preset("uffd-private").unwrap());
+    drop(load);
     let RunFailure::Panic { cpu, role, step, message, location, held_locks } = &failure else {
         panic!("not a panic: {failure:?}")
     };
@@ -84,6 +112,19 @@ fn a_panicking_policy_is_reported_with_its_step_location_and_locks() {
     let opts = RunOptions { limit: bench_core::native::Limit::Duration(Duration::from_millis(200)), ..opts() };
     let run = run_policy(v1.unwrap(), &preset("uffd-private").unwrap(), &opts).unwrap();
     assert!(run.collapses > 0 && run.violations_total == 0);
+}
+
+/// A CPU that is panicking is not hung, however long the panic takes to
+/// report (a backtrace under `RUST_BACKTRACE=1` on a loaded machine), and
+/// neither is the uffd CPU waiting behind the `ptl` it holds.
+#[test]
+fn a_panic_slower_to_report_than_the_watchdog_is_a_panic_not_a_hang() {
+    assert!(SLOW_PANIC >= 4 * WATCHDOG);
+    let (failure, took) = fail(policy::<PanicsSlowly>(), &preset("uffd-private").unwrap());
+    let RunFailure::Panic { cpu, message, held_locks, .. } = &failure else { panic!("not a panic: {failure:?}") };
+    assert_eq!((*cpu, message.as_str()), (Some(0), PANIC_MESSAGE));
+    assert_eq!(held_locks, &["ptl (PTE table 0)"]);
+    assert!(took >= SLOW_PANIC, "reported once the panic was: {took:?}");
 }
 
 #[test]

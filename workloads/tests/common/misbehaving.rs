@@ -1,7 +1,11 @@
 //! Test policies that misbehave the way experimental code does: one
-//! panics with `ptl` held, one never releases `ptl`, a pair deadlocks
-//! ABBA. Shared by the engine's tests (workloads/tests/misbehave.rs) and
-//! the command line's (tests/misbehave.rs).
+//! panics with `ptl` held (quickly, or slower than a watchdog), one never
+//! releases `ptl`, a pair deadlocks ABBA, one retries a trylock of the
+//! `ptl` it holds. Shared by the engine's tests
+//! (workloads/tests/misbehave.rs, simulate.rs) and the command line's
+//! (tests/misbehave.rs).
+// Each test binary compiles this module and uses what it needs of it.
+#![allow(dead_code)]
 
 use bench_core::mm::range_addr;
 use bench_core::{CollapsePolicy, Cx, Engine, NoParams, PmdRef, ScanResult, Step};
@@ -16,12 +20,33 @@ pub fn panic_line() -> String {
     format!("common/misbehaving.rs:{line}:")
 }
 
-/// Takes `ptl` at step 2 and panics with it held.
-pub struct PanicsInStep2(NoParams);
+/// Takes `ptl` at step 2 and panics with it held; with `SLOW`, the panic
+/// takes [`SLOW_PANIC`] from the panic hook to its report.
+pub struct PanicsInStep2<const SLOW: bool = false>(NoParams);
 
-impl CollapsePolicy for PanicsInStep2 {
+/// [`PanicsInStep2`] whose panic is slower to report than a test's
+/// watchdog, while uffd waits behind the `ptl` it holds. Only the engine's
+/// tests use it (registered in the command line's, it would slow every
+/// report's verdicts).
+pub type PanicsSlowly = PanicsInStep2<true>;
+
+/// How long [`PanicsSlowly`]'s panic takes from the panic hook to its report.
+pub const SLOW_PANIC: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A local whose drop takes [`SLOW_PANIC`]: dropped while the panic
+/// unwinds, after the panic hook ran, it stands for what a backtrace under
+/// `RUST_BACKTRACE=1` costs on a loaded machine.
+struct SlowUnwind;
+
+impl Drop for SlowUnwind {
+    fn drop(&mut self) {
+        std::thread::sleep(SLOW_PANIC);
+    }
+}
+
+impl<const SLOW: bool> CollapsePolicy for PanicsInStep2<SLOW> {
     type Params = NoParams;
-    const NAME: &'static str = "test-panic";
+    const NAME: &'static str = if SLOW { "test-slow-panic" } else { "test-panic" };
     const SUMMARY: &'static str = "panics at step 2 holding ptl (tests only)";
 
     fn new(params: NoParams) -> Self {
@@ -37,6 +62,7 @@ impl CollapsePolicy for PanicsInStep2 {
         let (_, Some(pmd)) = cx.find_pmd_or_thp_or_none(haddr) else { return ScanResult::Fail };
         cx.step(Step::Clear);
         let Some((_pte, _ptl)) = cx.pte_offset_map_lock(pmd, haddr) else { return ScanResult::Fail };
+        let _slow = SLOW.then(|| SlowUnwind);
         panic!("{}", PANIC_MESSAGE)
     }
 }
@@ -113,6 +139,34 @@ impl CollapsePolicy for Abba {
             }
             cx.spin_unlock(pml);
         }
+        ScanResult::Fail
+    }
+}
+
+/// Takes `ptl`, then retries `spin_trylock(ptl)` until it succeeds: it
+/// never does (the CPU holds it), and a trylock of a lock held by its
+/// own CPU charges nothing, so under the simulation its clock stands still.
+pub struct TrylocksItsOwnPtl(NoParams);
+
+impl CollapsePolicy for TrylocksItsOwnPtl {
+    type Params = NoParams;
+    const NAME: &'static str = "test-own-trylock";
+    const SUMMARY: &'static str = "retries spin_trylock of the ptl it holds (tests only)";
+
+    fn new(params: NoParams) -> Self {
+        TrylocksItsOwnPtl(params)
+    }
+
+    fn params(&self) -> &NoParams {
+        &self.0
+    }
+
+    fn collapse<E: Engine>(&self, cx: &mut Cx<'_, E>, haddr: u64, _install_pmd: bool) -> ScanResult {
+        let (_, Some(pmd)) = cx.find_pmd_or_thp_or_none(haddr) else { return ScanResult::Fail };
+        let Some((pte, ptl)) = cx.pte_offset_map_lock(pmd, haddr) else { return ScanResult::Fail };
+        while !cx.spin_trylock(ptl) {}
+        cx.spin_unlock(ptl);
+        cx.pte_unmap_unlock(pte, ptl);
         ScanResult::Fail
     }
 }
