@@ -8,7 +8,8 @@
 //! calls [`end_if_stdout_closed`], which ends the process the way a
 //! closed pipe ends any Unix filter: by the default action of `SIGPIPE`
 //! (the shell sees 128 + 13). A command with no file left to write calls
-//! it between its parts too, so `check | head` stops once `head` has gone.
+//! it between its parts too, so `check | head` and `soak | head` stop at
+//! their next run once `head` has gone.
 
 use std::fmt::Arguments;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,9 +55,21 @@ fn write_to(stream: &mut dyn std::io::Write, closed: &AtomicBool, args: Argument
     }
 }
 
-/// Whether a write to stdout has failed (its reader went away).
+/// Whether stdout has gone: a write to it failed, or it is a pipe whose
+/// reader has closed it (`poll` reports an error on the write end), which
+/// a command that prints nothing for a while would not notice otherwise.
 pub fn stdout_closed() -> bool {
-    STDOUT_CLOSED.load(Ordering::Relaxed)
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return true;
+    }
+    let mut fd = libc::pollfd { fd: libc::STDOUT_FILENO, events: libc::POLLOUT, revents: 0 };
+    // SAFETY: one valid pollfd, no wait.
+    let ready = unsafe { libc::poll(&mut fd, 1, 0) };
+    let gone = ready == 1 && fd.revents & (libc::POLLERR | libc::POLLHUP) != 0;
+    if gone {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+    }
+    gone
 }
 
 /// If stdout has gone, end the process as `SIGPIPE` ends a filter whose

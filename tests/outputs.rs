@@ -102,6 +102,25 @@ fn a_pipe_closed_early_still_leaves_the_whole_results_file() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `soak | head` writes no file: once the pipe is closed nothing is left
+/// to keep, so it stops at its next round instead of soaking for nobody.
+#[test]
+fn a_command_with_no_file_stops_once_its_pipe_is_closed() {
+    let t0 = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_collapse-bench"))
+        .args(["soak", "-p", "v1,v2-flush-bool,v2-step3-down", "--duration", "1m", "--round", "1s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.starts_with("soak: workload mixed"), "{first}");
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}");
+    assert!(t0.elapsed() < Duration::from_secs(30), "a 3-minute soak stopped after {:?}", t0.elapsed());
+}
+
 #[test]
 fn output_paths_are_checked_before_any_work() {
     let dir = scratch("paths");
