@@ -80,21 +80,27 @@ fn a_symlink_named_by_json_is_written_through() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
-fn a_pipe_closed_early_still_leaves_the_whole_results_file() {
-    let dir = scratch("pipe");
-    let json = dir.join("r.json");
+/// `collapse-bench ARGS | head -1`: the first line, then the pipe closed;
+/// how the command ended.
+fn head_1(args: &[&str]) -> (String, std::process::ExitStatus) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_collapse-bench"))
-        .args(["run", "-p", "v1,v2-flush-bool", "-w", "uffd-private", "--duration", "200ms", "--json", s(&json)])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // `| head -1`: read one line, then close the pipe.
     let mut first = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    (first, child.wait().unwrap())
+}
+
+#[test]
+fn a_pipe_closed_early_still_leaves_the_whole_results_file() {
+    let dir = scratch("pipe");
+    let json = dir.join("r.json");
+    let args = ["run", "-p", "v1,v2-flush-bool", "-w", "uffd-private", "--duration", "200ms", "--json", s(&json)];
+    let (first, status) = head_1(&args);
     assert!(first.starts_with("workload uffd-private"), "{first}");
-    let status = child.wait().unwrap();
     assert!(status.success() || status.signal() == Some(libc::SIGPIPE), "ended quietly: {status:?}");
     assert_ne!(status.code(), Some(101), "no panic");
     let r = results(&json);
@@ -107,16 +113,9 @@ fn a_pipe_closed_early_still_leaves_the_whole_results_file() {
 #[test]
 fn a_command_with_no_file_stops_once_its_pipe_is_closed() {
     let t0 = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_collapse-bench"))
-        .args(["soak", "-p", "v1,v2-flush-bool,v2-step3-down", "--duration", "1m", "--round", "1s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let (first, status) =
+        head_1(&["soak", "-p", "v1,v2-flush-bool,v2-step3-down", "--duration", "1m", "--round", "1s"]);
     assert!(first.starts_with("soak: workload mixed"), "{first}");
-    let status = child.wait().unwrap();
     assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}");
     assert!(t0.elapsed() < Duration::from_secs(30), "a 3-minute soak stopped after {:?}", t0.elapsed());
 }

@@ -55,6 +55,16 @@ fn a_simulated_run_is_reproduced_byte_for_byte() {
     }
 }
 
+/// A 1 ms simulated run of v1 on uffd-private under the cost file
+/// `costs`, which must succeed; its results.
+fn simulated_v1(costs: &std::path::Path, json: &std::path::Path) -> bench_core::results::RunResult {
+    let (costs, j) = (costs.to_str().unwrap(), json.to_str().unwrap());
+    let args = ["run", "--engine", "sim", "--costs", costs, "-w", "uffd-private", "-p", "v1", "--duration", "1ms"];
+    let out = bench(&[&args[..], &["--json", j]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap()
+}
+
 #[test]
 fn calibrate_writes_a_cost_file_the_simulation_reads() {
     let dir = scratch("calibrate");
@@ -67,22 +77,7 @@ fn calibrate_writes_a_cost_file_the_simulation_reads() {
     let model = bench_core::CostModel::parse(&text, "costs.toml").unwrap();
     assert!(model.entry_clear > 0.0 && model.kernel_entry > 0.0);
     let json = dir.join("r.json");
-    let out = bench(&[
-        "run",
-        "--engine",
-        "sim",
-        "--costs",
-        costs.to_str().unwrap(),
-        "-p",
-        "v1",
-        "--duration",
-        "1ms",
-        "--json",
-        json.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let r: bench_core::results::RunResult = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    assert_eq!(r.costs, Some(model));
+    assert_eq!(simulated_v1(&costs, &json).costs, Some(model));
 }
 
 #[test]
@@ -152,22 +147,5 @@ fn a_cost_model_that_could_stop_virtual_time_is_refused_before_the_run() {
     // ipi = 0 (broadcast TLB invalidation) runs.
     let arm64 = dir.join("arm64.toml");
     std::fs::write(&arm64, "ipi = 0\n").unwrap();
-    let out = bench(&[
-        "run",
-        "--engine",
-        "sim",
-        "--costs",
-        arm64.to_str().unwrap(),
-        "-w",
-        "uffd-private",
-        "-p",
-        "v1",
-        "--duration",
-        "1ms",
-        "--json",
-        json.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let r: bench_core::results::RunResult = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    assert_eq!(r.costs.map(|c| c.ipi), Some(0.0));
+    assert_eq!(simulated_v1(&arm64, &json).costs.map(|c| c.ipi), Some(0.0));
 }
