@@ -230,13 +230,28 @@ struct Seen {
 pub struct Monitor {
     timeout: Duration,
     seen: Vec<Seen>,
+    /// How long a panicking CPU holds off the hang reports ([`PANIC_GRACE`]).
+    panic_grace: Duration,
+    /// When a CPU was first seen panicking.
+    panicking_since: Option<Instant>,
 }
+
+/// How long a panic may take to be reported (a backtrace symbolised on a
+/// loaded machine) before the monitor looks for hangs again: a CPU whose
+/// unwinding blocks, say in a drop waiting for another CPU's lock, is
+/// then reported like any other.
+pub const PANIC_GRACE: Duration = Duration::from_secs(30);
 
 impl Monitor {
     /// A monitor of `cpus` CPUs that calls a CPU hung after `timeout`
     /// without finishing an operation.
     pub fn new(cpus: usize, timeout: Duration) -> Monitor {
-        Monitor { timeout, seen: vec![Seen { ops: 0, since: Instant::now() }; cpus] }
+        Monitor {
+            timeout,
+            seen: vec![Seen { ops: 0, since: Instant::now() }; cpus],
+            panic_grace: PANIC_GRACE,
+            panicking_since: None,
+        }
     }
 
     /// How often to tick: ten times per timeout, at most every 100 ms.
@@ -247,11 +262,15 @@ impl Monitor {
     /// Look at every CPU whose thread has not exited; return the hung
     /// ones (none finished an operation for the timeout), or an empty list.
     /// While a CPU is panicking nobody is called hung: whatever waits
-    /// waits behind the panicking CPU's locks, and the panic ends the run.
+    /// waits behind the panicking CPU's locks, and the panic ends the run
+    /// (for up to [`PANIC_GRACE`]).
     pub fn tick(&mut self, watch: &Watch) -> Vec<usize> {
         let now = Instant::now();
         if watch.cpus.iter().any(|line| line.panicking.load(Ordering::Relaxed)) {
-            return vec![];
+            let since = *self.panicking_since.get_or_insert(now);
+            if now.duration_since(since) < self.panic_grace {
+                return vec![];
+            }
         }
         let mut hung = vec![];
         for (cpu, seen) in self.seen.iter_mut().enumerate() {
@@ -355,5 +374,17 @@ mod tests {
         watch.exited(0);
         assert!(monitor.tick(&watch).is_empty(), "an exited CPU is not hung");
         assert_eq!(watch.still_running(), [1]);
+    }
+
+    #[test]
+    fn a_panicking_cpu_holds_off_hang_reports_for_the_grace_only() {
+        let watch = Watch::new(2);
+        let mut monitor = Monitor::new(2, Duration::from_millis(30));
+        monitor.panic_grace = Duration::from_millis(200);
+        watch.panicking(0);
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(monitor.tick(&watch).is_empty(), "CPU 0 is panicking: its report is coming");
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(monitor.tick(&watch), [0, 1], "a panic stuck past the grace is a hang");
     }
 }
