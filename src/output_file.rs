@@ -32,11 +32,11 @@ pub struct OutputFile {
     flag: &'static str,
     /// The path as given, for messages.
     given: PathBuf,
-    how: Write,
+    how: Method,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Write {
+enum Method {
     /// Replace this regular file (or create it) by a rename.
     Replace(PathBuf),
     /// Open this path and write into it (a device, FIFO or descriptor).
@@ -59,19 +59,19 @@ impl OutputFile {
                 if kind.is_dir() {
                     return Err(bad("is a directory; give a file name inside it".into()));
                 } else if under_proc(&target) || kind.is_char_device() || kind.is_fifo() {
-                    Write::Direct(target)
+                    Method::Direct(target)
                 } else if kind.is_file() {
-                    Write::Replace(target)
+                    Method::Replace(target)
                 } else if kind.is_block_device() {
                     return Err(bad("is a block device; results are not written to a disk".into()));
                 } else {
                     return Err(bad("is a socket or another special file; give a regular file".into()));
                 }
             }
-            Err(e) if absent(&e) => Write::Replace(target),
+            Err(e) if absent(&e) => Method::Replace(target),
             Err(e) => return Err(bad(e.to_string())),
         };
-        if let Write::Replace(target) = &how {
+        if let Method::Replace(target) = &how {
             if target.file_name().is_none() {
                 return Err(bad("names no file; give a file name, e.g. out.json".into()));
             }
@@ -90,8 +90,8 @@ impl OutputFile {
     /// file could not be written).
     pub fn write(&self, bytes: &[u8]) -> Result<(), CliError> {
         let written = match &self.how {
-            Write::Replace(target) => replace(target, bytes),
-            Write::Direct(target) => {
+            Method::Replace(target) => replace(target, bytes),
+            Method::Direct(target) => {
                 std::fs::OpenOptions::new().write(true).truncate(true).open(target).and_then(|mut f| f.write_all(bytes))
             }
         };
@@ -280,8 +280,8 @@ pub(crate) mod tests {
     #[test]
     fn stdout_aliases_and_character_devices_are_written_directly() {
         let null = OutputFile::check("--json", Path::new("/dev/null")).unwrap();
-        assert_eq!(null.how, Write::Direct("/dev/null".into()));
+        assert_eq!(null.how, Method::Direct("/dev/null".into()));
         null.write(b"x").unwrap();
-        assert!(matches!(OutputFile::check("--json", Path::new("/dev/stdout")).unwrap().how, Write::Direct(_)));
+        assert!(matches!(OutputFile::check("--json", Path::new("/dev/stdout")).unwrap().how, Method::Direct(_)));
     }
 }
