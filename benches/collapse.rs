@@ -59,10 +59,12 @@
 //! the overhead ratio is `v1_framework` over `reference_loop` (means or
 //! medians from `new/estimates.json`).
 
+use bench_core::actor::Limit;
+use bench_core::harness::{new_cpu, Harness};
+use bench_core::kernel::{pmd_offset, Cx, DynPolicy, PmdKind, ScanResult};
 use bench_core::mm::{range_addr, vpn, MmConfig};
-use bench_core::native::Limit;
 use bench_core::pte::{HPAGE_PMD_SIZE, PTRS_PER_PTE};
-use bench_core::{CostModel, Cx, DynPolicy, FileKind, Mm, Native, PmdKind, Role, ScanResult};
+use bench_core::{CostModel, FileKind, Mm, Native, Role};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use memmap2::MmapMut;
 use std::hint::black_box;
@@ -105,7 +107,7 @@ fn model(cpus: u32) -> Mm {
 
 /// A native CPU context for model CPU `cpu`.
 fn cpu(mm: &Mm, cpu: u32) -> Cx<'_, Native> {
-    Cx::new(mm, cpu, Role::Collapse, Native::new(Instant::now(), None, false))
+    new_cpu(mm, cpu, Role::Collapse, Native::new(Instant::now(), None, false))
 }
 
 /// Put range 0 back as the Collapser does between collapses: as
@@ -520,7 +522,7 @@ fn native_collapses_per_sec(c: &mut Criterion) {
 fn primitives(c: &mut Criterion) {
     let mm = model(2);
     let haddr = range_addr(0);
-    let pmd = Cx::<Native>::pmd_offset(haddr).expect("range 0 is in the model");
+    let pmd = pmd_offset(haddr).expect("range 0 is in the model");
     let PmdKind::Table(slot) = mm.pmds.get(pmd.table, pmd.idx).kind() else {
         panic!("range 0 starts with a PTE table");
     };

@@ -96,7 +96,7 @@ fn spin_for(turn: &AtomicU64, want: u64) {
 /// `calibrate`: measure, print, and write the cost file atomically.
 pub fn calibrate(args: &CalibrateArgs) -> Result<(), CliError> {
     let out = OutputFile::check("--out", &args.out)?;
-    let cores = bench_core::native::available_cores();
+    let cores = bench_core::machine::available_cores();
     // Before anything is pinned: a pinned thread sees only its own core.
     let core_ids = core_affinity::get_core_ids().unwrap_or_default();
     let mut model = CostModel::default();

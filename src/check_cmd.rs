@@ -5,8 +5,8 @@
 
 use crate::cli::{parse_policies, quote, scenario, CliError, WorkloadArgs, GIT_REVISION};
 use crate::output_file::OutputFile;
+use bench_core::kernel::DynPolicy;
 use bench_core::results::{CounterexampleDoc, Environment, OracleCount, PolicyCheck, TimelineEvent, SCHEMA};
-use bench_core::DynPolicy;
 use reports::timeline::{self, Timeline};
 use reports::verdicts::{print_counterexample, verdict_table, wrap};
 use serde::Serialize;

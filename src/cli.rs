@@ -2,9 +2,10 @@
 //! specifications, and the glue between the crates.
 
 use crate::output_file::OutputFile;
-use bench_core::native::Limit;
+use bench_core::actor::Limit;
+use bench_core::kernel::DynPolicy;
 use bench_core::results::{EndedBy, Environment, PolicyFailure, PolicyRun, RunFailure, RunResult, SCHEMA};
-use bench_core::{CostModel, DynPolicy};
+use bench_core::CostModel;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -430,7 +431,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     };
     let opts = RunOptions { limit, pin: !args.no_pin, hook: None, git_revision: GIT_REVISION.into(), watchdog };
     let threads = scenario.threads.total() as usize;
-    let cores = bench_core::native::available_cores();
+    let cores = bench_core::machine::available_cores();
     if costs.is_some() {
         sayln!(
             "workload {} (seed {}), {threads} virtual CPUs, simulated (virtual time, cost model {})",

@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! fn main() -> std::process::ExitCode {
-//!     collapse_bench::main_with(vec![bench_core::entry::<my_fix::MyFix>()])
+//!     collapse_bench::main_with(vec![bench_core::kernel::entry::<my_fix::MyFix>()])
 //! }
 //! ```
 //!
@@ -28,7 +28,7 @@ pub mod output_file;
 pub mod report_cmd;
 pub mod soak_cmd;
 
-use bench_core::PolicyEntry;
+use bench_core::kernel::PolicyEntry;
 use clap::{Parser, Subcommand};
 use cli::CliError;
 use std::ffi::OsString;
@@ -165,7 +165,7 @@ fn compare(base: &std::path::Path, new: &std::path::Path) -> Result<(), CliError
 }
 
 /// The full `collapse-bench` command line, with the shipped policies and
-/// `extra` (e.g. `vec![bench_core::entry::<MyFix>()]`): `list` shows them,
+/// `extra` (e.g. `vec![bench_core::kernel::entry::<MyFix>()]`): `list` shows them,
 /// `run`, `check`, `report` take them in `-p`, `check` and `report`'s
 /// verdicts cover them by default. Returns the exit status: 0 on success,
 /// 1 when `check` found a broken rule or a command failed, 2 on bad input

@@ -382,7 +382,7 @@ fn main_rs(p: &Plugin<'_>) -> String {
          //! cargo run --release -- report -p v1,{policy}\n\
          //! ```\n\
          \n\
-         use bench_core::entry;\n\
+         use bench_core::kernel::entry;\n\
          use {krate}::{ty};\n\
          \n\
          fn main() -> std::process::ExitCode {{\n    \
@@ -404,7 +404,7 @@ fn conformance_rs(p: &Plugin<'_>) -> String {
          //! policy meant to be caught says which oracle catches it instead, e.g.\n\
          //! `Expect::Caught(Oracle::StaleTlb)`.\n\
          \n\
-         use bench_core::entry;\n\
+         use bench_core::kernel::entry;\n\
          use workloads::conformance::{{assert_conforms, Expect}};\n\
          use {krate}::{ty};\n\
          \n\
@@ -422,7 +422,9 @@ fn conformance_rs(p: &Plugin<'_>) -> String {
 /// `benches/collapse.rs`.
 fn bench_rs(p: &Plugin<'_>) -> String {
     const BODY: &str = r#"use bench_core::mm::{range_addr, MmConfig};
-use bench_core::{CollapsePolicy, Cx, FileKind, Mm, Native, Role, ScanResult};
+use bench_core::harness::{new_cpu, Harness};
+use bench_core::kernel::{CollapsePolicy, ScanResult};
+use bench_core::{FileKind, Mm, Native, Role};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use policies::v1::V1;
@@ -446,7 +448,7 @@ fn uncontended<P: CollapsePolicy>(group: &mut BenchmarkGroup<'_, WallTime>) {
     .expect("valid model");
     let policy = P::new(Default::default());
     let haddr = range_addr(0);
-    let mut cx = Cx::new(&mm, 0, Role::Collapse, Native::new(Instant::now(), None, false));
+    let mut cx = new_cpu(&mm, 0, Role::Collapse, Native::new(Instant::now(), None, false));
     // CPU 0 in mm_cpumask, so that the flush really walks its TLB.
     assert!(cx.touch(haddr).is_some());
     group.bench_function(P::NAME, |b| {

@@ -17,11 +17,12 @@ use crate::cli::{
     EngineKind, Outcome, WatchdogArgs, WorkloadArgs, GIT_REVISION, MAX_CPUS,
 };
 use crate::interrupt;
-use bench_core::native::Limit;
+use bench_core::actor::Limit;
+use bench_core::kernel::DynPolicy;
 use bench_core::results::{
     Cell, CpuSweep, Environment, PolicyFailure, PolicyRun, ReportResults, RunFailure, ScalingPoint, Verdict, SCHEMA,
 };
-use bench_core::{CostModel, DynPolicy};
+use bench_core::CostModel;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};

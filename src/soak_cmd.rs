@@ -17,7 +17,7 @@ use crate::cli::{
     GIT_REVISION,
 };
 use crate::interrupt;
-use bench_core::native::Limit;
+use bench_core::actor::Limit;
 use bench_core::oracle::{Oracle, Violation};
 use bench_core::results::{PolicyFailure, PolicyRun};
 use std::collections::BTreeMap;

@@ -8,7 +8,7 @@ mod common;
 #[path = "../workloads/tests/common/misbehaving.rs"]
 mod misbehaving;
 
-use bench_core::entry;
+use bench_core::kernel::entry;
 use bench_core::results::{ReportResults, RunFailure, RunResult};
 use common::scratch;
 use misbehaving::{Abba, NeverReleasesPtl, PanicsInStep2, PANIC_MESSAGE};

@@ -51,7 +51,7 @@ mod template;
 
 mod renamed {
     //! A policy under a bad or taken name: `v1` with another `NAME`.
-    use bench_core::{CollapsePolicy, Cx, Engine, NoParams, ScanResult};
+    use bench_core::kernel::{CollapsePolicy, Cx, Engine, NoParams, ScanResult};
     use policies::v1::V1;
 
     pub struct Named<const BAD: bool>(V1, NoParams);
@@ -78,7 +78,7 @@ mod renamed {
 /// bad input (exit 2) naming it.
 #[test]
 fn the_template_policy_registers_beside_the_shipped_ones() {
-    use bench_core::entry;
+    use bench_core::kernel::entry;
     use collapse_bench::cli::CliError;
     let usage = |r: Result<(), CliError>| match r {
         Err(e @ CliError::Usage(_)) => e.to_string(),

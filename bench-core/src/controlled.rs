@@ -55,13 +55,16 @@
 //! notion of time; the simulation engine built on this one needs per-CPU
 //! virtual clocks and costs, so the scheduler is kept here, small.
 
+use crate::actor::Actor;
 use crate::cost::{Cost, CostTable};
-use crate::engine::{Engine, Event, Step};
-use crate::metrics::{Metrics, Role};
+use crate::engine::{Controlled, Resume, Shared, SimShared, StallGuard, Suspend, STALL_CALLS};
+use crate::event::{Event, TraceEntry};
+use crate::harness::Harness;
+use crate::kernel::Cx;
+use crate::metrics::Metrics;
 use crate::mm::Mm;
-use crate::native::Actor;
-use crate::policy::{DynPolicy, ScanResult};
-use crate::primitives::Cx;
+use crate::role::Role;
+use crate::watchdog::{describe_wait, locks_held_by};
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
@@ -70,284 +73,6 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::rc::Rc;
 use std::sync::Arc;
-
-/// What the scheduler tells a suspended CPU.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Resume {
-    /// Run until the next scheduling point.
-    Run,
-    /// Only check whether what you wait for is there now.
-    Probe,
-}
-
-/// Why a CPU gave control back.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Suspend {
-    /// At a scheduling point, ready to go on.
-    Ready,
-    /// Waiting (for the event named).
-    Blocked(Event),
-    /// Its clock stood still (see [`STALL_CALLS`]). It is not resumed.
-    Stalled,
-}
-
-/// One CPU's stall guard (time-ordered strategy): what it counts, and
-/// what it saw of a CPU whose clock stands still.
-struct StallGuard {
-    /// Calls left before the guard looks at the clock again.
-    budget: u32,
-    /// The clock, ps, when the guard last found it moved.
-    at_ps: u64,
-    /// Calls watched since it found the clock standing still.
-    watched: u32,
-    /// The last scheduling point among them.
-    point: Option<Event>,
-}
-
-impl StallGuard {
-    fn new(at_ps: u64) -> StallGuard {
-        StallGuard { budget: STALL_CALLS, at_ps, watched: 0, point: None }
-    }
-}
-
-/// What the stall guard counts.
-#[derive(Copy, Clone)]
-enum Call {
-    /// A scheduling point.
-    Point(Event),
-    /// The start of an operation.
-    Op,
-}
-
-/// Scheduling points and operations a CPU makes, under the time-ordered
-/// strategy, between two looks of its stall guard at the clock.
-pub const STALL_CALLS: u32 = 1 << 20;
-
-/// Calls the guard watches one by one, once it has found the clock where
-/// it was a look earlier, before it ends the run: enough for any loop to
-/// come round many times. A stall ends the run within a few million calls
-/// (well within a second).
-pub const STALL_WATCH: u32 = 1 << 12;
-
-/// One line of a run's timeline.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct TraceEntry {
-    /// Scheduling step it happened in.
-    pub step: u64,
-    /// The CPU.
-    pub cpu: u32,
-    /// What it did.
-    pub event: Event,
-}
-
-#[derive(Default)]
-struct Shared {
-    steps: Cell<u64>,
-    record: bool,
-    trace: RefCell<Vec<TraceEntry>>,
-    /// Present under the time-ordered strategy.
-    sim: Option<SimShared>,
-}
-
-/// What the time-ordered strategy and its CPUs share.
-struct SimShared {
-    costs: CostTable,
-    /// The running CPU goes on until its clock passes this (the earliest
-    /// clock among the other runnable CPUs).
-    horizon_ps: Cell<u64>,
-    /// The clock of the CPU that ran last, when it stopped: the time a
-    /// waiter it released wakes at.
-    now_ps: Cell<u64>,
-    /// Each CPU's clock when it last stopped.
-    clocks: Vec<Cell<u64>>,
-    /// CPUs blocked now (a release is worth a stop only if some CPU waits).
-    blocked: Cell<usize>,
-    /// Releases (`Unlock`, `PageOp`) since the blocked CPUs were last probed.
-    released: RefCell<Vec<Event>>,
-    /// The last scheduling point of the CPU whose stall guard gave up.
-    stalled_at: Cell<Option<Event>>,
-}
-
-/// The engine a model CPU sees inside a coroutine.
-pub struct Controlled<'y> {
-    yielder: &'y Yielder<Resume, Suspend>,
-    shared: Rc<Shared>,
-    cpu: usize,
-    /// Virtual clock, ps (the checker's: 1 ns per scheduling point plus
-    /// busy and idle time; the simulation's: the costs charged).
-    clock_ps: u64,
-    /// The stall guard (time-ordered strategy).
-    guard: StallGuard,
-}
-
-impl Controlled<'_> {
-    /// Wait until `ready`; true if the CPU had to block.
-    fn wait(&mut self, on: Event, mut ready: impl FnMut() -> bool) -> bool {
-        if ready() {
-            return false;
-        }
-        if let Some(sim) = &self.shared.sim {
-            sim.clocks[self.cpu].set(self.clock_ps);
-        }
-        loop {
-            match self.yielder.suspend(Suspend::Blocked(on)) {
-                // Asked to check: if it is there now, take it and wait to be run.
-                Resume::Probe => {
-                    if ready() {
-                        if let Some(sim) = &self.shared.sim {
-                            // It spun (or slept) until the release.
-                            self.clock_ps = self.clock_ps.max(sim.now_ps.get());
-                        }
-                        self.stop_ready();
-                        return true;
-                    }
-                }
-                Resume::Run => {
-                    if ready() {
-                        return true;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Give control back, ready to go on.
-    fn stop_ready(&mut self) {
-        if let Some(sim) = &self.shared.sim {
-            sim.clocks[self.cpu].set(self.clock_ps);
-        }
-        while self.yielder.suspend(Suspend::Ready) != Resume::Run {}
-    }
-
-    /// Under the time-ordered strategy: stop if this CPU's clock has
-    /// passed another runnable CPU's.
-    #[inline]
-    fn stop_past_horizon(&mut self, sim_horizon: u64) {
-        if self.clock_ps > sim_horizon {
-            self.stop_ready();
-        }
-    }
-
-    /// Under the time-ordered strategy: count `call` against the stall
-    /// guard's budget.
-    #[inline(always)]
-    fn count_call(&mut self, call: Call) {
-        self.guard.budget -= 1;
-        if self.guard.budget == 0 {
-            self.look_at_clock(call);
-        }
-    }
-
-    /// The stall guard's look: a clock that moved since the last look
-    /// starts a new count; one that did not has every call watched (a
-    /// budget of one), and after [`STALL_WATCH`] of them the scheduler is
-    /// told, which ends the run and drops (unwinds) the CPU instead of
-    /// resuming it.
-    #[cold]
-    #[inline(never)]
-    fn look_at_clock(&mut self, call: Call) {
-        if self.clock_ps != self.guard.at_ps {
-            self.guard = StallGuard::new(self.clock_ps);
-            return;
-        }
-        self.guard.budget = 1;
-        self.guard.watched += 1;
-        if let Call::Point(ev) = call {
-            self.guard.point = Some(ev);
-        }
-        if self.guard.watched == STALL_WATCH {
-            if let Some(sim) = &self.shared.sim {
-                sim.clocks[self.cpu].set(self.clock_ps);
-                sim.stalled_at.set(self.guard.point);
-            }
-            loop {
-                self.yielder.suspend(Suspend::Stalled);
-            }
-        }
-    }
-
-    /// An operation starts (the actors' loop). Under the time-ordered
-    /// strategy the stall guard counts it: an operation that passes no
-    /// scheduling point is a call too.
-    fn start_op(&mut self) {
-        if self.shared.sim.is_some() {
-            self.count_call(Call::Op);
-        }
-    }
-}
-
-impl Engine for Controlled<'_> {
-    const NAME: &'static str = "controlled";
-    const PREEMPTS: bool = true;
-
-    fn now_ns(&mut self) -> u64 {
-        self.clock_ps / 1000
-    }
-
-    fn spin_until(&mut self, on: Event, ready: impl FnMut() -> bool) {
-        self.wait(on, ready);
-    }
-
-    fn sleep_until(&mut self, on: Event, ready: impl FnMut() -> bool) {
-        if self.wait(on, ready) {
-            self.charge(Cost::Wakeup, 1);
-        }
-    }
-
-    fn busy_wait(&mut self, ns: u64) {
-        self.clock_ps += ns * 1000;
-        match &self.shared.sim {
-            Some(sim) => self.stop_past_horizon(sim.horizon_ps.get()),
-            None => self.sched_point(0, Event::LocklessRead),
-        }
-    }
-
-    fn idle(&mut self, ns: u64) {
-        self.busy_wait(ns);
-    }
-
-    #[inline]
-    fn charge(&mut self, cost: Cost, n: u64) {
-        if let Some(sim) = &self.shared.sim {
-            self.clock_ps += sim.costs.ps(cost, n);
-            self.stop_past_horizon(sim.horizon_ps.get());
-        }
-    }
-
-    fn sched_point(&mut self, _cpu: u32, ev: Event) {
-        let Some(sim) = &self.shared.sim else {
-            self.clock_ps += 1000;
-            self.stop_ready();
-            return;
-        };
-        // A release someone may wait for: stop now, so the waiter wakes at
-        // this instant rather than at the end of this CPU's run.
-        let release = matches!(ev, Event::Unlock(_) | Event::PageOp(_)) && sim.blocked.get() > 0;
-        if release {
-            sim.released.borrow_mut().push(ev);
-        }
-        let horizon = sim.horizon_ps.get();
-        self.count_call(Call::Point(ev));
-        if release {
-            self.stop_ready();
-        } else {
-            self.stop_past_horizon(horizon);
-        }
-    }
-
-    fn trace(&mut self, cpu: u32, event: Event) {
-        if self.shared.record {
-            let step = self.shared.steps.get();
-            self.shared.trace.borrow_mut().push(TraceEntry { step, cpu, event });
-        }
-    }
-
-    fn step(&mut self, _cpu: u32, _step: Step) {}
-
-    fn collapse(policy: &dyn DynPolicy, cx: &mut Cx<'_, Self>, haddr: u64, install_pmd: bool) -> ScanResult {
-        policy.collapse_controlled(cx, haddr, install_pmd)
-    }
-}
 
 /// How the next CPU is chosen.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -741,7 +466,7 @@ fn describe_deadlock(mm: &Mm, state: &[State], roles: &[Role]) -> String {
     let mut lines = vec![];
     for (cpu, s) in state.iter().enumerate() {
         if let State::Blocked(ev) = s {
-            let what = crate::watchdog::describe_wait(mm, *ev, roles);
+            let what = describe_wait(mm, *ev, roles);
             lines.push(format!("CPU {cpu} ({}) waits for {what}", roles[cpu]));
         }
     }
@@ -752,7 +477,6 @@ fn describe_deadlock(mm: &Mm, state: &[State], roles: &[Role]) -> String {
 /// point, what it held, and which costs of the model are zero (the likely
 /// cause).
 fn describe_stall(mm: &Mm, sim: &SimShared, cpu: u32, roles: &[Role]) -> String {
-    use crate::watchdog::describe_wait;
     let point = match sim.stalled_at.get() {
         Some(Event::Trylock(id, _)) => {
             format!("the last a spin_trylock of {}", describe_wait(mm, Event::Lock(id), roles))
@@ -760,7 +484,7 @@ fn describe_stall(mm: &Mm, sim: &SimShared, cpu: u32, roles: &[Role]) -> String 
         Some(ev) => format!("the last at {}", describe_wait(mm, ev, roles)),
         None => "operation after operation, at no scheduling point".to_owned(),
     };
-    let held = crate::watchdog::locks_held_by(mm, cpu);
+    let held = locks_held_by(mm, cpu);
     let held = if held.is_empty() { "nothing".to_owned() } else { held.join(", ") };
     let zero: Vec<&str> = Cost::ALL.iter().filter(|&&c| sim.costs.ps(c, 1) == 0).map(|c| c.key()).collect();
     let cause = if zero.is_empty() {

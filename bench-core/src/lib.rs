@@ -2,12 +2,28 @@
 //! policies run against, the kernel-named primitives they are written in,
 //! the engines that run them, and the oracles that judge them.
 //!
-//! A policy implements [`CollapsePolicy`] with calls on [`Cx`]; the
-//! engines ([`native`], [`controlled`]; with its time-ordered strategy and
-//! a [`cost`] model, the controlled engine is the simulation) run it
-//! beside other actors on an [`Mm`]; the oracles ([`Oracle`]) report what broke; [`metrics`] and
-//! [`results`] say how fast. The [`policy`] module says how to write one
-//! and what it must guarantee; [`primitives`] lists what it may call.
+//! A policy implements [`kernel::CollapsePolicy`] with calls on
+//! [`kernel::Cx`]: the [`kernel`] module is all a plugin sees. The run
+//! loops ([`native`], [`controlled`]; with its time-ordered scheduler and a
+//! [`cost`] model, the controlled loop is the simulation) run it beside
+//! other actors, which reach the model through [`harness`], on an [`Mm`];
+//! the oracles ([`Oracle`]) report what broke; [`metrics`] and [`results`]
+//! say how fast.
+//!
+//! # Layers
+//!
+//! Modules import only from the layers below their own:
+//!
+//! 1. the model's parts: [`pte`], [`page`], [`pgtable`], [`locks`],
+//!    [`tlb`], [`rcu`]; and the value types [`cost`], [`oracle`], [`role`],
+//!    [`scan`], [`machine`];
+//! 2. [`lockdep`]'s dependency graph; then [`mm`], the address space;
+//! 3. what a CPU passes and measures: [`event`], [`metrics`], [`watch`];
+//! 4. the engines a CPU runs on: [`engine`];
+//! 5. the policy context: [`kernel`];
+//! 6. around it: [`harness`], [`oops`], [`results`], [`actor`],
+//!    [`watchdog`];
+//! 7. the run loops: [`native`], [`controlled`].
 //!
 //! # Example: a policy, run once
 //!
@@ -18,12 +34,10 @@
 //! a one-range model with a full table, on the native engine:
 //!
 //! ```
+//! use bench_core::harness::{new_cpu, Harness};
+//! use bench_core::kernel::*;
 //! use bench_core::mm::range_addr;
-//! use bench_core::pte::{HPAGE_PMD_NR, HPAGE_PMD_SIZE, PAGE_SIZE};
-//! use bench_core::{
-//!     entry, CollapsePolicy, Cx, Engine, FileKind, Mm, MmConfig, Native, NoParams, PmdKind, Role, ScanResult, Step,
-//!     SINGLE_DEPTH_NESTING,
-//! };
+//! use bench_core::{FileKind, Mm, MmConfig, Native, Role};
 //! use std::time::Instant;
 //!
 //! /// `pml` held from step 1 to step 4.
@@ -45,11 +59,11 @@
 //!     fn collapse<E: Engine>(&self, cx: &mut Cx<'_, E>, haddr: u64, install_pmd: bool) -> ScanResult {
 //!         cx.step(Step::Prologue);
 //!         let Some(vma) = cx.vma_lookup(haddr) else { return ScanResult::VmaCheck };
-//!         if !Cx::<E>::range_in_vma(vma, haddr, haddr + HPAGE_PMD_SIZE) {
+//!         if !range_in_vma(vma, haddr, haddr + HPAGE_PMD_SIZE) {
 //!             return ScanResult::VmaCheck;
 //!         }
 //!         /* Keep pmd pgtable for uffd-wp */
-//!         if Cx::<E>::userfaultfd_wp(vma) {
+//!         if userfaultfd_wp(vma) {
 //!             return ScanResult::PteUffdWp;
 //!         }
 //!         let Some(hpage) = cx.find_lock_page(vma, haddr) else { return ScanResult::PageNull };
@@ -116,7 +130,7 @@
 //!                 unlock(cx);
 //!                 cx.mmu_notifier_invalidate_range_end(range);
 //!                 cx.mm_dec_nr_ptes();
-//!                 cx.pte_free_defer(Cx::<E>::pmd_pgtable(pgt_pmd));
+//!                 cx.pte_free_defer(pmd_pgtable(pgt_pmd));
 //!                 /* step 5 */
 //!                 cx.step(Step::Install);
 //!                 if install_pmd { cx.set_huge_pmd(vma, haddr, pmd, hpage) } else { ScanResult::Succeed }
@@ -146,7 +160,7 @@
 //! })
 //! .unwrap();
 //! let policy = BigLock::new(NoParams::default());
-//! let mut cx = Cx::new(&mm, 0, Role::Collapse, Native::new(Instant::now(), None, false));
+//! let mut cx = new_cpu(&mm, 0, Role::Collapse, Native::new(Instant::now(), None, false));
 //! assert_eq!(cx.run_collapse(&policy, range_addr(0), true), ScanResult::Succeed);
 //! assert_eq!(mm.pmds.get(0, 0).kind(), PmdKind::Huge(mm.file_hpage(0)));
 //!
@@ -162,10 +176,16 @@
 
 #![warn(missing_docs)]
 
+pub mod actor;
 pub mod controlled;
 pub mod cost;
 pub mod engine;
+pub mod event;
+pub mod harness;
+pub mod kernel;
 pub mod lockdep;
+pub mod locks;
+pub mod machine;
 pub mod metrics;
 pub mod mm;
 pub mod native;
@@ -173,20 +193,20 @@ pub mod oops;
 pub mod oracle;
 pub mod page;
 pub mod pgtable;
-pub mod policy;
-pub mod primitives;
 pub mod pte;
 pub mod rcu;
 pub mod results;
-pub mod spinlock;
+pub mod role;
+pub mod scan;
 pub mod tlb;
+pub mod watch;
 pub mod watchdog;
 
 pub use cost::{Cost, CostModel};
-pub use engine::{Engine, Event, Native, Step, StepHook};
-pub use metrics::{Metrics, Role};
-pub use mm::{FileKind, LockClass, LockId, Mm, MmConfig, MmCounter, Vma};
+pub use engine::{Native, StepHook};
+pub use event::Event;
+pub use locks::LockClass;
+pub use metrics::Metrics;
+pub use mm::{FileKind, Mm, MmConfig};
 pub use oracle::{Oracle, Violation};
-pub use policy::{entry, CollapsePolicy, DynPolicy, NoParams, PolicyEntry, ScanResult};
-pub use primitives::{Cx, NotifierRange, PgTable, PmdRef, PteMap, PteRef, SINGLE_DEPTH_NESTING};
-pub use pte::{Pfn, Pmd, PmdKind, Pte, PteMarker};
+pub use role::Role;

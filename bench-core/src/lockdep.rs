@@ -36,7 +36,7 @@
 //! 24 × 24 edges ([`MAX_LOCKDEP_SUBCLASSES`] subclasses of 3 classes), so
 //! the mutex is taken a handful of times per run, whatever its length.
 
-use crate::mm::LockClass;
+use crate::locks::LockClass;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -436,12 +436,6 @@ impl Lockdep {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Native;
-    use crate::metrics::Role;
-    use crate::mm::{FileKind, Mm, MmConfig};
-    use crate::oracle::Oracle;
-    use crate::primitives::{Cx, SINGLE_DEPTH_NESTING};
-    use std::time::Instant;
 
     const PML: LockNode = LockNode { class: LockClass::PmdLock, subclass: 0 };
     const PTL: LockNode = LockNode { class: LockClass::PteLock, subclass: 0 };
@@ -507,155 +501,5 @@ mod tests {
         assert!(!ld.knows(PML, deep));
         assert!(ld.add(dep(deep, PML, 0)).is_some());
         assert!(!ld.first_report(deep, PML));
-    }
-
-    fn mm(ranges: usize) -> Mm {
-        Mm::new(MmConfig {
-            ranges: vec![0; ranges],
-            file: FileKind::Shmem,
-            split_pmd_ptlocks: true,
-            split_pte_ptlocks: true,
-            cpus: 2,
-            density: 0,
-            anon_pages: 4,
-            spare_tables: 2,
-            oracles: true,
-        })
-        .unwrap()
-    }
-
-    fn cx(mm: &Mm, cpu: u32) -> Cx<'_, Native> {
-        Cx::new(mm, cpu, Role::Collapse, Native::new(Instant::now(), None, false))
-    }
-
-    fn lock_order(mm: &Mm) -> Vec<String> {
-        mm.violations.snapshot().0.into_iter().filter(|v| v.oracle == Oracle::LockOrder).map(|v| v.message).collect()
-    }
-
-    #[test]
-    fn a_trylock_adds_no_edge_but_serves_as_the_held_lock() {
-        let mm = mm(2);
-        let (pml, ptl0, ptl1) = (mm.pmd_lock_id(0), mm.pte_lock_id(0), mm.pte_lock_id(1));
-        let mut c = cx(&mm, 0);
-        c.spin_lock(ptl0);
-        assert!(c.spin_trylock(pml), "uncontended");
-        assert!(mm.lockdep.dependencies().is_empty(), "a trylock cannot wait");
-        // pml, held by trylock, is the outer lock of ptl 1.
-        c.spin_lock_nested(ptl1, SINGLE_DEPTH_NESTING);
-        let deps: Vec<(LockNode, LockNode)> = mm.lockdep.dependencies().iter().map(|d| (d.from, d.to)).collect();
-        assert!(deps.contains(&(PML, PTL1)) && deps.contains(&(PTL, PTL1)), "{deps:?}");
-        assert!(!deps.iter().any(|&(_, to)| to == PML), "{deps:?}");
-        c.spin_unlock(ptl1);
-        c.spin_unlock(pml);
-        c.spin_unlock(ptl0);
-        assert!(lock_order(&mm).is_empty(), "{:#?}", lock_order(&mm));
-    }
-
-    #[test]
-    fn abba_on_two_cpus_is_reported_once_without_deadlocking() {
-        let mm = mm(2);
-        let (pml, ptl) = (mm.pmd_lock_id(0), mm.pte_lock_id(0));
-        let (mut a, mut b) = (cx(&mm, 0), cx(&mm, 1));
-        // CPU 1, restoring: pml, then ptl without the nesting annotation
-        // (legal by the order rule: pml -> ptl).
-        b.set_role(Role::Restore);
-        b.spin_lock(pml);
-        b.spin_lock(ptl);
-        b.spin_unlock(ptl);
-        b.spin_unlock(pml);
-        assert!(lock_order(&mm).is_empty());
-        // CPU 0, collapsing, later: ptl then pml, blocking. Never met CPU 1.
-        for _ in 0..3 {
-            a.spin_lock(ptl);
-            a.spin_lock(pml);
-            a.spin_unlock(pml);
-            a.spin_unlock(ptl);
-        }
-        let found = lock_order(&mm);
-        assert_eq!(found.len(), 1, "{found:#?}");
-        let text = &found[0];
-        for want in [
-            "WARNING: possible circular locking dependency detected\n",
-            "CPU 0 (collapse) is trying to acquire lock:\n (pml){+.+.}, pml (PMD table 0), at: prologue\n",
-            "but CPU 0 is already holding lock:\n (ptl){+.+.}, ptl (PTE table 0)\n",
-            "which lock already depends on the new lock.\n",
-            "lock order pml -> ptl",
-            "-> #1 (ptl){+.+.}:\n       ptl (PTE table 0), taken while holding pml (PMD table 0)\n       \
-             by CPU 1 (restore)\n",
-            "  lock(ptl);\n                               lock(pml);\n                               lock(ptl);\n  \
-             lock(pml);\n",
-            " *** DEADLOCK ***",
-            "1 lock held by CPU 0 (collapse):\n #0: (ptl){+.+.}, ptl (PTE table 0)\n",
-        ] {
-            assert!(text.contains(want), "missing {want:?} in\n{text}");
-        }
-    }
-
-    #[test]
-    fn the_order_rule_shows_the_other_half_under_a_nesting_annotation() {
-        let mm = mm(2);
-        let (pml, ptl) = (mm.pmd_lock_id(0), mm.pte_lock_id(0));
-        let (mut a, mut b) = (cx(&mm, 0), cx(&mm, 1));
-        // CPU 1 restores as the workloads do: pml, then ptl/1.
-        b.set_role(Role::Restore);
-        b.spin_lock(pml);
-        b.spin_lock_nested(ptl, SINGLE_DEPTH_NESTING);
-        b.spin_unlock(ptl);
-        b.spin_unlock(pml);
-        // CPU 0 at step 4 with ptl held takes pml blocking: ptl/1 is a node
-        // of its own, so no cycle; the order rule reports, with the chain.
-        a.step(crate::engine::Step::RemoveTable);
-        a.spin_lock(ptl);
-        a.spin_lock(pml);
-        a.spin_unlock(pml);
-        a.spin_unlock(ptl);
-        let found = lock_order(&mm);
-        assert_eq!(found.len(), 1, "{found:#?}");
-        let text = &found[0];
-        for want in [
-            "WARNING: possible circular locking dependency detected\n",
-            "CPU 0 (collapse) is trying to acquire lock:\n (pml){+.+.}, pml (PMD table 0), at: step 4 (remove table)\n",
-            "which breaks the lock order pml -> ptl",
-            "ptl/1 is ptl under a nesting",
-            "-> #1 (ptl/1){+.+.}:\n       ptl (PTE table 0), taken while holding pml (PMD table 0)\n       \
-             by CPU 1 (restore)\n",
-            "  lock(ptl);\n                               lock(pml);\n                               lock(ptl/1);\n  \
-             lock(pml);\n",
-        ] {
-            assert!(text.contains(want), "missing {want:?} in\n{text}");
-        }
-    }
-
-    #[test]
-    fn the_order_rule_reports_before_any_cycle_and_recursion_is_named() {
-        let mm = mm(2);
-        let (pml, ptl0, ptl1) = (mm.pmd_lock_id(0), mm.pte_lock_id(0), mm.pte_lock_id(1));
-        let mut c = cx(&mm, 0);
-        for _ in 0..2 {
-            c.spin_lock(ptl0);
-            c.spin_lock(pml);
-            c.spin_unlock(pml);
-            c.spin_unlock(ptl0);
-        }
-        c.spin_lock(ptl0);
-        c.spin_lock(ptl1);
-        c.spin_unlock(ptl1);
-        c.spin_unlock(ptl0);
-        let found = lock_order(&mm);
-        assert_eq!(found.len(), 2, "{found:#?}");
-        assert!(found[0].contains("which breaks the lock order pml -> ptl"), "{}", found[0]);
-        assert!(found[0].contains("No CPU has taken them the other way round yet"), "{}", found[0]);
-        assert!(found[0].contains("Possible unsafe locking scenario"), "{}", found[0]);
-        assert!(found[1].starts_with("WARNING: possible recursive locking detected\n"), "{}", found[1]);
-        assert!(found[1].contains("May be due to missing lock nesting notation"), "{}", found[1]);
-        // Now the other half, legal by the order rule: the graph closes it.
-        c.spin_lock(pml);
-        c.spin_lock(ptl0);
-        c.spin_unlock(ptl0);
-        c.spin_unlock(pml);
-        let found = lock_order(&mm);
-        assert_eq!(found.len(), 3, "{found:#?}");
-        assert!(found[2].contains("is trying to acquire lock:\n (ptl){+.+.}"), "{}", found[2]);
-        assert!(found[2].contains("which lock already depends on the new lock."), "{}", found[2]);
     }
 }

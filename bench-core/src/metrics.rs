@@ -4,95 +4,12 @@
 //! engine merges them at the end. Histograms are hdrhistogram with two
 //! significant digits (1 % resolution), 1 ns to 60 s.
 
-use crate::mm::LockClass;
-use crate::policy::ScanResult;
+use crate::locks::LockClass;
+use crate::role::Role;
+use crate::scan::ScanResult;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// What a model CPU is doing, for attributing lock holds and waits.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Role {
-    /// `collapse_pte_mapped_thp()` itself (what the policy does).
-    Collapse,
-    /// The collapser putting a range back (split, re-populate); not timed as collapse.
-    Restore,
-    /// Page-cache fault (`filemap_map_pages`, trylocks the page).
-    Faulter,
-    /// `UFFDIO_COPY` on a private VMA.
-    Uffd,
-    /// Write fault COWing a file page into an anonymous copy.
-    Cow,
-    /// Swap-out / swap-in of anonymous copies.
-    Swap,
-    /// Migration of anonymous copies (migration entries).
-    Migrate,
-    /// THP operations on another huge PMD under the same `pml`.
-    Neighbour,
-    /// Touches memory through its TLB and checks the content.
-    Reader,
-    /// Installs and removes PTE markers under `ptl` only (guard regions).
-    Marker,
-    /// The oracles' own consistency checks.
-    Oracle,
-}
-
-impl Role {
-    /// Every role.
-    pub const ALL: [Role; 11] = [
-        Role::Collapse,
-        Role::Restore,
-        Role::Faulter,
-        Role::Uffd,
-        Role::Cow,
-        Role::Swap,
-        Role::Migrate,
-        Role::Neighbour,
-        Role::Reader,
-        Role::Marker,
-        Role::Oracle,
-    ];
-
-    /// Short name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Collapse => "collapse",
-            Role::Restore => "restore",
-            Role::Faulter => "faulter",
-            Role::Uffd => "uffd",
-            Role::Cow => "cow",
-            Role::Swap => "swap",
-            Role::Migrate => "migrate",
-            Role::Neighbour => "neighbour",
-            Role::Reader => "reader",
-            Role::Marker => "marker",
-            Role::Oracle => "oracle",
-        }
-    }
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Encode who installed a page: role and CPU.
-pub fn installer_code(role: Role, cpu: u32) -> u32 {
-    ((role as u32) << 16) | (cpu & 0xffff)
-}
-
-/// Decode [`installer_code`] as stored in a page (+1; 0 is nobody).
-pub fn installer_name(stored: u32) -> String {
-    match stored.checked_sub(1) {
-        None => "nobody".into(),
-        Some(code) => {
-            let role = Role::ALL.get((code >> 16) as usize).copied();
-            format!("{} on CPU {}", role.map_or("?", Role::name), code & 0xffff)
-        }
-    }
-}
 
 const ROLES: usize = Role::ALL.len();
 const CLASSES: usize = LockClass::ALL.len();
@@ -326,6 +243,5 @@ mod tests {
         assert_eq!(s.collapse_latency_ns["SCAN_SUCCEED"].count, 1);
         assert_eq!(s.counters.results["SCAN_SUCCEED"], 1);
         assert_eq!(s.counters.recheck_passes, 2);
-        assert_eq!(installer_name(installer_code(Role::Uffd, 3) + 1), "uffd on CPU 3");
     }
 }

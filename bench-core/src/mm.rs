@@ -8,6 +8,7 @@
 //! huge page of the file, already in the page cache (the state
 //! `collapse_pte_mapped_thp()` starts from).
 
+use crate::locks::{LockClass, LockId, LockStats, SpinLock};
 use crate::oracle::{Oracle, Violation, Violations};
 use crate::page::{PageArray, PG_SHMEM};
 use crate::pgtable::{PmdTables, TablePool};
@@ -16,7 +17,6 @@ use crate::pte::{
     PTRS_PER_PTE,
 };
 use crate::rcu::Rcu;
-use crate::spinlock::SpinLock;
 use crate::tlb::Tlbs;
 use crossbeam::utils::CachePadded;
 use serde::{Deserialize, Serialize};
@@ -105,31 +105,6 @@ pub struct Vma {
     pub flags: u32,
     /// `vm_pgoff`: file page index at `vm_start`.
     pub pgoff: u64,
-}
-
-/// Identifies a model spinlock.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LockId(pub u32);
-
-/// Lock classes, as lockdep sees them.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LockClass {
-    /// `mm->page_table_lock` (pml and/or ptl when locks are not split).
-    PageTableLock = 0,
-    /// Split PMD lock (`pml`), one per PMD table.
-    PmdLock = 1,
-    /// Split PTE lock (`ptl`), one per PTE table.
-    PteLock = 2,
-}
-
-impl LockClass {
-    /// Every class.
-    pub const ALL: [LockClass; 3] = [LockClass::PageTableLock, LockClass::PmdLock, LockClass::PteLock];
-    /// Short name.
-    pub fn name(self) -> &'static str {
-        ["page_table_lock", "pml", "ptl"][self as usize]
-    }
 }
 
 #[derive(Default)]
@@ -352,7 +327,7 @@ impl Mm {
     }
 
     /// Every lock with its name, class and totals.
-    pub fn lock_stats(&self) -> impl Iterator<Item = (LockId, LockClass, crate::spinlock::LockStats)> + '_ {
+    pub fn lock_stats(&self) -> impl Iterator<Item = (LockId, LockClass, LockStats)> + '_ {
         (0..self.locks.len() as u32)
             .map(move |i| (LockId(i), self.lock_class(LockId(i)), self.locks[i as usize].stats()))
     }
@@ -494,7 +469,7 @@ impl Mm {
                         "anon page {} for address {:#x}, installed by {}, is neither mapped nor freed (refcount {})",
                         Pfn(pfn),
                         tag << PAGE_SHIFT,
-                        crate::metrics::installer_name(page.installer.load(Ordering::Relaxed)),
+                        crate::role::installer_name(page.installer.load(Ordering::Relaxed)),
                         page.refcount.load(Ordering::Relaxed)
                     ),
                 );

@@ -16,40 +16,21 @@
 //! lock or pauses: no thread can be stopped from outside, so after a
 //! further timeout the runner prints the report and ends the process.
 
+use crate::actor::{Actor, Limit};
 use crate::engine::{Native, StepHook};
-use crate::metrics::{Metrics, Role};
+use crate::harness::Harness;
+use crate::kernel::Cx;
+use crate::machine::available_cores;
+use crate::metrics::Metrics;
 use crate::mm::Mm;
-use crate::oops::{catch_unwound, Unwound};
-use crate::primitives::Cx;
+use crate::oops::{catch_unwound, on_panic, Unwound};
 use crate::results::RunFailure;
-use crate::watchdog::{Monitor, Watch};
-use crate::Engine;
+use crate::role::Role;
+use crate::watch::Watch;
+use crate::watchdog::Monitor;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
-
-/// A workload actor: one model CPU's loop body.
-pub trait Actor: Send {
-    /// What it does (for attribution).
-    fn role(&self) -> Role;
-    /// One operation. Returns true if it counts toward an operation limit
-    /// (collapses do; background actors' operations do not).
-    fn op<E: Engine>(&mut self, cx: &mut Cx<'_, E>) -> bool;
-}
-
-/// When a run stops.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Limit {
-    /// After this much wall time.
-    Duration(Duration),
-    /// After this many counted operations (collapses), or the time cap.
-    Ops {
-        /// Counted operations.
-        ops: u64,
-        /// Give up after this long even if fewer were done.
-        cap: Duration,
-    },
-}
 
 /// How to run.
 #[derive(Clone)]
@@ -85,11 +66,6 @@ pub struct NativeRun {
     /// the CPUs measured until then, and the model is left mid-operation
     /// (locks held, tables half cleared): do not tear it down.
     pub failure: Option<RunFailure>,
-}
-
-/// Cores this process may run on.
-pub fn available_cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Run `actors` (actor `i` on model CPU `i`) until `opts.limit`, or until
@@ -129,7 +105,7 @@ pub fn run_native<A: Actor>(mm: &Mm, actors: Vec<A>, opts: &NativeOptions) -> Na
                     }
                     let engine = Native::new(base, hook, oversubscribed).watched(watch.clone(), cpu as u32);
                     let marks = watch.clone();
-                    crate::oops::on_panic(move || marks.panicking(cpu));
+                    on_panic(move || marks.panicking(cpu));
                     let mut cx = Cx::new(mm, cpu as u32, actor.role(), engine);
                     // Every CPU keeps the time limit itself: with many more
                     // threads than cores the thread that started the run

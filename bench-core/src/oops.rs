@@ -27,7 +27,7 @@ pub struct PanicReport {
 
 /// How a closure run by [`catch_unwound`] ended, when it did not return.
 pub(crate) enum Unwound {
-    /// The watchdog abandoned the run ([`crate::watchdog::abandon`]).
+    /// The watchdog abandoned the run ([`crate::watch::abandon`]).
     Abandoned,
     /// It panicked.
     Panic(PanicReport),
@@ -96,7 +96,7 @@ pub(crate) fn catch_unwound<R>(f: impl FnOnce() -> R) -> Result<R, Unwound> {
     let result = catch_unwind(AssertUnwindSafe(f));
     CAPTURING.with(|c| c.set(outer));
     result.map_err(|payload| {
-        if payload.is::<crate::watchdog::Abandoned>() {
+        if payload.is::<crate::watch::Abandoned>() {
             return Unwound::Abandoned;
         }
         let recorded = LAST.with(|last| last.borrow_mut().take());

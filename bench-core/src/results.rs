@@ -1,8 +1,8 @@
 //! Result files: what was run, where, and what it measured (JSON via serde).
 
+use crate::locks::LockStats;
 use crate::metrics::MetricsSummary;
 use crate::oracle::Violation;
-use crate::spinlock::LockStats;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -46,7 +46,7 @@ impl Environment {
         };
         Environment {
             cpu_model,
-            cores: crate::native::available_cores(),
+            cores: crate::machine::available_cores(),
             os,
             kernel: read("/proc/sys/kernel/osrelease"),
             git_revision: git_revision.to_owned(),
@@ -107,17 +107,6 @@ pub enum EndedBy {
     Ops,
     /// `--ops` asked for more collapses than it made before the time cap.
     TimeCap,
-}
-
-impl EndedBy {
-    /// What ended a run under `limit` that made `collapses` collapses.
-    pub fn of(limit: crate::native::Limit, collapses: u64) -> EndedBy {
-        match limit {
-            crate::native::Limit::Duration(_) => EndedBy::Duration,
-            crate::native::Limit::Ops { ops, .. } if collapses >= ops => EndedBy::Ops,
-            crate::native::Limit::Ops { .. } => EndedBy::TimeCap,
-        }
-    }
 }
 
 /// A result file.

@@ -5,10 +5,13 @@
 //! stall guard: a loop that costs nothing ends the run, named, instead of
 //! spinning forever at one instant.
 
-use bench_core::controlled::{run_controlled, ControlledConfig, ControlledRun, End, Strategy, STALL_CALLS};
+use bench_core::actor::Actor;
+use bench_core::controlled::{run_controlled, ControlledConfig, ControlledRun, End, Strategy};
+use bench_core::engine::STALL_CALLS;
+use bench_core::harness::Harness;
+use bench_core::kernel::{Cx, Engine, PmdRef};
 use bench_core::mm::NEIGHBOUR_SLOT;
-use bench_core::native::Actor;
-use bench_core::{Cost, CostModel, Cx, Engine, FileKind, Mm, MmConfig, PmdRef, Role};
+use bench_core::{Cost, CostModel, FileKind, Mm, MmConfig, Role};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 

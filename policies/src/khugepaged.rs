@@ -7,9 +7,12 @@
 //! steps, the trylock and recheck, and the abort path — is written out in
 //! each policy's own file, so it can be read beside the patch it models.
 
+use bench_core::kernel::{
+    pmd_pgtable, range_in_vma, userfaultfd_armed, userfaultfd_wp, Cx, Engine, LockId, NotifierRange, Pfn, Pmd, PmdRef,
+    PteMap, ScanResult, Step, Vma,
+};
 use bench_core::mm::VM_SHARED;
 use bench_core::pte::{HPAGE_PMD_NR, HPAGE_PMD_ORDER, HPAGE_PMD_SIZE, PAGE_SIZE};
-use bench_core::{Cx, Engine, LockId, NotifierRange, Pfn, Pmd, PmdRef, PteMap, ScanResult, Step, Vma};
 
 /// Early exits, with only `mmap_lock` held (implicit in the model).
 fn vma_checks<'a, E: Engine>(cx: &mut Cx<'a, E>, haddr: u64) -> Result<&'a Vma, ScanResult> {
@@ -18,7 +21,7 @@ fn vma_checks<'a, E: Engine>(cx: &mut Cx<'a, E>, haddr: u64) -> Result<&'a Vma, 
     let Some(vma) = cx.vma_lookup(haddr) else {
         return Err(ScanResult::VmaCheck);
     };
-    if !Cx::<E>::range_in_vma(vma, haddr, haddr + HPAGE_PMD_SIZE) {
+    if !range_in_vma(vma, haddr, haddr + HPAGE_PMD_SIZE) {
         return Err(ScanResult::VmaCheck);
     }
     /* Fast check before locking page if already PMD-mapped */
@@ -26,7 +29,7 @@ fn vma_checks<'a, E: Engine>(cx: &mut Cx<'a, E>, haddr: u64) -> Result<&'a Vma, 
         return Err(ScanResult::PmdMapped);
     }
     /* Keep pmd pgtable for uffd-wp; see comment in retract_page_tables() */
-    if Cx::<E>::userfaultfd_wp(vma) {
+    if userfaultfd_wp(vma) {
         return Err(ScanResult::PteUffdWp);
     }
     Ok(vma)
@@ -89,7 +92,7 @@ fn recheck_pmd<E: Engine>(cx: &mut Cx<'_, E>, haddr: u64) -> PmdState {
 /// `mfill_atomic_pte()` may insert an as-if-COWed PTE without looking at
 /// the page cache, so the page lock does not keep the table empty.
 pub fn uffd_private(vma: &Vma) -> bool {
-    Cx::<bench_core::Native>::userfaultfd_armed(vma) && vma.flags & VM_SHARED == 0
+    userfaultfd_armed(vma) && vma.flags & VM_SHARED == 0
 }
 
 /// Step 1: every entry that is not none must be present and map exactly
@@ -228,7 +231,7 @@ pub fn free_table_and_install<E: Engine>(
 ) -> ScanResult {
     cx.mmu_notifier_invalidate_range_end(range);
     cx.mm_dec_nr_ptes();
-    cx.pte_free_defer(Cx::<E>::pmd_pgtable(pgt_pmd));
+    cx.pte_free_defer(pmd_pgtable(pgt_pmd));
     maybe_install_pmd(cx, t)
 }
 

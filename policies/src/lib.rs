@@ -21,7 +21,7 @@ pub mod v2_flush_bool;
 pub mod v2_posted;
 pub mod v2_step3_down;
 
-use bench_core::{entry, PolicyEntry};
+use bench_core::kernel::{entry, PolicyEntry};
 
 /// Every shipped policy, in report order (base first, controls last).
 pub fn registry() -> Vec<PolicyEntry> {

@@ -12,7 +12,7 @@ use crate::khugepaged::{
     abort, account_cleared, clear_ptes, collapse_pte_mapped_thp, free_table_and_install, notify_start, step1_check,
     Locals, Target,
 };
-use bench_core::{CollapsePolicy, Cx, Engine, NoParams, ScanResult, Step, SINGLE_DEPTH_NESTING};
+use bench_core::kernel::{CollapsePolicy, Cx, Engine, NoParams, ScanResult, Step, SINGLE_DEPTH_NESTING};
 
 /// The unfixed form.
 pub struct PreFix(NoParams);

@@ -2,7 +2,7 @@
 //! point for step 4, and its `recheck_always` parameter.
 
 use crate::khugepaged::{free_table_and_install, uffd_private, Locals, Target};
-use bench_core::{Cx, Engine, LockId, PteMap, ScanResult, SINGLE_DEPTH_NESTING};
+use bench_core::kernel::{Cx, Engine, LockId, PteMap, ScanResult, SINGLE_DEPTH_NESTING};
 use serde::{Deserialize, Serialize};
 
 /// Parameters of the v2 forms.

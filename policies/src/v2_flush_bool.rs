@@ -8,7 +8,7 @@ use crate::khugepaged::{
     abort, account_cleared, clear_ptes, collapse_pte_mapped_thp, notify_start, step1_check, Locals, Target,
 };
 use crate::recheck::{lock_pml_or_recheck, remove_table, RecheckParams};
-use bench_core::{CollapsePolicy, Cx, Engine, ScanResult, Step};
+use bench_core::kernel::{CollapsePolicy, Cx, Engine, ScanResult, Step};
 
 /// v2 with a flush flag.
 pub struct V2FlushBool(RecheckParams);

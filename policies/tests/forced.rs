@@ -5,8 +5,10 @@
 
 mod harness;
 
+use bench_core::harness::Harness;
+use bench_core::kernel::{MmCounter, PmdKind, ScanResult, Step};
 use bench_core::mm::range_addr;
-use bench_core::{MmCounter, Oracle, PmdKind, Role, ScanResult, Step, StepHook};
+use bench_core::{Oracle, Role, StepHook};
 use crossbeam::channel::{bounded, Receiver, Sender};
 use harness::*;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -105,7 +107,7 @@ fn trylock_fails_and_uffd_inserts_before_the_recheck() {
     for policy in all_policies() {
         let what = policy.label();
         let mm = model(UFFD_PRIVATE, 512, 3);
-        let pmd = bench_core::Cx::<bench_core::Native>::pmd_offset(range_addr(0)).unwrap();
+        let pmd = bench_core::kernel::pmd_offset(range_addr(0)).unwrap();
         let mut reader = cpu(&mm, 1, Role::Reader, None);
         touch_all(&mut reader); // CPU 1 caches all 512 translations
         let mut neighbour = cpu(&mm, 2, Role::Neighbour, None);
@@ -114,7 +116,7 @@ fn trylock_fails_and_uffd_inserts_before_the_recheck() {
             let collapser = s.spawn(|| {
                 let mut cx = cpu(&mm, 0, Role::Collapse, None);
                 let r = cx.run_collapse(&*policy, range_addr(0), true);
-                (r, cx.metrics)
+                (r, cx.into_metrics())
             });
             while mm.lock(pml).waiters() == 0 {
                 std::thread::yield_now();

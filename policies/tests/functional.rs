@@ -9,6 +9,7 @@
 
 mod harness;
 
+use bench_core::harness::Harness;
 use bench_core::{Oracle, Role};
 use harness::*;
 use workloads::conformance::{conformance, ConformanceOptions};

@@ -20,8 +20,9 @@
 //! the window (and their hold of one when the window opens), and the PTEs
 //! they set or clear while holding one of those.
 
-use bench_core::controlled::TraceEntry;
-use bench_core::{Event, LockId, Role, Step};
+use bench_core::event::TraceEntry;
+use bench_core::kernel::{LockId, Step};
+use bench_core::{Event, Role};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Widest line.
@@ -195,7 +196,7 @@ mod tests {
         let (pml, ptl, other) = (LockId(1), LockId(2), LockId(3));
         let mut trace = vec![
             entry(1, 0, Event::Step(Step::Prologue)),
-            entry(2, 0, Event::Returned(bench_core::ScanResult::Succeed)),
+            entry(2, 0, Event::Returned(bench_core::kernel::ScanResult::Succeed)),
             entry(3, 0, Event::Step(Step::Prologue)),
             entry(4, 0, Event::Lock(ptl)),
             entry(4, 0, Event::Step(Step::Clear)),
@@ -204,10 +205,10 @@ mod tests {
         trace.extend([
             entry(4, 0, Event::Unlock(ptl)),
             entry(5, 2, Event::Lock(other)),
-            entry(5, 2, Event::PteSet(7, bench_core::Pte::NONE)),
+            entry(5, 2, Event::PteSet(7, bench_core::kernel::Pte::NONE)),
             entry(5, 2, Event::Unlock(other)),
             entry(6, 1, Event::Lock(ptl)),
-            entry(6, 1, Event::PteSet(120, bench_core::Pte::NONE)),
+            entry(6, 1, Event::PteSet(120, bench_core::kernel::Pte::NONE)),
             entry(6, 1, Event::Unlock(ptl)),
             entry(7, 0, Event::Lock(pml)),
             entry(7, 0, Event::TableFree(0)),

@@ -9,14 +9,15 @@
 //! pace.
 
 use crate::scenario::{Scenario, VmaShare, ACTOR_ROLES};
+use bench_core::harness::Harness;
+use bench_core::kernel::{
+    Cx, DynPolicy, Engine, MmCounter, PmdKind, PmdRef, Pte, PteMap, PteMarker, SINGLE_DEPTH_NESTING,
+};
 use bench_core::mm::{pmd_slot_of, pmd_table_of, range_addr, NEIGHBOUR_SLOT};
 use bench_core::pte::{PAGE_SIZE, PTRS_PER_PTE};
-use bench_core::{
-    native, Cx, DynPolicy, Engine, MmCounter, Pmd, PmdKind, PmdRef, Pte, PteMap, PteMarker, Role, SINGLE_DEPTH_NESTING,
-};
+use bench_core::Role;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// What every actor has: its random stream, the ranges it works on, and
@@ -84,11 +85,20 @@ fn peek<E: Engine>(cx: &mut Cx<'_, E>, pmd: PmdRef, addr: u64, i: usize) -> Opti
 
 /// The first entry of a mapped table, walking from `start` and wrapping,
 /// that `want` accepts (as reclaim or migration picks a page off a list).
-fn scan<E: Engine>(cx: &mut Cx<'_, E>, map: PteMap, start: usize, want: impl Fn(Pte) -> bool) -> Option<(usize, Pte)> {
-    (0..PTRS_PER_PTE)
-        .map(|k| (start + k) % PTRS_PER_PTE)
-        .map(|i| (i, cx.ptep_get(map.at(i))))
-        .find(|&(_, pte)| want(pte))
+fn scan<E: Engine>(
+    cx: &mut Cx<'_, E>,
+    map: PteMap,
+    start: usize,
+    want: impl Fn(&Cx<'_, E>, Pte) -> bool,
+) -> Option<(usize, Pte)> {
+    for k in 0..PTRS_PER_PTE {
+        let i = (start + k) % PTRS_PER_PTE;
+        let pte = cx.ptep_get(map.at(i));
+        if want(cx, pte) {
+            return Some((i, pte));
+        }
+    }
+    None
 }
 
 /// A collapser: khugepaged or MADV_COLLAPSE calling
@@ -108,14 +118,14 @@ impl Collapser {
         let r = *ranges.get(self.next).expect("a validated scenario gives every collapser a range");
         self.next = (self.next + 1) % ranges.len();
         cx.run_collapse(&*self.policy, range_addr(r), self.install_pmd);
-        if cx.mm.config.oracles {
+        if cx.oracles_enabled() {
             cx.check_range_accounting(r);
         }
         cx.set_role(Role::Restore);
         let t0 = cx.now_ns();
         restore(cx, r);
         let ns = cx.now_ns() - t0;
-        cx.metrics.record_op(Role::Restore, ns);
+        cx.record_op(Role::Restore, ns);
         cx.set_role(Role::Collapse);
     }
 }
@@ -129,8 +139,7 @@ impl Collapser {
 /// trylock it) away; uffd, COW, swap, migration and markers still run
 /// before and after.
 pub fn restore<E: Engine>(cx: &mut Cx<'_, E>, r: u32) {
-    let mm = cx.mm;
-    let (haddr, hpage, pmd) = (range_addr(r), mm.file_hpage(r), pmd_of(r));
+    let (haddr, hpage, pmd) = (range_addr(r), cx.file_hpage(r), pmd_of(r));
     cx.lock_page(hpage);
     let pml = cx.pmd_lock(pmd);
     match cx.pmdp_get_lockless(pmd).kind() {
@@ -145,12 +154,11 @@ pub fn restore<E: Engine>(cx: &mut Cx<'_, E>, r: u32) {
         PmdKind::None => cx.pmd_populate_range(pmd, r),
         // The collapse aborted (or never started): zap what the other
         // actors left in the table and refault the pattern.
-        PmdKind::Table(slot) => {
-            let ptl = mm.pte_lock_id(slot);
+        PmdKind::Table(_) => {
+            let (map, ptl) = cx.table_under_pml(pmd).expect("pml held: the table stays");
             if ptl != pml {
                 cx.spin_lock_nested(ptl, SINGLE_DEPTH_NESTING);
             }
-            let map = PteMap { slot };
             zap_table(cx, haddr, map);
             cx.populate_range(r, map);
             if ptl != pml {
@@ -280,7 +288,7 @@ impl Actor {
     }
 }
 
-impl native::Actor for Actor {
+impl bench_core::actor::Actor for Actor {
     fn role(&self) -> Role {
         match self {
             Actor::Collapser(_) => Role::Collapse,
@@ -325,7 +333,7 @@ impl native::Actor for Actor {
         let collapse = matches!(self, Actor::Collapser(_));
         if !collapse {
             let ns = cx.now_ns() - t0;
-            cx.metrics.record_op(self.role(), ns);
+            cx.record_op(self.role(), ns);
         }
         self.state().pace(cx);
         collapse
@@ -340,15 +348,15 @@ impl native::Actor for Actor {
 fn fault<E: Engine>(s: &mut ActorState, cx: &mut Cx<'_, E>) {
     let Some(r) = s.pick_range() else { return };
     let i = s.pick_index();
-    let mm = cx.mm;
-    let (addr, hpage, pmd) = (addr_of(r, i), mm.file_hpage(r), pmd_of(r));
+    let (addr, hpage, pmd) = (addr_of(r, i), cx.file_hpage(r), pmd_of(r));
     if !cx.trylock_page(hpage) {
         return;
     }
     match cx.pmdp_get_lockless(pmd).kind() {
         PmdKind::None => {
             // A lost race (someone installed a table) is SCAN_FAIL: no-op.
-            cx.set_huge_pmd(&mm.vmas[r as usize], range_addr(r), pmd, hpage);
+            let vma = cx.vma_lookup(range_addr(r)).expect("every range has its VMA");
+            cx.set_huge_pmd(vma, range_addr(r), pmd, hpage);
         }
         PmdKind::Table(_) => {
             if let Some((map, ptl)) = cx.pte_offset_map_lock(pmd, addr) {
@@ -409,12 +417,12 @@ fn uffd_copy<E: Engine>(s: &mut ActorState, cx: &mut Cx<'_, E>) {
 fn cow<E: Engine>(s: &mut ActorState, cx: &mut Cx<'_, E>) {
     let Some(r) = s.pick_range() else { return };
     let i = s.pick_index();
-    let mm = cx.mm;
-    let (addr, pmd, vma) = (addr_of(r, i), pmd_of(r), &mm.vmas[r as usize]);
+    let (addr, pmd) = (addr_of(r, i), pmd_of(r));
+    let vma = cx.vma_lookup(addr).expect("every range has its VMA");
     let Some(orig) = peek(cx, pmd, addr, i) else {
         return;
     };
-    let Some(file_page) = orig.pfn().filter(|&p| !mm.pages.get(p).is_anon()) else {
+    let Some(file_page) = orig.pfn().filter(|&p| !cx.page_anon(p)) else {
         return;
     };
     // The copy's content is the file page's: data of this address.
@@ -452,13 +460,13 @@ fn cow<E: Engine>(s: &mut ActorState, cx: &mut Cx<'_, E>) {
 fn swap_out<E: Engine>(s: &mut ActorState, cx: &mut Cx<'_, E>) {
     let Some(r) = s.pick_range() else { return };
     let start = s.pick_index();
-    let mm = cx.mm;
-    let (pmd, vma) = (pmd_of(r), &mm.vmas[r as usize]);
+    let pmd = pmd_of(r);
+    let vma = cx.vma_lookup(range_addr(r)).expect("every range has its VMA");
     let Some((map, ptl)) = cx.pte_offset_map_lock(pmd, range_addr(r)) else {
         return;
     };
-    let anon = |pte: Pte| pte.pfn().is_some_and(|p| mm.pages.get(p).is_anon());
-    let found = scan(cx, map, start, anon).and_then(|(i, pte)| Some((i, pte.pfn()?)));
+    let found = scan(cx, map, start, |cx, pte| pte.pfn().is_some_and(|p| cx.page_anon(p)))
+        .and_then(|(i, pte)| Some((i, pte.pfn()?)));
     if let Some((i, page)) = found {
         let (addr, pte) = (addr_of(r, i), map.at(i));
         cx.ptep_clear_flush(addr, pte);
@@ -484,7 +492,7 @@ fn swap_in<E: Engine>(s: &mut ActorState, cx: &mut Cx<'_, E>) {
     let Some((map, _ptl)) = cx.pte_offset_map_nolock(pmd, range_addr(r)) else {
         return;
     };
-    let found = scan(cx, map, start, Pte::is_swap);
+    let found = scan(cx, map, start, |_, pte| pte.is_swap());
     cx.pte_unmap(map);
     let Some((i, orig)) = found else { return };
     let addr = addr_of(r, i);
@@ -522,16 +530,16 @@ fn swap_in<E: Engine>(s: &mut ActorState, cx: &mut Cx<'_, E>) {
 fn migrate<E: Engine>(s: &mut ActorState, cx: &mut Cx<'_, E>) {
     let Some(r) = s.pick_range() else { return };
     let start = s.pick_index();
-    let mm = cx.mm;
-    let (haddr, pmd, vma) = (range_addr(r), pmd_of(r), &mm.vmas[r as usize]);
+    let (haddr, pmd) = (range_addr(r), pmd_of(r));
+    let vma = cx.vma_lookup(haddr).expect("every range has its VMA");
     let Some(new) = cx.alloc_anon_page(haddr) else {
         return;
     };
-    let anon = |pte: Pte| pte.pfn().is_some_and(|p| mm.pages.get(p).is_anon());
     let unmapped = match cx.pte_offset_map_lock(pmd, haddr) {
         None => None,
         Some((map, ptl)) => {
-            let found = scan(cx, map, start, anon).and_then(|(i, pte)| Some((i, pte.pfn()?)));
+            let found = scan(cx, map, start, |cx, pte| pte.pfn().is_some_and(|p| cx.page_anon(p)))
+                .and_then(|(i, pte)| Some((i, pte.pfn()?)));
             if let Some((i, old)) = found {
                 let (addr, pte) = (addr_of(r, i), map.at(i));
                 cx.ptep_clear_flush(addr, pte);
@@ -546,8 +554,7 @@ fn migrate<E: Engine>(s: &mut ActorState, cx: &mut Cx<'_, E>) {
         cx.free_anon_page(new);
         return;
     };
-    let tag = mm.pages.get(old).tag.load(Ordering::Acquire);
-    mm.pages.get(new).tag.store(tag, Ordering::Release);
+    cx.copy_highpage(new, old);
     let addr = addr_of(r, i);
     let moved = match cx.pte_offset_map_lock(pmd, addr) {
         None => false,
@@ -578,9 +585,7 @@ fn hold_pml<E: Engine>(n: &mut Neighbour, cx: &mut Cx<'_, E>) {
     };
     let table = pmd_table_of(r);
     let pml = cx.pmd_lock(PmdRef { table, idx: NEIGHBOUR_SLOT });
-    let entry = cx.mm.pmds.entry(table, NEIGHBOUR_SLOT);
-    let pmd = Pmd(entry.load(Ordering::Acquire));
-    entry.store(pmd.touched().0, Ordering::Release);
+    cx.touch_neighbour_pmd(table);
     cx.ndelay(n.hold_ns);
     cx.spin_unlock(pml);
 }
@@ -620,7 +625,7 @@ fn mark<E: Engine>(s: &mut ActorState, cx: &mut Cx<'_, E>) {
 mod tests {
     use super::*;
     use crate::presets::preset;
-    use bench_core::{CollapsePolicy, NoParams, ScanResult};
+    use bench_core::kernel::{CollapsePolicy, NoParams, ScanResult};
 
     /// A policy that is never run: the streams are drawn before any op.
     struct Idle(NoParams);
@@ -681,7 +686,7 @@ mod tests {
         s.threads.collapsers = 3;
         let policy: Arc<dyn DynPolicy> = Arc::new(Idle(NoParams {}));
         let actors = Actor::for_scenario(&s, &policy);
-        let roles: Vec<Role> = actors.iter().map(native::Actor::role).collect();
+        let roles: Vec<Role> = actors.iter().map(bench_core::actor::Actor::role).collect();
         assert_eq!(roles[..4], [Role::Collapse, Role::Collapse, Role::Collapse, Role::Faulter]);
         assert_eq!(roles[10], Role::Marker);
         assert_eq!(actors[1].state().ranges, vec![1, 4, 7]);

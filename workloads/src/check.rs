@@ -10,8 +10,10 @@
 
 use crate::actors::Actor;
 use crate::scenario::{Scenario, ScenarioError};
-use bench_core::controlled::{run_controlled, ControlledConfig, ControlledRun, End, Strategy, TraceEntry};
-use bench_core::{DynPolicy, Event, LockClass, LockId, Mm, Oracle, Role, Violation};
+use bench_core::controlled::{run_controlled, ControlledConfig, ControlledRun, End, Strategy};
+use bench_core::event::TraceEntry;
+use bench_core::kernel::{DynPolicy, LockId};
+use bench_core::{Event, LockClass, Mm, Oracle, Role, Violation};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;

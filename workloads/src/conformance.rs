@@ -4,7 +4,7 @@
 //! ```no_run
 //! use workloads::conformance::{assert_conforms, Expect};
 //! # struct MyPolicy;
-//! # fn entry() -> bench_core::PolicyEntry { unimplemented!() }
+//! # fn entry() -> bench_core::kernel::PolicyEntry { unimplemented!() }
 //! // In a test of the crate that holds the policy:
 //! assert_conforms(&entry(), Expect::Correct);
 //! ```
@@ -52,12 +52,13 @@
 
 use crate::check::{check_policy, CheckOptions, CheckReport, Search};
 use crate::presets::{preset, PRESETS};
+use bench_core::harness::{new_cpu, Harness};
+use bench_core::kernel::{
+    linear_page_index, pmd_offset, Cx, DynPolicy, Engine, MmCounter, PmdKind, PolicyEntry, Pte, ScanResult,
+};
 use bench_core::mm::{range_addr, vpn, VM_SHARED, VM_UFFD_MISSING, VM_UFFD_WP};
 use bench_core::pte::{HPAGE_PMD_NR, PAGE_SIZE};
-use bench_core::{
-    Cx, DynPolicy, Engine, FileKind, Mm, MmConfig, MmCounter, Native, Oracle, PmdKind, PolicyEntry, Pte, Role,
-    ScanResult,
-};
+use bench_core::{FileKind, Mm, MmConfig, Native, Oracle, Role};
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -302,7 +303,7 @@ fn write_preset(f: &mut fmt::Formatter<'_>, p: &PresetOutcome) -> fmt::Result {
 /// Run the suite on `entry`'s policy with the default options and
 /// [`SCHEDULES_ENV`]; panic with the report unless it behaves as
 /// `expect`ed. One line in a policy crate's tests:
-/// `assert_conforms(&bench_core::entry::<MyPolicy>(), Expect::Correct)`.
+/// `assert_conforms(&bench_core::kernel::entry::<MyPolicy>(), Expect::Correct)`.
 pub fn assert_conforms(entry: &PolicyEntry, expect: Expect) {
     let report = conformance(entry, &serde_json::Value::Null, &ConformanceOptions::expecting(expect));
     if !report.passed() {
@@ -487,11 +488,11 @@ fn judge_checker(report: &mut ConformanceReport, opts: &ConformanceOptions) {
 /// whether it mapped it.
 pub fn fault_in<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> bool {
     let Some(vma) = cx.vma_lookup(addr) else { return false };
-    let Some(pmd) = Cx::<E>::pmd_offset(addr) else { return false };
-    let index = Cx::<E>::linear_page_index(vma, addr);
+    let Some(pmd) = pmd_offset(addr) else { return false };
+    let index = linear_page_index(vma, addr);
     let r = (index / HPAGE_PMD_NR as u64) as u32;
     let i = (index % HPAGE_PMD_NR as u64) as usize;
-    let hpage = cx.mm.file_hpage(r);
+    let hpage = cx.file_hpage(r);
     if !cx.trylock_page(hpage) {
         return false;
     }
@@ -518,7 +519,7 @@ fn pte_index(addr: u64) -> usize {
 /// the page cache nor takes the page lock. Returns whether it installed.
 pub fn uffd_copy<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> bool {
     let page = cx.alloc_anon_page(addr).expect("anonymous page pool exhausted");
-    let pmd = Cx::<E>::pmd_offset(addr).expect("address inside the model");
+    let pmd = pmd_offset(addr).expect("address inside the model");
     loop {
         if matches!(cx.pmdp_get_lockless(pmd).kind(), PmdKind::Huge(_)) {
             cx.free_anon_page(page); // -EEXIST
@@ -547,7 +548,7 @@ pub fn uffd_copy<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> bool {
 /// into an anonymous copy (`wp_page_copy()`), under `ptl`.
 pub fn cow<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) {
     let copy = cx.alloc_anon_page(addr).expect("anonymous page pool exhausted");
-    let pmd = Cx::<E>::pmd_offset(addr).expect("address inside the model");
+    let pmd = pmd_offset(addr).expect("address inside the model");
     let (map, ptl) = cx.pte_offset_map_lock(pmd, addr).expect("a PTE table");
     let pte = map.at(pte_index(addr));
     let old = cx.ptep_clear_flush(addr, pte).pfn().expect("cow of a present file page");
@@ -565,7 +566,7 @@ pub fn cow<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) {
 /// Swap out the anonymous page mapped at `addr` (`try_to_unmap_one()`):
 /// the entry becomes a non-present swap entry and the page is freed.
 pub fn swap_out<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) {
-    let pmd = Cx::<E>::pmd_offset(addr).expect("address inside the model");
+    let pmd = pmd_offset(addr).expect("address inside the model");
     let (map, ptl) = cx.pte_offset_map_lock(pmd, addr).expect("a PTE table");
     let pte = map.at(pte_index(addr));
     let page = cx.ptep_clear_flush(addr, pte).pfn().expect("swap-out of a present page");
@@ -772,7 +773,7 @@ struct Probe<'a> {
 impl<'a> Probe<'a> {
     /// The setting-up CPU (CPU 1), acting as `role`.
     fn other(&self, role: Role) -> Cx<'a, Native> {
-        Cx::new(self.mm, 1, role, Native::new(Instant::now(), None, false))
+        new_cpu(self.mm, 1, role, Native::new(Instant::now(), None, false))
     }
 
     /// Subpage `i`'s address.
@@ -791,7 +792,7 @@ impl<'a> Probe<'a> {
     /// One collapse of range 0 on CPU 0, then the lock check and the
     /// accounting oracle.
     fn collapse(&mut self, install: bool, want: ScanResult) {
-        let mut cx = Cx::new(self.mm, 0, Role::Collapse, Native::new(Instant::now(), None, false));
+        let mut cx = new_cpu(self.mm, 0, Role::Collapse, Native::new(Instant::now(), None, false));
         let got = cx.run_collapse(self.policy, range_addr(0), install);
         if got != want {
             let mode = if install { "MADV_COLLAPSE" } else { "khugepaged" };
@@ -901,7 +902,7 @@ fn forked(p: &mut Probe<'_>, install: bool) {
         child.get_page(hpage.nth(i));
     }
     p.touch_all();
-    let mut cx = Cx::new(p.mm, 0, Role::Collapse, Native::new(Instant::now(), None, false));
+    let mut cx = new_cpu(p.mm, 0, Role::Collapse, Native::new(Instant::now(), None, false));
     let got = cx.run_collapse(p.policy, range_addr(0), install);
     if got != ScanResult::Succeed {
         p.failures.push(format!("result of {}: expected SCAN_SUCCEED, found {got}", mode_name(install)));

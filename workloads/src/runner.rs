@@ -3,10 +3,12 @@
 
 use crate::actors::Actor;
 use crate::scenario::{Scenario, ScenarioError, Threads, ACTOR_ROLES};
-use bench_core::native::{run_native, Limit, NativeOptions};
-use bench_core::results::{EndedBy, PolicyRun, RunFailure};
-use bench_core::spinlock::LockStats;
-use bench_core::{DynPolicy, Metrics, Mm, StepHook};
+use bench_core::actor::Limit;
+use bench_core::kernel::DynPolicy;
+use bench_core::locks::LockStats;
+use bench_core::native::{run_native, NativeOptions};
+use bench_core::results::{PolicyRun, RunFailure};
+use bench_core::{Metrics, Mm, StepHook};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -162,13 +164,14 @@ pub(crate) fn policy_run(
         locks,
         violations,
         violations_total,
-        ended_by: Some(EndedBy::of(measured.limit, collapses)),
+        ended_by: Some(measured.limit.ended_by(collapses)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bench_core::results::EndedBy;
 
     fn run(collapses: u64, threads: usize, cores: usize) -> PolicyRun {
         PolicyRun {

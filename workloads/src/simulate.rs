@@ -6,10 +6,11 @@
 use crate::actors::Actor;
 use crate::runner::{policy_run, Measured, RunError};
 use crate::scenario::{Scenario, ScenarioError};
+use bench_core::actor::Limit;
 use bench_core::controlled::{run_controlled, ControlledConfig, End, Strategy};
-use bench_core::native::Limit;
+use bench_core::kernel::DynPolicy;
 use bench_core::results::{PolicyRun, RunFailure};
-use bench_core::{CostModel, DynPolicy, Mm};
+use bench_core::{CostModel, Mm};
 use std::sync::Arc;
 
 /// How to simulate.

@@ -10,7 +10,8 @@
 //! PCT run of each on these presets (`collapse-bench check --schedules
 //! 10000`, release build).
 
-use bench_core::{DynPolicy, Oracle};
+use bench_core::kernel::DynPolicy;
+use bench_core::Oracle;
 use std::sync::Arc;
 use workloads::check::{
     check_policy, parse_token, replay, run_schedule, runs, token, CheckOptions, Counterexample, ReplayOutcome,

@@ -14,9 +14,11 @@
 //! (pre-fix and the drops-ptl copy) shows on uffd-private and
 //! pml-contended within the first 25 schedules.
 
-use bench_core::{
-    entry, CollapsePolicy, Cx, Engine, NoParams, Oracle, PolicyEntry, ScanResult, Step, SINGLE_DEPTH_NESTING,
+use bench_core::harness::Harness;
+use bench_core::kernel::{
+    entry, CollapsePolicy, Cx, Engine, NoParams, PolicyEntry, ScanResult, Step, SINGLE_DEPTH_NESTING,
 };
+use bench_core::Oracle;
 use policies::khugepaged::{
     abort, account_cleared, clear_ptes, collapse_pte_mapped_thp, free_table_and_install, notify_start, step1_check,
     Locals, Target,
@@ -185,7 +187,7 @@ impl CollapsePolicy for LeaksRef {
     fn collapse<E: Engine>(&self, cx: &mut Cx<'_, E>, haddr: u64, install_pmd: bool) -> ScanResult {
         let result = self.0.collapse(cx, haddr, install_pmd);
         if result == ScanResult::Succeed {
-            let hpage = cx.mm.file_hpage(0);
+            let hpage = cx.file_hpage(0);
             cx.get_page(hpage);
         }
         result

@@ -5,7 +5,8 @@
 //! `pml` -> `ptl`, `ptl` nested under `pml`, and `pml` only by trylock
 //! under `ptl`, are not.
 
-use bench_core::{CollapsePolicy, Cx, DynPolicy, Engine, NoParams, Oracle, PmdRef, ScanResult, Step};
+use bench_core::kernel::{CollapsePolicy, Cx, DynPolicy, Engine, NoParams, PmdRef, ScanResult, Step};
+use bench_core::Oracle;
 use std::sync::Arc;
 use workloads::check::{check_policy, CheckOptions, CheckReport};
 use workloads::preset;

@@ -5,8 +5,9 @@
 //! which lock) within the watchdog's time, the process goes on, and the
 //! checker names the same bugs `deadlock` or `lock-order`.
 
+use bench_core::kernel::{CollapsePolicy, DynPolicy};
 use bench_core::results::RunFailure;
-use bench_core::{CollapsePolicy, DynPolicy, Oracle};
+use bench_core::Oracle;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use workloads::check::{check_policy, CheckOptions};
@@ -22,7 +23,7 @@ const MARGIN: Duration = Duration::from_millis(2500);
 
 fn opts() -> RunOptions {
     RunOptions {
-        limit: bench_core::native::Limit::Duration(Duration::from_secs(20)),
+        limit: bench_core::actor::Limit::Duration(Duration::from_secs(20)),
         pin: false,
         hook: None,
         git_revision: String::new(),
@@ -46,7 +47,7 @@ mod misbehaving;
 use misbehaving::{Abba, NeverReleasesPtl, PanicsInStep2, PanicsSlowly, PANIC_MESSAGE, SLOW_PANIC};
 
 fn policy<P: CollapsePolicy>() -> Arc<dyn DynPolicy> {
-    (bench_core::entry::<P>().build)(&serde_json::json!({})).unwrap()
+    (bench_core::kernel::entry::<P>().build)(&serde_json::json!({})).unwrap()
 }
 
 fn two_collapsers() -> Scenario {
@@ -109,7 +110,7 @@ fn a_panicking_policy_is_reported_with_its_step_location_and_locks() {
     // The process goes on: a correct policy runs next, on a fresh model.
     let _one = NATIVE.lock().unwrap_or_else(|p| p.into_inner());
     let v1 = (policies::registry().into_iter().find(|e| e.name == "v1").unwrap().build)(&serde_json::json!({}));
-    let opts = RunOptions { limit: bench_core::native::Limit::Duration(Duration::from_millis(200)), ..opts() };
+    let opts = RunOptions { limit: bench_core::actor::Limit::Duration(Duration::from_millis(200)), ..opts() };
     let run = run_policy(v1.unwrap(), &preset("uffd-private").unwrap(), &opts).unwrap();
     assert!(run.collapses > 0 && run.violations_total == 0);
 }

@@ -3,9 +3,12 @@
 
 mod common;
 
-use bench_core::native::{Actor as _, Limit};
+use bench_core::actor::{Actor as _, Limit};
+use bench_core::harness::new_cpu;
+use bench_core::harness::Harness;
+use bench_core::kernel::{Cx, MmCounter, Step};
 use bench_core::results::PolicyRun;
-use bench_core::{Cx, Mm, MmCounter, Native, Oracle, Role, Step, StepHook};
+use bench_core::{Mm, Native, Oracle, Role, StepHook};
 use common::EarlyPml;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -109,7 +112,7 @@ fn interleave(scenario: &Scenario, rounds: usize) -> Outcome {
     let mut cxs: Vec<Cx<'_, Native>> = actors
         .iter()
         .enumerate()
-        .map(|(cpu, a)| Cx::new(&mm, cpu as u32, a.role(), Native::new(base, None, false)))
+        .map(|(cpu, a)| new_cpu(&mm, cpu as u32, a.role(), Native::new(base, None, false)))
         .collect();
     let (mut peak_anon, mut peak_swap) = (0, 0);
     for _ in 0..rounds {
@@ -121,7 +124,7 @@ fn interleave(scenario: &Scenario, rounds: usize) -> Outcome {
     }
     let mut metrics = bench_core::Metrics::default();
     for cx in &cxs {
-        metrics.merge(&cx.metrics);
+        metrics.merge(cx.metrics());
     }
     drop(cxs);
     let teardown = mm.exit_mmap();

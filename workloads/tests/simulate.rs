@@ -2,9 +2,10 @@
 //! what the thread argued about (v1 holds `pml` across the scan; the v2
 //! forms do not).
 
-use bench_core::native::Limit;
+use bench_core::actor::Limit;
+use bench_core::kernel::DynPolicy;
 use bench_core::results::PolicyRun;
-use bench_core::{CostModel, DynPolicy, Oracle};
+use bench_core::{CostModel, Oracle};
 use std::sync::Arc;
 use std::time::Duration;
 use workloads::{preset, simulate_policy, Scenario, SimOptions};
@@ -70,7 +71,7 @@ mod misbehaving;
 
 #[test]
 fn a_loop_that_costs_nothing_is_a_failed_run_not_a_hang() {
-    let p = (bench_core::entry::<misbehaving::TrylocksItsOwnPtl>().build)(&serde_json::json!({})).unwrap();
+    let p = (bench_core::kernel::entry::<misbehaving::TrylocksItsOwnPtl>().build)(&serde_json::json!({})).unwrap();
     let opts = SimOptions { costs: CostModel::default(), limit: Limit::Duration(Duration::from_millis(10)) };
     let t0 = std::time::Instant::now();
     let Err(workloads::RunError::Failed(failure)) = simulate_policy(p, &preset("uffd-private").unwrap(), &opts) else {

@@ -10,8 +10,10 @@
 //! cargo bench -- --test                   # smoke: each once
 //! ```
 
+use bench_core::harness::{new_cpu, Harness};
+use bench_core::kernel::{CollapsePolicy, ScanResult};
 use bench_core::mm::{range_addr, MmConfig};
-use bench_core::{CollapsePolicy, Cx, FileKind, Mm, Native, Role, ScanResult};
+use bench_core::{FileKind, Mm, Native, Role};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use policies::v1::V1;
@@ -36,7 +38,7 @@ fn uncontended<P: CollapsePolicy>(group: &mut BenchmarkGroup<'_, WallTime>) {
     .expect("valid model");
     let policy = P::new(Default::default());
     let haddr = range_addr(0);
-    let mut cx = Cx::new(&mm, 0, Role::Collapse, Native::new(Instant::now(), None, false));
+    let mut cx = new_cpu(&mm, 0, Role::Collapse, Native::new(Instant::now(), None, false));
     // CPU 0 in mm_cpumask, so that the flush really walks its TLB.
     assert!(cx.touch(haddr).is_some());
     group.bench_function(P::NAME, |b| {

@@ -13,7 +13,7 @@
 //! between clearing the table and freeing it, so userfaultfd cannot insert
 //! into it. Every other VMA keeps the short `pml` hold of step 4.
 
-use bench_core::{CollapsePolicy, Cx, Engine, NoParams, ScanResult, Step, SINGLE_DEPTH_NESTING};
+use bench_core::kernel::{CollapsePolicy, Cx, Engine, NoParams, ScanResult, Step, SINGLE_DEPTH_NESTING};
 use policies::khugepaged::{
     abort, account_cleared, clear_ptes, collapse_pte_mapped_thp, free_table_and_install, notify_start, step1_check,
     uffd_private, Locals, Target,

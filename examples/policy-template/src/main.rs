@@ -7,7 +7,7 @@
 //! cargo run --release -- report -p v1,template-v1
 //! ```
 
-use bench_core::entry;
+use bench_core::kernel::entry;
 use policy_template::TemplateV1;
 
 fn main() -> std::process::ExitCode {

@@ -4,7 +4,7 @@
 //! policy meant to be caught says which oracle catches it instead, e.g.
 //! `Expect::Caught(Oracle::StaleTlb)`.
 
-use bench_core::entry;
+use bench_core::kernel::entry;
 use policy_template::TemplateV1;
 use workloads::conformance::{assert_conforms, Expect};
 

@@ -3,9 +3,11 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+use bench_core::harness::{new_cpu, Harness};
+use bench_core::kernel::{Cx, DynPolicy, PmdKind};
 use bench_core::mm::{range_addr, vpn, MmConfig, VM_UFFD_MISSING};
 use bench_core::pte::PAGE_SIZE;
-use bench_core::{Cx, DynPolicy, FileKind, Mm, Native, PmdKind, Role, StepHook};
+use bench_core::{FileKind, Mm, Native, Role, StepHook};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,7 +44,7 @@ pub const UFFD_PRIVATE: u32 = VM_UFFD_MISSING;
 
 /// A native CPU context.
 pub fn cpu(mm: &Mm, cpu: u32, role: Role, hook: Option<StepHook>) -> Cx<'_, Native> {
-    Cx::new(mm, cpu, role, Native::new(Instant::now(), hook, false))
+    new_cpu(mm, cpu, role, Native::new(Instant::now(), hook, false))
 }
 
 /// Address of subpage `i` of range 0.

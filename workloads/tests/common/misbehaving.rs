@@ -7,8 +7,8 @@
 // Each test binary compiles this module and uses what it needs of it.
 #![allow(dead_code)]
 
+use bench_core::kernel::{CollapsePolicy, Cx, Engine, NoParams, PmdRef, ScanResult, Step};
 use bench_core::mm::range_addr;
-use bench_core::{CollapsePolicy, Cx, Engine, NoParams, PmdRef, ScanResult, Step};
 
 /// The message of [`PanicsInStep2`]'s panic.
 pub const PANIC_MESSAGE: &str = "test-panic: boom in step 2";

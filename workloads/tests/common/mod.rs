@@ -5,9 +5,12 @@
 //! merged: markers on other VMAs get through), or never (the pre-fix code:
 //! uffd fills get through).
 
+use bench_core::kernel::{
+    pmd_pgtable, range_in_vma, userfaultfd_armed, userfaultfd_wp, CollapsePolicy, Cx, DynPolicy, Engine, NoParams,
+    ScanResult, Step, SINGLE_DEPTH_NESTING,
+};
 use bench_core::mm::VM_SHARED;
 use bench_core::pte::{HPAGE_PMD_NR, HPAGE_PMD_SIZE, PAGE_SIZE};
-use bench_core::{CollapsePolicy, Cx, DynPolicy, Engine, NoParams, ScanResult, Step, SINGLE_DEPTH_NESTING};
 use std::sync::Arc;
 
 /// When the collapse takes `pml` before step 2.
@@ -53,13 +56,13 @@ impl CollapsePolicy for TestPolicy {
         let Some(vma) = cx.vma_lookup(haddr) else {
             return ScanResult::VmaCheck;
         };
-        if !Cx::<E>::range_in_vma(vma, haddr, haddr + HPAGE_PMD_SIZE) {
+        if !range_in_vma(vma, haddr, haddr + HPAGE_PMD_SIZE) {
             return ScanResult::VmaCheck;
         }
         if cx.find_pmd_or_thp_or_none(haddr).0 == ScanResult::PmdMapped {
             return ScanResult::PmdMapped;
         }
-        if Cx::<E>::userfaultfd_wp(vma) {
+        if userfaultfd_wp(vma) {
             return ScanResult::PteUffdWp;
         }
         let Some(hpage) = cx.find_lock_page(vma, haddr) else {
@@ -104,7 +107,7 @@ impl CollapsePolicy for TestPolicy {
             let range = cx.mmu_notifier_invalidate_range_start(haddr, haddr + HPAGE_PMD_SIZE);
             let early = match self.early {
                 EarlyPml::Always => true,
-                EarlyPml::UffdPrivate => Cx::<E>::userfaultfd_armed(vma) && vma.flags & VM_SHARED == 0,
+                EarlyPml::UffdPrivate => userfaultfd_armed(vma) && vma.flags & VM_SHARED == 0,
                 EarlyPml::Never => false,
             };
             let pml = early.then(|| cx.pmd_lock(pmd));
@@ -188,7 +191,7 @@ impl CollapsePolicy for TestPolicy {
             cx.spin_unlock(pml);
             cx.mmu_notifier_invalidate_range_end(range);
             cx.mm_dec_nr_ptes();
-            cx.pte_free_defer(Cx::<E>::pmd_pgtable(old));
+            cx.pte_free_defer(pmd_pgtable(old));
             install(cx, vma, haddr, pmd, hpage, install_pmd)
         };
         cx.unlock_page(hpage);
@@ -200,10 +203,10 @@ impl CollapsePolicy for TestPolicy {
 /// Step 5.
 fn install<E: Engine>(
     cx: &mut Cx<'_, E>,
-    vma: &bench_core::Vma,
+    vma: &bench_core::kernel::Vma,
     haddr: u64,
-    pmd: bench_core::PmdRef,
-    hpage: bench_core::Pfn,
+    pmd: bench_core::kernel::PmdRef,
+    hpage: bench_core::kernel::Pfn,
     install_pmd: bool,
 ) -> ScanResult {
     cx.step(Step::Install);

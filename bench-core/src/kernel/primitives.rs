@@ -11,18 +11,18 @@
 //! oracle can run when the collapse drops its page lock.
 
 use crate::cost::Cost;
-use crate::engine::{Engine, Event, Step};
-use crate::metrics::{installer_code, installer_name, Metrics, Role};
+use crate::engine::CpuEngine;
+use crate::event::{Event, Step};
+use crate::locks::{LockClass, LockId};
+use crate::metrics::Metrics;
 use crate::mm::{
-    addr_range, pmd_slot_of, pmd_table_of, vpn, LockClass, LockId, Mm, MmCounter, Vma, VM_UFFD_MINOR, VM_UFFD_MISSING,
-    VM_UFFD_WP,
+    addr_range, pmd_slot_of, pmd_table_of, vpn, Mm, MmCounter, Vma, VM_UFFD_MINOR, VM_UFFD_MISSING, VM_UFFD_WP,
 };
 use crate::oracle::Oracle;
 use crate::pgtable::TableState;
-use crate::policy::{DynPolicy, ScanResult};
-use crate::pte::{
-    Pfn, Pmd, PmdKind, Pte, HPAGE_PMD_MASK, HPAGE_PMD_NR, HPAGE_PMD_SIZE, PAGE_SHIFT, PAGE_SIZE, PTRS_PER_PTE,
-};
+use crate::pte::{Pfn, Pmd, PmdKind, Pte, HPAGE_PMD_NR, HPAGE_PMD_SIZE, PAGE_SHIFT, PAGE_SIZE, PTRS_PER_PTE};
+use crate::role::{installer_name, Role};
+use crate::scan::ScanResult;
 use std::sync::atomic::Ordering;
 
 /// `SINGLE_DEPTH_NESTING` for [`Cx::spin_lock_nested`].
@@ -75,41 +75,41 @@ pub struct NotifierRange {
 }
 
 #[derive(Copy, Clone, Debug)]
-struct Held {
-    id: LockId,
+pub(crate) struct Held {
+    pub(crate) id: LockId,
     since: u64,
     subclass: u32,
 }
 
 /// Entries a collapse cleared, for the stale-TLB oracle.
 #[derive(Default)]
-struct ClearLog {
-    hpage: Option<Pfn>,
+pub(crate) struct ClearLog {
+    pub(crate) hpage: Option<Pfn>,
     /// (virtual page, frame it mapped, oracle clock tick at the clear)
-    cleared: Vec<(u64, Pfn, u64)>,
+    pub(crate) cleared: Vec<(u64, Pfn, u64)>,
 }
 
 /// A model CPU: the engine it runs on, the mm, and its own measurements.
-pub struct Cx<'a, E: Engine> {
+pub struct Cx<'a, E: CpuEngine> {
     /// The address space.
-    pub mm: &'a Mm,
+    pub(crate) mm: &'a Mm,
     /// The engine.
-    pub engine: E,
+    pub(crate) engine: E,
     /// This CPU's measurements.
-    pub metrics: Metrics,
-    cpu: u32,
-    role: Role,
-    held: Vec<Held>,
-    rcu_depth: u32,
-    notifier_depth: u32,
-    step: Step,
-    in_cpumask: bool,
-    clear_log: ClearLog,
+    pub(crate) metrics: Metrics,
+    pub(crate) cpu: u32,
+    pub(crate) role: Role,
+    pub(crate) held: Vec<Held>,
+    pub(crate) rcu_depth: u32,
+    pub(crate) notifier_depth: u32,
+    pub(crate) step: Step,
+    pub(crate) in_cpumask: bool,
+    pub(crate) clear_log: ClearLog,
 }
 
-impl<'a, E: Engine> Cx<'a, E> {
+impl<'a, E: CpuEngine> Cx<'a, E> {
     /// Context for model CPU `cpu` acting as `role`.
-    pub fn new(mm: &'a Mm, cpu: u32, role: Role, engine: E) -> Self {
+    pub(crate) fn new(mm: &'a Mm, cpu: u32, role: Role, engine: E) -> Self {
         assert!(cpu < mm.config.cpus, "CPU {cpu} beyond the model's {} CPUs", mm.config.cpus);
         Cx {
             mm,
@@ -131,47 +131,21 @@ impl<'a, E: Engine> Cx<'a, E> {
         self.cpu
     }
 
-    /// What the CPU is doing now.
-    pub fn role(&self) -> Role {
-        self.role
-    }
-
-    /// Attribute what follows to `role`.
-    pub fn set_role(&mut self, role: Role) {
-        self.role = role;
-    }
-
-    /// Time now from the engine, ns.
-    pub fn now_ns(&mut self) -> u64 {
-        self.engine.now_ns()
-    }
-
     /// `ndelay()`: keep this CPU busy for `ns` (on the engine's clock).
     pub fn ndelay(&mut self, ns: u64) {
         self.engine.busy_wait(ns);
     }
 
-    /// Think time between an actor's operations: the CPU is given away.
-    pub fn pause(&mut self, ns: u64) {
-        self.engine.idle(ns);
-    }
-
     /// Charge the simulation engine `n` times `cost` (other engines
-    /// ignore it). The primitives charge for themselves; an actor or a
-    /// policy calls this only for work done outside them. The oracles'
+    /// ignore it). The primitives charge for themselves. The oracles'
     /// work and the workload's restore of a collapsed range are free in
     /// virtual time: they are the harness's, not the kernel's, and would
     /// otherwise hold `pml` against the neighbours being measured.
     #[inline(always)]
-    pub fn charge(&mut self, cost: Cost, n: u64) {
+    pub(crate) fn charge(&mut self, cost: Cost, n: u64) {
         if E::PREEMPTS && !matches!(self.role, Role::Oracle | Role::Restore) {
             self.engine.charge(cost, n);
         }
-    }
-
-    /// Locks held now, innermost last.
-    pub fn held_locks(&self) -> Vec<LockId> {
-        self.held.iter().map(|h| h.id).collect()
     }
 
     /// Mark a step of the collapse (hooks, timelines, recheck counting).
@@ -184,12 +158,7 @@ impl<'a, E: Engine> Cx<'a, E> {
         self.engine.step(self.cpu, step);
     }
 
-    /// The step last marked.
-    pub fn current_step(&self) -> Step {
-        self.step
-    }
-
-    fn violation(&self, oracle: Oracle, message: String) {
+    pub(crate) fn violation(&self, oracle: Oracle, message: String) {
         self.mm.report(oracle, Some(self.cpu), Some(self.step.label()), message);
     }
 
@@ -203,26 +172,6 @@ impl<'a, E: Engine> Cx<'a, E> {
         (vma.start..vma.end).contains(&addr).then_some(vma)
     }
 
-    /// `range_in_vma()`.
-    pub fn range_in_vma(vma: &Vma, start: u64, end: u64) -> bool {
-        vma.start <= start && end <= vma.end
-    }
-
-    /// `userfaultfd_armed()`: any of missing, wp, minor.
-    pub fn userfaultfd_armed(vma: &Vma) -> bool {
-        vma.flags & (VM_UFFD_MISSING | VM_UFFD_WP | VM_UFFD_MINOR) != 0
-    }
-
-    /// `userfaultfd_wp()`.
-    pub fn userfaultfd_wp(vma: &Vma) -> bool {
-        vma.flags & VM_UFFD_WP != 0
-    }
-
-    /// `linear_page_index()`.
-    pub fn linear_page_index(vma: &Vma, addr: u64) -> u64 {
-        ((addr - vma.start) >> PAGE_SHIFT) + vma.pgoff
-    }
-
     /// The page-cache page at file index `index` (head of its compound), no
     /// reference taken.
     fn page_cache_lookup(&self, index: u64) -> Option<Pfn> {
@@ -234,7 +183,7 @@ impl<'a, E: Engine> Cx<'a, E> {
     /// page lock (sleeping). A collapse's page lock also starts the record of
     /// cleared entries for the stale-TLB oracle.
     pub fn find_lock_page(&mut self, vma: &Vma, addr: u64) -> Option<Pfn> {
-        let page = self.page_cache_lookup(Self::linear_page_index(vma, addr))?;
+        let page = self.page_cache_lookup(linear_page_index(vma, addr))?;
         self.get_page(page);
         self.lock_page(page);
         if self.role == Role::Collapse {
@@ -343,6 +292,18 @@ impl<'a, E: Engine> Cx<'a, E> {
     /// `compound_order()`.
     pub fn compound_order(&self, page: Pfn) -> u32 {
         self.mm.pages.get(page).order()
+    }
+
+    /// `PageAnon()`.
+    pub fn page_anon(&self, page: Pfn) -> bool {
+        self.mm.pages.get(page).is_anon()
+    }
+
+    /// `copy_highpage()`: `dst` gets `src`'s data (in the model, the tag of
+    /// the address whose data it holds).
+    pub fn copy_highpage(&mut self, dst: Pfn, src: Pfn) {
+        let tag = self.mm.pages.get(src).tag.load(Ordering::Acquire);
+        self.mm.pages.get(dst).tag.store(tag, Ordering::Release);
     }
 
     /// `mm_counter_file()`: MM_SHMEMPAGES for shmem pages, else MM_FILEPAGES.
@@ -532,7 +493,7 @@ impl<'a, E: Engine> Cx<'a, E> {
 
     /// `lockdep_assert_held()`.
     #[inline]
-    fn assert_held(&self, id: LockId, what: &str) {
+    pub(crate) fn assert_held(&self, id: LockId, what: &str) {
         if !self.holds(id) {
             self.not_held(id, what);
         }
@@ -545,7 +506,7 @@ impl<'a, E: Engine> Cx<'a, E> {
     }
 
     /// `might_sleep()`: sleeping with a spinlock held is a bug.
-    fn might_sleep(&self, what: &str) {
+    pub(crate) fn might_sleep(&self, what: &str) {
         if let Some(h) = self.held.last() {
             self.violation(
                 Oracle::LockOrder,
@@ -561,12 +522,6 @@ impl<'a, E: Engine> Cx<'a, E> {
     // Page-table walk
     // ---------------------------------------------------------------
 
-    /// `pmd_offset()` for an address inside the model (None outside it).
-    pub fn pmd_offset(addr: u64) -> Option<PmdRef> {
-        let r = addr_range(addr)?;
-        Some(PmdRef { table: pmd_table_of(r), idx: pmd_slot_of(r) })
-    }
-
     /// `pmdp_get_lockless()`.
     pub fn pmdp_get_lockless(&mut self, pmd: PmdRef) -> Pmd {
         if E::PREEMPTS && !self.holds(self.pmd_lockptr(pmd)) {
@@ -579,7 +534,7 @@ impl<'a, E: Engine> Cx<'a, E> {
     /// `find_pmd_or_thp_or_none()`: `SCAN_SUCCEED` for a PTE table,
     /// `SCAN_PMD_NONE`, `SCAN_PMD_MAPPED`, or `SCAN_PMD_NULL` outside the model.
     pub fn find_pmd_or_thp_or_none(&mut self, addr: u64) -> (ScanResult, Option<PmdRef>) {
-        let Some(pmd) = Self::pmd_offset(addr) else {
+        let Some(pmd) = pmd_offset(addr) else {
             return (ScanResult::PmdNull, None);
         };
         let result = match self.pmdp_get_lockless(pmd).kind() {
@@ -591,18 +546,18 @@ impl<'a, E: Engine> Cx<'a, E> {
     }
 
     #[inline]
-    fn holds(&self, id: LockId) -> bool {
+    pub(crate) fn holds(&self, id: LockId) -> bool {
         self.held.iter().any(|h| h.id == id)
     }
 
-    fn rcu_read_lock(&mut self) {
+    pub(crate) fn rcu_read_lock(&mut self) {
         if self.rcu_depth == 0 {
             self.mm.rcu.enter(self.cpu);
         }
         self.rcu_depth += 1;
     }
 
-    fn rcu_read_unlock(&mut self) {
+    pub(crate) fn rcu_read_unlock(&mut self) {
         self.rcu_depth -= 1;
         if self.rcu_depth == 0 {
             self.mm.rcu.exit(self.cpu);
@@ -680,7 +635,7 @@ impl<'a, E: Engine> Cx<'a, E> {
     /// again (the page lock keeps faults out; the PMD is installed only
     /// after `pml`/`ptl` are dropped): any TLB fill of a cleared (address,
     /// frame) pair began its walk before the clear, so before this tick.
-    fn stamp_clears(&mut self) {
+    pub(crate) fn stamp_clears(&mut self) {
         if !self.mm.config.oracles || self.clear_log.cleared.last().is_none_or(|c| c.2 != 0) {
             return;
         }
@@ -816,14 +771,6 @@ impl<'a, E: Engine> Cx<'a, E> {
         self.mm.add_nr_ptes(self.cpu, -1);
     }
 
-    /// `pmd_pgtable()`: the table a PMD value points to.
-    pub fn pmd_pgtable(pmd: Pmd) -> PgTable {
-        match pmd.kind() {
-            PmdKind::Table(slot) => PgTable(slot),
-            other => panic!("pmd_pgtable() of a PMD that holds no table: {other:?}"),
-        }
-    }
-
     /// `pte_free_defer()`: free after a grace period. Runs the kernel's
     /// page_table_check first: a table freed with a non-none entry is the
     /// bug this project exists to show.
@@ -889,14 +836,10 @@ impl<'a, E: Engine> Cx<'a, E> {
         ScanResult::Succeed
     }
 
-    // ---------------------------------------------------------------
-    // What the other actors need
-    // ---------------------------------------------------------------
-
     /// `pte_alloc_one()`: a zeroed table. When every spare table is waiting
     /// for a grace period, reclaim and, if need be, wait for one (as the
     /// kernel's allocator would reclaim rather than fail).
-    fn pte_alloc_one(&mut self) -> u32 {
+    pub(crate) fn pte_alloc_one(&mut self) -> u32 {
         let mm = self.mm;
         self.charge(Cost::PageAlloc, 1);
         let mut slot = mm.tables.alloc();
@@ -910,296 +853,213 @@ impl<'a, E: Engine> Cx<'a, E> {
         slot.expect("sleep_until returned with a table")
     }
 
-    /// `__pte_alloc()`: if the PMD is none, install a fresh empty table
-    /// under `pml` (another CPU may have installed one meanwhile).
-    pub fn pte_alloc(&mut self, pmd: PmdRef) {
-        if !self.pmdp_get_lockless(pmd).is_none() {
-            return;
-        }
-        let slot = self.pte_alloc_one();
-        let pml = self.pmd_lock(pmd);
-        let entry = self.mm.pmds.entry(pmd.table, pmd.idx);
-        let installed = entry.load(Ordering::Acquire) == 0;
-        if installed {
-            self.charge(Cost::EntryWrite, 1);
-            self.mm.add_nr_ptes(self.cpu, 1);
-            entry.store(Pmd::table(slot).0, Ordering::Release);
-        }
-        self.spin_unlock(pml);
-        if !installed {
-            self.mm.tables.release(slot);
-        }
-    }
-
-    /// Install, under `pml` (held by the caller) into a none PMD, a table
-    /// already filled with range `r`'s density pattern: a fault-around that
-    /// maps the whole pattern at once, so no other CPU sees it half built.
-    /// The workloads use it to put a range back between collapses.
-    pub fn pmd_populate_range(&mut self, pmd: PmdRef, r: u32) {
-        self.assert_held(self.pmd_lockptr(pmd), "pmd_populate");
-        let slot = self.pte_alloc_one();
-        self.populate_table(r, slot);
-        // The PMD's store.
-        self.charge(Cost::EntryWrite, 1);
-        self.mm.add_nr_ptes(self.cpu, 1);
-        let entry = self.mm.pmds.entry(pmd.table, pmd.idx);
-        let old = entry.swap(Pmd::table(slot).0, Ordering::AcqRel);
-        assert_eq!(old, 0, "pmd_populate_range into a PMD that is not none");
-    }
-
-    /// Allocate an anonymous page whose content belongs to `addr`.
-    pub fn alloc_anon_page(&mut self, addr: u64) -> Option<Pfn> {
-        self.charge(Cost::PageAlloc, 1);
-        self.mm.pages.alloc_anon(vpn(addr), installer_code(self.role, self.cpu))
-    }
-
-    /// Free an anonymous page (its last reference is gone).
-    pub fn free_anon_page(&mut self, page: Pfn) {
-        if let Err(e) = self.mm.pages.free_anon(page) {
-            self.violation(Oracle::UseAfterFree, format!("free_page: {e:?}"));
-        }
-    }
-
-    /// A fresh swap entry's offset.
-    pub fn get_swap_page(&mut self) -> u32 {
-        self.mm.alloc_swap_slot()
-    }
-
-    /// Fill the none slots of a locked table with the density pattern of
-    /// range `r`'s huge page, as page-cache faults would. Caller holds the
-    /// table's `ptl` and the huge page's lock.
-    pub fn populate_range(&mut self, r: u32, pte: PteMap) -> usize {
-        self.assert_held(self.mm.pte_lock_id(pte.slot), "populate");
-        self.populate_table(r, pte.slot)
-    }
-
     /// Fill table `slot` with range `r`'s pattern, charging each entry
     /// mapped its store, rmap and reference. Returns the entries mapped.
-    fn populate_table(&mut self, r: u32, slot: u32) -> usize {
+    pub(crate) fn populate_table(&mut self, r: u32, slot: u32) -> usize {
         let mapped = self.mm.populate_table(self.cpu, r, slot);
         self.charge(Cost::EntryWrite, mapped as u64);
         self.charge(Cost::RmapUpdate, mapped as u64);
         self.charge(Cost::PageRef, mapped as u64);
         mapped
     }
+}
 
-    /// `zap_pte_range()` over a whole locked table, flushing before the
-    /// anonymous pages are freed (as `tlb_finish_mmu()` does).
-    pub fn zap_pte_range(&mut self, haddr: u64, pte: PteMap) {
-        self.assert_held(self.mm.pte_lock_id(pte.slot), "zap_pte_range");
-        self.charge(Cost::EntryClear, PTRS_PER_PTE as u64);
-        let mut to_free = vec![];
-        for i in 0..PTRS_PER_PTE {
-            let cpu = self.cpu;
-            let mut report = |o, m| self.mm.report(o, Some(cpu), Some("zap_pte_range"), m);
-            if let Some(p) = self.mm.zap_pte(cpu, pte.slot, i, &mut report) {
-                to_free.push(p);
-            }
+/// `range_in_vma()`.
+pub fn range_in_vma(vma: &Vma, start: u64, end: u64) -> bool {
+    vma.start <= start && end <= vma.end
+}
+
+/// `userfaultfd_armed()`: any of missing, wp, minor.
+pub fn userfaultfd_armed(vma: &Vma) -> bool {
+    vma.flags & (VM_UFFD_MISSING | VM_UFFD_WP | VM_UFFD_MINOR) != 0
+}
+
+/// `userfaultfd_wp()`.
+pub fn userfaultfd_wp(vma: &Vma) -> bool {
+    vma.flags & VM_UFFD_WP != 0
+}
+
+/// `linear_page_index()`.
+pub fn linear_page_index(vma: &Vma, addr: u64) -> u64 {
+    ((addr - vma.start) >> PAGE_SHIFT) + vma.pgoff
+}
+
+/// `pmd_offset()` for an address inside the model (None outside it).
+pub fn pmd_offset(addr: u64) -> Option<PmdRef> {
+    let r = addr_range(addr)?;
+    Some(PmdRef { table: pmd_table_of(r), idx: pmd_slot_of(r) })
+}
+
+/// `pmd_pgtable()`: the table a PMD value points to.
+pub fn pmd_pgtable(pmd: Pmd) -> PgTable {
+    match pmd.kind() {
+        PmdKind::Table(slot) => PgTable(slot),
+        other => panic!("pmd_pgtable() of a PMD that holds no table: {other:?}"),
+    }
+}
+
+/// Lockdep's rules as the primitives apply them ([`Cx::spin_lock`] and
+/// [`Cx::spin_trylock`] feeding [`crate::lockdep`]'s graph).
+#[cfg(test)]
+mod lockdep_checks {
+    use super::*;
+    use crate::engine::Native;
+    use crate::harness::Harness;
+    use crate::lockdep::LockNode;
+    use crate::mm::{FileKind, MmConfig};
+    use std::time::Instant;
+
+    const PML: LockNode = LockNode { class: LockClass::PmdLock, subclass: 0 };
+    const PTL: LockNode = LockNode { class: LockClass::PteLock, subclass: 0 };
+    const PTL1: LockNode = LockNode { class: LockClass::PteLock, subclass: 1 };
+
+    fn mm(ranges: usize) -> Mm {
+        Mm::new(MmConfig {
+            ranges: vec![0; ranges],
+            file: FileKind::Shmem,
+            split_pmd_ptlocks: true,
+            split_pte_ptlocks: true,
+            cpus: 2,
+            density: 0,
+            anon_pages: 4,
+            spare_tables: 2,
+            oracles: true,
+        })
+        .unwrap()
+    }
+
+    fn cx(mm: &Mm, cpu: u32) -> Cx<'_, Native> {
+        Cx::new(mm, cpu, Role::Collapse, Native::new(Instant::now(), None, false))
+    }
+
+    fn lock_order(mm: &Mm) -> Vec<String> {
+        mm.violations.snapshot().0.into_iter().filter(|v| v.oracle == Oracle::LockOrder).map(|v| v.message).collect()
+    }
+
+    #[test]
+    fn a_trylock_adds_no_edge_but_serves_as_the_held_lock() {
+        let mm = mm(2);
+        let (pml, ptl0, ptl1) = (mm.pmd_lock_id(0), mm.pte_lock_id(0), mm.pte_lock_id(1));
+        let mut c = cx(&mm, 0);
+        c.spin_lock(ptl0);
+        assert!(c.spin_trylock(pml), "uncontended");
+        assert!(mm.lockdep.dependencies().is_empty(), "a trylock cannot wait");
+        // pml, held by trylock, is the outer lock of ptl 1.
+        c.spin_lock_nested(ptl1, SINGLE_DEPTH_NESTING);
+        let deps: Vec<(LockNode, LockNode)> = mm.lockdep.dependencies().iter().map(|d| (d.from, d.to)).collect();
+        assert!(deps.contains(&(PML, PTL1)) && deps.contains(&(PTL, PTL1)), "{deps:?}");
+        assert!(!deps.iter().any(|&(_, to)| to == PML), "{deps:?}");
+        c.spin_unlock(ptl1);
+        c.spin_unlock(pml);
+        c.spin_unlock(ptl0);
+        assert!(lock_order(&mm).is_empty(), "{:#?}", lock_order(&mm));
+    }
+
+    #[test]
+    fn abba_on_two_cpus_is_reported_once_without_deadlocking() {
+        let mm = mm(2);
+        let (pml, ptl) = (mm.pmd_lock_id(0), mm.pte_lock_id(0));
+        let (mut a, mut b) = (cx(&mm, 0), cx(&mm, 1));
+        // CPU 1, restoring: pml, then ptl without the nesting annotation
+        // (legal by the order rule: pml -> ptl).
+        b.set_role(Role::Restore);
+        b.spin_lock(pml);
+        b.spin_lock(ptl);
+        b.spin_unlock(ptl);
+        b.spin_unlock(pml);
+        assert!(lock_order(&mm).is_empty());
+        // CPU 0, collapsing, later: ptl then pml, blocking. Never met CPU 1.
+        for _ in 0..3 {
+            a.spin_lock(ptl);
+            a.spin_lock(pml);
+            a.spin_unlock(pml);
+            a.spin_unlock(ptl);
         }
-        self.flush_tlb_range(haddr, haddr + HPAGE_PMD_SIZE);
-        for p in to_free {
-            self.free_anon_page(p);
+        let found = lock_order(&mm);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        let text = &found[0];
+        for want in [
+            "WARNING: possible circular locking dependency detected\n",
+            "CPU 0 (collapse) is trying to acquire lock:\n (pml){+.+.}, pml (PMD table 0), at: prologue\n",
+            "but CPU 0 is already holding lock:\n (ptl){+.+.}, ptl (PTE table 0)\n",
+            "which lock already depends on the new lock.\n",
+            "lock order pml -> ptl",
+            "-> #1 (ptl){+.+.}:\n       ptl (PTE table 0), taken while holding pml (PMD table 0)\n       \
+             by CPU 1 (restore)\n",
+            "  lock(ptl);\n                               lock(pml);\n                               lock(ptl);\n  \
+             lock(pml);\n",
+            " *** DEADLOCK ***",
+            "1 lock held by CPU 0 (collapse):\n #0: (ptl){+.+.}, ptl (PTE table 0)\n",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
     }
 
-    /// `zap_huge_pmd()` for a file huge page: clear, flush, drop the
-    /// mapping's counter, rmap and reference. Caller holds `pml`.
-    pub fn zap_huge_pmd(&mut self, haddr: u64, pmd: PmdRef) {
-        let pml = self.pmd_lockptr(pmd);
-        self.assert_held(pml, "zap_huge_pmd");
-        self.charge(Cost::EntryClear, 1);
-        let old = Pmd(self.mm.pmds.entry(pmd.table, pmd.idx).swap(0, Ordering::AcqRel));
-        self.flush_tlb_range(haddr, haddr + HPAGE_PMD_SIZE);
-        if let PmdKind::Huge(head) = old.kind() {
-            let counter = self.mm_counter_file(head);
-            self.add_mm_counter(counter, -(HPAGE_PMD_NR as i64));
-            let vma = &self.mm.vmas[addr_range(haddr).expect("range") as usize];
-            self.page_remove_rmap(head, vma, true);
-            self.put_page(head);
+    #[test]
+    fn the_order_rule_shows_the_other_half_under_a_nesting_annotation() {
+        let mm = mm(2);
+        let (pml, ptl) = (mm.pmd_lock_id(0), mm.pte_lock_id(0));
+        let (mut a, mut b) = (cx(&mm, 0), cx(&mm, 1));
+        // CPU 1 restores as the workloads do: pml, then ptl/1.
+        b.set_role(Role::Restore);
+        b.spin_lock(pml);
+        b.spin_lock_nested(ptl, SINGLE_DEPTH_NESTING);
+        b.spin_unlock(ptl);
+        b.spin_unlock(pml);
+        // CPU 0 at step 4 with ptl held takes pml blocking: ptl/1 is a node
+        // of its own, so no cycle; the order rule reports, with the chain.
+        a.step(Step::RemoveTable);
+        a.spin_lock(ptl);
+        a.spin_lock(pml);
+        a.spin_unlock(pml);
+        a.spin_unlock(ptl);
+        let found = lock_order(&mm);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        let text = &found[0];
+        for want in [
+            "WARNING: possible circular locking dependency detected\n",
+            "CPU 0 (collapse) is trying to acquire lock:\n (pml){+.+.}, pml (PMD table 0), at: step 4 (remove table)\n",
+            "which breaks the lock order pml -> ptl",
+            "ptl/1 is ptl under a nesting",
+            "-> #1 (ptl/1){+.+.}:\n       ptl (PTE table 0), taken while holding pml (PMD table 0)\n       \
+             by CPU 1 (restore)\n",
+            "  lock(ptl);\n                               lock(pml);\n                               lock(ptl/1);\n  \
+             lock(pml);\n",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
     }
 
-    /// `switch_mm()`: this CPU runs a thread of the mm, so it joins
-    /// `mm_cpumask` and every flush of the mm must reach it (and, under
-    /// the simulation, costs an IPI). Every actor but khugepaged (a
-    /// kernel thread, which borrows no user mm) runs the mm.
-    pub fn switch_mm(&mut self) {
-        if !self.in_cpumask {
-            self.mm.tlbs.cpumask_set(self.cpu);
-            self.in_cpumask = true;
+    #[test]
+    fn the_order_rule_reports_before_any_cycle_and_recursion_is_named() {
+        let mm = mm(2);
+        let (pml, ptl0, ptl1) = (mm.pmd_lock_id(0), mm.pte_lock_id(0), mm.pte_lock_id(1));
+        let mut c = cx(&mm, 0);
+        for _ in 0..2 {
+            c.spin_lock(ptl0);
+            c.spin_lock(pml);
+            c.spin_unlock(pml);
+            c.spin_unlock(ptl0);
         }
-    }
-
-    /// Touch `addr` through this CPU's TLB (filling it by a lockless walk
-    /// under RCU on a miss) and check the data is the right page's. Returns
-    /// the frame read, or None on a fault (nothing mapped).
-    pub fn touch(&mut self, addr: u64) -> Option<Pfn> {
-        self.switch_mm();
-        self.engine.sched_point(self.cpu, Event::TlbAccess(vpn(addr)));
-        let vpn = vpn(addr);
-        let (mm, cpu) = (self.mm, self.cpu);
-        let pmd = Self::pmd_offset(addr)?;
-        self.rcu_read_lock();
-        let mut walk_violation = None;
-        let mut walked = false;
-        let result = mm.tlbs.access(
-            cpu,
-            vpn,
-            mm.config.oracles,
-            || {
-                walked = true;
-                match mm.pmds.get(pmd.table, pmd.idx).kind() {
-                    PmdKind::None => None,
-                    PmdKind::Huge(head) => Some(head.nth((vpn % HPAGE_PMD_NR as u64) as usize)),
-                    PmdKind::Table(slot) => {
-                        if mm.tables.state(slot) == TableState::Free {
-                            walk_violation = Some(format!(
-                                "lockless walk of {:#x} reached freed PTE table {slot}",
-                                addr & HPAGE_PMD_MASK
-                            ));
-                            return None;
-                        }
-                        mm.tables.get(slot, (vpn % PTRS_PER_PTE as u64) as usize).pfn()
-                    }
-                }
-            },
-            |pfn| {
-                let page = mm.pages.get(pfn);
-                if page.is_free() {
-                    Err(format!("read of {:#x} through the TLB reached freed {pfn}", addr))
-                } else if page.tag.load(Ordering::Acquire) != vpn {
-                    Err(format!(
-                        "read of {:#x} through the TLB found {pfn} holding data of {:#x}",
-                        addr,
-                        page.tag.load(Ordering::Acquire) << PAGE_SHIFT
-                    ))
-                } else {
-                    Ok(pfn)
-                }
-            },
-        );
-        self.rcu_read_unlock();
-        self.charge(if walked { Cost::TlbWalk } else { Cost::TlbHit }, 1);
-        if let Some(m) = walk_violation {
-            self.violation(Oracle::UseAfterFree, m);
-        }
-        match result? {
-            Ok(pfn) => Some(pfn),
-            Err(m) => {
-                self.violation(Oracle::UseAfterFree, m);
-                None
-            }
-        }
-    }
-
-    // ---------------------------------------------------------------
-    // Checks run around a collapse
-    // ---------------------------------------------------------------
-
-    /// After a policy returns: no spinlock held, RCU and notifier balanced.
-    /// Anything left held is reported and released so the run can go on.
-    pub fn check_clean_return(&mut self, policy: &str) {
-        while let Some(h) = self.held.last().copied() {
-            self.violation(Oracle::LockOrder, format!("{policy} returned holding {}", self.mm.lock_name(h.id)));
-            self.spin_unlock(h.id);
-        }
-        if self.rcu_depth != 0 {
-            self.violation(
-                Oracle::LockOrder,
-                format!("{policy} returned inside {} pte_offset_map without pte_unmap", self.rcu_depth),
-            );
-            self.rcu_depth = 1;
-            self.rcu_read_unlock();
-        }
-        if self.notifier_depth != 0 {
-            self.violation(
-                Oracle::Accounting,
-                format!("{policy} returned with {} mmu-notifier range(s) not ended", self.notifier_depth),
-            );
-            self.notifier_depth = 0;
-        }
-        if let Some(page) = self.clear_log.hpage.take() {
-            self.violation(Oracle::LockOrder, format!("{policy} returned holding the page lock of {page}"));
-            self.mm.pages.get(page).unlock();
-        }
-    }
-
-    /// The accounting oracle for range `r`, after a collapse: with the page
-    /// lock, `pml` and `ptl` held (so nothing can change it), `hpage`'s
-    /// refcount and every subpage's mapcount must equal what the PMD and
-    /// the PTEs imply.
-    pub fn check_range_accounting(&mut self, r: u32) {
-        let role = self.role;
-        self.set_role(Role::Oracle);
-        let hpage = self.mm.file_hpage(r);
-        let haddr = crate::mm::range_addr(r);
-        let pmd = Self::pmd_offset(haddr).expect("range is in the model");
-        self.lock_page(hpage);
-        let pml = self.pmd_lock(pmd);
-        let mut ptes = vec![0i32; HPAGE_PMD_NR];
-        let mut huge = 0;
-        let mut ptl_taken = None;
-        match self.mm.pmds.get(pmd.table, pmd.idx).kind() {
-            PmdKind::None => {}
-            PmdKind::Huge(h) => huge = i32::from(h == hpage),
-            PmdKind::Table(slot) => {
-                let ptl = self.mm.pte_lock_id(slot);
-                if ptl != pml {
-                    self.spin_lock_nested(ptl, SINGLE_DEPTH_NESTING);
-                    ptl_taken = Some(ptl);
-                }
-                for (i, mapped) in ptes.iter_mut().enumerate() {
-                    if self.mm.tables.get(slot, i).pfn() == Some(hpage.nth(i)) {
-                        *mapped += 1;
-                    }
-                }
-            }
-        }
-        let refs = self.mm.pages.get(hpage).refcount.load(Ordering::Acquire);
-        let want_refs = HPAGE_PMD_NR as i32 + ptes.iter().sum::<i32>() + huge;
-        let entire = self.mm.pages.get(hpage).entire_mapcount.load(Ordering::Acquire);
-        let bad_map =
-            (0..HPAGE_PMD_NR).find(|&i| self.mm.pages.get(hpage.nth(i)).mapcount.load(Ordering::Acquire) != ptes[i]);
-        if let Some(ptl) = ptl_taken {
-            self.spin_unlock(ptl);
-        }
-        self.spin_unlock(pml);
-        self.mm.pages.get(hpage).unlock();
-        self.set_role(role);
-        if refs != want_refs {
-            self.violation(
-                Oracle::Accounting,
-                format!(
-                    "hpage {hpage} refcount {refs}, but page cache + {} PTEs + {huge} PMD imply {want_refs}",
-                    want_refs - HPAGE_PMD_NR as i32 - huge
-                ),
-            );
-        }
-        if entire != huge {
-            self.violation(Oracle::Accounting, format!("hpage {hpage} entire_mapcount {entire}, PMD mappings {huge}"));
-        }
-        if let Some(i) = bad_map {
-            let m = self.mm.pages.get(hpage.nth(i)).mapcount.load(Ordering::Acquire);
-            self.violation(
-                Oracle::Accounting,
-                format!("subpage {i} of hpage {hpage} mapcount {m}, mapped by {} PTEs", ptes[i]),
-            );
-        }
-    }
-
-    /// Run `policy` on this CPU as a collapse, timed, with its result
-    /// counted and the clean-return checks applied.
-    pub fn run_collapse(&mut self, policy: &dyn DynPolicy, haddr: u64, install_pmd: bool) -> ScanResult {
-        let role = self.role;
-        self.set_role(Role::Collapse);
-        self.step = Step::Prologue;
-        let t0 = self.engine.now_ns();
-        let result = E::collapse(policy, self, haddr, install_pmd);
-        self.engine.trace(self.cpu, Event::Returned(result));
-        let ns = self.engine.now_ns() - t0;
-        self.metrics.record_collapse(result, ns);
-        self.check_clean_return(policy.name());
-        self.set_role(role);
-        result
+        c.spin_lock(ptl0);
+        c.spin_lock(ptl1);
+        c.spin_unlock(ptl1);
+        c.spin_unlock(ptl0);
+        let found = lock_order(&mm);
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(found[0].contains("which breaks the lock order pml -> ptl"), "{}", found[0]);
+        assert!(found[0].contains("No CPU has taken them the other way round yet"), "{}", found[0]);
+        assert!(found[0].contains("Possible unsafe locking scenario"), "{}", found[0]);
+        assert!(found[1].starts_with("WARNING: possible recursive locking detected\n"), "{}", found[1]);
+        assert!(found[1].contains("May be due to missing lock nesting notation"), "{}", found[1]);
+        // Now the other half, legal by the order rule: the graph closes it.
+        c.spin_lock(pml);
+        c.spin_lock(ptl0);
+        c.spin_unlock(ptl0);
+        c.spin_unlock(pml);
+        let found = lock_order(&mm);
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert!(found[2].contains("is trying to acquire lock:\n (ptl){+.+.}"), "{}", found[2]);
+        assert!(found[2].contains("which lock already depends on the new lock."), "{}", found[2]);
     }
 }

@@ -1,4 +1,5 @@
-//! The model's spinlock: a fair FIFO lock on two atomics.
+//! The model's spinlocks: a fair FIFO lock on two atomics, the ids the
+//! model names them by, and their lockdep classes.
 //!
 //! The kernel's `spinlock_t` is a queued spinlock (qspinlock): FIFO hand-off,
 //! waiters spin on their own MCS node. This model uses a ticket lock: the same
@@ -11,7 +12,33 @@
 //! decide who runs while a CPU spins. Statistics live on the lock's own cache
 //! line and are written only by the holder.
 
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// Identifies a model spinlock.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LockId(pub u32);
+
+/// Lock classes, as lockdep sees them.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockClass {
+    /// `mm->page_table_lock` (pml and/or ptl when locks are not split).
+    PageTableLock = 0,
+    /// Split PMD lock (`pml`), one per PMD table.
+    PmdLock = 1,
+    /// Split PTE lock (`ptl`), one per PTE table.
+    PteLock = 2,
+}
+
+impl LockClass {
+    /// Every class.
+    pub const ALL: [LockClass; 3] = [LockClass::PageTableLock, LockClass::PmdLock, LockClass::PteLock];
+    /// Short name.
+    pub fn name(self) -> &'static str {
+        ["page_table_lock", "pml", "ptl"][self as usize]
+    }
+}
 
 /// A ticket spinlock with per-lock statistics.
 #[repr(align(64))]

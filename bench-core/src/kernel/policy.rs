@@ -53,63 +53,13 @@
 //!
 //! See the crate-level example ([`crate`]) for a complete policy run once.
 
-use crate::controlled::Controlled;
-use crate::engine::{Engine, Native};
-use crate::primitives::Cx;
+use super::primitives::Cx;
+use crate::engine::{Controlled, CpuEngine, Native};
+use crate::scan::ScanResult;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
 use std::sync::Arc;
-
-/// The kernel's `enum scan_result` (the values a collapse can return).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum ScanResult {
-    /// `SCAN_FAIL`: an entry maps something other than `hpage + i`, or a
-    /// lock-protected recheck failed.
-    Fail,
-    /// `SCAN_SUCCEED`.
-    Succeed,
-    /// `SCAN_PMD_NULL`: no PMD for the address.
-    PmdNull,
-    /// `SCAN_PMD_NONE`: the PMD is empty (table already retracted).
-    PmdNone,
-    /// `SCAN_PMD_MAPPED`: already mapped by a huge PMD.
-    PmdMapped,
-    /// `SCAN_PTE_NON_PRESENT`: a swap or migration entry or marker in the range.
-    PteNonPresent,
-    /// `SCAN_PTE_UFFD_WP`: the VMA has uffd-wp; the table must stay.
-    PteUffdWp,
-    /// `SCAN_PAGE_NULL`: no page in the page cache.
-    PageNull,
-    /// `SCAN_PAGE_COMPOUND`: the page is not PMD-order.
-    PageCompound,
-    /// `SCAN_VMA_CHECK`: no VMA, not file-backed, or range not inside it.
-    VmaCheck,
-}
-
-impl ScanResult {
-    /// The kernel's name (`SCAN_SUCCEED`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            ScanResult::Fail => "SCAN_FAIL",
-            ScanResult::Succeed => "SCAN_SUCCEED",
-            ScanResult::PmdNull => "SCAN_PMD_NULL",
-            ScanResult::PmdNone => "SCAN_PMD_NONE",
-            ScanResult::PmdMapped => "SCAN_PMD_MAPPED",
-            ScanResult::PteNonPresent => "SCAN_PTE_NON_PRESENT",
-            ScanResult::PteUffdWp => "SCAN_PTE_UFFD_WP",
-            ScanResult::PageNull => "SCAN_PAGE_NULL",
-            ScanResult::PageCompound => "SCAN_PAGE_COMPOUND",
-            ScanResult::VmaCheck => "SCAN_VMA_CHECK",
-        }
-    }
-}
-
-impl std::fmt::Display for ScanResult {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// A collapse policy plugin: one form of `collapse_pte_mapped_thp()`.
 ///
@@ -238,7 +188,7 @@ pub trait CollapsePolicy: Send + Sync + 'static {
 /// let p: std::sync::Arc<dyn DynPolicy> = (entry::<Noop>().build)(&serde_json::Value::Null).unwrap();
 /// assert_eq!((p.name(), p.label(), p.params_json()), ("noop", "noop".to_owned(), serde_json::json!({})));
 /// ```
-pub trait DynPolicy: Send + Sync {
+pub trait DynPolicy: Sealed + Send + Sync {
     /// [`CollapsePolicy::NAME`].
     fn name(&self) -> &'static str;
     /// [`CollapsePolicy::SUMMARY`].
@@ -249,12 +199,23 @@ pub trait DynPolicy: Send + Sync {
     /// (`v2-flush-bool:recheck_always=true`).
     fn label(&self) -> String;
     /// Run on the native engine (real threads, real spinlocks): what
-    /// `run` and `cargo bench` time. Called by [`Engine::collapse`].
+    /// `run` and `cargo bench` time. Called through [`Engine`].
+    #[doc(hidden)]
     fn collapse_native(&self, cx: &mut Cx<'_, Native>, haddr: u64, install_pmd: bool) -> ScanResult;
     /// Run on the controlled engine (one model CPU at a time, chosen by the
-    /// checker's schedule): what `check` searches.
+    /// checker's schedule, or by virtual time): what `check` searches and
+    /// `--sim` measures. Called through [`Engine`].
+    #[doc(hidden)]
     fn collapse_controlled(&self, cx: &mut Cx<'_, Controlled<'_>>, haddr: u64, install_pmd: bool) -> ScanResult;
 }
+
+mod sealed {
+    /// Implemented for every [`super::CollapsePolicy`], and nothing else.
+    pub trait Sealed {}
+}
+use sealed::Sealed;
+
+impl<P: CollapsePolicy> Sealed for P {}
 
 impl<P: CollapsePolicy> DynPolicy for P {
     fn name(&self) -> &'static str {
@@ -283,6 +244,30 @@ impl<P: CollapsePolicy> DynPolicy for P {
     }
     fn collapse_controlled(&self, cx: &mut Cx<'_, Controlled<'_>>, haddr: u64, install_pmd: bool) -> ScanResult {
         self.collapse(cx, haddr, install_pmd)
+    }
+}
+
+/// What a policy is generic over: the engine its model CPU runs on. Only
+/// the crate's two engines implement it, [`Native`] and [`Controlled`];
+/// each hands a policy held as `dyn DynPolicy` its own monomorphic copy of
+/// [`CollapsePolicy::collapse`], so the native engine runs straight-line
+/// code and the controlled engine the same code with its scheduling
+/// points.
+pub trait Engine: CpuEngine {
+    /// Run `policy` on `cx`.
+    #[doc(hidden)]
+    fn collapse(policy: &dyn DynPolicy, cx: &mut Cx<'_, Self>, haddr: u64, install_pmd: bool) -> ScanResult;
+}
+
+impl Engine for Native {
+    fn collapse(policy: &dyn DynPolicy, cx: &mut Cx<'_, Self>, haddr: u64, install_pmd: bool) -> ScanResult {
+        policy.collapse_native(cx, haddr, install_pmd)
+    }
+}
+
+impl Engine for Controlled<'_> {
+    fn collapse(policy: &dyn DynPolicy, cx: &mut Cx<'_, Self>, haddr: u64, install_pmd: bool) -> ScanResult {
+        policy.collapse_controlled(cx, haddr, install_pmd)
     }
 }
 

@@ -1,0 +1,436 @@
+//! What the workloads do to the model besides a collapse: the other
+//! actors' kernel paths (fault-in, zap, swap-out, TLB accesses), putting a
+//! range back, the checks run around a collapse, and running one. The
+//! [`Harness`] trait is the workloads crate's interface to a model CPU;
+//! a policy has no use for it and imports only [`crate::kernel`].
+
+use crate::cost::Cost;
+use crate::event::{Event, Step};
+use crate::kernel::{pmd_offset, Cx, DynPolicy, Engine, PmdRef, PteMap, SINGLE_DEPTH_NESTING};
+use crate::locks::LockId;
+use crate::metrics::Metrics;
+use crate::mm::{addr_range, vpn, Mm, NEIGHBOUR_SLOT};
+use crate::oracle::Oracle;
+use crate::pgtable::TableState;
+use crate::pte::{Pfn, Pmd, PmdKind, HPAGE_PMD_MASK, HPAGE_PMD_NR, HPAGE_PMD_SIZE, PAGE_SHIFT, PTRS_PER_PTE};
+use crate::role::{installer_code, Role};
+use crate::scan::ScanResult;
+use std::sync::atomic::Ordering;
+
+/// A model CPU for `role` on `mm` (CPU `cpu`, below `mm.config.cpus`),
+/// running on `engine`.
+pub fn new_cpu<E: Engine>(mm: &Mm, cpu: u32, role: Role, engine: E) -> Cx<'_, E> {
+    Cx::new(mm, cpu, role, engine)
+}
+
+/// The harness's operations on a model CPU.
+pub trait Harness {
+    /// This CPU's measurements.
+    fn metrics(&self) -> &Metrics;
+
+    /// Time `ns` of an operation of `role` (an actor's own timing).
+    fn record_op(&mut self, role: Role, ns: u64);
+
+    /// The CPU's measurements, when it is done.
+    fn into_metrics(self) -> Metrics;
+
+    /// The huge page in the page cache for range `r`.
+    fn file_hpage(&self, r: u32) -> Pfn;
+
+    /// Whether the model runs its oracles.
+    fn oracles_enabled(&self) -> bool;
+
+    /// The PTE table PMD `pmd` holds, and its `ptl`, read under `pml`
+    /// (held by the caller, so the table cannot go away: no RCU section
+    /// and no scheduling point). None if the PMD holds no table.
+    fn table_under_pml(&mut self, pmd: PmdRef) -> Option<(PteMap, LockId)>;
+
+    /// A `pml` neighbour's update of the huge PMD at [`NEIGHBOUR_SLOT`] of
+    /// PMD table `table` (its accessed bit), under `pml`, which the caller
+    /// holds.
+    fn touch_neighbour_pmd(&mut self, table: u32);
+
+    /// What the CPU is doing now.
+    fn role(&self) -> Role;
+
+    /// Attribute what follows to `role`.
+    fn set_role(&mut self, role: Role);
+
+    /// Time now from the engine, ns.
+    fn now_ns(&mut self) -> u64;
+
+    /// Think time between an actor's operations: the CPU is given away.
+    fn pause(&mut self, ns: u64);
+
+    /// Locks held now, innermost last.
+    fn held_locks(&self) -> Vec<LockId>;
+
+    /// The step last marked.
+    fn current_step(&self) -> Step;
+
+    /// `__pte_alloc()`: if the PMD is none, install a fresh empty table
+    /// under `pml` (another CPU may have installed one meanwhile).
+    fn pte_alloc(&mut self, pmd: PmdRef);
+
+    /// Install, under `pml` (held by the caller) into a none PMD, a table
+    /// already filled with range `r`'s density pattern: a fault-around that
+    /// maps the whole pattern at once, so no other CPU sees it half built.
+    /// The workloads use it to put a range back between collapses.
+    fn pmd_populate_range(&mut self, pmd: PmdRef, r: u32);
+
+    /// Allocate an anonymous page whose content belongs to `addr`.
+    fn alloc_anon_page(&mut self, addr: u64) -> Option<Pfn>;
+
+    /// Free an anonymous page (its last reference is gone).
+    fn free_anon_page(&mut self, page: Pfn);
+
+    /// A fresh swap entry's offset.
+    fn get_swap_page(&mut self) -> u32;
+
+    /// Fill the none slots of a locked table with the density pattern of
+    /// range `r`'s huge page, as page-cache faults would. Caller holds the
+    /// table's `ptl` and the huge page's lock.
+    fn populate_range(&mut self, r: u32, pte: PteMap) -> usize;
+
+    /// `zap_pte_range()` over a whole locked table, flushing before the
+    /// anonymous pages are freed (as `tlb_finish_mmu()` does).
+    fn zap_pte_range(&mut self, haddr: u64, pte: PteMap);
+
+    /// `zap_huge_pmd()` for a file huge page: clear, flush, drop the
+    /// mapping's counter, rmap and reference. Caller holds `pml`.
+    fn zap_huge_pmd(&mut self, haddr: u64, pmd: PmdRef);
+
+    /// `switch_mm()`: this CPU runs a thread of the mm, so it joins
+    /// `mm_cpumask` and every flush of the mm must reach it (and, under
+    /// the simulation, costs an IPI). Every actor but khugepaged (a
+    /// kernel thread, which borrows no user mm) runs the mm.
+    fn switch_mm(&mut self);
+
+    /// Touch `addr` through this CPU's TLB (filling it by a lockless walk
+    /// under RCU on a miss) and check the data is the right page's. Returns
+    /// the frame read, or None on a fault (nothing mapped).
+    fn touch(&mut self, addr: u64) -> Option<Pfn>;
+
+    /// After a policy returns: no spinlock held, RCU and notifier balanced.
+    /// Anything left held is reported and released so the run can go on.
+    fn check_clean_return(&mut self, policy: &str);
+
+    /// The accounting oracle for range `r`, after a collapse: with the page
+    /// lock, `pml` and `ptl` held (so nothing can change it), `hpage`'s
+    /// refcount and every subpage's mapcount must equal what the PMD and
+    /// the PTEs imply.
+    fn check_range_accounting(&mut self, r: u32);
+
+    /// Run `policy` on this CPU as a collapse, timed, with its result
+    /// counted and the clean-return checks applied.
+    fn run_collapse(&mut self, policy: &dyn DynPolicy, haddr: u64, install_pmd: bool) -> ScanResult;
+}
+
+impl<E: Engine> Harness for Cx<'_, E> {
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn record_op(&mut self, role: Role, ns: u64) {
+        self.metrics.record_op(role, ns);
+    }
+
+    fn into_metrics(self) -> Metrics {
+        self.metrics
+    }
+
+    fn file_hpage(&self, r: u32) -> Pfn {
+        self.mm.file_hpage(r)
+    }
+
+    fn oracles_enabled(&self) -> bool {
+        self.mm.config.oracles
+    }
+
+    fn table_under_pml(&mut self, pmd: PmdRef) -> Option<(PteMap, LockId)> {
+        self.assert_held(self.pmd_lockptr(pmd), "reading a PMD under pml");
+        match self.mm.pmds.get(pmd.table, pmd.idx).kind() {
+            PmdKind::Table(slot) => Some((PteMap { slot }, self.mm.pte_lock_id(slot))),
+            _ => None,
+        }
+    }
+
+    fn touch_neighbour_pmd(&mut self, table: u32) {
+        self.assert_held(self.mm.pmd_lock_id(table), "neighbour PMD update");
+        let entry = self.mm.pmds.entry(table, NEIGHBOUR_SLOT);
+        let pmd = Pmd(entry.load(Ordering::Acquire));
+        entry.store(pmd.touched().0, Ordering::Release);
+    }
+
+    fn role(&self) -> Role {
+        self.role
+    }
+
+    fn set_role(&mut self, role: Role) {
+        self.role = role;
+    }
+
+    fn now_ns(&mut self) -> u64 {
+        self.engine.now_ns()
+    }
+
+    fn pause(&mut self, ns: u64) {
+        self.engine.idle(ns);
+    }
+
+    fn held_locks(&self) -> Vec<LockId> {
+        self.held.iter().map(|h| h.id).collect()
+    }
+
+    fn current_step(&self) -> Step {
+        self.step
+    }
+
+    fn pte_alloc(&mut self, pmd: PmdRef) {
+        if !self.pmdp_get_lockless(pmd).is_none() {
+            return;
+        }
+        let slot = self.pte_alloc_one();
+        let pml = self.pmd_lock(pmd);
+        let entry = self.mm.pmds.entry(pmd.table, pmd.idx);
+        let installed = entry.load(Ordering::Acquire) == 0;
+        if installed {
+            self.charge(Cost::EntryWrite, 1);
+            self.mm.add_nr_ptes(self.cpu, 1);
+            entry.store(Pmd::table(slot).0, Ordering::Release);
+        }
+        self.spin_unlock(pml);
+        if !installed {
+            self.mm.tables.release(slot);
+        }
+    }
+
+    fn pmd_populate_range(&mut self, pmd: PmdRef, r: u32) {
+        self.assert_held(self.pmd_lockptr(pmd), "pmd_populate");
+        let slot = self.pte_alloc_one();
+        self.populate_table(r, slot);
+        // The PMD's store.
+        self.charge(Cost::EntryWrite, 1);
+        self.mm.add_nr_ptes(self.cpu, 1);
+        let entry = self.mm.pmds.entry(pmd.table, pmd.idx);
+        let old = entry.swap(Pmd::table(slot).0, Ordering::AcqRel);
+        assert_eq!(old, 0, "pmd_populate_range into a PMD that is not none");
+    }
+
+    fn alloc_anon_page(&mut self, addr: u64) -> Option<Pfn> {
+        self.charge(Cost::PageAlloc, 1);
+        self.mm.pages.alloc_anon(vpn(addr), installer_code(self.role, self.cpu))
+    }
+
+    fn free_anon_page(&mut self, page: Pfn) {
+        if let Err(e) = self.mm.pages.free_anon(page) {
+            self.violation(Oracle::UseAfterFree, format!("free_page: {e:?}"));
+        }
+    }
+
+    fn get_swap_page(&mut self) -> u32 {
+        self.mm.alloc_swap_slot()
+    }
+
+    fn populate_range(&mut self, r: u32, pte: PteMap) -> usize {
+        self.assert_held(self.mm.pte_lock_id(pte.slot), "populate");
+        self.populate_table(r, pte.slot)
+    }
+
+    fn zap_pte_range(&mut self, haddr: u64, pte: PteMap) {
+        self.assert_held(self.mm.pte_lock_id(pte.slot), "zap_pte_range");
+        self.charge(Cost::EntryClear, PTRS_PER_PTE as u64);
+        let mut to_free = vec![];
+        for i in 0..PTRS_PER_PTE {
+            let cpu = self.cpu;
+            let mut report = |o, m| self.mm.report(o, Some(cpu), Some("zap_pte_range"), m);
+            if let Some(p) = self.mm.zap_pte(cpu, pte.slot, i, &mut report) {
+                to_free.push(p);
+            }
+        }
+        self.flush_tlb_range(haddr, haddr + HPAGE_PMD_SIZE);
+        for p in to_free {
+            self.free_anon_page(p);
+        }
+    }
+
+    fn zap_huge_pmd(&mut self, haddr: u64, pmd: PmdRef) {
+        let pml = self.pmd_lockptr(pmd);
+        self.assert_held(pml, "zap_huge_pmd");
+        self.charge(Cost::EntryClear, 1);
+        let old = Pmd(self.mm.pmds.entry(pmd.table, pmd.idx).swap(0, Ordering::AcqRel));
+        self.flush_tlb_range(haddr, haddr + HPAGE_PMD_SIZE);
+        if let PmdKind::Huge(head) = old.kind() {
+            let counter = self.mm_counter_file(head);
+            self.add_mm_counter(counter, -(HPAGE_PMD_NR as i64));
+            let vma = &self.mm.vmas[addr_range(haddr).expect("range") as usize];
+            self.page_remove_rmap(head, vma, true);
+            self.put_page(head);
+        }
+    }
+
+    fn switch_mm(&mut self) {
+        if !self.in_cpumask {
+            self.mm.tlbs.cpumask_set(self.cpu);
+            self.in_cpumask = true;
+        }
+    }
+
+    fn touch(&mut self, addr: u64) -> Option<Pfn> {
+        self.switch_mm();
+        self.engine.sched_point(self.cpu, Event::TlbAccess(vpn(addr)));
+        let vpn = vpn(addr);
+        let (mm, cpu) = (self.mm, self.cpu);
+        let pmd = pmd_offset(addr)?;
+        self.rcu_read_lock();
+        let mut walk_violation = None;
+        let mut walked = false;
+        let result = mm.tlbs.access(
+            cpu,
+            vpn,
+            mm.config.oracles,
+            || {
+                walked = true;
+                match mm.pmds.get(pmd.table, pmd.idx).kind() {
+                    PmdKind::None => None,
+                    PmdKind::Huge(head) => Some(head.nth((vpn % HPAGE_PMD_NR as u64) as usize)),
+                    PmdKind::Table(slot) => {
+                        if mm.tables.state(slot) == TableState::Free {
+                            walk_violation = Some(format!(
+                                "lockless walk of {:#x} reached freed PTE table {slot}",
+                                addr & HPAGE_PMD_MASK
+                            ));
+                            return None;
+                        }
+                        mm.tables.get(slot, (vpn % PTRS_PER_PTE as u64) as usize).pfn()
+                    }
+                }
+            },
+            |pfn| {
+                let page = mm.pages.get(pfn);
+                if page.is_free() {
+                    Err(format!("read of {:#x} through the TLB reached freed {pfn}", addr))
+                } else if page.tag.load(Ordering::Acquire) != vpn {
+                    Err(format!(
+                        "read of {:#x} through the TLB found {pfn} holding data of {:#x}",
+                        addr,
+                        page.tag.load(Ordering::Acquire) << PAGE_SHIFT
+                    ))
+                } else {
+                    Ok(pfn)
+                }
+            },
+        );
+        self.rcu_read_unlock();
+        self.charge(if walked { Cost::TlbWalk } else { Cost::TlbHit }, 1);
+        if let Some(m) = walk_violation {
+            self.violation(Oracle::UseAfterFree, m);
+        }
+        match result? {
+            Ok(pfn) => Some(pfn),
+            Err(m) => {
+                self.violation(Oracle::UseAfterFree, m);
+                None
+            }
+        }
+    }
+
+    fn check_clean_return(&mut self, policy: &str) {
+        while let Some(h) = self.held.last().copied() {
+            self.violation(Oracle::LockOrder, format!("{policy} returned holding {}", self.mm.lock_name(h.id)));
+            self.spin_unlock(h.id);
+        }
+        if self.rcu_depth != 0 {
+            self.violation(
+                Oracle::LockOrder,
+                format!("{policy} returned inside {} pte_offset_map without pte_unmap", self.rcu_depth),
+            );
+            self.rcu_depth = 1;
+            self.rcu_read_unlock();
+        }
+        if self.notifier_depth != 0 {
+            self.violation(
+                Oracle::Accounting,
+                format!("{policy} returned with {} mmu-notifier range(s) not ended", self.notifier_depth),
+            );
+            self.notifier_depth = 0;
+        }
+        if let Some(page) = self.clear_log.hpage.take() {
+            self.violation(Oracle::LockOrder, format!("{policy} returned holding the page lock of {page}"));
+            self.mm.pages.get(page).unlock();
+        }
+    }
+
+    fn check_range_accounting(&mut self, r: u32) {
+        let role = self.role;
+        self.set_role(Role::Oracle);
+        let hpage = self.mm.file_hpage(r);
+        let haddr = crate::mm::range_addr(r);
+        let pmd = pmd_offset(haddr).expect("range is in the model");
+        self.lock_page(hpage);
+        let pml = self.pmd_lock(pmd);
+        let mut ptes = vec![0i32; HPAGE_PMD_NR];
+        let mut huge = 0;
+        let mut ptl_taken = None;
+        match self.mm.pmds.get(pmd.table, pmd.idx).kind() {
+            PmdKind::None => {}
+            PmdKind::Huge(h) => huge = i32::from(h == hpage),
+            PmdKind::Table(slot) => {
+                let ptl = self.mm.pte_lock_id(slot);
+                if ptl != pml {
+                    self.spin_lock_nested(ptl, SINGLE_DEPTH_NESTING);
+                    ptl_taken = Some(ptl);
+                }
+                for (i, mapped) in ptes.iter_mut().enumerate() {
+                    if self.mm.tables.get(slot, i).pfn() == Some(hpage.nth(i)) {
+                        *mapped += 1;
+                    }
+                }
+            }
+        }
+        let refs = self.mm.pages.get(hpage).refcount.load(Ordering::Acquire);
+        let want_refs = HPAGE_PMD_NR as i32 + ptes.iter().sum::<i32>() + huge;
+        let entire = self.mm.pages.get(hpage).entire_mapcount.load(Ordering::Acquire);
+        let bad_map =
+            (0..HPAGE_PMD_NR).find(|&i| self.mm.pages.get(hpage.nth(i)).mapcount.load(Ordering::Acquire) != ptes[i]);
+        if let Some(ptl) = ptl_taken {
+            self.spin_unlock(ptl);
+        }
+        self.spin_unlock(pml);
+        self.mm.pages.get(hpage).unlock();
+        self.set_role(role);
+        if refs != want_refs {
+            self.violation(
+                Oracle::Accounting,
+                format!(
+                    "hpage {hpage} refcount {refs}, but page cache + {} PTEs + {huge} PMD imply {want_refs}",
+                    want_refs - HPAGE_PMD_NR as i32 - huge
+                ),
+            );
+        }
+        if entire != huge {
+            self.violation(Oracle::Accounting, format!("hpage {hpage} entire_mapcount {entire}, PMD mappings {huge}"));
+        }
+        if let Some(i) = bad_map {
+            let m = self.mm.pages.get(hpage.nth(i)).mapcount.load(Ordering::Acquire);
+            self.violation(
+                Oracle::Accounting,
+                format!("subpage {i} of hpage {hpage} mapcount {m}, mapped by {} PTEs", ptes[i]),
+            );
+        }
+    }
+
+    fn run_collapse(&mut self, policy: &dyn DynPolicy, haddr: u64, install_pmd: bool) -> ScanResult {
+        let role = self.role;
+        self.set_role(Role::Collapse);
+        self.step = Step::Prologue;
+        let t0 = self.engine.now_ns();
+        let result = E::collapse(policy, self, haddr, install_pmd);
+        self.engine.trace(self.cpu, Event::Returned(result));
+        let ns = self.engine.now_ns() - t0;
+        self.metrics.record_collapse(result, ns);
+        self.check_clean_return(policy.name());
+        self.set_role(role);
+        result
+    }
+}
