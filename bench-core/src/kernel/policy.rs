@@ -83,8 +83,7 @@ use std::sync::Arc;
 /// example, or `policies::v1`):
 ///
 /// ```
-/// use bench_core::pte::HPAGE_PMD_SIZE;
-/// use bench_core::{entry, CollapsePolicy, Cx, DynPolicy, Engine, ScanResult, Step};
+/// use bench_core::kernel::*;
 /// use serde::{Deserialize, Serialize};
 ///
 /// /// Parameters: `#[serde(default, deny_unknown_fields)]` makes a typo an error.
@@ -113,10 +112,10 @@ use std::sync::Arc;
 ///     fn collapse<E: Engine>(&self, cx: &mut Cx<'_, E>, haddr: u64, _install_pmd: bool) -> ScanResult {
 ///         cx.step(Step::Prologue);
 ///         let Some(vma) = cx.vma_lookup(haddr) else { return ScanResult::VmaCheck };
-///         if !Cx::<E>::range_in_vma(vma, haddr, haddr + HPAGE_PMD_SIZE) {
+///         if !range_in_vma(vma, haddr, haddr + HPAGE_PMD_SIZE) {
 ///             return ScanResult::VmaCheck;
 ///         }
-///         if Cx::<E>::userfaultfd_wp(vma) {
+///         if userfaultfd_wp(vma) {
 ///             return ScanResult::PteUffdWp;
 ///         }
 ///         if self.0.pmd_null { ScanResult::PmdNull } else { ScanResult::Fail }
@@ -174,8 +173,8 @@ pub trait CollapsePolicy: Send + Sync + 'static {
 /// not implement it by hand. Built from a [`PolicyEntry`]'s `build`.
 ///
 /// ```
-/// use bench_core::{entry, CollapsePolicy, DynPolicy, NoParams};
-/// # use bench_core::{Cx, Engine, ScanResult};
+/// use bench_core::kernel::{entry, CollapsePolicy, DynPolicy, NoParams};
+/// # use bench_core::kernel::{Cx, Engine, ScanResult};
 /// # struct Noop(NoParams);
 /// # impl CollapsePolicy for Noop {
 /// #     type Params = NoParams;
@@ -294,7 +293,7 @@ pub struct PolicyEntry {
 /// parameters.
 ///
 /// ```
-/// # use bench_core::{entry, CollapsePolicy, Cx, Engine, NoParams, ScanResult};
+/// # use bench_core::kernel::{entry, CollapsePolicy, Cx, Engine, NoParams, ScanResult};
 /// # struct Noop(NoParams);
 /// # impl CollapsePolicy for Noop {
 /// #     type Params = NoParams;
