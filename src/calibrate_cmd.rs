@@ -10,6 +10,7 @@
 
 use crate::cli::CliError;
 use crate::output_file::OutputFile;
+use bench_core::IntoEnumIterator;
 use bench_core::{Cost, CostModel};
 use core_affinity::CoreId;
 use std::hint::black_box;
@@ -187,7 +188,7 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<(), CliError> {
     } else {
         sayln!("  (one core: cache-line transfer, hand-off and wake-up keep their defaults)");
     }
-    let kept: Vec<&str> = Cost::ALL.iter().filter(|c| !notes.iter().any(|n| n.0 == **c)).map(|c| c.key()).collect();
+    let kept: Vec<&str> = Cost::iter().filter(|c| !notes.iter().any(|n| n.0 == *c)).map(|c| c.key()).collect();
     sayln!("  kept defaults (not measurable from user space): {}", kept.join(", "));
     let header = format!(
         "collapse-bench cost model, measured by `collapse-bench calibrate` on {cores} core(s) of\n{}\n\

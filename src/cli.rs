@@ -6,6 +6,7 @@ use bench_core::actor::Limit;
 use bench_core::kernel::DynPolicy;
 use bench_core::results::{EndedBy, Environment, PolicyFailure, PolicyRun, RunFailure, RunResult, SCHEMA};
 use bench_core::CostModel;
+use bench_core::IntoEnumIterator;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -231,7 +232,7 @@ impl WatchdogArgs {
         for scenario in scenarios {
             let t = &scenario.threads;
             let longest_pace =
-                bench_core::Role::ALL.iter().filter(|&&r| t.of(r) > 0).map(|&r| scenario.pace.of(r)).max().unwrap_or(0);
+                bench_core::Role::iter().filter(|&r| t.of(r) > 0).map(|r| scenario.pace.of(r)).max().unwrap_or(0);
             let hold = if t.neighbours > 0 { scenario.neighbour_hold_ns } else { 0 };
             let op = Duration::from_nanos(longest_pace.saturating_add(hold));
             if timeout < op * 2 {

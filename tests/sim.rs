@@ -5,6 +5,7 @@
 
 mod common;
 
+use bench_core::IntoEnumIterator;
 use common::{bench, scratch};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -115,7 +116,7 @@ fn bad_engine_input_exits_2_naming_what_is_allowed() {
 fn a_cost_model_that_could_stop_virtual_time_is_refused_before_the_run() {
     let dir = scratch("zero");
     let zero = dir.join("zero.toml");
-    let text: String = bench_core::Cost::ALL.iter().map(|c| format!("{} = 0\n", c.key())).collect();
+    let text: String = bench_core::Cost::iter().map(|c| format!("{} = 0\n", c.key())).collect();
     std::fs::write(&zero, text).unwrap();
     let json = dir.join("r.json");
     let mut child = Command::new(env!("CARGO_BIN_EXE_collapse-bench"))

@@ -73,6 +73,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::rc::Rc;
 use std::sync::Arc;
+use strum::IntoEnumIterator;
 
 /// How the next CPU is chosen.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -486,7 +487,7 @@ fn describe_stall(mm: &Mm, sim: &SimShared, cpu: u32, roles: &[Role]) -> String 
     };
     let held = locks_held_by(mm, cpu);
     let held = if held.is_empty() { "nothing".to_owned() } else { held.join(", ") };
-    let zero: Vec<&str> = Cost::ALL.iter().filter(|&&c| sim.costs.ps(c, 1) == 0).map(|c| c.key()).collect();
+    let zero: Vec<&str> = Cost::iter().filter(|&c| sim.costs.ps(c, 1) == 0).map(|c| c.key()).collect();
     let cause = if zero.is_empty() {
         "no cost in this model is zero, so it passes only scheduling points that charge nothing (a \
          spin_trylock of a lock the CPU holds itself, say)"

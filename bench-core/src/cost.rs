@@ -11,11 +11,14 @@
 //! 3 GHz; what matters for a comparison of policies is their ratios (a
 //! lock hand-off costs tens of entry reads; an IPI costs hundreds).
 
+use enum_map::{Enum, EnumMap};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use strum::{EnumIter, IntoEnumIterator, IntoStaticStr};
 
 /// A primitive the simulation engine charges virtual time for.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Enum, EnumIter, IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum Cost {
     /// `spin_lock` or `spin_trylock` on a free lock whose line is local.
     LockUncontended,
@@ -56,52 +59,10 @@ pub enum Cost {
 }
 
 impl Cost {
-    /// Every cost, in file order.
-    pub const ALL: [Cost; 18] = [
-        Cost::LockUncontended,
-        Cost::LockHandoff,
-        Cost::CacheLineTransfer,
-        Cost::EntryRead,
-        Cost::EntryWrite,
-        Cost::EntryClear,
-        Cost::RmapUpdate,
-        Cost::PageRef,
-        Cost::RangeFlush,
-        Cost::MmFlushBase,
-        Cost::Ipi,
-        Cost::Notifier,
-        Cost::PageAlloc,
-        Cost::TableFree,
-        Cost::TlbHit,
-        Cost::TlbWalk,
-        Cost::Wakeup,
-        Cost::KernelEntry,
-    ];
-
     /// The key in a cost file.
     pub fn key(self) -> &'static str {
-        match self {
-            Cost::LockUncontended => "lock_uncontended",
-            Cost::LockHandoff => "lock_handoff",
-            Cost::CacheLineTransfer => "cache_line_transfer",
-            Cost::EntryRead => "entry_read",
-            Cost::EntryWrite => "entry_write",
-            Cost::EntryClear => "entry_clear",
-            Cost::RmapUpdate => "rmap_update",
-            Cost::PageRef => "page_ref",
-            Cost::RangeFlush => "range_flush",
-            Cost::MmFlushBase => "mm_flush_base",
-            Cost::Ipi => "ipi",
-            Cost::Notifier => "notifier",
-            Cost::PageAlloc => "page_alloc",
-            Cost::TableFree => "table_free",
-            Cost::TlbHit => "tlb_hit",
-            Cost::TlbWalk => "tlb_walk",
-            Cost::Wakeup => "wakeup",
-            Cost::KernelEntry => "kernel_entry",
-        }
+        self.into()
     }
-
     /// The least a cost file may give this cost, ns: [`MIN_COST_NS`] for
     /// the costs that keep virtual time moving, 0 for the rest.
     ///
@@ -350,7 +311,7 @@ impl CostModel {
     /// not be are named together.
     pub fn validate(&self) -> Result<(), String> {
         let mut stuck = vec![];
-        for c in Cost::ALL {
+        for c in Cost::iter() {
             let (ns, min) = (self.ns(c), c.min_ns());
             if (min..=MAX_COST_NS).contains(&ns) {
                 continue;
@@ -378,7 +339,7 @@ impl CostModel {
             let line = e
                 .span()
                 .map(|s| text.as_bytes()[..s.start.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1);
-            let keys: Vec<&str> = Cost::ALL.iter().map(|c| c.key()).collect();
+            let keys: Vec<&str> = Cost::iter().map(|c| c.key()).collect();
             let mut message = e.message().trim_end().to_owned();
             if message.starts_with("unknown field") {
                 message = format!(
@@ -409,7 +370,7 @@ impl CostModel {
         for line in header.lines() {
             out += &format!("# {line}\n");
         }
-        for c in Cost::ALL {
+        for c in Cost::iter() {
             let note =
                 notes.iter().find(|(k, _)| *k == c).map_or_else(|| format!("default: {}", c.source()), |n| n.1.clone());
             out += &format!("\n# {note}\n{} = {:?}\n", c.key(), self.ns(c));
@@ -419,9 +380,9 @@ impl CostModel {
 
     /// The model in picoseconds, for the engine's clock.
     pub fn table(&self) -> CostTable {
-        let mut ps = [0u64; Cost::ALL.len()];
-        for c in Cost::ALL {
-            ps[c as usize] = (self.ns(c) * 1000.0).round() as u64;
+        let mut ps = EnumMap::default();
+        for c in Cost::iter() {
+            ps[c] = (self.ns(c) * 1000.0).round() as u64;
         }
         CostTable { ps }
     }
@@ -430,14 +391,14 @@ impl CostModel {
 /// A [`CostModel`] in picoseconds, indexed by [`Cost`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CostTable {
-    ps: [u64; Cost::ALL.len()],
+    ps: EnumMap<Cost, u64>,
 }
 
 impl CostTable {
     /// `n` times the cost of `c`, ps.
     #[inline]
     pub fn ps(&self, c: Cost, n: u64) -> u64 {
-        self.ps[c as usize] * n
+        self.ps[c] * n
     }
 }
 
@@ -452,9 +413,6 @@ mod tests {
         assert!(text.starts_with("# header\n"));
         assert!(text.contains("# measured: nothing\nipi = 300.0\n"), "{text}");
         assert_eq!(CostModel::parse(&text, "f").unwrap(), defaults);
-        for (i, c) in Cost::ALL.iter().enumerate() {
-            assert_eq!(*c as usize, i);
-        }
     }
 
     #[test]
@@ -475,7 +433,7 @@ mod tests {
 
     /// A file giving every key `value`.
     fn every_key(value: &str) -> String {
-        Cost::ALL.iter().map(|c| format!("{} = {value}\n", c.key())).collect()
+        Cost::iter().map(|c| format!("{} = {value}\n", c.key())).collect()
     }
 
     #[test]
@@ -501,7 +459,7 @@ mod tests {
         let m = CostModel::parse("ipi = 0\n", "arm64.toml").unwrap();
         assert_eq!((m.ipi, m.table().ps(Cost::Ipi, 8)), (0.0, 0));
         let mut all = CostModel::default();
-        for c in Cost::ALL.into_iter().filter(|c| c.min_ns() == 0.0) {
+        for c in Cost::iter().filter(|c| c.min_ns() == 0.0) {
             all.set(c, 0.0);
         }
         assert_eq!(all.validate(), Ok(()));

@@ -210,3 +210,5 @@ pub use metrics::Metrics;
 pub use mm::{FileKind, Mm, MmConfig};
 pub use oracle::{Oracle, Violation};
 pub use role::Role;
+/// Every variant of an enum-indexed type ([`Role`], [`Cost`], [`Oracle`], [`LockClass`]), in order.
+pub use strum::IntoEnumIterator;

@@ -41,13 +41,14 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use strum::EnumCount;
 
 /// Subclasses the fast path tracks per class (the kernel's
 /// `MAX_LOCKDEP_SUBCLASSES`). Higher subclasses are still checked, through
 /// the mutex every time.
 pub const MAX_LOCKDEP_SUBCLASSES: u32 = 8;
 
-const NODES: usize = LockClass::ALL.len() * MAX_LOCKDEP_SUBCLASSES as usize;
+const NODES: usize = LockClass::COUNT * MAX_LOCKDEP_SUBCLASSES as usize;
 const EDGE_WORDS: usize = (NODES * NODES).div_ceil(64);
 
 /// A node of the dependency graph: a lock class and a subclass.

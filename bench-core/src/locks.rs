@@ -12,31 +12,49 @@
 //! decide who runs while a CPU spins. Statistics live on the lock's own cache
 //! line and are written only by the holder.
 
+use enum_map::Enum;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use strum::{EnumCount, EnumIter, IntoStaticStr};
 
 /// Identifies a model spinlock.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LockId(pub u32);
 
 /// Lock classes, as lockdep sees them.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Copy,
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    Enum,
+    EnumCount,
+    EnumIter,
+    IntoStaticStr,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum LockClass {
     /// `mm->page_table_lock` (pml and/or ptl when locks are not split).
+    #[strum(serialize = "page_table_lock")]
     PageTableLock = 0,
     /// Split PMD lock (`pml`), one per PMD table.
+    #[strum(serialize = "pml")]
     PmdLock = 1,
     /// Split PTE lock (`ptl`), one per PTE table.
+    #[strum(serialize = "ptl")]
     PteLock = 2,
 }
 
 impl LockClass {
-    /// Every class.
-    pub const ALL: [LockClass; 3] = [LockClass::PageTableLock, LockClass::PmdLock, LockClass::PteLock];
     /// Short name.
     pub fn name(self) -> &'static str {
-        ["page_table_lock", "pml", "ptl"][self as usize]
+        self.into()
     }
 }
 

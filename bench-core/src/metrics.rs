@@ -7,12 +7,11 @@
 use crate::locks::LockClass;
 use crate::role::Role;
 use crate::scan::ScanResult;
+use enum_map::EnumMap;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-const ROLES: usize = Role::ALL.len();
-const CLASSES: usize = LockClass::ALL.len();
+use strum::IntoEnumIterator;
 
 fn new_hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 2).expect("valid histogram bounds")
@@ -51,16 +50,51 @@ pub struct Counters {
     pub notifier_ranges: u64,
 }
 
-impl Counters {
-    fn merge(&mut self, o: &Counters) {
-        let add = |a: &mut BTreeMap<String, u64>, b: &BTreeMap<String, u64>| {
-            for (k, v) in b {
-                *a.entry(k.clone()).or_default() += v;
-            }
-        };
-        add(&mut self.results, &o.results);
-        add(&mut self.trylock_failures, &o.trylock_failures);
-        add(&mut self.ops, &o.ops);
+/// What a CPU counts as it runs: [`Counters`] with enum-indexed tables
+/// in place of the named maps, so that counting is an increment.
+#[derive(Clone, Debug, Default)]
+pub struct Counts {
+    /// Collapse results.
+    pub results: EnumMap<ScanResult, u64>,
+    /// Step-2 passes run again after a failed trylock (v2 forms).
+    pub recheck_passes: u64,
+    /// `spin_trylock()` calls that failed, by lock class.
+    pub trylock_failures: EnumMap<LockClass, u64>,
+    /// `flush_tlb_mm()` calls.
+    pub flush_mm: u64,
+    /// Range flushes.
+    pub flush_range: u64,
+    /// IPIs those flushes would send.
+    pub ipis: u64,
+    /// Flushes a collapse itself did.
+    pub collapse_flushes: u64,
+    /// IPIs the collapses' own flushes sent.
+    pub collapse_ipis: u64,
+    /// Operations completed, by role.
+    pub ops: EnumMap<Role, u64>,
+    /// Tables passed to `pte_free_defer()`.
+    pub tables_freed: u64,
+    /// mmu-notifier invalidations started.
+    pub notifier_ranges: u64,
+}
+
+impl Counts {
+    /// Collapses counted, whatever their result.
+    pub fn collapses(&self) -> u64 {
+        self.results.values().sum()
+    }
+
+    fn merge(&mut self, o: &Counts) {
+        let add = |a: &mut u64, b: u64| *a += b;
+        for (k, v) in &o.results {
+            add(&mut self.results[k], *v);
+        }
+        for (k, v) in &o.trylock_failures {
+            add(&mut self.trylock_failures[k], *v);
+        }
+        for (k, v) in &o.ops {
+            add(&mut self.ops[k], *v);
+        }
         self.recheck_passes += o.recheck_passes;
         self.flush_mm += o.flush_mm;
         self.flush_range += o.flush_range;
@@ -70,42 +104,65 @@ impl Counters {
         self.tables_freed += o.tables_freed;
         self.notifier_ranges += o.notifier_ranges;
     }
+
+    /// As recorded in results files: named maps, with only what was seen.
+    pub fn summary(&self) -> Counters {
+        fn named<K: Copy>(map: &EnumMap<K, u64>, name: impl Fn(K) -> &'static str) -> BTreeMap<String, u64>
+        where
+            K: enum_map::EnumArray<u64>,
+        {
+            map.iter().filter(|(_, &n)| n > 0).map(|(k, &n)| (name(k).to_owned(), n)).collect()
+        }
+        Counters {
+            results: named(&self.results, ScanResult::name),
+            recheck_passes: self.recheck_passes,
+            trylock_failures: named(&self.trylock_failures, LockClass::name),
+            flush_mm: self.flush_mm,
+            flush_range: self.flush_range,
+            ipis: self.ipis,
+            collapse_flushes: self.collapse_flushes,
+            collapse_ipis: self.collapse_ipis,
+            ops: named(&self.ops, Role::name),
+            tables_freed: self.tables_freed,
+            notifier_ranges: self.notifier_ranges,
+        }
+    }
 }
 
 /// One CPU's (or, merged, a whole run's) measurements.
 #[derive(Default)]
 pub struct Metrics {
-    collapse: BTreeMap<ScanResult, Box<Histogram<u64>>>,
-    hold: [[Option<Box<Histogram<u64>>>; CLASSES]; ROLES],
-    wait: [[Option<Box<Histogram<u64>>>; CLASSES]; ROLES],
-    op: [Option<Box<Histogram<u64>>>; ROLES],
+    collapse: EnumMap<ScanResult, Option<Box<Histogram<u64>>>>,
+    hold: EnumMap<Role, EnumMap<LockClass, Option<Box<Histogram<u64>>>>>,
+    wait: EnumMap<Role, EnumMap<LockClass, Option<Box<Histogram<u64>>>>>,
+    op: EnumMap<Role, Option<Box<Histogram<u64>>>>,
     /// Event counters.
-    pub counters: Counters,
+    pub counts: Counts,
 }
 
 impl Metrics {
     /// Record a collapse's latency and result.
     pub fn record_collapse(&mut self, result: ScanResult, ns: u64) {
-        self.collapse.entry(result).or_insert_with(|| Box::new(new_hist())).saturating_record(ns.max(1));
-        *self.counters.results.entry(result.name().to_owned()).or_default() += 1;
+        record(&mut self.collapse[result], ns.max(1));
+        self.counts.results[result] += 1;
     }
 
     /// Record how long `role` held a lock of `class`.
     #[inline]
     pub fn record_hold(&mut self, role: Role, class: LockClass, ns: u64) {
-        record(&mut self.hold[role as usize][class as usize], ns);
+        record(&mut self.hold[role][class], ns);
     }
 
     /// Record how long `role` waited for a lock of `class` (contended only).
     #[inline]
     pub fn record_wait(&mut self, role: Role, class: LockClass, ns: u64) {
-        record(&mut self.wait[role as usize][class as usize], ns);
+        record(&mut self.wait[role][class], ns);
     }
 
     /// Record one operation of `role` and its latency.
     pub fn record_op(&mut self, role: Role, ns: u64) {
-        record(&mut self.op[role as usize], ns);
-        *self.counters.ops.entry(role.name().to_owned()).or_default() += 1;
+        record(&mut self.op[role], ns);
+        self.counts.ops[role] += 1;
     }
 
     /// Fold another CPU's measurements into this one.
@@ -115,23 +172,23 @@ impl Metrics {
                 a.get_or_insert_with(|| Box::new(new_hist())).add(&**b).expect("same bounds");
             }
         };
-        for (k, h) in &o.collapse {
-            self.collapse.entry(*k).or_insert_with(|| Box::new(new_hist())).add(&**h).expect("same bounds");
+        for (result, h) in &o.collapse {
+            add(&mut self.collapse[result], h);
         }
-        for r in 0..ROLES {
-            for c in 0..CLASSES {
-                add(&mut self.hold[r][c], &o.hold[r][c]);
-                add(&mut self.wait[r][c], &o.wait[r][c]);
+        for role in Role::iter() {
+            for class in LockClass::iter() {
+                add(&mut self.hold[role][class], &o.hold[role][class]);
+                add(&mut self.wait[role][class], &o.wait[role][class]);
             }
-            add(&mut self.op[r], &o.op[r]);
+            add(&mut self.op[role], &o.op[role]);
         }
-        self.counters.merge(&o.counters);
+        self.counts.merge(&o.counts);
     }
 
     /// Collapse latency over every outcome.
     pub fn collapse_all(&self) -> Option<HistSummary> {
         let mut all = new_hist();
-        for h in self.collapse.values() {
+        for h in self.collapse.values().flatten() {
             all.add(&**h).expect("same bounds");
         }
         (!all.is_empty()).then(|| HistSummary::of(&all))
@@ -140,24 +197,28 @@ impl Metrics {
     /// Serializable summary of everything.
     pub fn summary(&self) -> MetricsSummary {
         let mut s = MetricsSummary {
-            collapse_latency_ns: self.collapse.iter().map(|(k, h)| (k.name().to_owned(), HistSummary::of(h))).collect(),
-            counters: self.counters.clone(),
+            collapse_latency_ns: self
+                .collapse
+                .iter()
+                .filter_map(|(k, h)| Some((k.name().to_owned(), HistSummary::of(h.as_ref()?))))
+                .collect(),
+            counters: self.counts.summary(),
             ..Default::default()
         };
         if let Some(all) = self.collapse_all() {
             s.collapse_latency_ns.insert("all".into(), all);
         }
-        for role in Role::ALL {
-            for class in LockClass::ALL {
+        for role in Role::iter() {
+            for class in LockClass::iter() {
                 let key = format!("{}/{}", role.name(), class.name());
-                if let Some(h) = &self.hold[role as usize][class as usize] {
+                if let Some(h) = &self.hold[role][class] {
                     s.lock_hold_ns.insert(key.clone(), HistSummary::of(h));
                 }
-                if let Some(h) = &self.wait[role as usize][class as usize] {
+                if let Some(h) = &self.wait[role][class] {
                     s.lock_wait_ns.insert(key, HistSummary::of(h));
                 }
             }
-            if let Some(h) = &self.op[role as usize] {
+            if let Some(h) = &self.op[role] {
                 s.op_latency_ns.insert(role.name().to_owned(), HistSummary::of(h));
             }
         }
@@ -236,7 +297,7 @@ mod tests {
         a.record_hold(Role::Collapse, LockClass::PmdLock, 100);
         b.record_hold(Role::Collapse, LockClass::PmdLock, 300);
         b.record_collapse(ScanResult::Succeed, 1000);
-        b.counters.recheck_passes = 2;
+        b.counts.recheck_passes = 2;
         a.merge(&b);
         let s = a.summary();
         assert_eq!(s.lock_hold_ns["collapse/pml"].count, 2);

@@ -6,10 +6,12 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Mutex;
+use strum::{EnumIter, IntoStaticStr};
 
 /// The rules, each with the name it is reported under.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, EnumIter, IntoStaticStr)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum Oracle {
     /// A PTE table freed while an entry is not none.
     TableFreedLive,
@@ -32,28 +34,9 @@ pub enum Oracle {
 }
 
 impl Oracle {
-    /// Every oracle, in report order.
-    pub const ALL: [Oracle; 7] = [
-        Oracle::TableFreedLive,
-        Oracle::StaleTlb,
-        Oracle::Accounting,
-        Oracle::LostPage,
-        Oracle::LockOrder,
-        Oracle::Deadlock,
-        Oracle::UseAfterFree,
-    ];
-
-    /// The name violations are reported under.
+    /// The rule's name, as the command line and reports spell it.
     pub fn name(self) -> &'static str {
-        match self {
-            Oracle::TableFreedLive => "table-freed-live",
-            Oracle::StaleTlb => "stale-tlb",
-            Oracle::Accounting => "accounting",
-            Oracle::LostPage => "lost-page",
-            Oracle::LockOrder => "lock-order",
-            Oracle::Deadlock => "deadlock",
-            Oracle::UseAfterFree => "use-after-free",
-        }
+        self.into()
     }
 }
 

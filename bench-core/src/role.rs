@@ -1,11 +1,16 @@
 //! Who a model CPU is: the role its time and locks are attributed to,
 //! and the code a page keeps of the actor that installed it.
 
+use enum_map::Enum;
 use serde::{Deserialize, Serialize};
+use strum::{EnumIter, IntoEnumIterator, IntoStaticStr};
 
 /// What a model CPU is doing, for attributing lock holds and waits.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Enum, EnumIter, IntoStaticStr,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum Role {
     /// `collapse_pte_mapped_thp()` itself (what the policy does).
     Collapse,
@@ -32,36 +37,9 @@ pub enum Role {
 }
 
 impl Role {
-    /// Every role.
-    pub const ALL: [Role; 11] = [
-        Role::Collapse,
-        Role::Restore,
-        Role::Faulter,
-        Role::Uffd,
-        Role::Cow,
-        Role::Swap,
-        Role::Migrate,
-        Role::Neighbour,
-        Role::Reader,
-        Role::Marker,
-        Role::Oracle,
-    ];
-
     /// Short name.
     pub fn name(self) -> &'static str {
-        match self {
-            Role::Collapse => "collapse",
-            Role::Restore => "restore",
-            Role::Faulter => "faulter",
-            Role::Uffd => "uffd",
-            Role::Cow => "cow",
-            Role::Swap => "swap",
-            Role::Migrate => "migrate",
-            Role::Neighbour => "neighbour",
-            Role::Reader => "reader",
-            Role::Marker => "marker",
-            Role::Oracle => "oracle",
-        }
+        self.into()
     }
 }
 
@@ -81,7 +59,7 @@ pub fn installer_name(stored: u32) -> String {
     match stored.checked_sub(1) {
         None => "nobody".into(),
         Some(code) => {
-            let role = Role::ALL.get((code >> 16) as usize).copied();
+            let role = Role::iter().nth((code >> 16) as usize);
             format!("{} on CPU {}", role.map_or("?", Role::name), code & 0xffff)
         }
     }

@@ -1,9 +1,10 @@
 //! The kernel's `enum scan_result`: what a collapse returns.
 
+use enum_map::Enum;
 use serde::{Deserialize, Serialize};
 
 /// The kernel's `enum scan_result` (the values a collapse can return).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Enum)]
 pub enum ScanResult {
     /// `SCAN_FAIL`: an entry maps something other than `hpage + i`, or a
     /// lock-protected recheck failed.

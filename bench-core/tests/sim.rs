@@ -11,6 +11,7 @@ use bench_core::engine::STALL_CALLS;
 use bench_core::harness::Harness;
 use bench_core::kernel::{Cx, Engine, PmdRef};
 use bench_core::mm::NEIGHBOUR_SLOT;
+use bench_core::IntoEnumIterator;
 use bench_core::{Cost, CostModel, FileKind, Mm, MmConfig, Role};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -237,7 +238,7 @@ fn operations_that_cost_nothing_end_the_run_as_stalled() {
     // Every cost zero (refused by validation): no operation takes time,
     // and joining the mm passes no scheduling point.
     let mut zero = CostModel::default();
-    for c in Cost::ALL {
+    for c in Cost::iter() {
         zero.set(c, 0.0);
     }
     let cfg = ControlledConfig {

@@ -8,7 +8,7 @@ mod harness;
 use bench_core::harness::Harness;
 use bench_core::kernel::{MmCounter, PmdKind, ScanResult, Step};
 use bench_core::mm::range_addr;
-use bench_core::{Oracle, Role, StepHook};
+use bench_core::{LockClass, Oracle, Role, StepHook};
 use crossbeam::channel::{bounded, Receiver, Sender};
 use harness::*;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -127,14 +127,14 @@ fn trylock_fails_and_uffd_inserts_before_the_recheck() {
             let (result, metrics) = collapser.join().unwrap();
             (result, metrics, installed)
         });
-        let c = &metrics.counters;
+        let c = &metrics.counts;
         let stale = (0..512).filter(|&i| i != 1 && tlb_caches(&mm, 1, i)).count();
         match policy.name() {
             "v2-posted" => {
                 assert!(installed, "{what}: step 2 emptied the table before the trylock");
                 assert_eq!(result, ScanResult::Fail, "{what}: the recheck pass finds the uffd page");
                 assert_eq!(c.recheck_passes, 1, "{what}");
-                assert_eq!(c.trylock_failures.get("pml"), Some(&1), "{what}");
+                assert_eq!(c.trylock_failures[LockClass::PmdLock], 1, "{what}");
                 assert_eq!(c.flush_mm, 0, "{what}: nr_ptes was reset, so no flush_tlb_mm");
                 assert_eq!(stale, 511, "{what}: CPU 1 still caches every cleared entry");
                 let v = mm.violations.snapshot().0;
@@ -153,7 +153,7 @@ fn trylock_fails_and_uffd_inserts_before_the_recheck() {
                 // runs with both locks held and the PMD flush covers it.
                 assert!(!installed, "{what}");
                 assert_eq!(result, ScanResult::Succeed, "{what}");
-                assert_eq!(c.trylock_failures.get("pml"), None, "{what}");
+                assert_eq!(c.trylock_failures[LockClass::PmdLock], 0, "{what}");
                 assert_eq!(c.flush_mm, 0, "{what}");
                 assert_eq!(stale, 0, "{what}");
             }

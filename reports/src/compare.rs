@@ -10,6 +10,7 @@
 use crate::robot::{comparison_of, params, rule, run_params, shell_lines};
 use crate::verdicts::wrap;
 use bench_core::results::{Cell, Environment, ReportResults, RunResult, SCHEMA};
+use bench_core::IntoEnumIterator;
 use bench_core::{Cost, CostModel};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -308,10 +309,9 @@ fn mismatches(base: &Loaded, new: &Loaded, pairs: &[(&Cell, &Cell)]) -> Vec<Stri
         }
     }
     if let (true, Some(cb), Some(cn)) = (eb.engine == "sim" && en.engine == "sim", &base.costs, &new.costs) {
-        let costs: Vec<String> = Cost::ALL
-            .iter()
-            .filter(|&&c| cb.ns(c) != cn.ns(c))
-            .map(|&c| format!("{} {} vs {} ns", c.key(), cb.ns(c), cn.ns(c)))
+        let costs: Vec<String> = Cost::iter()
+            .filter(|&c| cb.ns(c) != cn.ns(c))
+            .map(|c| format!("{} {} vs {} ns", c.key(), cb.ns(c), cn.ns(c)))
             .collect();
         if !costs.is_empty() {
             why.push(format!("the cost models differ ({})", costs.join(", ")));

@@ -3,6 +3,7 @@
 
 use crate::timeline::WIDTH;
 use bench_core::results::{CounterexampleDoc, PolicyCheck};
+use bench_core::IntoEnumIterator;
 use bench_core::Oracle;
 use std::fmt::Write as _;
 
@@ -15,8 +16,7 @@ pub fn verdict_table(checks: &[PolicyCheck]) -> String {
     let mut out = format!("{:<name_w$} {:>9}  {:<7}  oracles\n", "policy", "schedules", "verdict");
     let indent = name_w + 1 + 9 + 2 + 7 + 2;
     for c in checks {
-        let cells: Vec<String> = Oracle::ALL
-            .iter()
+        let cells: Vec<String> = Oracle::iter()
             .filter_map(|o| c.by_oracle.get(o.name()).map(|n| (o, n)))
             .map(|(o, n)| format!("{o} {}/{} (first #{})", n.schedules, c.schedules, n.first))
             .collect();

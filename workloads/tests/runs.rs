@@ -130,9 +130,10 @@ fn interleave(scenario: &Scenario, rounds: usize) -> Outcome {
     let teardown = mm.exit_mmap();
     assert!(teardown.is_empty(), "{teardown:#?}");
     assert_eq!(mm.pages.anon_in_use(), 0);
+    let counters = metrics.counts.summary();
     Outcome {
-        ops: metrics.counters.ops,
-        results: metrics.counters.results,
+        ops: counters.ops,
+        results: counters.results,
         peak_anon,
         peak_swap,
         violations: mm.violations.snapshot().1,

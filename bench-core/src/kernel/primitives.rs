@@ -152,7 +152,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
     pub fn step(&mut self, step: Step) {
         self.step = step;
         if step == Step::Recheck {
-            self.metrics.counters.recheck_passes += 1;
+            self.metrics.counts.recheck_passes += 1;
         }
         self.engine.trace(self.cpu, Event::Step(step));
         self.engine.step(self.cpu, step);
@@ -389,8 +389,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
             self.held.push(Held { id, since: now, subclass: 0 });
             true
         } else {
-            let class = self.mm.lock_class(id).name().to_owned();
-            *self.metrics.counters.trylock_failures.entry(class).or_default() += 1;
+            self.metrics.counts.trylock_failures[self.mm.lock_class(id)] += 1;
             false
         }
     }
@@ -725,11 +724,11 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
         self.charge(Cost::RangeFlush, 1);
         self.charge(Cost::Ipi, ipis);
         self.engine.trace(self.cpu, Event::FlushRange);
-        self.metrics.counters.flush_range += 1;
-        self.metrics.counters.ipis += ipis;
+        self.metrics.counts.flush_range += 1;
+        self.metrics.counts.ipis += ipis;
         if self.role == Role::Collapse {
-            self.metrics.counters.collapse_flushes += 1;
-            self.metrics.counters.collapse_ipis += ipis;
+            self.metrics.counts.collapse_flushes += 1;
+            self.metrics.counts.collapse_ipis += ipis;
         }
     }
 
@@ -740,11 +739,11 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
         self.charge(Cost::MmFlushBase, 1);
         self.charge(Cost::Ipi, ipis);
         self.engine.trace(self.cpu, Event::FlushMm);
-        self.metrics.counters.flush_mm += 1;
-        self.metrics.counters.ipis += ipis;
+        self.metrics.counts.flush_mm += 1;
+        self.metrics.counts.ipis += ipis;
         if self.role == Role::Collapse {
-            self.metrics.counters.collapse_flushes += 1;
-            self.metrics.counters.collapse_ipis += ipis;
+            self.metrics.counts.collapse_flushes += 1;
+            self.metrics.counts.collapse_ipis += ipis;
         }
     }
 
@@ -754,7 +753,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
         self.charge(Cost::Notifier, 1);
         self.notifier_depth += 1;
         self.mm.note_notifier(self.cpu, true);
-        self.metrics.counters.notifier_ranges += 1;
+        self.metrics.counts.notifier_ranges += 1;
         NotifierRange { start, end }
     }
 
@@ -811,7 +810,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
         self.engine.trace(self.cpu, Event::TableFree(slot));
         self.charge(Cost::TableFree, 1);
         self.mm.tables.mark_deferred(slot);
-        self.metrics.counters.tables_freed += 1;
+        self.metrics.counts.tables_freed += 1;
         let tables = &self.mm.tables;
         self.mm.rcu.defer(slot, |s| tables.release(s));
     }
