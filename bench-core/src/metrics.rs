@@ -107,10 +107,10 @@ impl Counts {
 
     /// As recorded in results files: named maps, with only what was seen.
     pub fn summary(&self) -> Counters {
-        fn named<K: Copy>(map: &EnumMap<K, u64>, name: impl Fn(K) -> &'static str) -> BTreeMap<String, u64>
-        where
-            K: enum_map::EnumArray<u64>,
-        {
+        fn named<K: enum_map::EnumArray<u64>>(
+            map: &EnumMap<K, u64>,
+            name: impl Fn(K) -> &'static str,
+        ) -> BTreeMap<String, u64> {
             map.iter().filter(|(_, &n)| n > 0).map(|(k, &n)| (name(k).to_owned(), n)).collect()
         }
         Counters {
@@ -129,13 +129,16 @@ impl Counts {
     }
 }
 
+/// A histogram, allocated at its first value.
+type Hist = Option<Box<Histogram<u64>>>;
+
 /// One CPU's (or, merged, a whole run's) measurements.
 #[derive(Default)]
 pub struct Metrics {
-    collapse: EnumMap<ScanResult, Option<Box<Histogram<u64>>>>,
-    hold: EnumMap<Role, EnumMap<LockClass, Option<Box<Histogram<u64>>>>>,
-    wait: EnumMap<Role, EnumMap<LockClass, Option<Box<Histogram<u64>>>>>,
-    op: EnumMap<Role, Option<Box<Histogram<u64>>>>,
+    collapse: EnumMap<ScanResult, Hist>,
+    hold: EnumMap<Role, EnumMap<LockClass, Hist>>,
+    wait: EnumMap<Role, EnumMap<LockClass, Hist>>,
+    op: EnumMap<Role, Hist>,
     /// Event counters.
     pub counts: Counts,
 }
