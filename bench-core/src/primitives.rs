@@ -1203,3 +1203,47 @@ impl<'a, E: Engine> Cx<'a, E> {
         result
     }
 }
+
+// Added for the kernel paths (workloads::kernel_paths).
+impl<'a, E: Engine> Cx<'a, E> {
+    /// `PageAnon()`.
+    pub fn page_anon(&self, page: Pfn) -> bool {
+        self.mm.pages.get(page).is_anon()
+    }
+
+    /// `copy_highpage()`: the data of `from` into `to` (the model's data
+    /// is the content tag).
+    pub fn copy_highpage(&mut self, to: Pfn, from: Pfn) {
+        let tag = self.mm.pages.get(from).tag.load(Ordering::Acquire);
+        self.mm.pages.get(to).tag.store(tag, Ordering::Release);
+    }
+
+    /// `touch_pmd()`: update the huge PMD `pmd` in place (the model flips
+    /// its touch bit). Caller holds `pml`.
+    pub fn touch_pmd(&mut self, pmd: PmdRef) {
+        self.assert_held(self.pmd_lockptr(pmd), "touch_pmd");
+        let entry = self.mm.pmds.entry(pmd.table, pmd.idx);
+        let old = Pmd(entry.load(Ordering::Acquire));
+        entry.store(old.touched().0, Ordering::Release);
+    }
+
+    /// `ptlock_ptr()`: the `ptl` of page table `table`.
+    pub fn ptlock_ptr(&self, table: PgTable) -> LockId {
+        self.mm.pte_lock_id(table.0)
+    }
+
+    /// The file's huge page that range `r` maps (head, no reference taken).
+    pub fn file_hpage(&self, r: u32) -> Pfn {
+        self.mm.file_hpage(r)
+    }
+
+    /// Whether the model runs its oracles.
+    pub fn oracles_enabled(&self) -> bool {
+        self.mm.config.oracles
+    }
+
+    /// Time one operation of `role` into this CPU's measurements.
+    pub fn record_op(&mut self, role: Role, ns: u64) {
+        self.metrics.record_op(role, ns);
+    }
+}

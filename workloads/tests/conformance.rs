@@ -185,7 +185,7 @@ impl CollapsePolicy for LeaksRef {
     fn collapse<E: Engine>(&self, cx: &mut Cx<'_, E>, haddr: u64, install_pmd: bool) -> ScanResult {
         let result = self.0.collapse(cx, haddr, install_pmd);
         if result == ScanResult::Succeed {
-            let hpage = cx.mm.file_hpage(0);
+            let hpage = cx.file_hpage(0);
             cx.get_page(hpage);
         }
         result
