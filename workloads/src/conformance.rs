@@ -52,7 +52,7 @@
 //! timeline.
 
 use crate::check::{check_policy, CheckOptions, CheckReport, Search};
-use crate::kernel_paths::{cow_fault, page_cache_fault, swap_out, uffdio_copy, FaultMapped};
+use crate::kernel_paths::{cow_fault, page_cache_fault, swap_out, uffdio_copy, FaultMapped, UffdCopy};
 use crate::presets::{preset, PRESETS};
 use bench_core::mm::{range_addr, VM_SHARED, VM_UFFD_MISSING, VM_UFFD_WP};
 use bench_core::pte::{HPAGE_PMD_NR, PAGE_SIZE};
@@ -785,8 +785,9 @@ fn swap_entry(p: &mut Probe<'_>, install: bool) {
 
 fn uffd_copied_entry(p: &mut Probe<'_>, install: bool) {
     let hole = (0..HPAGE_PMD_NR).find(|&i| !p.mm.density_maps(i)).expect("a none slot");
-    if !uffdio_copy(&mut p.other(Role::Uffd), Probe::addr(hole)) {
-        p.failures.push(format!("setup: UFFDIO_COPY into none slot {hole} did not install"));
+    let copied = uffdio_copy(&mut p.other(Role::Uffd), Probe::addr(hole));
+    if copied != UffdCopy::Installed {
+        p.failures.push(format!("setup: UFFDIO_COPY into none slot {hole}: {copied:?}, not installed"));
     }
     p.touch_all();
     // Step 1 finds an anonymous page in the none slot: SCAN_FAIL.

@@ -118,28 +118,41 @@ pub fn page_cache_fault<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> FaultMapped
     mapped
 }
 
+/// What UFFDIO_COPY of one page did: the ioctl's result.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum UffdCopy {
+    /// The page is mapped (0).
+    Installed,
+    /// The slot was not none or the PMD is huge (-EEXIST).
+    Exists,
+    /// The table went away before `ptl` was taken (-EAGAIN): user space
+    /// is to retry.
+    Again,
+    /// The anonymous pool is exhausted (-ENOMEM).
+    NoMemory,
+}
+
 /// UFFDIO_COPY of one page to `addr` in a private uffd-armed VMA:
 /// `mfill_atomic()` -> `mfill_atomic_pte_copy()` ->
 /// `mfill_atomic_install_pte()` (mm/userfaultfd.c, v6.6). A huge PMD is
 /// -EEXIST; a none PMD gets a table first (`__pte_alloc()`). Then the
 /// anonymous page is allocated and filled from user memory with no lock
 /// held, and installed under `ptl` alone, into a none slot only: its rmap,
-/// the anon counter, then the PTE. An occupied slot is -EEXIST and a table
-/// gone meanwhile -EAGAIN (user space retries); either way the page is
-/// freed. An exhausted anonymous pool is -ENOMEM. It never looks at the
-/// page cache nor takes the page lock: the race of the 2023 report.
-/// Returns whether it installed the page.
-pub fn uffdio_copy<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> bool {
-    let Some(pmd) = Cx::<E>::pmd_offset(addr) else { return false };
+/// the anon counter, then the PTE. An occupied slot is -EEXIST and a
+/// table gone meanwhile -EAGAIN; either way the page is freed. It never
+/// looks at the page cache nor takes the page lock: the race of the 2023
+/// report.
+pub fn uffdio_copy<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> UffdCopy {
+    let Some(pmd) = Cx::<E>::pmd_offset(addr) else { return UffdCopy::Exists };
     if matches!(cx.pmdp_get_lockless(pmd).kind(), PmdKind::Huge(_)) {
-        return false;
+        return UffdCopy::Exists;
     }
     cx.pte_alloc(pmd);
     let Some(page) = cx.alloc_anon_page(addr) else {
-        return false;
+        return UffdCopy::NoMemory;
     };
-    let installed = match cx.pte_offset_map_lock(pmd, addr) {
-        None => false,
+    let copied = match cx.pte_offset_map_lock(pmd, addr) {
+        None => UffdCopy::Again,
         Some((map, ptl)) => {
             let pte = map.at(pte_index(addr));
             let none = cx.ptep_get(pte).is_none();
@@ -149,13 +162,17 @@ pub fn uffdio_copy<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> bool {
                 cx.set_pte_at(addr, pte, Pte::present(page));
             }
             cx.pte_unmap_unlock(map, ptl);
-            none
+            if none {
+                UffdCopy::Installed
+            } else {
+                UffdCopy::Exists
+            }
         }
     };
-    if !installed {
+    if copied != UffdCopy::Installed {
         cx.free_anon_page(page);
     }
-    installed
+    copied
 }
 
 /// A write fault on a private VMA that copies the file subpage mapped at
@@ -487,7 +504,7 @@ mod tests {
 
         assert!(cow_fault(&mut cx, addr(5)));
         assert!(!cow_fault(&mut cx, addr(5)), "an anonymous page is not COWed again");
-        assert!(!uffdio_copy(&mut cx, addr(5)), "UFFDIO_COPY into a taken slot is -EEXIST");
+        assert_eq!(uffdio_copy(&mut cx, addr(5)), UffdCopy::Exists, "UFFDIO_COPY into a taken slot");
         assert_eq!(anon(&mm), 1);
 
         assert_eq!(swap_out(&mut cx, addr(0)), Some(addr(5)), "reclaim walks to the anonymous page");
@@ -505,7 +522,7 @@ mod tests {
         assert_eq!(toggle_guard_marker(&mut cx, addr(other_hole)), Some(Pte::marker(PteMarker::Guard)));
         assert_eq!(toggle_guard_marker(&mut cx, addr(other_hole)), Some(Pte::NONE));
         assert_eq!(toggle_guard_marker(&mut cx, addr(5)), None, "a mapped entry is left alone");
-        assert!(uffdio_copy(&mut cx, addr(other_hole)));
+        assert_eq!(uffdio_copy(&mut cx, addr(other_hole)), UffdCopy::Installed);
         assert_eq!(anon(&mm), 2);
 
         let neighbour = mm.pmds.get(0, NEIGHBOUR_SLOT);

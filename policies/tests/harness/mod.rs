@@ -9,6 +9,7 @@ use bench_core::{Cx, DynPolicy, FileKind, Mm, Native, PmdKind, Role, StepHook};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
+use workloads::kernel_paths::UffdCopy;
 
 /// The five shipped policies, built with default parameters.
 pub fn all_policies() -> Vec<Arc<dyn DynPolicy>> {
@@ -52,10 +53,16 @@ pub fn addr(i: usize) -> u64 {
 
 /// UFFDIO_COPY into subpage `i` of range 0
 /// ([`workloads::kernel_paths::uffdio_copy`]): the anonymous page is
-/// installed under `ptl` alone into a none slot. Returns true if it
+/// installed under `ptl` alone into a none slot. Retried on -EAGAIN (the
+/// table went away under it), as user space does. Returns true if it
 /// installed the page.
 pub fn uffd_copy(cx: &mut Cx<'_, Native>, i: usize) -> bool {
-    workloads::kernel_paths::uffdio_copy(cx, addr(i))
+    loop {
+        match workloads::kernel_paths::uffdio_copy(cx, addr(i)) {
+            UffdCopy::Again => continue,
+            copied => return copied == UffdCopy::Installed,
+        }
+    }
 }
 
 /// A write fault COWing subpage `i` into an anonymous copy
