@@ -64,8 +64,9 @@ pub enum FaultMapped {
     Subpage,
     /// The whole huge page, by the PMD.
     HugePage,
-    /// Nothing: the huge page was locked, the slot was not none, or the
-    /// PMD was already huge (or went huge meanwhile).
+    /// Nothing: the huge page was locked, the slot was not none, the PMD
+    /// was already huge (or went huge meanwhile), or a none PMD got a
+    /// table before `do_set_pmd()` took `pml`.
     Nothing,
 }
 
@@ -143,7 +144,7 @@ pub enum UffdCopy {
 /// looks at the page cache nor takes the page lock: the race of the 2023
 /// report.
 pub fn uffdio_copy<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> UffdCopy {
-    let Some(pmd) = Cx::<E>::pmd_offset(addr) else { return UffdCopy::Exists };
+    let pmd = Cx::<E>::pmd_offset(addr).expect("UFFDIO_COPY to an address inside the model");
     if matches!(cx.pmdp_get_lockless(pmd).kind(), PmdKind::Huge(_)) {
         return UffdCopy::Exists;
     }
@@ -316,8 +317,9 @@ pub fn swap_in<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> Option<u64> {
 ///
 /// Departures: the page is found by walking the table under `ptl` (the
 /// kernel takes it from a list and finds its PTE through the rmap), and
-/// the anonymous pages' per-mapping references are not modelled here: the
-/// source is freed outright and the destination keeps its allocation's.
+/// the references are not counted one by one as the kernel's
+/// `folio_put()`/`folio_get()` in (A) and (B) do: the source's go with its
+/// free, and the destination's mapping holds its allocation's.
 pub fn migrate_one<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> Option<u64> {
     let vma = cx.vma_lookup(addr)?;
     let pmd = Cx::<E>::pmd_offset(addr)?;
