@@ -71,7 +71,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use workloads::actors::restore;
+use workloads::kernel_paths;
 use workloads::{run_policy, simulate_policy, RunOptions, SimOptions};
 
 // ---------------------------------------------------------------------
@@ -114,7 +114,7 @@ fn cpu(mm: &Mm, cpu: u32) -> Cx<'_, Native> {
 /// `Role::Restore`, so its lock holds are not counted as the collapse's.
 fn restore_range(cx: &mut Cx<'_, Native>) {
     cx.set_role(Role::Restore);
-    restore(cx, 0);
+    kernel_paths::restore_range(cx, 0);
     cx.set_role(Role::Collapse);
 }
 
@@ -130,7 +130,7 @@ fn assert_clean(mm: &Mm, what: &str) {
 // Group 1: uncontended_collapse
 // ---------------------------------------------------------------------
 
-/// `v1` through the framework: `cx.run_collapse()` timed, `restore()` not.
+/// `v1` through the framework: `cx.run_collapse()` timed, `restore_range()` not.
 fn bench_v1_framework(c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
     let mm = model(1);
     let v1 = policy("v1");
@@ -294,7 +294,7 @@ impl Reference {
         atomics(&self.pages, 512)
     }
 
-    /// Untimed: put the range back as `restore()` does — every PTE maps
+    /// Untimed: put the range back as `kernel_paths::restore_range()` does — every PTE maps
     /// `hpage + i` with its rmap, reference and counter, and the PMD points
     /// to the table again.
     fn restore(&self) {

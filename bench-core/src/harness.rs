@@ -9,7 +9,7 @@ use crate::event::{Event, Step};
 use crate::kernel::{pmd_offset, Cx, DynPolicy, Engine, PmdRef, PteMap, SINGLE_DEPTH_NESTING};
 use crate::locks::LockId;
 use crate::metrics::Metrics;
-use crate::mm::{addr_range, vpn, Mm, NEIGHBOUR_SLOT};
+use crate::mm::{addr_range, vpn, Mm};
 use crate::oracle::Oracle;
 use crate::pgtable::TableState;
 use crate::pte::{Pfn, Pmd, PmdKind, HPAGE_PMD_MASK, HPAGE_PMD_NR, HPAGE_PMD_SIZE, PAGE_SHIFT, PTRS_PER_PTE};
@@ -45,10 +45,9 @@ pub trait Harness {
     /// and no scheduling point). None if the PMD holds no table.
     fn table_under_pml(&mut self, pmd: PmdRef) -> Option<(PteMap, LockId)>;
 
-    /// A `pml` neighbour's update of the huge PMD at [`NEIGHBOUR_SLOT`] of
-    /// PMD table `table` (its accessed bit), under `pml`, which the caller
-    /// holds.
-    fn touch_neighbour_pmd(&mut self, table: u32);
+    /// `touch_pmd()`: update the huge PMD `pmd` in place (the model flips
+    /// its touch bit), as a fault on it does. Caller holds `pml`.
+    fn touch_pmd(&mut self, pmd: PmdRef);
 
     /// What the CPU is doing now.
     fn role(&self) -> Role;
@@ -155,11 +154,11 @@ impl<E: Engine> Harness for Cx<'_, E> {
         }
     }
 
-    fn touch_neighbour_pmd(&mut self, table: u32) {
-        self.assert_held(self.mm.pmd_lock_id(table), "neighbour PMD update");
-        let entry = self.mm.pmds.entry(table, NEIGHBOUR_SLOT);
-        let pmd = Pmd(entry.load(Ordering::Acquire));
-        entry.store(pmd.touched().0, Ordering::Release);
+    fn touch_pmd(&mut self, pmd: PmdRef) {
+        self.assert_held(self.pmd_lockptr(pmd), "touch_pmd");
+        let entry = self.mm.pmds.entry(pmd.table, pmd.idx);
+        let old = Pmd(entry.load(Ordering::Acquire));
+        entry.store(old.touched().0, Ordering::Release);
     }
 
     fn role(&self) -> Role {

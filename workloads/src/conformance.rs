@@ -21,8 +21,9 @@
 //!    full table and the COWed entry with `pml` unsplit and with no split
 //!    locks at all (`ptl == pml`) and on a regular file. Each case runs on a
 //!    fresh small model with one collapsing CPU; another CPU sets the case
-//!    up and touches every mapped subpage first (so its TLB caches them and
-//!    a missing flush is seen). Each asserts the result, `hpage`'s refcount
+//!    up, with the same [`crate::kernel_paths`] the actors run, and
+//!    touches every mapped subpage first (so its TLB caches them and a
+//!    missing flush is seen). Each asserts the result, `hpage`'s refcount
 //!    and mapcounts, the mm's counters, the page-table count, the
 //!    mmu-notifier pairing, that no lock is held, that no oracle fired
 //!    (including the accounting oracle after each collapse), and that
@@ -51,12 +52,11 @@
 //! timeline.
 
 use crate::check::{check_policy, CheckOptions, CheckReport, Search};
+use crate::kernel_paths::{cow_fault, page_cache_fault, swap_out, uffdio_copy, FaultMapped, UffdCopy};
 use crate::presets::{preset, PRESETS};
 use bench_core::harness::{new_cpu, Harness};
-use bench_core::kernel::{
-    linear_page_index, pmd_offset, Cx, DynPolicy, Engine, MmCounter, PmdKind, PolicyEntry, Pte, ScanResult,
-};
-use bench_core::mm::{range_addr, vpn, VM_SHARED, VM_UFFD_MISSING, VM_UFFD_WP};
+use bench_core::kernel::{Cx, DynPolicy, MmCounter, PmdKind, PolicyEntry, ScanResult};
+use bench_core::mm::{range_addr, VM_SHARED, VM_UFFD_MISSING, VM_UFFD_WP};
 use bench_core::pte::{HPAGE_PMD_NR, PAGE_SIZE};
 use bench_core::{FileKind, Mm, MmConfig, Native, Oracle, Role};
 use std::fmt;
@@ -479,109 +479,6 @@ fn judge_checker(report: &mut ConformanceReport, opts: &ConformanceOptions) {
 }
 
 // ---------------------------------------------------------------------
-// What other CPUs do to the range, as the kernel does it
-// ---------------------------------------------------------------------
-
-/// `filemap_map_pages()` for one address whose PMD holds a table: map the
-/// page-cache subpage into a none slot (counter, rmap, reference, PTE),
-/// under the page lock (trylock, as a fault does) and `ptl`. Returns
-/// whether it mapped it.
-pub fn fault_in<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> bool {
-    let Some(vma) = cx.vma_lookup(addr) else { return false };
-    let Some(pmd) = pmd_offset(addr) else { return false };
-    let index = linear_page_index(vma, addr);
-    let r = (index / HPAGE_PMD_NR as u64) as u32;
-    let i = (index % HPAGE_PMD_NR as u64) as usize;
-    let hpage = cx.file_hpage(r);
-    if !cx.trylock_page(hpage) {
-        return false;
-    }
-    let mut mapped = false;
-    if let Some((map, ptl)) = cx.pte_offset_map_lock(pmd, addr) {
-        let pte = map.at(pte_index(addr));
-        if cx.ptep_get(pte).is_none() {
-            cx.do_set_pte(addr, pte, hpage.nth(i));
-            mapped = true;
-        }
-        cx.pte_unmap_unlock(map, ptl);
-    }
-    cx.unlock_page(hpage);
-    mapped
-}
-
-fn pte_index(addr: u64) -> usize {
-    (vpn(addr) % HPAGE_PMD_NR as u64) as usize
-}
-
-/// UFFDIO_COPY into `addr`, as `mfill_atomic_pte()`: the anonymous page is
-/// allocated first, then installed under `ptl` alone into a none slot (a
-/// none PMD gets a table first; a huge PMD is -EEXIST). It never looks at
-/// the page cache nor takes the page lock. Returns whether it installed.
-pub fn uffd_copy<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> bool {
-    let page = cx.alloc_anon_page(addr).expect("anonymous page pool exhausted");
-    let pmd = pmd_offset(addr).expect("address inside the model");
-    loop {
-        if matches!(cx.pmdp_get_lockless(pmd).kind(), PmdKind::Huge(_)) {
-            cx.free_anon_page(page); // -EEXIST
-            return false;
-        }
-        cx.pte_alloc(pmd);
-        let Some((map, ptl)) = cx.pte_offset_map_lock(pmd, addr) else {
-            continue;
-        };
-        let pte = map.at(pte_index(addr));
-        let installed = cx.ptep_get(pte).is_none();
-        if installed {
-            cx.set_pte_at(addr, pte, Pte::present(page));
-            cx.page_add_new_anon_rmap(page);
-            cx.add_mm_counter(MmCounter::AnonPages, 1);
-        }
-        cx.pte_unmap_unlock(map, ptl);
-        if !installed {
-            cx.free_anon_page(page);
-        }
-        return installed;
-    }
-}
-
-/// A write fault on a private VMA COWing the file subpage mapped at `addr`
-/// into an anonymous copy (`wp_page_copy()`), under `ptl`.
-pub fn cow<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) {
-    let copy = cx.alloc_anon_page(addr).expect("anonymous page pool exhausted");
-    let pmd = pmd_offset(addr).expect("address inside the model");
-    let (map, ptl) = cx.pte_offset_map_lock(pmd, addr).expect("a PTE table");
-    let pte = map.at(pte_index(addr));
-    let old = cx.ptep_clear_flush(addr, pte).pfn().expect("cow of a present file page");
-    cx.set_pte_at(addr, pte, Pte::present(copy));
-    cx.page_add_new_anon_rmap(copy);
-    let vma = cx.vma_lookup(addr).expect("a VMA");
-    cx.page_remove_rmap(old, vma, false);
-    cx.put_page(old);
-    let file = cx.mm_counter_file(old);
-    cx.add_mm_counter(file, -1);
-    cx.add_mm_counter(MmCounter::AnonPages, 1);
-    cx.pte_unmap_unlock(map, ptl);
-}
-
-/// Swap out the anonymous page mapped at `addr` (`try_to_unmap_one()`):
-/// the entry becomes a non-present swap entry and the page is freed.
-pub fn swap_out<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) {
-    let pmd = pmd_offset(addr).expect("address inside the model");
-    let (map, ptl) = cx.pte_offset_map_lock(pmd, addr).expect("a PTE table");
-    let pte = map.at(pte_index(addr));
-    let page = cx.ptep_clear_flush(addr, pte).pfn().expect("swap-out of a present page");
-    let slot = cx.get_swap_page();
-    cx.set_pte_at(addr, pte, Pte::swap(slot));
-    let vma = cx.vma_lookup(addr).expect("a VMA");
-    cx.page_remove_rmap(page, vma, false);
-    cx.add_mm_counter(MmCounter::AnonPages, -1);
-    cx.add_mm_counter(MmCounter::SwapEnts, 1);
-    cx.pte_unmap_unlock(map, ptl);
-    cx.put_page(page);
-    cx.free_anon_page(page);
-}
-
-// ---------------------------------------------------------------------
 // The functional cases
 // ---------------------------------------------------------------------
 
@@ -854,7 +751,7 @@ fn collapses_fully(p: &mut Probe<'_>, install: bool) {
 
 fn max_none(p: &mut Probe<'_>, install: bool) {
     // One entry, the last: every other slot is none.
-    if !fault_in(&mut p.other(Role::Faulter), Probe::addr(HPAGE_PMD_NR - 1)) {
+    if page_cache_fault(&mut p.other(Role::Faulter), Probe::addr(HPAGE_PMD_NR - 1)) != FaultMapped::Subpage {
         p.failures.push("setup: could not fault in subpage 511".to_owned());
     }
     p.expect_state(&State::untouched(1, 0, 0));
@@ -862,7 +759,9 @@ fn max_none(p: &mut Probe<'_>, install: bool) {
 }
 
 fn cowed_entry(p: &mut Probe<'_>, install: bool) {
-    cow(&mut p.other(Role::Cow), Probe::addr(7));
+    if !cow_fault(&mut p.other(Role::Cow), Probe::addr(7)) {
+        p.failures.push("setup: the write fault did not COW subpage 7".to_owned());
+    }
     p.touch_all();
     // Step 1 finds the anonymous copy: SCAN_FAIL before anything is cleared.
     p.collapse(install, ScanResult::Fail);
@@ -872,8 +771,13 @@ fn cowed_entry(p: &mut Probe<'_>, install: bool) {
 
 fn swap_entry(p: &mut Probe<'_>, install: bool) {
     let mut other = p.other(Role::Swap);
-    cow(&mut other, Probe::addr(3));
-    swap_out(&mut other, Probe::addr(3));
+    if !cow_fault(&mut other, Probe::addr(3)) {
+        p.failures.push("setup: the write fault did not COW subpage 3".to_owned());
+    }
+    let swapped = swap_out(&mut other, Probe::addr(3));
+    if swapped != Some(Probe::addr(3)) {
+        p.failures.push(format!("setup: reclaim from subpage 3 swapped out {swapped:x?}, not subpage 3"));
+    }
     p.touch_all();
     p.collapse(install, ScanResult::PteNonPresent);
     p.expect_state(&State::untouched(HPAGE_PMD_NR as i32 - 1, 0, 1));
@@ -881,8 +785,9 @@ fn swap_entry(p: &mut Probe<'_>, install: bool) {
 
 fn uffd_copied_entry(p: &mut Probe<'_>, install: bool) {
     let hole = (0..HPAGE_PMD_NR).find(|&i| !p.mm.density_maps(i)).expect("a none slot");
-    if !uffd_copy(&mut p.other(Role::Uffd), Probe::addr(hole)) {
-        p.failures.push(format!("setup: UFFDIO_COPY into none slot {hole} did not install"));
+    let copied = uffdio_copy(&mut p.other(Role::Uffd), Probe::addr(hole));
+    if copied != UffdCopy::Installed {
+        p.failures.push(format!("setup: UFFDIO_COPY into none slot {hole}: {copied:?}, not installed"));
     }
     p.touch_all();
     // Step 1 finds an anonymous page in the none slot: SCAN_FAIL.

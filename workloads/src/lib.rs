@@ -1,4 +1,5 @@
-//! workloads: the actors that run beside a collapse, the scenarios that
+//! workloads: the kernel paths that run beside a collapse
+//! ([`kernel_paths`]) and the actors that run them, the scenarios that
 //! configure them (named presets or TOML files), and the runner that puts
 //! a policy on a scenario and collects a [`bench_core::results::PolicyRun`];
 //! the race checker ([`check`]) and the conformance suite every policy
@@ -14,6 +15,7 @@
 pub mod actors;
 pub mod check;
 pub mod conformance;
+pub mod kernel_paths;
 pub mod presets;
 pub mod runner;
 pub mod scenario;

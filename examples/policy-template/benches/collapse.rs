@@ -19,7 +19,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use policies::v1::V1;
 use policy_template::TemplateV1;
 use std::time::{Duration, Instant};
-use workloads::actors::restore;
+use workloads::kernel_paths::restore_range;
 
 /// One uncontended khugepaged-mode collapse of a full table by `P`, timed
 /// through the framework; the range is put back untimed after each.
@@ -50,7 +50,7 @@ fn uncontended<P: CollapsePolicy>(group: &mut BenchmarkGroup<'_, WallTime>) {
                 timed += t0.elapsed();
                 assert_eq!(result, ScanResult::Succeed, "an uncontended collapse of a full table succeeds");
                 cx.set_role(Role::Restore);
-                restore(&mut cx, 0);
+                restore_range(&mut cx, 0);
                 cx.set_role(Role::Collapse);
             }
             timed

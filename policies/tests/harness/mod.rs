@@ -11,6 +11,7 @@ use bench_core::{FileKind, Mm, Native, Role, StepHook};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
+use workloads::kernel_paths::UffdCopy;
 
 /// The five shipped policies, built with default parameters.
 pub fn all_policies() -> Vec<Arc<dyn DynPolicy>> {
@@ -52,23 +53,31 @@ pub fn addr(i: usize) -> u64 {
     range_addr(0) + i as u64 * PAGE_SIZE
 }
 
-/// UFFDIO_COPY into subpage `i` of range 0 ([`workloads::conformance::uffd_copy`]):
-/// the anonymous page is installed under `ptl` alone into a none slot.
-/// Returns true if it installed the page.
+/// UFFDIO_COPY into subpage `i` of range 0
+/// ([`workloads::kernel_paths::uffdio_copy`]): the anonymous page is
+/// installed under `ptl` alone into a none slot. Retried on -EAGAIN (the
+/// table went away under it), as user space does. Returns true if it
+/// installed the page.
 pub fn uffd_copy(cx: &mut Cx<'_, Native>, i: usize) -> bool {
-    workloads::conformance::uffd_copy(cx, addr(i))
+    loop {
+        match workloads::kernel_paths::uffdio_copy(cx, addr(i)) {
+            UffdCopy::Again => continue,
+            copied => return copied == UffdCopy::Installed,
+        }
+    }
 }
 
 /// A write fault COWing subpage `i` into an anonymous copy
-/// ([`workloads::conformance::cow`]).
+/// ([`workloads::kernel_paths::cow_fault`]); panics if it did not copy.
 pub fn cow(cx: &mut Cx<'_, Native>, i: usize) {
-    workloads::conformance::cow(cx, addr(i))
+    assert!(workloads::kernel_paths::cow_fault(cx, addr(i)), "the write fault did not COW subpage {i}");
 }
 
 /// Swap out the anonymous page at subpage `i` (the entry becomes
-/// non-present; [`workloads::conformance::swap_out`]).
+/// non-present; [`workloads::kernel_paths::swap_out`]); panics if reclaim
+/// swapped out another page or none.
 pub fn swap_out(cx: &mut Cx<'_, Native>, i: usize) {
-    workloads::conformance::swap_out(cx, addr(i))
+    assert_eq!(workloads::kernel_paths::swap_out(cx, addr(i)), Some(addr(i)), "reclaim from subpage {i}");
 }
 
 /// Touch every subpage of range 0 from `cx`'s CPU, filling its TLB.
