@@ -3,8 +3,9 @@
 
 use crate::output_file::OutputFile;
 use bench_core::native::Limit;
-use bench_core::results::{EndedBy, Environment, PolicyFailure, PolicyRun, RunFailure, RunResult, SCHEMA};
+use bench_core::results::{EndedBy, Environment, PolicyRun, RunFailure};
 use bench_core::{CostModel, DynPolicy};
+use reports::schema::{PolicyFailure, RunResult, SCHEMA};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Where a collapse is: the kernel's step numbers, for hooks and timelines.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Step {
     /// Early exits and page-cache lookup.
     Prologue,
