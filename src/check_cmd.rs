@@ -6,8 +6,8 @@
 use crate::cli::{parse_policies, quote, scenario, CliError, WorkloadArgs, GIT_REVISION};
 use crate::output_file::OutputFile;
 use bench_core::kernel::DynPolicy;
-use bench_core::results::{CounterexampleDoc, Environment, OracleCount, PolicyCheck, TimelineEvent, SCHEMA};
-use reports::timeline::{self, Timeline};
+use bench_core::results::Environment;
+use reports::schema::{CounterexampleDoc, CounterexampleTimeline, OracleCount, PolicyCheck, PolicyFailure, SCHEMA};
 use reports::verdicts::{print_counterexample, verdict_table, wrap};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -125,22 +125,8 @@ pub fn replay_command(workload: &WorkloadArgs, scenario: &Scenario, policy: &str
     words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
 }
 
-fn timeline_lines(cx: &Counterexample) -> Vec<String> {
-    let v = &cx.violations[0];
-    let marker = match (&v.cpu, v.step.as_deref()) {
-        (None, Some(step)) => format!("*** {} (at {step})", v.oracle),
-        _ => format!("*** {}", v.oracle),
-    };
-    timeline::render(&Timeline {
-        trace: &cx.trace,
-        labels: &cx.labels,
-        roles: &cx.roles,
-        end: cx.violation_at,
-        cpu: v.cpu,
-        marker,
-    })
-}
-
+/// The counterexample as result files keep it: the replay's events up to
+/// the violation, typed, with the role of each CPU.
 pub fn counterexample_doc(cx: &Counterexample, replay: String) -> CounterexampleDoc {
     CounterexampleDoc {
         index: cx.index,
@@ -152,15 +138,10 @@ pub fn counterexample_doc(cx: &Counterexample, replay: String) -> Counterexample
         runs: runs(&cx.schedule).len(),
         original_runs: runs(&cx.original).len(),
         shrink_replays: cx.shrink_replays,
-        timeline: timeline_lines(cx),
-        lanes: cx.roles.iter().enumerate().map(|(cpu, role)| format!("CPU{cpu} {role}")).collect(),
-        events: cx
-            .trace
-            .iter()
-            .zip(&cx.labels)
-            .take(cx.violation_at)
-            .map(|(t, label)| TimelineEvent { step: t.step, cpu: t.cpu, label: label.clone() })
-            .collect(),
+        timeline: CounterexampleTimeline::Events {
+            roles: cx.roles.clone(),
+            events: cx.timeline[..cx.violation_at].to_vec(),
+        },
     }
 }
 
@@ -286,7 +267,7 @@ fn search_all(
         let report = match bench_core::oops::catch(|| check_policy(policy, scenario, opts)) {
             Ok(report) => report?,
             Err(panic) => {
-                let failure = bench_core::results::PolicyFailure {
+                let failure = PolicyFailure {
                     policy: policy.label(),
                     workload: scenario.name.clone(),
                     part: "check".into(),

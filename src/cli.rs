@@ -4,9 +4,10 @@
 use crate::output_file::OutputFile;
 use bench_core::actor::Limit;
 use bench_core::kernel::DynPolicy;
-use bench_core::results::{EndedBy, Environment, PolicyFailure, PolicyRun, RunFailure, RunResult, SCHEMA};
+use bench_core::results::{EndedBy, Environment, PolicyRun, RunFailure};
 use bench_core::CostModel;
 use bench_core::IntoEnumIterator;
+use reports::schema::{PolicyFailure, RunResult, SCHEMA};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;

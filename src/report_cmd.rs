@@ -19,11 +19,10 @@ use crate::cli::{
 use crate::interrupt;
 use bench_core::actor::Limit;
 use bench_core::kernel::DynPolicy;
-use bench_core::results::{
-    Cell, CpuSweep, Environment, PolicyFailure, PolicyRun, ReportResults, RunFailure, ScalingPoint, Verdict, SCHEMA,
-};
+use bench_core::results::{Environment, PolicyRun, RunFailure};
 use bench_core::CostModel;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use reports::schema::{Cell, CpuSweep, PolicyFailure, ReportResults, ScalingPoint, Verdict, SCHEMA};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -19,7 +19,8 @@ use crate::cli::{
 use crate::interrupt;
 use bench_core::actor::Limit;
 use bench_core::oracle::{Oracle, Violation};
-use bench_core::results::{PolicyFailure, PolicyRun};
+use bench_core::results::PolicyRun;
+use reports::schema::PolicyFailure;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};

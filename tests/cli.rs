@@ -39,7 +39,7 @@ fn a_short_run_writes_its_results_and_the_reproducer() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("oversubscribed") == (bench_core::machine::available_cores() < 3), "{stdout}");
-    let r: bench_core::results::RunResult = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let r: reports::schema::RunResult = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(r.environment.seed, 7);
     assert_eq!(r.scenario["seed"], 7);
     assert!(r.command.contains("--seed 7"), "{}", r.command);

@@ -9,9 +9,10 @@ mod common;
 mod misbehaving;
 
 use bench_core::kernel::entry;
-use bench_core::results::{ReportResults, RunFailure, RunResult};
+use bench_core::results::RunFailure;
 use common::scratch;
 use misbehaving::{Abba, NeverReleasesPtl, PanicsInStep2, PANIC_MESSAGE};
+use reports::schema::{ReportResults, RunResult};
 use std::process::ExitCode;
 use std::sync::Mutex;
 

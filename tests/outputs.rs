@@ -33,7 +33,7 @@ fn short_run(json: &str) -> std::process::Output {
     run_v1(&["--duration", "100ms"], json)
 }
 
-fn results(path: &Path) -> bench_core::results::RunResult {
+fn results(path: &Path) -> reports::schema::RunResult {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
@@ -61,7 +61,7 @@ fn a_device_node_named_by_json_is_written_through_not_replaced() {
     };
     let o = short_run(s(&fifo));
     assert!(o.status.success(), "{}", stderr(&o));
-    let json: bench_core::results::RunResult = serde_json::from_slice(&reader.join().unwrap()).unwrap();
+    let json: reports::schema::RunResult = serde_json::from_slice(&reader.join().unwrap()).unwrap();
     assert_eq!(json.runs[0].policy, "v1");
     assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
     std::fs::remove_dir_all(&dir).unwrap();
@@ -301,7 +301,7 @@ fn report_costs_apply_to_its_simulated_sweep_on_a_native_matrix() {
         s(&out),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let r: bench_core::results::ReportResults =
+    let r: reports::schema::ReportResults =
         serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
     let sweep = r.cpu_sweep.expect("a sweep");
     assert_eq!(sweep.costs.ns(bench_core::Cost::Ipi), 1234.0);

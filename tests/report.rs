@@ -31,7 +31,7 @@ fn quick_report_writes_every_output() {
     assert!(text.lines().all(|l| l.len() <= 72 && l.is_ascii()), "{text}");
     assert!(text.contains("v1") && text.contains("v2-flush-bool") && text.contains("collapses_per_s"));
     assert!(text.contains("pre-fix") && text.contains("table-freed-live"), "verdicts section: {text}");
-    let results: bench_core::results::ReportResults =
+    let results: reports::schema::ReportResults =
         serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(results.base, "v1");
     assert_eq!(results.cells.len(), 2);

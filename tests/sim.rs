@@ -47,7 +47,7 @@ fn a_simulated_run_is_reproduced_byte_for_byte() {
     }
     assert!(outputs[0] == outputs[1], "two runs of one configuration differ");
     let a = path;
-    let r: bench_core::results::RunResult = serde_json::from_slice(&std::fs::read(&a).unwrap()).unwrap();
+    let r: reports::schema::RunResult = serde_json::from_slice(&std::fs::read(&a).unwrap()).unwrap();
     assert_eq!(r.costs, Some(bench_core::CostModel::default()));
     assert_eq!(r.runs.len(), 2);
     for run in &r.runs {
@@ -58,7 +58,7 @@ fn a_simulated_run_is_reproduced_byte_for_byte() {
 
 /// A 1 ms simulated run of v1 on uffd-private under the cost file
 /// `costs`, which must succeed; its results.
-fn simulated_v1(costs: &std::path::Path, json: &std::path::Path) -> bench_core::results::RunResult {
+fn simulated_v1(costs: &std::path::Path, json: &std::path::Path) -> reports::schema::RunResult {
     let (costs, j) = (costs.to_str().unwrap(), json.to_str().unwrap());
     let args = ["run", "--engine", "sim", "--costs", costs, "-w", "uffd-private", "-p", "v1", "--duration", "1ms"];
     let out = bench(&[&args[..], &["--json", j]].concat());

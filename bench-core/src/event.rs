@@ -6,7 +6,8 @@ use crate::pte::{Pfn, Pte};
 use crate::scan::ScanResult;
 
 /// Where a collapse is: the kernel's step numbers, for hooks and timelines.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Step {
     /// Early exits and page-cache lookup.
     Prologue,

@@ -61,8 +61,8 @@ pub enum PteMarker {
     Guard = 2,
 }
 
-/// A page-table entry.
-#[derive(Copy, Clone, PartialEq, Eq, Hash)]
+/// A page-table entry (in files: its raw value).
+#[derive(Copy, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Pte(pub u64);
 
 impl Pte {

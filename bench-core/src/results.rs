@@ -1,13 +1,16 @@
-//! Result files: what was run, where, and what it measured (JSON via serde).
+//! What runs and checks produce for result files (JSON via serde): the
+//! machine, one policy's run, why a run was abandoned, and a
+//! counterexample's timeline. The documents that hold them, and their
+//! layout version, are the reports crate's (`reports::schema`).
 
-use crate::locks::LockStats;
+use crate::event::Step;
+use crate::locks::{LockClass, LockStats};
 use crate::metrics::MetricsSummary;
 use crate::oracle::Violation;
+use crate::pte::{Pfn, Pte};
+use crate::scan::ScanResult;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// Version of the result-file layout.
-pub const SCHEMA: u32 = 1;
 
 /// The machine and build a result came from.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -107,33 +110,6 @@ pub enum EndedBy {
     Ops,
     /// `--ops` asked for more collapses than it made before the time cap.
     TimeCap,
-}
-
-/// A result file.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RunResult {
-    /// [`SCHEMA`].
-    pub schema: u32,
-    /// "collapse-bench X.Y.Z".
-    pub tool: String,
-    /// Where it ran.
-    pub environment: Environment,
-    /// The full workload configuration.
-    pub scenario: serde_json::Value,
-    /// The simulation's cost model (absent for native runs).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub costs: Option<crate::cost::CostModel>,
-    /// The command line that reproduces it.
-    pub command: String,
-    /// One entry per policy.
-    pub runs: Vec<PolicyRun>,
-    /// The watchdog timeout each run had, s (absent in older files).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub watchdog_s: Option<f64>,
-    /// Policies whose run was abandoned (a panic, or no progress): they
-    /// have no entry in `runs`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub failures: Vec<PolicyFailure>,
 }
 
 /// Why a policy's run was abandoned.
@@ -248,190 +224,110 @@ impl RunFailure {
     }
 }
 
-/// A policy's run that was abandoned, and where in the command it was.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PolicyFailure {
-    /// Policy label.
-    pub policy: String,
-    /// Workload.
-    pub workload: String,
-    /// Which part of the command: `run`, `measure`, `scaling
-    /// threads.neighbours=4`, `check`, `soak`.
-    pub part: String,
-    /// What happened.
-    pub failure: RunFailure,
-}
-
-impl PolicyFailure {
-    /// `FAILED v2-x on uffd-private (measure): panic on CPU 0 ...`.
-    pub fn summary(&self) -> String {
-        format!("FAILED {} on {} ({}): {}", self.policy, self.workload, self.part, self.failure.summary())
-    }
-}
-
-/// Schedules that broke one rule.
+/// One event of a counterexample's timeline: when, on which CPU, what.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OracleCount {
-    /// How many schedules.
-    pub schedules: u64,
-    /// Index of the first.
-    pub first: u64,
-}
-
-/// One policy's search.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PolicyCheck {
-    /// Label (`v2-flush-bool:recheck_always=true`).
-    pub policy: String,
-    /// Its parameters.
-    pub params: serde_json::Value,
-    /// "ok" or "FAIL".
-    pub verdict: String,
-    /// Schedules run.
-    pub schedules: u64,
-    /// Scheduling steps over all schedules.
-    pub steps: u64,
-    /// Schedules that hit the step budget.
-    pub step_limits: u64,
-    /// Wall time of the search, s.
-    pub search_s: f64,
-    /// Wall time to the end of the first violating schedule, s.
-    pub first_found_s: Option<f64>,
-    /// Wall time spent shrinking and replaying the counterexample, s.
-    pub shrink_s: f64,
-    /// Violations per oracle.
-    pub by_oracle: BTreeMap<String, OracleCount>,
-    /// The first counterexample, shrunk.
-    pub first: Option<CounterexampleDoc>,
-}
-
-/// A counterexample as printed.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CounterexampleDoc {
-    /// Schedule index of the search that found it.
-    pub index: u64,
-    /// Its violations.
-    pub violations: Vec<Violation>,
-    /// Replay token.
-    pub token: String,
-    /// The command that replays it.
-    pub replay: String,
-    /// Steps of the shrunk schedule.
-    pub steps: usize,
-    /// Steps of the schedule as found.
-    pub original_steps: usize,
-    /// Context switches + 1 of the shrunk schedule.
-    pub runs: usize,
-    /// Same, as found.
-    pub original_runs: usize,
-    /// Replays the shrinker spent.
-    pub shrink_replays: u32,
-    /// The timeline, one line each.
-    pub timeline: Vec<String>,
-    /// The timeline as data, for drawing: lane names (one per CPU).
-    pub lanes: Vec<String>,
-    /// Every event of the replay up to the violation, in order.
-    pub events: Vec<TimelineEvent>,
-}
-
-/// One event of a counterexample, for drawing.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TimelineEvent {
-    /// Scheduling step.
+pub struct TimelineEntry {
+    /// Scheduling step it happened in.
     pub step: u64,
-    /// CPU (lane).
+    /// The CPU.
     pub cpu: u32,
-    /// Short label ("lock pml", "step 2 (clear)").
-    pub label: String,
+    /// What the CPU did.
+    pub event: TimelineEvent,
 }
 
-/// The result file of `collapse-bench report`: a matrix of repeated
-/// native runs, a scaling sweep, and the checker's verdicts.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ReportResults {
-    /// [`SCHEMA`].
-    pub schema: u32,
-    /// "collapse-bench X.Y.Z".
-    pub tool: String,
-    /// Where it ran.
-    pub environment: Environment,
-    /// The command line that reproduces it.
-    pub command: String,
-    /// The policy every other is compared with.
-    pub base: String,
-    /// `--quick` (shorter runs, fewer repetitions, fewer schedules).
-    pub quick: bool,
-    /// Native runs per cell.
-    pub repetitions: u32,
-    /// Seconds each native run lasted.
-    pub run_seconds: f64,
-    /// One per (workload, policy).
-    pub cells: Vec<Cell>,
-    /// Metric over actor-thread count.
-    pub scaling: Vec<ScalingPoint>,
-    /// Metric over simulated CPU count (absent in reports made before
-    /// the simulation engine, or with the sweep turned off).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu_sweep: Option<CpuSweep>,
-    /// The checker's verdict of every policy, per workload checked.
-    pub verdicts: Vec<Verdict>,
-    /// The watchdog timeout each native run had, s (absent in older files).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub watchdog_s: Option<f64>,
-    /// Runs and checks that were abandoned (a panic, or no progress):
-    /// they have no entry in `cells`, `scaling` or `verdicts`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub failures: Vec<PolicyFailure>,
+/// What a CPU did, as a timeline shows it: the engine's trace event with
+/// every lock resolved to its class and name, so that it can be drawn
+/// without the model that ran it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TimelineEvent {
+    /// A collapse step began.
+    Step {
+        /// Which.
+        step: Step,
+    },
+    /// About to wait for a spinlock.
+    Lock {
+        /// The lock.
+        lock: TimelineLock,
+    },
+    /// Tried a spinlock.
+    Trylock {
+        /// The lock.
+        lock: TimelineLock,
+        /// Whether it was taken.
+        ok: bool,
+    },
+    /// Released a spinlock.
+    Unlock {
+        /// The lock.
+        lock: TimelineLock,
+    },
+    /// `ptep_clear` of an entry.
+    PteClear {
+        /// The entry's index in its table.
+        idx: u16,
+    },
+    /// `set_pte_at` of an entry.
+    PteSet {
+        /// The entry's index in its table.
+        idx: u16,
+        /// The value set.
+        pte: Pte,
+    },
+    /// `set_pte_at` by a uffd CPU installing an anonymous page
+    /// (UFFDIO_COPY): the entry the bug is about.
+    InstallAnon {
+        /// The entry's index in its table.
+        idx: u16,
+        /// The value set (present).
+        pte: Pte,
+    },
+    /// The PMD cleared by `pmdp_collapse_flush` (or a zap).
+    PmdClear,
+    /// A huge PMD installed.
+    PmdHuge,
+    /// `flush_tlb_mm`.
+    FlushMm,
+    /// A range flush.
+    FlushRange,
+    /// `pte_free_defer` of a page table.
+    TableFree {
+        /// The model's table slot.
+        table: u32,
+    },
+    /// The collapse returned.
+    Returned {
+        /// Its result.
+        result: ScanResult,
+    },
+    /// A lockless read of a PMD or PTE.
+    LocklessRead,
+    /// A TLB lookup or fill.
+    TlbAccess {
+        /// The virtual page number.
+        vpn: u64,
+    },
+    /// A page lock, reference or flag change on a frame.
+    PageOp {
+        /// The frame.
+        pfn: Pfn,
+    },
+    /// Waiting for a page table to come back from a grace period.
+    TableAlloc,
+    /// Waiting for the page lock of a frame.
+    PageLock {
+        /// The frame.
+        pfn: Pfn,
+    },
 }
 
-/// The repeated runs of one policy on one workload.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Cell {
-    /// Workload (preset or scenario name).
-    pub workload: String,
-    /// Policy label.
-    pub policy: String,
-    /// The runs.
-    pub runs: Vec<PolicyRun>,
-}
-
-/// One point of the scaling sweep.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ScalingPoint {
-    /// Workload.
-    pub workload: String,
-    /// Policy label.
-    pub policy: String,
-    /// The scenario key swept (`threads.neighbours`).
-    pub knob: String,
-    /// Its value at this point.
-    pub value: u32,
-    /// Actor threads in all.
-    pub threads: u32,
-    /// The run.
-    pub run: PolicyRun,
-}
-
-/// The simulation engine's sweep over CPU counts: one workload, every
-/// measured policy, the same virtual time at every point.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CpuSweep {
-    /// Workload preset, scaled to each CPU count (`Threads::scaled_to`).
-    pub workload: String,
-    /// Virtual time each point ran, s.
-    pub virtual_seconds: f64,
-    /// The cost model.
-    pub costs: crate::cost::CostModel,
-    /// Points with `knob` = "cpus", `value` = `threads` = the CPU count;
-    /// each `run` is a simulated run (times virtual, `cores` = CPUs).
-    pub points: Vec<ScalingPoint>,
-}
-
-/// The checker's verdict of one policy on one workload.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Verdict {
-    /// Workload checked.
-    pub workload: String,
-    /// What the search found.
-    pub check: PolicyCheck,
+/// A spinlock as a timeline names it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TimelineLock {
+    /// Its lockdep class.
+    pub class: LockClass,
+    /// Which lock of the class ("pml (PMD table 0)", "ptl (PTE table 3)",
+    /// "mm->page_table_lock"): distinct locks have distinct names.
+    pub name: String,
 }

@@ -8,8 +8,9 @@
 //! in a warning; the comparison is still made.
 
 use crate::robot::{comparison_of, params, rule, run_params, shell_lines};
+use crate::schema::{Cell, ReportResults, RunResult, OLDEST_READABLE, SCHEMA};
 use crate::verdicts::wrap;
-use bench_core::results::{Cell, Environment, ReportResults, RunResult, SCHEMA};
+use bench_core::results::Environment;
 use bench_core::IntoEnumIterator;
 use bench_core::{Cost, CostModel};
 use serde_json::Value;
@@ -81,7 +82,8 @@ pub fn group(runs: Vec<bench_core::results::PolicyRun>) -> Vec<Cell> {
 }
 
 /// Read a result file of `run` (its runs grouped into cells) or of
-/// `report` (its cells).
+/// `report` (its cells), of any layout version from [`OLDEST_READABLE`]
+/// to [`SCHEMA`].
 pub fn load(path: &Path) -> Result<Loaded, CompareError> {
     let origin = path.display().to_string();
     let err = |what: String| CompareError(format!("{origin}: {what}"));
@@ -107,12 +109,13 @@ pub fn load(path: &Path) -> Result<Loaded, CompareError> {
             if found.is_empty() { "none".to_owned() } else { found.join(", ") }
         )));
     }
+    let readable = u64::from(OLDEST_READABLE)..=u64::from(SCHEMA);
     match obj.get("schema") {
-        Some(v) if v.as_u64() == Some(SCHEMA as u64) => {}
+        Some(v) if v.as_u64().is_some_and(|v| readable.contains(&v)) => {}
         Some(v) => {
             return Err(err(format!(
-                "result schema version {v}, but this collapse-bench reads version {SCHEMA}: compare it with the \
-                 collapse-bench that wrote it"
+                "result schema version {v}, but this collapse-bench reads versions {OLDEST_READABLE} to {SCHEMA}: \
+                 compare it with the collapse-bench that wrote it"
             )))
         }
         None => return Err(err(format!("no `schema` key (a result of schema version {SCHEMA} has one)"))),

@@ -7,6 +7,7 @@ pub mod compare;
 pub mod figures;
 pub mod plots;
 pub mod robot;
+pub mod schema;
 pub mod stats;
 pub mod summary;
 pub mod timeline;

@@ -8,10 +8,12 @@
 //! a plot come from the same drawing code, so they show the same thing.
 
 use crate::figures::{collapse_ipis_per_collapse, collapse_latency_p99_us, neighbour_wait_p99_us, pml_hold_p99_us};
+use crate::schema::{Cell, CounterexampleDoc, CounterexampleTimeline, CpuSweep, ReportResults, ScalingPoint, Verdict};
 use crate::stats::mean_stddev;
 use crate::summary::{fmt_ns, neighbour_wait, pml_hold};
+use crate::timeline;
 use bench_core::metrics::HistSummary;
-use bench_core::results::{Cell, CpuSweep, PolicyRun, ReportResults, ScalingPoint, Verdict};
+use bench_core::results::{PolicyRun, TimelineEvent, TimelineLock};
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
@@ -853,8 +855,7 @@ fn cpu_sweep(sweep: &CpuSweep, policies: &Policies) -> Vec<Page> {
 }
 
 fn timelines(r: &ReportResults) -> Vec<Page> {
-    let with_cx: Vec<&Verdict> =
-        r.verdicts.iter().filter(|v| v.check.first.as_ref().is_some_and(|cx| !cx.events.is_empty())).collect();
+    let with_cx: Vec<&Verdict> = r.verdicts.iter().filter(|v| v.check.first.as_ref().is_some_and(drawable)).collect();
     let mut out = Vec::new();
     for v in &with_cx {
         let several = with_cx.iter().filter(|o| o.check.policy == v.check.policy).count() > 1;
@@ -868,60 +869,79 @@ fn timelines(r: &ReportResults) -> Vec<Page> {
     out
 }
 
-/// The lock a label takes ("lock pml", "trylock mm ptl ok") or drops ("unlock pml").
-fn lock_event(label: &str) -> Option<(bool, &str)> {
-    if let Some(x) = label.strip_prefix("unlock ") {
-        Some((false, x))
-    } else if let Some(x) = label.strip_prefix("trylock ").and_then(|x| x.strip_suffix(" ok")) {
-        Some((true, x))
-    } else {
-        label.strip_prefix("lock ").map(|x| (true, x))
+/// Whether a counterexample has a timeline to draw: typed events (a
+/// schema-1 file's printed lines are not drawn).
+fn drawable(cx: &CounterexampleDoc) -> bool {
+    matches!(&cx.timeline, CounterexampleTimeline::Events { events, .. } if !events.is_empty())
+}
+
+/// The lock an event takes (true) or drops (false); a failed trylock
+/// neither.
+fn hold_change(event: &TimelineEvent) -> Option<(bool, &TimelineLock)> {
+    match event {
+        TimelineEvent::Lock { lock } | TimelineEvent::Trylock { lock, ok: true } => Some((true, lock)),
+        TimelineEvent::Unlock { lock } => Some((false, lock)),
+        _ => None,
     }
 }
 
 fn timeline(v: &Verdict, stem: String) -> Option<Page> {
     let cx = v.check.first.as_ref()?;
-    let last = cx.events.last()?;
-    let mut lanes = cx.lanes.clone();
-    let max_cpu = cx.events.iter().map(|e| e.cpu as usize).max().unwrap_or(0);
-    while lanes.len() <= max_cpu {
-        lanes.push(format!("CPU{}", lanes.len()));
-    }
+    let CounterexampleTimeline::Events { roles, events } = &cx.timeline else { return None };
+    let last = events.last()?;
+    let lane_count = roles.len().max(events.iter().map(|e| e.cpu as usize + 1).max().unwrap_or(0));
+    let lanes: Vec<String> = (0..lane_count)
+        .map(|cpu| match roles.get(cpu) {
+            Some(role) => format!("CPU{cpu} {role}"),
+            None => format!("CPU{cpu}"),
+        })
+        .collect();
+    // Bars are coloured and named by the lock's class; a hold runs from
+    // the taking to the dropping of the same lock.
     let mut locks: Vec<String> = Vec::new();
-    let mut open: BTreeMap<(usize, String), Vec<f64>> = BTreeMap::new();
+    let mut open: BTreeMap<(usize, &TimelineLock), Vec<f64>> = BTreeMap::new();
     let mut bars: Vec<HoldBar> = Vec::new();
-    let mut marks = Vec::new();
-    let n = cx.events.len();
-    for (i, e) in cx.events.iter().enumerate() {
+    // The events of each marker: (lane, step, events, whether the last is among them).
+    let mut marked: Vec<(usize, f64, Vec<&TimelineEvent>, bool)> = Vec::new();
+    let n = events.len();
+    for (i, e) in events.iter().enumerate() {
         let lane = e.cpu as usize;
         let step = e.step as f64;
         let is_last = i + 1 == n;
-        match lock_event(&e.label) {
-            Some((true, x)) => open.entry((lane, x.to_owned())).or_default().push(step),
-            Some((false, x)) if open.get(&(lane, x.to_owned())).is_some_and(|s| !s.is_empty()) => {
-                let from = open.get_mut(&(lane, x.to_owned())).and_then(Vec::pop).unwrap_or(step);
-                bars.push(hold_bar(&mut locks, lane, x, from, step, false));
-            }
-            _ => {}
-        }
-        // Lock events are the bars; everything else (and the last event) a marker.
-        if lock_event(&e.label).is_none() || is_last {
-            match marks.last_mut() {
-                Some(m @ Mark { .. }) if m.lane == lane && m.step == step => {
-                    m.labels.push(e.label.clone());
-                    m.last |= is_last;
+        match hold_change(&e.event) {
+            Some((true, lock)) => open.entry((lane, lock)).or_default().push(step),
+            Some((false, lock)) => {
+                if let Some(from) = open.get_mut(&(lane, lock)).and_then(Vec::pop) {
+                    bars.push(hold_bar(&mut locks, lane, lock, from, step, false));
                 }
-                _ => marks.push(Mark { lane, step, labels: vec![e.label.clone()], last: is_last }),
+            }
+            None => {}
+        }
+        // Taking and dropping locks are the bars; everything else (a
+        // failed trylock too, and the last event) a marker.
+        if hold_change(&e.event).is_none() || is_last {
+            match marked.last_mut() {
+                Some((l, s, at, last)) if *l == lane && *s == step => {
+                    at.push(&e.event);
+                    *last |= is_last;
+                }
+                _ => marked.push((lane, step, vec![&e.event], is_last)),
             }
         }
     }
-    for m in &mut marks {
-        m.labels = squash(&m.labels).iter().map(|l| truncate(l, 30)).collect();
-    }
+    let marks: Vec<Mark> = marked
+        .into_iter()
+        .map(|(lane, step, at, last)| Mark {
+            lane,
+            step,
+            labels: squash(&at).iter().map(|l| truncate(l, 30)).collect(),
+            last,
+        })
+        .collect();
     let end = last.step as f64;
-    for ((lane, x), starts) in open {
+    for ((lane, lock), starts) in open {
         for from in starts {
-            bars.push(hold_bar(&mut locks, lane, &x, from, end, true));
+            bars.push(hold_bar(&mut locks, lane, lock, from, end, true));
         }
     }
     // Nested or overlapping holds on one CPU stack up.
@@ -938,7 +958,7 @@ fn timeline(v: &Verdict, stem: String) -> Option<Page> {
         }
         bars[i].depth = depth;
     }
-    let first = cx.events.iter().map(|e| e.step).min().unwrap_or(0) as f64;
+    let first = events.iter().map(|e| e.step).min().unwrap_or(0) as f64;
     let oracle = cx
         .violations
         .first()
@@ -981,39 +1001,31 @@ fn timeline(v: &Verdict, stem: String) -> Option<Page> {
     })
 }
 
-/// Runs of three or more labels that differ only in a trailing number
-/// ("ptep_clear idx 0", "ptep_clear idx 1", ...) as one
-/// ("ptep_clear idx 0..511 (×512)").
-fn squash(labels: &[String]) -> Vec<String> {
-    let split = |l: &str| -> Option<(String, u64)> {
-        let (stem, num) = l.rsplit_once(' ')?;
-        Some((stem.to_owned(), num.parse().ok()?))
-    };
+/// The labels of one marker's events, a run of three or more of the same
+/// numbered kind shown as one ("ptep_clear idx 0..511 (×512)").
+fn squash(events: &[&TimelineEvent]) -> Vec<String> {
     let mut out = Vec::new();
     let mut i = 0;
-    while i < labels.len() {
-        let mut j = i + 1;
-        if let Some((stem, first)) = split(&labels[i]) {
-            while j < labels.len() && split(&labels[j]).is_some_and(|(s, _)| s == stem) {
-                j += 1;
-            }
-            if j - i >= 3 {
-                let last = split(&labels[j - 1]).map_or(first, |(_, n)| n);
-                out.push(format!("{stem} {first}..{last} (×{})", j - i));
-                i = j;
+    while i < events.len() {
+        if let Some((words, first)) = timeline::numbered(events[i]) {
+            let run = events[i..].iter().take_while(|e| timeline::numbered(e).is_some_and(|(w, _)| w == words)).count();
+            if run >= 3 {
+                let last = timeline::numbered(events[i + run - 1]).map_or(first, |(_, n)| n);
+                out.push(format!("{words} {first}..{last} (×{run})"));
+                i += run;
                 continue;
             }
-            j = i + 1;
         }
-        out.push(labels[i].clone());
-        i = j;
+        out.push(timeline::label(events[i]));
+        i += 1;
     }
     out
 }
 
-fn hold_bar(locks: &mut Vec<String>, lane: usize, lock: &str, from: f64, to: f64, open: bool) -> HoldBar {
-    let idx = locks.iter().position(|l| l == lock).unwrap_or_else(|| {
-        locks.push(lock.to_owned());
+fn hold_bar(locks: &mut Vec<String>, lane: usize, lock: &TimelineLock, from: f64, to: f64, open: bool) -> HoldBar {
+    let name = timeline::lock_label(lock);
+    let idx = locks.iter().position(|l| l == name).unwrap_or_else(|| {
+        locks.push(name.to_owned());
         locks.len() - 1
     });
     HoldBar { lane, depth: 0, from, to, lock: idx, open }

@@ -36,8 +36,9 @@
 //! run, 10 % of the base value.
 
 use crate::figures::{cpu_sweep_figures, figures, Figure, Stat};
+use crate::schema::{Cell, CpuSweep, PolicyCheck, PolicyFailure, ReportResults};
 use crate::verdicts::{print_counterexample, verdict_table, wrap};
-use bench_core::results::{Cell, CpuSweep, PolicyCheck, PolicyRun, ReportResults};
+use bench_core::results::PolicyRun;
 use std::fmt::Write as _;
 
 /// Widest line.
@@ -598,7 +599,7 @@ pub fn report_text(r: &ReportResults) -> String {
 
 /// The runs and checks that were abandoned: one paragraph each, the
 /// summary and then the oops or hung-task lines, wrapped to [`WIDTH`].
-fn failure_section(failures: &[bench_core::results::PolicyFailure]) -> String {
+fn failure_section(failures: &[PolicyFailure]) -> String {
     let mut out = rule();
     out.push_str("failed (abandoned: a panic, or no progress within the watchdog;\nleft out of the tables above)\n");
     for f in failures {

@@ -20,9 +20,9 @@
 //! the window (and their hold of one when the window opens), and the PTEs
 //! they set or clear while holding one of those.
 
-use bench_core::event::TraceEntry;
-use bench_core::kernel::{LockId, Step};
-use bench_core::{Event, Role};
+use bench_core::kernel::Step;
+use bench_core::results::{TimelineEntry, TimelineEvent, TimelineLock};
+use bench_core::{LockClass, Role};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Widest line.
@@ -30,19 +30,76 @@ pub const WIDTH: usize = 72;
 
 /// What to draw.
 pub struct Timeline<'a> {
-    /// The run's trace.
-    pub trace: &'a [TraceEntry],
-    /// A label for every trace entry.
-    pub labels: &'a [String],
+    /// The events up to the violation, in order.
+    pub events: &'a [TimelineEntry],
     /// Role of each CPU.
     pub roles: &'a [Role],
-    /// Entries `trace[..end]` had happened when the violation was seen.
-    pub end: usize,
     /// The CPU that reported it (None: found at teardown).
     pub cpu: Option<u32>,
     /// The last row's text ("*** table-freed-live").
     pub marker: String,
 }
+
+/// A lock's short name in a timeline: its class ("pml", "ptl"), or "mm
+/// ptl" for `mm->page_table_lock`.
+pub fn lock_label(lock: &TimelineLock) -> &'static str {
+    match lock.class {
+        LockClass::PageTableLock => "mm ptl",
+        class => class.name(),
+    }
+}
+
+/// The label of an event that names one numbered thing, split into the
+/// words and the number (`("ptep_clear idx", 7)`), so that a run of them
+/// can be shown as one.
+pub fn numbered(event: &TimelineEvent) -> Option<(&'static str, u64)> {
+    match *event {
+        TimelineEvent::PteClear { idx } => Some(("ptep_clear idx", idx.into())),
+        TimelineEvent::InstallAnon { idx, .. } => Some(("install anon at idx", idx.into())),
+        TimelineEvent::TableFree { table } => Some(("pte_free_defer table", table.into())),
+        _ => None,
+    }
+}
+
+/// An event's short label ("lock ptl", "step 2 (clear)", "install anon at
+/// idx 176", "return SCAN_FAIL").
+pub fn label(event: &TimelineEvent) -> String {
+    match event {
+        TimelineEvent::Step { step } => step.label().to_owned(),
+        TimelineEvent::Lock { lock } => format!("lock {}", lock_label(lock)),
+        TimelineEvent::Trylock { lock, ok } => {
+            format!("trylock {} {}", lock_label(lock), if *ok { "ok" } else { "FAILED" })
+        }
+        TimelineEvent::Unlock { lock } => format!("unlock {}", lock_label(lock)),
+        TimelineEvent::PteSet { idx, pte } => format!("set idx {idx}: {pte}"),
+        TimelineEvent::PmdClear => "pmdp_collapse_flush".to_owned(),
+        TimelineEvent::PmdHuge => "set_huge_pmd".to_owned(),
+        TimelineEvent::FlushMm => "flush_tlb_mm".to_owned(),
+        TimelineEvent::FlushRange => "flush range".to_owned(),
+        TimelineEvent::Returned { result } => format!("return {result}"),
+        TimelineEvent::LocklessRead => "lockless read".to_owned(),
+        TimelineEvent::TlbAccess { vpn } => format!("tlb access {vpn:#x}"),
+        TimelineEvent::PageOp { pfn } => format!("page op {pfn}"),
+        TimelineEvent::TableAlloc => "wait for a page table".to_owned(),
+        TimelineEvent::PageLock { pfn } => format!("lock_page {pfn}"),
+        TimelineEvent::PteClear { .. } | TimelineEvent::InstallAnon { .. } | TimelineEvent::TableFree { .. } => {
+            let (words, n) = numbered(event).expect("the events `numbered` splits");
+            format!("{words} {n}")
+        }
+    }
+}
+
+/// The lock an event takes, tries or drops.
+fn lock_of(event: &TimelineEvent) -> Option<&TimelineLock> {
+    match event {
+        TimelineEvent::Lock { lock } | TimelineEvent::Trylock { lock, .. } | TimelineEvent::Unlock { lock } => {
+            Some(lock)
+        }
+        _ => None,
+    }
+}
+
+const PROLOGUE: TimelineEvent = TimelineEvent::Step { step: Step::Prologue };
 
 struct Row {
     step: Option<u64>,
@@ -54,57 +111,50 @@ struct Row {
 
 /// The collapsing CPU the timeline follows: the reporter if it is a
 /// collapser, else the last CPU to start a collapse before the violation.
-fn collapser(t: &Timeline<'_>, end: usize) -> u32 {
+fn collapser(t: &Timeline<'_>) -> u32 {
     if let Some(cpu) = t.cpu.filter(|&c| t.roles.get(c as usize) == Some(&Role::Collapse)) {
         return cpu;
     }
-    t.trace[..end].iter().rev().find(|e| e.event == Event::Step(Step::Prologue)).map(|e| e.cpu).or(t.cpu).unwrap_or(0)
-}
-
-fn lock_of(event: &Event) -> Option<LockId> {
-    match *event {
-        Event::Lock(id) | Event::Trylock(id, _) | Event::Unlock(id) => Some(id),
-        _ => None,
-    }
+    t.events.iter().rev().find(|e| e.event == PROLOGUE).map(|e| e.cpu).or(t.cpu).unwrap_or(0)
 }
 
 /// The rows, before layout.
 fn rows(t: &Timeline<'_>) -> Vec<Row> {
-    let end = t.end.min(t.trace.len()).min(t.labels.len());
-    let cpu = collapser(t, end);
-    let start =
-        t.trace[..end].iter().rposition(|e| e.cpu == cpu && e.event == Event::Step(Step::Prologue)).unwrap_or(0);
-    let touched: BTreeSet<LockId> =
-        t.trace[start..end].iter().filter(|e| e.cpu == cpu).filter_map(|e| lock_of(&e.event)).collect();
-    // Locks each CPU holds, with the trace index that took them.
-    let mut held: BTreeMap<u32, BTreeMap<LockId, usize>> = BTreeMap::new();
+    let events = t.events;
+    let cpu = collapser(t);
+    let start = events.iter().rposition(|e| e.cpu == cpu && e.event == PROLOGUE).unwrap_or(0);
+    let touched: BTreeSet<&TimelineLock> =
+        events[start..].iter().filter(|e| e.cpu == cpu).filter_map(|e| lock_of(&e.event)).collect();
+    // Locks each CPU holds, with the index of the event that took them.
+    let mut held: BTreeMap<u32, BTreeMap<&TimelineLock, usize>> = BTreeMap::new();
     let mut kept: Vec<usize> = vec![];
-    for (i, e) in t.trace[..end].iter().enumerate() {
+    for (i, e) in events.iter().enumerate() {
         if i == start {
             // Another CPU's hold of a lock the collapse wants shows from its start.
             kept.extend(
                 held.iter()
                     .filter(|(c, _)| **c != cpu)
-                    .flat_map(|(_, h)| h.iter().filter(|(id, _)| touched.contains(id)).map(|(_, &at)| at)),
+                    .flat_map(|(_, h)| h.iter().filter(|(lock, _)| touched.contains(*lock)).map(|(_, &at)| at)),
             );
             kept.sort_unstable();
         }
-        let holds_touched = held.get(&e.cpu).is_some_and(|h| h.keys().any(|id| touched.contains(id)));
-        match e.event {
-            Event::Lock(id) | Event::Trylock(id, true) => {
-                held.entry(e.cpu).or_default().insert(id, i);
+        let holds_touched = held.get(&e.cpu).is_some_and(|h| h.keys().any(|lock| touched.contains(*lock)));
+        match &e.event {
+            TimelineEvent::Lock { lock } | TimelineEvent::Trylock { lock, ok: true } => {
+                held.entry(e.cpu).or_default().insert(lock, i);
             }
-            Event::Unlock(id) => {
-                held.entry(e.cpu).or_default().remove(&id);
+            TimelineEvent::Unlock { lock } => {
+                held.entry(e.cpu).or_default().remove(lock);
             }
             _ => {}
         }
         let keep = i >= start
             && (e.cpu == cpu
-                || match e.event {
-                    Event::Lock(id) | Event::Trylock(id, _) | Event::Unlock(id) => touched.contains(&id),
-                    Event::PteSet(..) | Event::PteClear(_) => holds_touched,
-                    _ => false,
+                || match &e.event {
+                    TimelineEvent::PteSet { .. }
+                    | TimelineEvent::InstallAnon { .. }
+                    | TimelineEvent::PteClear { .. } => holds_touched,
+                    event => lock_of(event).is_some_and(|lock| touched.contains(lock)),
                 });
         if keep {
             kept.push(i);
@@ -112,8 +162,8 @@ fn rows(t: &Timeline<'_>) -> Vec<Row> {
     }
     let mut out: Vec<Row> = vec![];
     for i in kept {
-        let e = &t.trace[i];
-        if let Event::PteClear(idx) = e.event {
+        let e = &events[i];
+        if let TimelineEvent::PteClear { idx } = e.event {
             if let Some(Row { cpu: c, clears: Some((n, lo, hi)), .. }) = out.last_mut() {
                 if *c == e.cpu {
                     *n += 1;
@@ -122,10 +172,10 @@ fn rows(t: &Timeline<'_>) -> Vec<Row> {
                     continue;
                 }
             }
-            out.push(Row { step: Some(e.step), cpu: e.cpu, label: t.labels[i].clone(), clears: Some((1, idx, idx)) });
+            out.push(Row { step: Some(e.step), cpu: e.cpu, label: label(&e.event), clears: Some((1, idx, idx)) });
             continue;
         }
-        out.push(Row { step: Some(e.step), cpu: e.cpu, label: t.labels[i].clone(), clears: None });
+        out.push(Row { step: Some(e.step), cpu: e.cpu, label: label(&e.event), clears: None });
     }
     for row in &mut out {
         if let Some((n, lo, hi)) = row.clears.filter(|c| c.0 > 1) {
@@ -186,52 +236,44 @@ pub fn render(t: &Timeline<'_>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bench_core::kernel::{Pfn, Pte, ScanResult};
 
-    fn entry(step: u64, cpu: u32, event: Event) -> TraceEntry {
-        TraceEntry { step, cpu, event }
+    fn entry(step: u64, cpu: u32, event: TimelineEvent) -> TimelineEntry {
+        TimelineEntry { step, cpu, event }
+    }
+
+    fn lock(class: LockClass, name: &str) -> TimelineLock {
+        TimelineLock { class, name: name.into() }
     }
 
     #[test]
     fn window_filter_compression_and_width() {
-        let (pml, ptl, other) = (LockId(1), LockId(2), LockId(3));
-        let mut trace = vec![
-            entry(1, 0, Event::Step(Step::Prologue)),
-            entry(2, 0, Event::Returned(bench_core::kernel::ScanResult::Succeed)),
-            entry(3, 0, Event::Step(Step::Prologue)),
-            entry(4, 0, Event::Lock(ptl)),
-            entry(4, 0, Event::Step(Step::Clear)),
+        let pml = lock(LockClass::PmdLock, "pml (PMD table 0)");
+        let ptl = lock(LockClass::PteLock, "ptl (PTE table 0)");
+        let other = lock(LockClass::PteLock, "ptl (PTE table 1)");
+        let anon = Pte::present(Pfn(0xc02));
+        let mut events = vec![
+            entry(1, 0, PROLOGUE),
+            entry(2, 0, TimelineEvent::Returned { result: ScanResult::Succeed }),
+            entry(3, 0, PROLOGUE),
+            entry(4, 0, TimelineEvent::Lock { lock: ptl.clone() }),
+            entry(4, 0, TimelineEvent::Step { step: Step::Clear }),
         ];
-        trace.extend((0..512).map(|i| entry(4, 0, Event::PteClear(i))));
-        trace.extend([
-            entry(4, 0, Event::Unlock(ptl)),
-            entry(5, 2, Event::Lock(other)),
-            entry(5, 2, Event::PteSet(7, bench_core::kernel::Pte::NONE)),
-            entry(5, 2, Event::Unlock(other)),
-            entry(6, 1, Event::Lock(ptl)),
-            entry(6, 1, Event::PteSet(120, bench_core::kernel::Pte::NONE)),
-            entry(6, 1, Event::Unlock(ptl)),
-            entry(7, 0, Event::Lock(pml)),
-            entry(7, 0, Event::TableFree(0)),
-            entry(8, 0, Event::Unlock(pml)),
+        events.extend((0..512).map(|idx| entry(4, 0, TimelineEvent::PteClear { idx })));
+        events.extend([
+            entry(4, 0, TimelineEvent::Unlock { lock: ptl.clone() }),
+            entry(5, 2, TimelineEvent::Lock { lock: other.clone() }),
+            entry(5, 2, TimelineEvent::PteSet { idx: 7, pte: Pte::NONE }),
+            entry(5, 2, TimelineEvent::Unlock { lock: other }),
+            entry(6, 1, TimelineEvent::Lock { lock: ptl.clone() }),
+            entry(6, 1, TimelineEvent::InstallAnon { idx: 120, pte: anon }),
+            entry(6, 1, TimelineEvent::Unlock { lock: ptl }),
+            entry(7, 0, TimelineEvent::Lock { lock: pml }),
+            entry(7, 0, TimelineEvent::TableFree { table: 0 }),
         ]);
-        let labels: Vec<String> = trace
-            .iter()
-            .map(|e| match e.event {
-                Event::PteClear(i) => format!("ptep_clear idx {i}"),
-                Event::PteSet(i, _) => format!("install anon at idx {i} and a very long tail that is cut"),
-                ev => format!("{ev:?}"),
-            })
-            .collect();
-        let end = trace.len() - 1;
         let roles = [Role::Collapse, Role::Uffd, Role::Marker];
-        let t = Timeline {
-            trace: &trace,
-            labels: &labels,
-            roles: &roles,
-            end,
-            cpu: Some(0),
-            marker: "*** table-freed-live".into(),
-        };
+        let marker = "*** table-freed-live, with a tail long enough that the column is narrowed to fit";
+        let t = Timeline { events: &events, roles: &roles, cpu: Some(0), marker: marker.into() };
         let lines = render(&t);
         let text = lines.join("\n");
         assert!(lines.iter().all(|l| l.len() <= WIDTH && !l.ends_with(' ')), "{text}");
@@ -239,10 +281,50 @@ mod tests {
         assert!(!text.contains("CPU2"), "the marker CPU touched nothing the collapse touched:\n{text}");
         assert_eq!(lines.iter().filter(|l| l.contains("ptep_clear")).count(), 1, "{text}");
         assert!(text.contains("ptep_clear x512 0..511"), "{text}");
-        assert!(!text.contains("Returned"), "starts at the last prologue:\n{text}");
-        assert!(!text.contains("Unlock(LockId(1))"), "ends at the violation:\n{text}");
+        assert!(text.contains("install anon at idx 120"), "{text}");
+        assert!(!text.contains("return"), "starts at the last prologue:\n{text}");
         assert!(lines.last().unwrap().trim_start().starts_with("*** table-freed-live"), "{text}");
+        assert!(lines.last().unwrap().len() < marker.len(), "the marker is cut to its column:\n{text}");
         // 2 header lines, prologue, lock, clear, ptep_clear, unlock, 3 uffd rows, lock pml, free, marker.
         assert_eq!(lines.len(), 2 + 11, "{text}");
+    }
+
+    #[test]
+    fn labels_name_what_the_event_did() {
+        let pml = lock(LockClass::PmdLock, "pml (PMD table 0)");
+        let mm = lock(LockClass::PageTableLock, "mm->page_table_lock");
+        for (event, want) in [
+            (TimelineEvent::Step { step: Step::RemoveTable }, "step 4 (remove table)"),
+            (TimelineEvent::Lock { lock: mm.clone() }, "lock mm ptl"),
+            (TimelineEvent::Trylock { lock: pml.clone(), ok: true }, "trylock pml ok"),
+            (TimelineEvent::Trylock { lock: pml.clone(), ok: false }, "trylock pml FAILED"),
+            (TimelineEvent::Unlock { lock: mm }, "unlock mm ptl"),
+            (TimelineEvent::PteClear { idx: 5 }, "ptep_clear idx 5"),
+            (TimelineEvent::PteSet { idx: 7, pte: Pte::NONE }, "set idx 7: none"),
+            (TimelineEvent::InstallAnon { idx: 252, pte: Pte::present(Pfn(0xc02)) }, "install anon at idx 252"),
+            (TimelineEvent::TableFree { table: 3 }, "pte_free_defer table 3"),
+            (TimelineEvent::Returned { result: ScanResult::Fail }, "return SCAN_FAIL"),
+            (TimelineEvent::TlbAccess { vpn: 0x7f3a1000 }, "tlb access 0x7f3a1000"),
+            (TimelineEvent::PageLock { pfn: Pfn(0x200) }, "lock_page pfn 0x200"),
+        ] {
+            assert_eq!(label(&event), want, "{event:?}");
+        }
+    }
+
+    #[test]
+    fn events_are_tagged_by_kind_in_files() {
+        let event = TimelineEvent::Trylock { lock: lock(LockClass::PmdLock, "pml (PMD table 0)"), ok: true };
+        let json = serde_json::to_value(entry(13, 0, event.clone())).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "step": 13,
+                "cpu": 0,
+                "event": {"kind": "trylock", "lock": {"class": "pmd_lock", "name": "pml (PMD table 0)"}, "ok": true}
+            })
+        );
+        assert_eq!(serde_json::from_value::<TimelineEntry>(json).unwrap().event, event);
+        let step = serde_json::to_value(TimelineEvent::Step { step: Step::RemoveTable }).unwrap();
+        assert_eq!(step, serde_json::json!({"kind": "step", "step": "remove_table"}));
     }
 }

@@ -1,8 +1,8 @@
 //! The checker's verdicts as text: the policy-by-oracle table and a
 //! counterexample with its replay token and timeline.
 
-use crate::timeline::WIDTH;
-use bench_core::results::{CounterexampleDoc, PolicyCheck};
+use crate::schema::{CounterexampleDoc, CounterexampleTimeline, PolicyCheck};
+use crate::timeline::{self, Timeline, WIDTH};
 use bench_core::IntoEnumIterator;
 use bench_core::Oracle;
 use std::fmt::Write as _;
@@ -59,8 +59,27 @@ pub fn print_counterexample(out: &mut String, doc: &CounterexampleDoc) {
     }
     let _ = writeln!(out, "replay token: {}", doc.token);
     let _ = writeln!(out, "replay: {}\n", doc.replay);
-    for line in &doc.timeline {
+    for line in timeline_lines(doc) {
         let _ = writeln!(out, "{line}");
+    }
+}
+
+/// The counterexample's timeline as text ([`timeline::render`]), ending in
+/// a row that names the first violation's oracle; an old file's printed
+/// lines as they are.
+pub fn timeline_lines(doc: &CounterexampleDoc) -> Vec<String> {
+    match &doc.timeline {
+        CounterexampleTimeline::Events { roles, events } => {
+            let first = doc.violations.first();
+            let oracle = first.map_or_else(|| "a violation".to_owned(), |v| v.oracle.to_string());
+            // A violation found at teardown is on no CPU: say where.
+            let marker = match first.and_then(|v| v.step.as_deref().filter(|_| v.cpu.is_none())) {
+                Some(step) => format!("*** {oracle} (at {step})"),
+                None => format!("*** {oracle}"),
+            };
+            timeline::render(&Timeline { events, roles, cpu: first.and_then(|v| v.cpu), marker })
+        }
+        CounterexampleTimeline::Lines(lines) => lines.clone(),
     }
 }
 

@@ -1,12 +1,14 @@
 //! The report's plots: every file is written, decodes, and shows something.
 
+use bench_core::kernel::Step;
 use bench_core::metrics::{HistSummary, MetricsSummary};
-use bench_core::results::{
-    Cell, CounterexampleDoc, CpuSweep, Environment, PolicyCheck, PolicyRun, ReportResults, ScalingPoint, TimelineEvent,
-    Verdict, SCHEMA,
-};
-use bench_core::{CostModel, Oracle, Violation};
+use bench_core::results::{Environment, PolicyRun, TimelineEntry, TimelineEvent, TimelineLock};
+use bench_core::{CostModel, LockClass, Oracle, Role, Violation};
 use reports::plots::{file_stem, render_all, HEIGHT, WIDTH};
+use reports::schema::{
+    Cell, CounterexampleDoc, CounterexampleTimeline, CpuSweep, PolicyCheck, ReportResults, ScalingPoint, Verdict,
+    SCHEMA,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -73,18 +75,23 @@ fn cell(workload: &str, policy: &str, speed: f64, neighbours: bool) -> Cell {
 }
 
 fn counterexample() -> CounterexampleDoc {
-    let events = [
-        (0, "step 1 (check)"),
-        (0, "lock pml"),
-        (0, "lock ptl"),
-        (0, "step 2 (clear)"),
-        (1, "lockless read"),
-        (0, "unlock ptl"),
-        (0, "unlock pml"),
-        (1, "trylock pml ok"),
-        (0, "pte_free_defer table 3"),
-        (1, "tlb access 0x7f3a1000"),
+    let pml = TimelineLock { class: LockClass::PmdLock, name: "pml (PMD table 0)".into() };
+    let ptl = TimelineLock { class: LockClass::PteLock, name: "ptl (PTE table 3)".into() };
+    let mut events = vec![
+        (3, 0, TimelineEvent::Step { step: Step::Check }),
+        (4, 0, TimelineEvent::Lock { lock: pml.clone() }),
+        (5, 0, TimelineEvent::Lock { lock: ptl.clone() }),
+        (6, 0, TimelineEvent::Step { step: Step::Clear }),
     ];
+    events.extend((0..3).map(|idx| (6, 0, TimelineEvent::PteClear { idx })));
+    events.extend([
+        (7, 1, TimelineEvent::LocklessRead),
+        (8, 0, TimelineEvent::Unlock { lock: ptl }),
+        (9, 0, TimelineEvent::Unlock { lock: pml.clone() }),
+        (10, 1, TimelineEvent::Trylock { lock: pml, ok: true }),
+        (11, 0, TimelineEvent::TableFree { table: 3 }),
+        (12, 1, TimelineEvent::TlbAccess { vpn: 0x7f3a1000 }),
+    ]);
     CounterexampleDoc {
         index: 17,
         violations: vec![Violation {
@@ -100,13 +107,10 @@ fn counterexample() -> CounterexampleDoc {
         runs: 4,
         original_runs: 61,
         shrink_replays: 300,
-        timeline: Vec::new(),
-        lanes: vec!["CPU0 collapse".into(), "CPU1 neighbour".into()],
-        events: events
-            .iter()
-            .enumerate()
-            .map(|(i, &(cpu, label))| TimelineEvent { step: i as u64 + 3, cpu, label: label.into() })
-            .collect(),
+        timeline: CounterexampleTimeline::Events {
+            roles: vec![Role::Collapse, Role::Neighbour],
+            events: events.into_iter().map(|(step, cpu, event)| TimelineEntry { step, cpu, event }).collect(),
+        },
     }
 }
 
@@ -288,7 +292,9 @@ fn every_plot_renders_as_png_and_svg() {
     assert_eq!(xs.len(), SWEEP_CPUS.len(), "one x per CPU count: {xs:?}");
     assert!(((xs[1] - xs[0]) - (xs[2] - xs[1])).abs() <= 1.0, "2, 8, 32 CPUs evenly spaced: {xs:?}");
     let timeline = svg_texts(&dir.join("timeline-v2-flush-bool-recheck-always-true.svg"));
-    for want in ["CPU0 collapse", "CPU1 neighbour", "stale-tlb", "step 2 (clear)", "pml held"] {
+    for want in
+        ["CPU0 collapse", "CPU1 neighbour", "stale-tlb", "step 2 (clear)", "ptep_clear idx 0..2 (×3)", "pml held"]
+    {
         assert!(timeline.iter().any(|t| t == want), "timeline lacks {want:?}: {timeline:?}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
@@ -305,7 +311,8 @@ fn missing_data_leaves_plots_out() {
     assert_eq!(render_all(&r, &dir).unwrap(), Vec::<String>::new());
 
     // A cell without runs, runs without histograms, a verdict without a
-    // counterexample and one with an empty timeline.
+    // counterexample, one with an empty timeline and one from a schema-1
+    // file (its printed lines are not drawn).
     let mut r = results();
     r.cells[0].runs.clear();
     for run in &mut r.cells[1].runs {
@@ -317,7 +324,16 @@ fn missing_data_leaves_plots_out() {
     let sweep = r.cpu_sweep.as_mut().unwrap();
     sweep.points.iter_mut().for_each(|p| p.run.metrics.lock_wait_ns.clear());
     sweep.points[0].run.collapses = 0;
-    r.verdicts[1].check.first.as_mut().unwrap().events.clear();
+    let mut from_schema_1 = r.verdicts[1].clone();
+    from_schema_1.workload = W1.into();
+    from_schema_1.check.first.as_mut().unwrap().timeline =
+        CounterexampleTimeline::Lines(vec!["step  CPU0 collapse".into(), "      *** stale-tlb".into()]);
+    if let Some(CounterexampleTimeline::Events { events, .. }) =
+        r.verdicts[1].check.first.as_mut().map(|cx| &mut cx.timeline)
+    {
+        events.clear();
+    }
+    r.verdicts.push(from_schema_1);
     let stems = render_all(&r, &dir).unwrap();
     assert_eq!(stems, ["throughput", "scaling-pml-hold", "cpus-collapse-latency", "cpus-pml-hold", "cpus-ipis"]);
     for stem in &stems[2..] {

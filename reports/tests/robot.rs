@@ -6,15 +6,17 @@
 //! below from fixed numbers; `UPDATE_GOLDEN=1 cargo test -p reports --test
 //! robot` rewrites them and the golden texts (inspect the diff!).
 
+use bench_core::kernel::{Pfn, Pte, Step};
 use bench_core::metrics::{Counters, HistSummary, MetricsSummary};
 use bench_core::oracle::Violation;
-use bench_core::results::{
-    Cell, CounterexampleDoc, CpuSweep, Environment, OracleCount, PolicyCheck, PolicyRun, ReportResults, RunResult,
-    ScalingPoint, TimelineEvent, Verdict, SCHEMA,
-};
-use bench_core::CostModel;
+use bench_core::results::{Environment, PolicyRun, TimelineEntry, TimelineEvent, TimelineLock};
+use bench_core::{CostModel, LockClass, Role};
 use reports::compare::{compare, load, CompareError};
 use reports::robot::{comparison, report_text, WIDTH};
+use reports::schema::{
+    Cell, CounterexampleDoc, CounterexampleTimeline, CpuSweep, OracleCount, PolicyCheck, ReportResults, RunResult,
+    ScalingPoint, Verdict, SCHEMA,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -181,29 +183,34 @@ fn environment(rev: &str, cpu: &str) -> Environment {
 const WORKLOADS: [&str; 2] = ["uffd-private", "pml-contended"];
 const POLICIES: [&str; 3] = ["v1", "v2-flush-bool", "v2-step3-down"];
 
+/// pre-fix's race on pml-contended: the collapse empties PTE table 0 and
+/// takes `pml`; the uffd CPU, under `ptl` alone, installs an anonymous
+/// page in it; the collapse frees the table.
 fn counterexample() -> CounterexampleDoc {
-    let timeline = [
-        "step  CPU0 collapse                 CPU1 uffd",
-        "----  -------------                 ---------",
-        "   1  prologue",
-        "   4  step 1 (check)",
-        "  10  lock ptl",
-        "  11  step 2 (clear)",
-        "  11  ptep_clear x512 (idx 0..511)",
-        "  11  unlock ptl",
-        "  12  step 3 (account)",
-        "  12  step 4 (remove table)",
-        "  13  lock pml",
-        "  30                                lock ptl",
-        "  31                                install anon at idx 252",
-        "  31                                unlock ptl",
-        "  33  lock ptl",
-        "  33  pmdp_collapse_flush",
-        "  33  unlock ptl",
-        "  34  unlock pml",
-        "  35  pte_free_defer table 0",
-        "      *** table-freed-live",
+    let ptl = TimelineLock { class: LockClass::PteLock, name: "ptl (PTE table 0)".into() };
+    let pml = TimelineLock { class: LockClass::PmdLock, name: "pml (PMD table 0)".into() };
+    let step = |step| TimelineEvent::Step { step };
+    let mut events = vec![
+        (1, 0, step(Step::Prologue)),
+        (4, 0, step(Step::Check)),
+        (10, 0, TimelineEvent::Lock { lock: ptl.clone() }),
+        (11, 0, step(Step::Clear)),
     ];
+    events.extend((0..512).map(|idx| (11, 0, TimelineEvent::PteClear { idx })));
+    events.extend([
+        (11, 0, TimelineEvent::Unlock { lock: ptl.clone() }),
+        (12, 0, step(Step::Account)),
+        (12, 0, step(Step::RemoveTable)),
+        (13, 0, TimelineEvent::Lock { lock: pml.clone() }),
+        (30, 1, TimelineEvent::Lock { lock: ptl.clone() }),
+        (31, 1, TimelineEvent::InstallAnon { idx: 252, pte: Pte::present(Pfn(0xc02)) }),
+        (31, 1, TimelineEvent::Unlock { lock: ptl.clone() }),
+        (33, 0, TimelineEvent::Lock { lock: ptl.clone() }),
+        (33, 0, TimelineEvent::PmdClear),
+        (33, 0, TimelineEvent::Unlock { lock: ptl }),
+        (34, 0, TimelineEvent::Unlock { lock: pml }),
+        (35, 0, TimelineEvent::TableFree { table: 0 }),
+    ]);
     let token = "s1-0x13.1x19.0x38.1x6.2x1.3x1.4x1";
     CounterexampleDoc {
         index: 21,
@@ -232,12 +239,10 @@ fn counterexample() -> CounterexampleDoc {
         runs: 7,
         original_runs: 8,
         shrink_replays: 57,
-        timeline: timeline.iter().map(|s| s.to_string()).collect(),
-        lanes: vec!["CPU0 collapse".into(), "CPU1 uffd".into()],
-        events: vec![
-            TimelineEvent { step: 1, cpu: 0, label: "prologue".into() },
-            TimelineEvent { step: 35, cpu: 0, label: "pte_free_defer table 0".into() },
-        ],
+        timeline: CounterexampleTimeline::Events {
+            roles: vec![Role::Collapse, Role::Uffd, Role::Neighbour, Role::Neighbour, Role::Reader],
+            events: events.into_iter().map(|(step, cpu, event)| TimelineEntry { step, cpu, event }).collect(),
+        },
     }
 }
 
@@ -782,7 +787,8 @@ fn bad_files_name_the_file_and_the_fault() {
     v["schema"] = serde_json::json!(SCHEMA + 1);
     let p = temp("future.json", &v.to_string());
     let msg = load_err(&p);
-    assert!(msg.contains("future.json: result schema version 2") && msg.contains("reads version 1"), "{msg}");
+    assert!(msg.contains(&format!("future.json: result schema version {}", SCHEMA + 1)), "{msg}");
+    assert!(msg.contains(&format!("reads versions 1 to {SCHEMA}")), "{msg}");
 
     v["schema"] = serde_json::json!(SCHEMA);
     v["runs"][0].as_object_mut().unwrap().remove("collapses");
@@ -790,6 +796,61 @@ fn bad_files_name_the_file_and_the_fault() {
     let msg = load_err(&p);
     assert!(msg.contains("broken.json: not a valid `run` result: missing field `collapses`"), "{msg}");
     assert!(msg.contains(" line "), "{msg}");
+}
+
+/// `report-schema1.json` is `report.json` as schema 1 wrote it, before
+/// timelines were typed: its counterexample's timeline is the printed
+/// lines, with labelled events beside them for the plots.
+#[test]
+fn schema_1_files_load_with_their_printed_timelines() {
+    let path = fixtures().join("report-schema1.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["schema"], 1);
+    assert_eq!(load(&path).unwrap().kind, "report");
+    let r: ReportResults = serde_json::from_str(&text).unwrap();
+    let doc = r.verdicts.iter().find_map(|v| v.check.first.as_ref()).unwrap();
+    let CounterexampleTimeline::Lines(lines) = &doc.timeline else { panic!("{:?}", doc.timeline) };
+    assert_eq!(lines.first().map(String::as_str), Some("step  CPU0 collapse                 CPU1 uffd"));
+    // The report of an old file reads as it did, the lines as printed.
+    golden("report-schema1.txt", &report_text(&r));
+    // A `run` result of schema 1 differs only in its number.
+    let mut v: serde_json::Value = serde_json::to_value(fixture_run("r", 1.0, "x")).unwrap();
+    v["schema"] = serde_json::json!(1);
+    assert_eq!(load(&temp("run-schema1.json", &v.to_string())).unwrap().cells.len(), 3);
+}
+
+#[test]
+fn typed_timelines_render_as_check_prints_them() {
+    let r: ReportResults =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("report.json")).unwrap()).unwrap();
+    let doc = r.verdicts.iter().find_map(|v| v.check.first.as_ref()).unwrap();
+    assert!(matches!(doc.timeline, CounterexampleTimeline::Events { .. }), "{:?}", doc.timeline);
+    assert_eq!(
+        reports::verdicts::timeline_lines(doc),
+        [
+            "step  CPU0 collapse           CPU1 uffd",
+            "----  -------------           ---------",
+            "   1  prologue",
+            "   4  step 1 (check)",
+            "  10  lock ptl",
+            "  11  step 2 (clear)",
+            "  11  ptep_clear x512 0..511",
+            "  11  unlock ptl",
+            "  12  step 3 (account)",
+            "  12  step 4 (remove table)",
+            "  13  lock pml",
+            "  30                          lock ptl",
+            "  31                          install anon at idx 252",
+            "  31                          unlock ptl",
+            "  33  lock ptl",
+            "  33  pmdp_collapse_flush",
+            "  33  unlock ptl",
+            "  34  unlock pml",
+            "  35  pte_free_defer table 0",
+            "      *** table-freed-live",
+        ]
+    );
 }
 
 #[test]

@@ -11,9 +11,9 @@
 use crate::actors::Actor;
 use crate::scenario::{Scenario, ScenarioError};
 use bench_core::controlled::{run_controlled, ControlledConfig, ControlledRun, End, Strategy};
-use bench_core::event::TraceEntry;
 use bench_core::kernel::{DynPolicy, LockId};
-use bench_core::{Event, LockClass, Mm, Oracle, Role, Violation};
+use bench_core::results::{TimelineEntry, TimelineEvent, TimelineLock};
+use bench_core::{Event, Mm, Oracle, Role, Violation};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -80,12 +80,10 @@ pub struct Counterexample {
     pub original: Vec<u32>,
     /// Replays the shrinker spent.
     pub shrink_replays: u32,
-    /// The timeline of the replay.
-    pub trace: Vec<TraceEntry>,
-    /// A short label for every entry of `trace` ([`event_label`]), rendered
-    /// while the model was alive.
-    pub labels: Vec<String>,
-    /// How many entries of `trace` had happened when the first violation
+    /// The timeline of the replay: every event of its trace, typed
+    /// ([`timeline_event`]) while the model that names the locks was alive.
+    pub timeline: Vec<TimelineEntry>,
+    /// How many entries of `timeline` had happened when the first violation
     /// was reported (all of them for one found at teardown).
     pub violation_at: usize,
     /// Role of each CPU.
@@ -422,7 +420,15 @@ pub fn replay(
     if violations.is_empty() {
         return Ok(ReplayOutcome::Clean { steps: run.steps() });
     }
-    let labels = run.trace.iter().map(|t| event_label(&mm, run.roles[t.cpu as usize], &t.event)).collect();
+    let timeline = run
+        .trace
+        .iter()
+        .map(|t| TimelineEntry {
+            step: t.step,
+            cpu: t.cpu,
+            event: timeline_event(&mm, run.roles[t.cpu as usize], &t.event),
+        })
+        .collect();
     drop(mm);
     let steps = violation_step(policy, scenario, opts, schedule, violations[0].oracle)?;
     let mut violation_at = run.trace.iter().take_while(|t| t.step <= steps).count();
@@ -445,8 +451,7 @@ pub fn replay(
         schedule: run.schedule.clone(),
         original: run.schedule,
         shrink_replays: 0,
-        trace: run.trace,
-        labels,
+        timeline,
         violation_at,
         roles: run.roles,
     }))
@@ -484,31 +489,29 @@ fn violation_step(
     Ok(hi as u64)
 }
 
-/// A short label for a timeline entry ("lock ptl", "step 2 (clear)",
-/// "install anon at idx 176", "return SCAN_FAIL").
-pub fn event_label(mm: &Mm, role: Role, event: &Event) -> String {
-    let lock = |id: LockId| match mm.lock_class(id) {
-        LockClass::PageTableLock => "mm ptl",
-        class => class.name(),
-    };
+/// A trace event as a timeline keeps it: its locks named by the model
+/// `mm`, and a uffd CPU's `set_pte_at` of a present entry told apart as
+/// the anonymous page UFFDIO_COPY installs.
+pub fn timeline_event(mm: &Mm, role: Role, event: &Event) -> TimelineEvent {
+    let lock = |id: LockId| TimelineLock { class: mm.lock_class(id), name: mm.lock_name(id) };
     match *event {
-        Event::Step(s) => s.label().to_owned(),
-        Event::Lock(id) => format!("lock {}", lock(id)),
-        Event::Trylock(id, ok) => format!("trylock {} {}", lock(id), if ok { "ok" } else { "FAILED" }),
-        Event::Unlock(id) => format!("unlock {}", lock(id)),
-        Event::PteClear(i) => format!("ptep_clear idx {i}"),
-        Event::PteSet(i, pte) if role == Role::Uffd && pte.is_present() => format!("install anon at idx {i}"),
-        Event::PteSet(i, pte) => format!("set idx {i}: {pte}"),
-        Event::PmdClear => "pmdp_collapse_flush".to_owned(),
-        Event::PmdHuge => "set_huge_pmd".to_owned(),
-        Event::FlushMm => "flush_tlb_mm".to_owned(),
-        Event::FlushRange => "flush range".to_owned(),
-        Event::TableFree(s) => format!("pte_free_defer table {s}"),
-        Event::Returned(r) => format!("return {r}"),
-        Event::LocklessRead => "lockless read".to_owned(),
-        Event::TlbAccess(vpn) => format!("tlb access {vpn:#x}"),
-        Event::PageOp(pfn) => format!("page op {pfn}"),
-        Event::TableAlloc => "wait for a page table".to_owned(),
-        Event::PageLock(pfn) => format!("lock_page {pfn}"),
+        Event::Step(step) => TimelineEvent::Step { step },
+        Event::Lock(id) => TimelineEvent::Lock { lock: lock(id) },
+        Event::Trylock(id, ok) => TimelineEvent::Trylock { lock: lock(id), ok },
+        Event::Unlock(id) => TimelineEvent::Unlock { lock: lock(id) },
+        Event::PteClear(idx) => TimelineEvent::PteClear { idx },
+        Event::PteSet(idx, pte) if role == Role::Uffd && pte.is_present() => TimelineEvent::InstallAnon { idx, pte },
+        Event::PteSet(idx, pte) => TimelineEvent::PteSet { idx, pte },
+        Event::PmdClear => TimelineEvent::PmdClear,
+        Event::PmdHuge => TimelineEvent::PmdHuge,
+        Event::FlushMm => TimelineEvent::FlushMm,
+        Event::FlushRange => TimelineEvent::FlushRange,
+        Event::TableFree(table) => TimelineEvent::TableFree { table },
+        Event::Returned(result) => TimelineEvent::Returned { result },
+        Event::LocklessRead => TimelineEvent::LocklessRead,
+        Event::TlbAccess(vpn) => TimelineEvent::TlbAccess { vpn },
+        Event::PageOp(pfn) => TimelineEvent::PageOp { pfn },
+        Event::TableAlloc => TimelineEvent::TableAlloc,
+        Event::PageLock(pfn) => TimelineEvent::PageLock { pfn },
     }
 }

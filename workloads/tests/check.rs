@@ -11,7 +11,8 @@
 //! 10000`, release build).
 
 use bench_core::kernel::DynPolicy;
-use bench_core::Oracle;
+use bench_core::results::TimelineEvent;
+use bench_core::{LockClass, Oracle, Role};
 use std::sync::Arc;
 use workloads::check::{
     check_policy, parse_token, replay, run_schedule, runs, token, CheckOptions, Counterexample, ReplayOutcome,
@@ -133,8 +134,8 @@ fn always_rechecking_v2_repairs_are_immune_to_guard_markers() {
 
 fn timeline_text(cx: &Counterexample) -> String {
     let mut s = format!("at {}\n", cx.violation_at);
-    for (t, label) in cx.trace.iter().zip(&cx.labels) {
-        s.push_str(&format!("{} cpu{} {label}\n", t.step, t.cpu));
+    for e in &cx.timeline {
+        s.push_str(&format!("{} cpu{} {:?}\n", e.step, e.cpu, e.event));
     }
     s
 }
@@ -165,9 +166,18 @@ fn counterexamples_shrink_and_replay_exactly() {
     assert_eq!(timeline_text(&a), timeline_text(&b));
     assert_eq!(timeline_text(&a), timeline_text(&cx), "the check's own replay is the same");
     // The violation is placed at pte_free_defer, not at the end of the run.
-    let at = &a.labels[a.violation_at - 1];
-    assert!(at.starts_with("pte_free_defer table"), "{at}\n{}", timeline_text(&a));
-    assert!(a.violation_at < a.trace.len());
+    let at = &a.timeline[a.violation_at - 1].event;
+    assert!(matches!(at, TimelineEvent::TableFree { .. }), "{at:?}\n{}", timeline_text(&a));
+    assert!(a.violation_at < a.timeline.len());
+    // The timeline names what it shows without the model: the uffd CPU's
+    // install, and each lock by its class and table.
+    let uffd = |cpu: u32| a.roles[cpu as usize] == Role::Uffd;
+    assert!(a.timeline.iter().any(|e| uffd(e.cpu) && matches!(e.event, TimelineEvent::InstallAnon { .. })));
+    let ptl = a.timeline.iter().find_map(|e| match &e.event {
+        TimelineEvent::Lock { lock } if lock.class == LockClass::PteLock => Some(lock),
+        _ => None,
+    });
+    assert!(ptl.is_some_and(|l| l.name.starts_with("ptl (PTE table ")), "{ptl:?}");
     // A token that does not fit this configuration diverges.
     let mut longer = cx.schedule.clone();
     longer.push(0);

@@ -1,0 +1,299 @@
+//! The result documents: the files `run`, `report` and `check --json`
+//! write and `compare` reads back, and [`SCHEMA`], the version of their
+//! layout. What goes into them (a policy's run, the machine, a
+//! counterexample's typed timeline) is `bench_core::results`'s, made
+//! where runs and checks are made; this crate renders it.
+
+use bench_core::cost::CostModel;
+use bench_core::oracle::Violation;
+use bench_core::results::{Environment, PolicyRun, RunFailure, TimelineEntry};
+use bench_core::Role;
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+
+/// Version of the result-file layout. 2: counterexample timelines are
+/// typed events ([`CounterexampleTimeline::Events`]) where 1 had printed
+/// lines.
+pub const SCHEMA: u32 = 2;
+
+/// The oldest layout version this build still reads: a file of version 1
+/// loads with its counterexample timelines as the lines it printed
+/// ([`CounterexampleTimeline::Lines`]).
+pub const OLDEST_READABLE: u32 = 1;
+
+/// The result file of `collapse-bench run`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// Layout version: [`SCHEMA`] as written, down to
+    /// [`OLDEST_READABLE`] as read.
+    pub schema: u32,
+    /// "collapse-bench X.Y.Z".
+    pub tool: String,
+    /// Where it ran.
+    pub environment: Environment,
+    /// The full workload configuration.
+    pub scenario: serde_json::Value,
+    /// The simulation's cost model (absent for native runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub costs: Option<CostModel>,
+    /// The command line that reproduces it.
+    pub command: String,
+    /// One entry per policy.
+    pub runs: Vec<PolicyRun>,
+    /// The watchdog timeout each run had, s (absent in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog_s: Option<f64>,
+    /// Policies whose run was abandoned (a panic, or no progress): they
+    /// have no entry in `runs`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<PolicyFailure>,
+}
+
+/// A policy's run that was abandoned, and where in the command it was.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PolicyFailure {
+    /// Policy label.
+    pub policy: String,
+    /// Workload.
+    pub workload: String,
+    /// Which part of the command: `run`, `measure`, `scaling
+    /// threads.neighbours=4`, `check`, `soak`.
+    pub part: String,
+    /// What happened.
+    pub failure: RunFailure,
+}
+
+impl PolicyFailure {
+    /// `FAILED v2-x on uffd-private (measure): panic on CPU 0 ...`.
+    pub fn summary(&self) -> String {
+        format!("FAILED {} on {} ({}): {}", self.policy, self.workload, self.part, self.failure.summary())
+    }
+}
+
+/// Schedules that broke one rule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OracleCount {
+    /// How many schedules.
+    pub schedules: u64,
+    /// Index of the first.
+    pub first: u64,
+}
+
+/// One policy's search.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PolicyCheck {
+    /// Label (`v2-flush-bool:recheck_always=true`).
+    pub policy: String,
+    /// Its parameters.
+    pub params: serde_json::Value,
+    /// "ok" or "FAIL".
+    pub verdict: String,
+    /// Schedules run.
+    pub schedules: u64,
+    /// Scheduling steps over all schedules.
+    pub steps: u64,
+    /// Schedules that hit the step budget.
+    pub step_limits: u64,
+    /// Wall time of the search, s.
+    pub search_s: f64,
+    /// Wall time to the end of the first violating schedule, s.
+    pub first_found_s: Option<f64>,
+    /// Wall time spent shrinking and replaying the counterexample, s.
+    pub shrink_s: f64,
+    /// Violations per oracle.
+    pub by_oracle: BTreeMap<String, OracleCount>,
+    /// The first counterexample, shrunk.
+    pub first: Option<CounterexampleDoc>,
+}
+
+/// A counterexample: how it was found and shrunk, the command that
+/// replays it, and its timeline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CounterexampleDoc {
+    /// Schedule index of the search that found it.
+    pub index: u64,
+    /// Its violations.
+    pub violations: Vec<Violation>,
+    /// Replay token.
+    pub token: String,
+    /// The command that replays it.
+    pub replay: String,
+    /// Steps of the shrunk schedule.
+    pub steps: usize,
+    /// Steps of the schedule as found.
+    pub original_steps: usize,
+    /// Context switches + 1 of the shrunk schedule.
+    pub runs: usize,
+    /// Same, as found.
+    pub original_runs: usize,
+    /// Replays the shrinker spent.
+    pub shrink_replays: u32,
+    /// The replay's timeline up to the violation.
+    pub timeline: CounterexampleTimeline,
+}
+
+/// A counterexample's timeline, as its file keeps it.
+///
+/// In the file: an object `{"roles": [...], "events": [...]}` for
+/// [`CounterexampleTimeline::Events`], an array of lines for
+/// [`CounterexampleTimeline::Lines`] (schema 1, whose drawing data beside
+/// them, `lanes` and labelled `events`, is not read).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum CounterexampleTimeline {
+    /// The events, typed: rendered as text by [`crate::timeline::render`] and
+    /// drawn by the plots.
+    Events {
+        /// Role of each CPU (lane).
+        roles: Vec<Role>,
+        /// Every event of the replay up to the violation, in order.
+        events: Vec<TimelineEntry>,
+    },
+    /// A schema-1 file's timeline: the lines `check` printed, shown as
+    /// they are and not drawn.
+    Lines(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for CounterexampleTimeline {
+    /// By shape: an array is the old lines, an object the typed events.
+    /// (Not serde's `untagged`, which would hide why a typed timeline is
+    /// wrong: here the error names the field at fault.)
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+        use serde::de::{MapAccess, SeqAccess, Visitor};
+
+        #[derive(Deserialize)]
+        struct Events {
+            roles: Vec<Role>,
+            events: Vec<TimelineEntry>,
+        }
+
+        struct Shape;
+        impl<'de> Visitor<'de> for Shape {
+            type Value = CounterexampleTimeline;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a timeline: an object of roles and events, or (schema 1) an array of lines")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let Events { roles, events } = Events::deserialize(MapAccessDeserializer::new(map))?;
+                Ok(CounterexampleTimeline::Events { roles, events })
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                Vec::deserialize(SeqAccessDeserializer::new(seq)).map(CounterexampleTimeline::Lines)
+            }
+        }
+        deserializer.deserialize_any(Shape)
+    }
+}
+
+/// The result file of `collapse-bench report`: a matrix of repeated
+/// native runs, a scaling sweep, and the checker's verdicts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReportResults {
+    /// Layout version: [`SCHEMA`] as written, down to
+    /// [`OLDEST_READABLE`] as read.
+    pub schema: u32,
+    /// "collapse-bench X.Y.Z".
+    pub tool: String,
+    /// Where it ran.
+    pub environment: Environment,
+    /// The command line that reproduces it.
+    pub command: String,
+    /// The policy every other is compared with.
+    pub base: String,
+    /// `--quick` (shorter runs, fewer repetitions, fewer schedules).
+    pub quick: bool,
+    /// Native runs per cell.
+    pub repetitions: u32,
+    /// Seconds each native run lasted.
+    pub run_seconds: f64,
+    /// One per (workload, policy).
+    pub cells: Vec<Cell>,
+    /// Metric over actor-thread count.
+    pub scaling: Vec<ScalingPoint>,
+    /// Metric over simulated CPU count (absent in reports made before
+    /// the simulation engine, or with the sweep turned off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_sweep: Option<CpuSweep>,
+    /// The checker's verdict of every policy, per workload checked.
+    pub verdicts: Vec<Verdict>,
+    /// The watchdog timeout each native run had, s (absent in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog_s: Option<f64>,
+    /// Runs and checks that were abandoned (a panic, or no progress):
+    /// they have no entry in `cells`, `scaling` or `verdicts`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<PolicyFailure>,
+}
+
+/// The repeated runs of one policy on one workload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cell {
+    /// Workload (preset or scenario name).
+    pub workload: String,
+    /// Policy label.
+    pub policy: String,
+    /// The runs.
+    pub runs: Vec<PolicyRun>,
+}
+
+/// One point of the scaling sweep.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScalingPoint {
+    /// Workload.
+    pub workload: String,
+    /// Policy label.
+    pub policy: String,
+    /// The scenario key swept (`threads.neighbours`).
+    pub knob: String,
+    /// Its value at this point.
+    pub value: u32,
+    /// Actor threads in all.
+    pub threads: u32,
+    /// The run.
+    pub run: PolicyRun,
+}
+
+/// The simulation engine's sweep over CPU counts: one workload, every
+/// measured policy, the same virtual time at every point.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CpuSweep {
+    /// Workload preset, scaled to each CPU count (`Threads::scaled_to`).
+    pub workload: String,
+    /// Virtual time each point ran, s.
+    pub virtual_seconds: f64,
+    /// The cost model.
+    pub costs: CostModel,
+    /// Points with `knob` = "cpus", `value` = `threads` = the CPU count;
+    /// each `run` is a simulated run (times virtual, `cores` = CPUs).
+    pub points: Vec<ScalingPoint>,
+}
+
+/// The checker's verdict of one policy on one workload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Workload checked.
+    pub workload: String,
+    /// What the search found.
+    pub check: PolicyCheck,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timelines_read_by_shape() {
+        let old: CounterexampleTimeline =
+            serde_json::from_str(r#"["step  CPU0 collapse", "  *** lost-page"]"#).unwrap();
+        assert_eq!(old, CounterexampleTimeline::Lines(vec!["step  CPU0 collapse".into(), "  *** lost-page".into()]));
+        let typed = r#"{"roles": ["collapse"], "events": [{"step": 1, "cpu": 0, "event": {"kind": "pmd_huge"}}]}"#;
+        let CounterexampleTimeline::Events { roles, events } = serde_json::from_str(typed).unwrap() else { panic!() };
+        assert_eq!((roles, events.len()), (vec![Role::Collapse], 1));
+        let bad = r#"{"roles": [], "events": [{"step": 1, "cpu": 0, "event": {"kind": "nap"}}]}"#;
+        let e = serde_json::from_str::<CounterexampleTimeline>(bad).unwrap_err().to_string();
+        assert!(e.contains("unknown variant `nap`"), "{e}");
+        let e = serde_json::from_str::<CounterexampleTimeline>("7").unwrap_err().to_string();
+        assert!(e.contains("an object of roles and events"), "{e}");
+    }
+}
