@@ -14,7 +14,7 @@ use bench_core::IntoEnumIterator;
 use bench_core::{Cost, CostModel};
 use core_affinity::CoreId;
 use std::hint::black_box;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -94,9 +94,19 @@ fn spin_for(turn: &AtomicU64, want: u64) {
     }
 }
 
-/// `calibrate`: measure, print, and write the cost file atomically.
+/// `calibrate`: check where the cost file goes (before any work), measure
+/// and print, then write the cost file atomically.
 pub fn calibrate(args: &CalibrateArgs) -> Result<(), CliError> {
     let out = OutputFile::check("--out", &args.out)?;
+    let text = measure(&args.out)?;
+    out.write(text.as_bytes())?;
+    sayln!("cost file: {}", out.path().display());
+    Ok(())
+}
+
+/// Measure what can be measured, printing each value, and return the cost
+/// file's text (checked to read back), whose header names `out`.
+fn measure(out: &Path) -> Result<String, CliError> {
     let cores = bench_core::machine::available_cores();
     // Before anything is pinned: a pinned thread sees only its own core.
     let core_ids = core_affinity::get_core_ids().unwrap_or_default();
@@ -194,14 +204,12 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<(), CliError> {
         "collapse-bench cost model, measured by `collapse-bench calibrate` on {cores} core(s) of\n{}\n\
          Values in ns. Use with: collapse-bench run --engine sim --costs {}",
         bench_core::results::Environment::capture("sim", 0, crate::cli::GIT_REVISION).cpu_model,
-        args.out.display()
+        out.display()
     );
     let text = model.to_toml(&header, &notes);
     CostModel::parse(&text, "calibrate output")
         .map_err(|e| CliError::Failed(format!("calibrate wrote an unreadable cost file: {e}")))?;
-    out.write(text.as_bytes())?;
-    sayln!("cost file: {}", out.path().display());
-    Ok(())
+    Ok(text)
 }
 
 /// ns from `unpark` of a parked thread until it runs, one way.

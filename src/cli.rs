@@ -1,18 +1,17 @@
-//! The subcommands: argument types, parsing of policy and override
-//! specifications, and the glue between the crates.
+//! What the commands share: the errors and their exit codes, the option
+//! groups (workload, engine, watchdog), the parsing of policy, duration
+//! and override specifications into checked values, the engine choice,
+//! and the glue between the crates.
 
-use crate::output_file::OutputFile;
-use bench_core::actor::Limit;
 use bench_core::kernel::DynPolicy;
-use bench_core::results::{EndedBy, Environment, PolicyRun, RunFailure};
+use bench_core::results::{PolicyRun, RunFailure};
 use bench_core::CostModel;
 use bench_core::IntoEnumIterator;
-use reports::schema::{PolicyFailure, RunResult, SCHEMA};
+use reports::schema::PolicyFailure;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use workloads::scenario::available_memory;
+use std::time::Duration;
 use workloads::{preset, run_policy, simulate_policy, RunError, RunOptions, Scenario, SimOptions, PRESETS};
 
 /// Git revision of this build.
@@ -71,7 +70,8 @@ pub struct WorkloadArgs {
     pub set: Vec<String>,
 }
 
-/// Which engine runs the actors.
+/// The value of `--engine`: which engine runs the actors. What a command
+/// runs on is an [`EngineChoice`], made from this and `--costs`.
 #[derive(clap::ValueEnum, Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub enum EngineKind {
     /// OS threads on this machine, wall-clock time.
@@ -82,13 +82,39 @@ pub enum EngineKind {
     Sim,
 }
 
-impl EngineKind {
-    /// The name results record.
-    pub fn name(self) -> &'static str {
+/// The engine a command runs policies on, as checked from the command
+/// line: the native engine, or the simulation under its cost model. (Not
+/// to be confused with [`bench_core::kernel::Engine`], the trait a policy's
+/// `collapse` is generic over; this picks which implementation of it runs.)
+#[derive(Clone, Debug, PartialEq)]
+pub enum EngineChoice {
+    /// OS threads on this machine, wall-clock time.
+    Native,
+    /// One virtual CPU per actor, virtual time charged from this cost
+    /// model, deterministic.
+    Simulated(CostModel),
+}
+
+impl EngineChoice {
+    /// The name results record (`environment.engine`): `native` or `sim`.
+    pub fn name(&self) -> &'static str {
         match self {
-            EngineKind::Native => "native",
-            EngineKind::Sim => "sim",
+            EngineChoice::Native => "native",
+            EngineChoice::Simulated(_) => "sim",
         }
+    }
+
+    /// The cost model of the simulation (None for the native engine).
+    pub fn costs(&self) -> Option<&CostModel> {
+        match self {
+            EngineChoice::Native => None,
+            EngineChoice::Simulated(costs) => Some(costs),
+        }
+    }
+
+    /// Whether this is the simulation.
+    pub fn is_simulated(&self) -> bool {
+        matches!(self, EngineChoice::Simulated(_))
     }
 }
 
@@ -119,17 +145,29 @@ impl EngineArgs {
         self.costs.as_ref().map(load).transpose()
     }
 
-    /// The cost model of the engine asked for: the simulation's (from
-    /// `--costs`, or built in), none for the native engine, which refuses
-    /// `--costs`.
-    pub fn cost_model(&self) -> Result<Option<CostModel>, CliError> {
+    /// The engine `--engine` names, the simulation under `costs` (the
+    /// model of `--costs`, or the built-in one when None).
+    pub fn engine_with(&self, costs: Option<CostModel>) -> EngineChoice {
         match self.engine {
-            EngineKind::Native if self.costs.is_some() => {
-                Err(CliError::Usage("--costs: only the simulation uses a cost model; add --engine sim".into()))
-            }
-            EngineKind::Native => Ok(None),
-            EngineKind::Sim => Ok(Some(self.cost_file()?.unwrap_or_default())),
+            EngineKind::Native => EngineChoice::Native,
+            EngineKind::Sim => EngineChoice::Simulated(costs.unwrap_or_default()),
         }
+    }
+
+    /// The engine asked for, where `--costs` belongs to the engine alone
+    /// (`run`): the simulation under `--costs` (or the built-in model), or
+    /// the native engine, which refuses `--costs`.
+    pub fn choice(&self) -> Result<EngineChoice, CliError> {
+        if self.engine == EngineKind::Native && self.costs.is_some() {
+            return Err(CliError::Usage("--costs: only the simulation uses a cost model; add --engine sim".into()));
+        }
+        Ok(self.engine_with(self.cost_file()?))
+    }
+
+    /// Where the simulation's cost model comes from, for headers: the
+    /// `--costs` file, or `built-in`.
+    pub fn cost_source(&self) -> String {
+        self.costs.as_ref().map_or("built-in".to_owned(), |p| p.display().to_string())
     }
 
     /// `scenario` on `--cpus` CPUs, validated.
@@ -146,18 +184,18 @@ impl EngineArgs {
 /// scheduling steps it took; or why it was abandoned.
 pub type Outcome = Result<(PolicyRun, Option<u64>), Box<RunFailure>>;
 
-/// Run `policy` on `scenario` until `opts.limit`: simulated under `costs`
-/// when given (the limit is then virtual time), else natively with
-/// `opts`. Bad input is an error; a run that panicked or hung is an
-/// [`Outcome`] that says so, so the caller goes on with the other policies.
+/// Run `policy` on `scenario` until `opts.limit` on `engine`: simulated
+/// (the limit is then virtual time), or natively with `opts`. Bad input is
+/// an error; a run that panicked or hung is an [`Outcome`] that says so,
+/// so the caller goes on with the other policies.
 pub fn run_on_engine(
     policy: Arc<dyn DynPolicy>,
     scenario: &Scenario,
-    costs: Option<&CostModel>,
+    engine: &EngineChoice,
     opts: &RunOptions,
 ) -> Result<Outcome, CliError> {
-    match costs {
-        Some(costs) => {
+    match engine {
+        EngineChoice::Simulated(costs) => {
             let simulated = bench_core::oops::catch(|| {
                 simulate_policy(policy, scenario, &SimOptions { costs: costs.clone(), limit: opts.limit })
             });
@@ -168,7 +206,7 @@ pub fn run_on_engine(
                 Err(panic) => Ok(Err(Box::new(panic_failure(panic)))),
             }
         }
-        None => match run_policy(policy, scenario, opts) {
+        EngineChoice::Native => match run_policy(policy, scenario, opts) {
             Ok(run) => Ok(Ok((run, None))),
             Err(RunError::Invalid(e)) => Err(e.into()),
             Err(RunError::Failed(failure)) => Ok(Err(failure)),
@@ -247,37 +285,6 @@ impl WatchdogArgs {
         }
         Ok(timeout)
     }
-}
-
-/// Arguments of `run`.
-#[derive(clap::Args, Debug)]
-pub struct RunArgs {
-    /// Policies, comma-separated; parameters after colons
-    /// (`v2-flush-bool:recheck_always=true`).
-    #[arg(short = 'p', long = "policies", default_value = "v1,v2-flush-bool,v2-step3-down")]
-    pub policies: String,
-    #[command(flatten)]
-    pub workload: WorkloadArgs,
-    #[command(flatten)]
-    pub engine: EngineArgs,
-    /// Run each policy this long (`5s`, `500ms`, `2m`; virtual time under
-    /// --engine sim). Default 5s (sim: 100ms), or the cap for --ops.
-    #[arg(long)]
-    pub duration: Option<String>,
-    /// Stop each policy after this many collapses instead.
-    #[arg(long)]
-    pub ops: Option<u64>,
-    /// Seed for every random choice (default: the scenario's).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Where to write the results.
-    #[arg(long, default_value = "collapse-run.json")]
-    pub json: PathBuf,
-    /// Do not pin threads to cores.
-    #[arg(long)]
-    pub no_pin: bool,
-    #[command(flatten)]
-    pub watchdog: WatchdogArgs,
 }
 
 /// `list`: policies and presets, one line each.
@@ -413,102 +420,4 @@ pub fn quote(w: &str) -> String {
     } else {
         format!("'{}'", w.replace('\'', "'\\''"))
     }
-}
-
-/// `run`.
-pub fn run(args: &RunArgs) -> Result<(), CliError> {
-    let json = OutputFile::check("--json", &args.json)?;
-    let policies = parse_policies(&args.policies)?;
-    let mut scenario = scenario(&args.workload, args.seed)?;
-    args.engine.apply(&mut scenario)?;
-    scenario.check_memory(available_memory())?;
-    let watchdog = args.watchdog.timeout([&scenario])?;
-    let costs = args.engine.cost_model()?;
-    let duration = args.duration.as_deref().map(parse_duration).transpose()?;
-    let limit = match (args.ops, &costs) {
-        (Some(0), _) => return Err(CliError::Usage("--ops: must be at least 1".into())),
-        (Some(ops), _) => Limit::Ops { ops, cap: duration.unwrap_or(Duration::from_secs(60)) },
-        (None, None) => Limit::Duration(duration.unwrap_or(Duration::from_secs(5))),
-        (None, Some(_)) => Limit::Duration(duration.unwrap_or(Duration::from_millis(100))),
-    };
-    let opts = RunOptions { limit, pin: !args.no_pin, hook: None, git_revision: GIT_REVISION.into(), watchdog };
-    let threads = scenario.threads.total() as usize;
-    let cores = bench_core::machine::available_cores();
-    if costs.is_some() {
-        sayln!(
-            "workload {} (seed {}), {threads} virtual CPUs, simulated (virtual time, cost model {})",
-            scenario.name,
-            scenario.seed,
-            args.engine.costs.as_ref().map_or("built-in".to_owned(), |p| p.display().to_string())
-        );
-    } else {
-        sayln!("workload {} (seed {}), {threads} threads on {cores} cores", scenario.name, scenario.seed);
-    }
-    if threads > cores && costs.is_none() {
-        sayln!(
-            "note: {threads} threads on {cores} cores: oversubscribed. A preempted lock holder stalls every\n\
-             spinning waiter, so hold and wait figures include scheduler delays; use the\n\
-             simulation engine (or a machine with more cores) for contention studies."
-        );
-    }
-    let mut runs = vec![];
-    let mut failures = vec![];
-    for policy in &policies {
-        tell!("running {} ...", policy.label());
-        let started = Instant::now();
-        let (run, steps) = match run_on_engine(policy.clone(), &scenario, costs.as_ref(), &opts)? {
-            Ok(ran) => ran,
-            Err(failure) => {
-                let failure = PolicyFailure {
-                    policy: policy.label(),
-                    workload: scenario.name.clone(),
-                    part: "run".into(),
-                    failure: *failure,
-                };
-                print_failure(&failure);
-                failures.push(failure);
-                continue;
-            }
-        };
-        if let (Limit::Ops { ops, cap }, Some(EndedBy::TimeCap)) = (limit, run.ended_by) {
-            tell!(
-                "  stopped by the time limit ({cap:?}{}) after {} of the {ops} collapses --ops asked for",
-                if duration.is_some() { ", --duration" } else { ", the default cap of --ops" },
-                run.collapses
-            );
-        }
-        if let Some(steps) = steps {
-            let wall = started.elapsed().as_secs_f64();
-            tell!(
-                "  {:.3} s virtual in {wall:.2} s wall: {steps} scheduling steps ({:.2} M/s)",
-                run.wall_s,
-                steps as f64 / wall / 1e6
-            );
-        }
-        runs.push(run);
-    }
-    say!("\n{}", reports::summary::run_table(&runs));
-    for r in runs.iter().filter(|r| r.violations_total > 0) {
-        sayln!("{}: {} violation(s); first:", r.policy, r.violations_total);
-        for v in r.violations.iter().take(3) {
-            sayln!("  {v}");
-        }
-    }
-    let result = RunResult {
-        schema: SCHEMA,
-        tool: format!("collapse-bench {}", env!("CARGO_PKG_VERSION")),
-        environment: Environment::capture(args.engine.engine.name(), scenario.seed, GIT_REVISION),
-        costs,
-        scenario: serde_json::to_value(&scenario).map_err(|e| CliError::Failed(e.to_string()))?,
-        command: reproducer(scenario.seed, args.seed.is_some()),
-        runs,
-        watchdog_s: Some(watchdog.as_secs_f64()),
-        failures,
-    };
-    json.write(&serde_json::to_vec_pretty(&result).map_err(|e| CliError::Failed(e.to_string()))?)?;
-    sayln!("results: {}\nreproduce: {}", json.path().display(), result.command);
-    if !result.failures.is_empty() {
-        return Err(failures_error(&result.failures, &json.path().display().to_string()));
-    }
-    Ok(())
 }

@@ -62,10 +62,11 @@ pub fn stdout_closed() -> bool {
     if STDOUT_CLOSED.load(Ordering::Relaxed) {
         return true;
     }
-    let mut fd = libc::pollfd { fd: libc::STDOUT_FILENO, events: libc::POLLOUT, revents: 0 };
-    // SAFETY: one valid pollfd, no wait.
-    let ready = unsafe { libc::poll(&mut fd, 1, 0) };
-    let gone = ready == 1 && fd.revents & (libc::POLLERR | libc::POLLHUP) != 0;
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(&stdout, PollFlags::OUT)];
+    let ready = poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 }));
+    let gone = matches!(ready, Ok(1)) && fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP);
     if gone {
         STDOUT_CLOSED.store(true, Ordering::Relaxed);
     }
@@ -80,6 +81,8 @@ pub fn end_if_stdout_closed() {
     }
     // SAFETY: restoring the default action and raising the signal; Rust
     // set SIGPIPE to be ignored at start-up, nothing else handles it.
+    // (libc, not rustix: rustix sets a signal's action only through its
+    // `runtime` feature, meant for implementing a libc, and unsafe too.)
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         libc::raise(libc::SIGPIPE);

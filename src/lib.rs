@@ -26,6 +26,7 @@ pub mod new_policy;
 pub mod output_dir;
 pub mod output_file;
 pub mod report_cmd;
+pub mod run_cmd;
 pub mod soak_cmd;
 
 use bench_core::kernel::PolicyEntry;
@@ -120,7 +121,7 @@ enum Command {
     List,
     /// Run policies on a workload (native threads, or `--engine sim`
     /// virtual CPUs); print a summary and write the results as JSON.
-    Run(Box<cli::RunArgs>),
+    Run(Box<run_cmd::RunArgs>),
     /// Search controlled schedules of policies for broken rules; print a
     /// verdict per policy and each failure's shrunk counterexample as a
     /// timeline with a replay token (exit 1 if any rule was broken).
@@ -205,7 +206,7 @@ fn dispatch(args: Vec<OsString>) -> Result<ExitCode, CliError> {
             say!("{}", cli::list());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run(args) => cli::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => run_cmd::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Report(args) => report_cmd::report(&args).map(|()| ExitCode::SUCCESS),
         Command::Compare { base, new } => compare(&base, &new).map(|()| ExitCode::SUCCESS),
         Command::Check(args) => {

@@ -190,20 +190,13 @@ fn copy_symlink(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::copy(from, to).map(|_| ())
 }
 
-/// Swap two directories atomically.
+/// Swap two directories atomically: `renameat2(RENAME_EXCHANGE)`. An
+/// error (a filesystem without the flag says EINVAL) leaves both as they
+/// were.
 #[cfg(target_os = "linux")]
 fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
-    let (a, b) = (c(a)?, c(b)?);
-    // SAFETY: two NUL-terminated paths that live across the call.
-    let rc = unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE).map_err(std::io::Error::from)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -253,6 +246,37 @@ mod tests {
         assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o555, "the mode is kept");
         assert_eq!(names(&dir), ["report"], "no staging directory left");
         std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_exchange_swaps_two_directories() {
+        let dir = scratch("exchange");
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        std::fs::create_dir(&a).unwrap();
+        std::fs::create_dir(&b).unwrap();
+        write(&a, &[("one", "")]);
+        write(&b, &[("two", "")]);
+        if exchange(&a, &b).is_ok() {
+            assert_eq!((names(&a), names(&b)), (vec!["two".to_owned()], vec!["one".to_owned()]));
+        }
+        assert!(exchange(&a, &dir.join("missing")).is_err(), "both must exist; nothing moved");
+        assert_eq!(names(&dir), ["a", "b"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn without_the_exchange_the_files_are_renamed_in_one_by_one() {
+        let dir = scratch("fallback");
+        let (staging, out) = (dir.join("staging"), dir.join("out"));
+        std::fs::create_dir(&staging).unwrap();
+        std::fs::create_dir(&out).unwrap();
+        let files = write(&staging, &[("report.txt", "new"), (MANIFEST, "")]);
+        write(&out, &[("report.txt", "old"), ("old.svg", ""), ("mine.txt", "keep")]);
+        let earlier = ["report.txt".to_owned(), "old.svg".to_owned()];
+        rename_each(&staging, &out, &files, &earlier).unwrap();
+        assert_eq!(std::fs::read_to_string(out.join("report.txt")).unwrap(), "new");
+        assert_eq!(names(&out), [MANIFEST, "mine.txt", "report.txt"], "the earlier report's old.svg is gone");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -19,6 +19,8 @@
 //!   never meant for a disk.
 
 use crate::cli::CliError;
+use rustix::fs::Access;
+use rustix::io::Errno;
 use std::io::Write as _;
 use std::path::{Component, Path, PathBuf};
 
@@ -155,7 +157,7 @@ fn dir_of(path: &Path) -> PathBuf {
 /// or a directory on the way that is a file (the directory check that
 /// follows names which).
 pub fn absent(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
+    e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(Errno::NOTDIR.raw_os_error())
 }
 
 /// `dir` exists, is a directory, and this process may create files in it.
@@ -163,27 +165,22 @@ pub fn writable_dir(dir: &Path) -> Result<(), String> {
     match std::fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => return Err(format!("{} is not a directory", dir.display())),
-        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+        Err(e) if e.raw_os_error() == Some(Errno::NOTDIR.raw_os_error()) => {
             return Err(format!("a directory in {} is a file", dir.display()))
         }
         Err(e) if absent(&e) => return Err(format!("directory {} does not exist; create it first", dir.display())),
         Err(e) => return Err(format!("{}: {e}", dir.display())),
     }
-    use std::os::unix::ffi::OsStrExt as _;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
-    // SAFETY: a NUL-terminated path that lives across the call.
-    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(format!("cannot create files in {}: {e}", dir.display()));
-    }
-    Ok(())
+    rustix::fs::access(dir, Access::WRITE_OK | Access::EXEC_OK)
+        .map_err(|e| format!("cannot create files in {}: {}", dir.display(), std::io::Error::from(e)))
 }
 
 /// Replace the regular file `target` (or create it) with `bytes`: a
-/// temporary file in the same directory, synced, given the old file's
-/// permissions (a new file gets what `>` would give it: 0666 less the
-/// umask), then renamed over it. On any error the temporary file is
-/// removed and `target` is as it was.
+/// temporary file in the same directory, given the old file's permissions
+/// (a new file gets what `>` would give it: 0666 less the umask), synced
+/// to disk, then renamed over it, and the directory synced so that the
+/// rename is on disk too. On any error before the rename the temporary
+/// file is removed and `target` is as it was.
 fn replace(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     let name = target.file_name().map_or_else(|| "out".into(), |n| n.to_string_lossy());
@@ -197,7 +194,17 @@ fn replace(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
         tmp.as_file().set_permissions(meta.permissions())?;
     }
     tmp.as_file().sync_all()?;
-    tmp.persist(target).map(|_| ()).map_err(|e| e.error)
+    tmp.persist(target).map_err(|e| e.error)?;
+    sync_dir(&dir_of(target))
+}
+
+/// Make the renames done in `dir` durable: fsync the directory. A
+/// filesystem that cannot sync a directory (EINVAL) has nothing more to do.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    match std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+        Err(e) if e.raw_os_error() == Some(Errno::INVAL.raw_os_error()) => Ok(()),
+        done => done,
+    }
 }
 
 /// Scratch directories for the output modules' tests.

@@ -14,7 +14,7 @@
 use crate::check_cmd::{counterexample_doc, policy_doc, replay_command};
 use crate::cli::{
     failures_error, panic_failure, parse_policies, print_failure, reproducer, run_on_engine, CliError, EngineArgs,
-    EngineKind, Outcome, WatchdogArgs, WorkloadArgs, GIT_REVISION, MAX_CPUS,
+    EngineChoice, Outcome, WatchdogArgs, WorkloadArgs, GIT_REVISION, MAX_CPUS,
 };
 use crate::interrupt;
 use bench_core::actor::Limit;
@@ -102,7 +102,7 @@ fn sweep_cpus(spec: &str) -> Result<Vec<u32>, CliError> {
 }
 
 /// How much work each part of the report does.
-struct Plan {
+struct Work {
     repetitions: u32,
     run_time: Duration,
     scaling: &'static [u32],
@@ -112,16 +112,16 @@ struct Plan {
     schedules: u64,
 }
 
-impl Plan {
-    fn new(quick: bool, engine: EngineKind) -> Plan {
+impl Work {
+    fn new(quick: bool, engine: &EngineChoice) -> Work {
         // Virtual time per simulated cell: long enough for hundreds of collapses.
         let sim_time = Duration::from_millis(if quick { 10 } else { 20 });
         let run_time = match (engine, quick) {
-            (EngineKind::Sim, _) => sim_time,
-            (EngineKind::Native, true) => Duration::from_millis(150),
-            (EngineKind::Native, false) => Duration::from_millis(1500),
+            (EngineChoice::Simulated(_), _) => sim_time,
+            (EngineChoice::Native, true) => Duration::from_millis(150),
+            (EngineChoice::Native, false) => Duration::from_millis(1500),
         };
-        Plan {
+        Work {
             repetitions: 5,
             run_time,
             scaling: if quick { &[1, 2, 4] } else { &[1, 2, 4, 8] },
@@ -168,123 +168,195 @@ fn progress(total: u64) -> ProgressBar {
     bar
 }
 
-/// `report`.
-pub fn report(args: &ReportArgs) -> Result<(), CliError> {
-    let out = crate::output_dir::check_out_dir("--out", &args.out)?;
-    let measured = parse_policies(&args.policies)?;
-    let base = match &args.base {
-        Some(b) => measured.iter().find(|p| p.label() == *b || p.name() == b).ok_or_else(|| {
-            let have: Vec<String> = measured.iter().map(|p| p.label()).collect();
-            CliError::Usage(format!("--base: `{b}` is not among --policies; allowed: {}", have.join(", ")))
-        })?,
-        None => &measured[0],
+/// What `report` will do, every argument checked.
+pub struct ReportPlan {
+    /// The output directory as given, for messages.
+    out_given: PathBuf,
+    /// The real directory to replace ([`crate::output_dir::check_out_dir`]).
+    out: PathBuf,
+    /// The policies measured, the base among them.
+    measured: Vec<Arc<dyn DynPolicy>>,
+    /// The label of the base policy.
+    base: String,
+    /// Every registered policy: each gets a verdict.
+    checked: Vec<Arc<dyn DynPolicy>>,
+    /// The workloads of the matrix, seeded and scaled to `--cpus`.
+    scenarios: Vec<Scenario>,
+    /// The engine of the matrix and the scaling sweep.
+    engine: EngineChoice,
+    /// The cost model of the simulated CPU sweep (`--costs`, or built in).
+    sweep_costs: CostModel,
+    /// How much each part does.
+    work: Work,
+    /// The run options of the matrix (the watchdog among them).
+    opts: RunOptions,
+    seed: u64,
+    quick: bool,
+}
+
+impl ReportPlan {
+    /// Check `args` into a plan, before any work. Bad input is
+    /// [`CliError::Usage`] (exit 2) naming the field and what it allows;
+    /// nothing is written then.
+    pub fn new(args: &ReportArgs) -> Result<ReportPlan, CliError> {
+        let out = crate::output_dir::check_out_dir("--out", &args.out)?;
+        let measured = parse_policies(&args.policies)?;
+        let base = match &args.base {
+            Some(b) => measured.iter().find(|p| p.label() == *b || p.name() == b).ok_or_else(|| {
+                let have: Vec<String> = measured.iter().map(|p| p.label()).collect();
+                CliError::Usage(format!("--base: `{b}` is not among --policies; allowed: {}", have.join(", ")))
+            })?,
+            None => &measured[0],
+        }
+        .label();
+        // Every registered policy gets a verdict (a plugin's too).
+        let checked = parse_policies(&crate::registered_names())?;
+        let scenarios = workloads(args)?;
+        // `--costs` is the model of whatever is simulated: the matrix under
+        // `--engine sim`, and the CPU sweep always.
+        let cost_file = args.engine.cost_file()?;
+        let engine = args.engine.engine_with(cost_file.clone());
+        let mut work = Work::new(args.quick, &engine);
+        match args.schedules {
+            Some(0) => return Err(CliError::Usage("--schedules: must be at least 1".into())),
+            Some(n) => work.schedules = n,
+            None => {}
+        }
+        if let Some(spec) = &args.sweep_cpus {
+            work.cpu_sweep = sweep_cpus(spec)?;
+        }
+        if cost_file.is_some() && !engine.is_simulated() && work.cpu_sweep.is_empty() {
+            return Err(CliError::Usage(
+                "--costs: nothing is simulated (a native matrix and --sweep-cpus none); drop --costs, or add \
+                 --engine sim or a CPU sweep"
+                    .into(),
+            ));
+        }
+        let watchdog = args.watchdog.timeout(&scenarios)?;
+        let opts = RunOptions {
+            limit: Limit::Duration(work.run_time),
+            pin: true,
+            hook: None,
+            git_revision: GIT_REVISION.into(),
+            watchdog,
+        };
+        Ok(ReportPlan {
+            out_given: args.out.clone(),
+            out,
+            measured,
+            base,
+            checked,
+            scenarios,
+            engine,
+            sweep_costs: cost_file.unwrap_or_default(),
+            work,
+            opts,
+            seed: args.seed,
+            quick: args.quick,
+        })
     }
-    .label();
-    // Every registered policy gets a verdict (a plugin's too).
-    let all = parse_policies(&crate::registered_names())?;
-    let scenarios = workloads(args)?;
-    // `--costs` is the model of whatever is simulated: the matrix under
-    // `--engine sim`, and the CPU sweep always.
-    let cost_file = args.engine.cost_file()?;
-    let costs = (args.engine.engine == EngineKind::Sim).then(|| cost_file.clone().unwrap_or_default());
-    let mut plan = Plan::new(args.quick, args.engine.engine);
-    match args.schedules {
-        Some(0) => return Err(CliError::Usage("--schedules: must be at least 1".into())),
-        Some(n) => plan.schedules = n,
-        None => {}
-    }
-    if let Some(spec) = &args.sweep_cpus {
-        plan.cpu_sweep = sweep_cpus(spec)?;
-    }
-    if cost_file.is_some() && costs.is_none() && plan.cpu_sweep.is_empty() {
-        return Err(CliError::Usage(
-            "--costs: nothing is simulated (a native matrix and --sweep-cpus none); drop --costs, or add \
-             --engine sim or a CPU sweep"
-                .into(),
-        ));
-    }
-    let watchdog = args.watchdog.timeout(&scenarios)?;
-    interrupt::install();
-    let t0 = Instant::now();
-    let cells_total = (scenarios.len() * measured.len()) as u64 * plan.repetitions as u64;
-    let scaling_total = (plan.scaling.len() * measured.len()) as u64;
-    let sweep_total = (plan.cpu_sweep.len() * measured.len()) as u64;
-    let checks_total = (CHECKED_WORKLOADS.len() * all.len()) as u64;
-    let bar = progress(cells_total + scaling_total + sweep_total + checks_total);
-    let mut ledger = Ledger { bar: bar.clone(), out: out.clone(), finished: vec![], failures: vec![] };
-    let opts = RunOptions {
-        limit: Limit::Duration(plan.run_time),
-        pin: true,
-        hook: None,
-        git_revision: GIT_REVISION.into(),
-        watchdog,
-    };
-    let mut cells = vec![];
-    for scenario in &scenarios {
-        for policy in &measured {
-            bar.set_message(format!("{} on {}", policy.label(), scenario.name));
-            let mut runs = vec![];
-            for k in 0..plan.repetitions {
-                ledger.checkpoint()?;
-                // A simulated repetition with the same seed would repeat itself exactly.
-                let mut scenario = scenario.clone();
-                if costs.is_some() {
-                    scenario.seed = scenario.seed.wrapping_add(k.into());
+
+    /// Run every part of the report: the matrix, the scaling sweep, the
+    /// CPU sweep and the verdicts. Ctrl-C stops it between runs (exit 130,
+    /// nothing written); a run that fails is recorded in the ledger and
+    /// the others go on.
+    pub fn run(&self) -> Result<(ReportResults, Ledger), CliError> {
+        let work = &self.work;
+        let measured = &self.measured;
+        let cells_total = (self.scenarios.len() * measured.len()) as u64 * work.repetitions as u64;
+        let scaling_total = (work.scaling.len() * measured.len()) as u64;
+        let sweep_total = (work.cpu_sweep.len() * measured.len()) as u64;
+        let checks_total = (CHECKED_WORKLOADS.len() * self.checked.len()) as u64;
+        let bar = progress(cells_total + scaling_total + sweep_total + checks_total);
+        let mut ledger = Ledger { bar: bar.clone(), out: self.out.clone(), finished: vec![], failures: vec![] };
+        let mut cells = vec![];
+        for scenario in &self.scenarios {
+            for policy in measured {
+                bar.set_message(format!("{} on {}", policy.label(), scenario.name));
+                let mut runs = vec![];
+                for k in 0..work.repetitions {
+                    ledger.checkpoint()?;
+                    // A simulated repetition with the same seed would repeat itself exactly.
+                    let mut scenario = scenario.clone();
+                    if self.engine.is_simulated() {
+                        scenario.seed = scenario.seed.wrapping_add(k.into());
+                    }
+                    let outcome = run_on_engine(policy.clone(), &scenario, &self.engine, &self.opts)?;
+                    bar.inc(1);
+                    match ledger.ran(outcome, &policy.label(), &scenario.name, "measure") {
+                        Some(run) => runs.push(run),
+                        // The cell is left out: its other repetitions would fail the same way.
+                        None => break,
+                    }
                 }
-                let outcome = run_on_engine(policy.clone(), &scenario, costs.as_ref(), &opts)?;
-                bar.inc(1);
-                match ledger.ran(outcome, &policy.label(), &scenario.name, "measure") {
-                    Some(run) => runs.push(run),
-                    // The cell is left out: its other repetitions would fail the same way.
-                    None => break,
+                if runs.len() == work.repetitions as usize {
+                    ledger.finished.push(format!(
+                        "measure {} on {} ({} runs)",
+                        policy.label(),
+                        scenario.name,
+                        runs.len()
+                    ));
+                    cells.push(Cell { workload: scenario.name.clone(), policy: policy.label(), runs });
+                } else {
+                    bar.inc(work.repetitions as u64 - runs.len() as u64 - 1);
                 }
-            }
-            if runs.len() == plan.repetitions as usize {
-                ledger.finished.push(format!("measure {} on {} ({} runs)", policy.label(), scenario.name, runs.len()));
-                cells.push(Cell { workload: scenario.name.clone(), policy: policy.label(), runs });
-            } else {
-                bar.inc(plan.repetitions as u64 - runs.len() as u64 - 1);
             }
         }
+        let scaling = scaling_sweep(measured, work, self.seed, (&self.engine, &self.opts), &mut ledger)?;
+        let cpu_sweep = simulated_cpu_sweep(measured, work, self.seed, (&self.sweep_costs, &self.opts), &mut ledger)?;
+        let verdicts = verdicts(&self.checked, work, self.seed, &mut ledger)?;
+        bar.finish_and_clear();
+        let result = ReportResults {
+            schema: SCHEMA,
+            tool: format!("collapse-bench {}", env!("CARGO_PKG_VERSION")),
+            environment: Environment::capture(self.engine.name(), self.seed, GIT_REVISION),
+            command: reproducer(self.seed, true),
+            base: self.base.clone(),
+            quick: self.quick,
+            repetitions: work.repetitions,
+            run_seconds: work.run_time.as_secs_f64(),
+            cells,
+            scaling,
+            cpu_sweep,
+            verdicts,
+            watchdog_s: Some(self.opts.watchdog.as_secs_f64()),
+            failures: ledger.failures.clone(),
+        };
+        Ok((result, ledger))
     }
-    let scaling = scaling_sweep(&measured, &plan, args.seed, (costs.as_ref(), &opts), &mut ledger)?;
-    let sweep_costs = cost_file.unwrap_or_default();
-    let cpu_sweep = simulated_cpu_sweep(&measured, &plan, args.seed, (&sweep_costs, &opts), &mut ledger)?;
-    let verdicts = verdicts(&all, &plan, args.seed, &mut ledger)?;
-    bar.finish_and_clear();
-    let result = ReportResults {
-        schema: SCHEMA,
-        tool: format!("collapse-bench {}", env!("CARGO_PKG_VERSION")),
-        environment: Environment::capture(args.engine.engine.name(), args.seed, GIT_REVISION),
-        command: reproducer(args.seed, true),
-        base,
-        quick: args.quick,
-        repetitions: plan.repetitions,
-        run_seconds: plan.run_time.as_secs_f64(),
-        cells,
-        scaling,
-        cpu_sweep,
-        verdicts,
-        watchdog_s: Some(watchdog.as_secs_f64()),
-        failures: ledger.failures.clone(),
-    };
-    let text = reports::robot::report_text(&result);
-    write_outputs(&out, &result, &text, &ledger)?;
-    say!("{text}");
-    tell!(
-        "report written to {}/ in {:.1}s (report.txt, results.json, index.html, plots)",
-        args.out.display(),
-        t0.elapsed().as_secs_f64()
-    );
-    if !result.failures.is_empty() {
-        return Err(failures_error(&result.failures, &format!("{}/", args.out.display())));
+
+    /// Write the report into the output directory (swapped in whole, see
+    /// [`write_outputs`]), print its text, and end with the failures'
+    /// error (exit 1) if any run or check was abandoned.
+    pub fn write(&self, result: &ReportResults, ledger: &Ledger, started: Instant) -> Result<(), CliError> {
+        let text = reports::robot::report_text(result);
+        write_outputs(&self.out, result, &text, ledger)?;
+        say!("{text}");
+        tell!(
+            "report written to {}/ in {:.1}s (report.txt, results.json, index.html, plots)",
+            self.out_given.display(),
+            started.elapsed().as_secs_f64()
+        );
+        if !result.failures.is_empty() {
+            return Err(failures_error(&result.failures, &format!("{}/", self.out_given.display())));
+        }
+        Ok(())
     }
-    Ok(())
+}
+
+/// `report`: check the arguments, run the plan (Ctrl-C stops it between
+/// runs), write the report.
+pub fn report(args: &ReportArgs) -> Result<(), CliError> {
+    let plan = ReportPlan::new(args)?;
+    interrupt::install();
+    let started = Instant::now();
+    let (result, ledger) = plan.run()?;
+    plan.write(&result, &ledger, started)
 }
 
 /// What the report has finished so far (for Ctrl-C), and the runs and
 /// checks it abandoned.
-struct Ledger {
+pub struct Ledger {
     bar: ProgressBar,
     out: PathBuf,
     finished: Vec<String>,
@@ -341,62 +413,63 @@ impl Ledger {
 
 fn scaling_sweep(
     policies: &[Arc<dyn DynPolicy>],
-    plan: &Plan,
+    work: &Work,
     seed: u64,
-    (costs, opts): (Option<&CostModel>, &RunOptions),
+    (engine, opts): (&EngineChoice, &RunOptions),
     ledger: &mut Ledger,
 ) -> Result<Vec<ScalingPoint>, CliError> {
     let mut scenarios = vec![];
-    for &value in plan.scaling {
+    for &value in work.scaling {
         let mut scenario = preset(SCALING_WORKLOAD)?;
         scenario.seed = seed;
         scenario.set(SCALING_KNOB, &value.to_string())?;
         scenario.validate()?;
         scenarios.push((value, scenario));
     }
-    sweep(policies, scenarios, SCALING_KNOB, |value| format!("scaling {SCALING_KNOB}={value}"), (costs, opts), ledger)
+    sweep(policies, scenarios, SCALING_KNOB, |value| format!("scaling {SCALING_KNOB}={value}"), (engine, opts), ledger)
 }
 
 /// The CPU sweep: every measured policy on [`CPU_SWEEP_WORKLOAD`] scaled
-/// to each CPU count, simulated for `plan.sweep_time` of virtual time.
+/// to each CPU count, simulated for `work.sweep_time` of virtual time.
 fn simulated_cpu_sweep(
     policies: &[Arc<dyn DynPolicy>],
-    plan: &Plan,
+    work: &Work,
     seed: u64,
     (costs, opts): (&CostModel, &RunOptions),
     ledger: &mut Ledger,
 ) -> Result<Option<CpuSweep>, CliError> {
-    if plan.cpu_sweep.is_empty() {
+    if work.cpu_sweep.is_empty() {
         return Ok(None);
     }
     let mut scenarios = vec![];
-    for &cpus in &plan.cpu_sweep {
+    for &cpus in &work.cpu_sweep {
         let mut scenario = preset(CPU_SWEEP_WORKLOAD)?;
         scenario.seed = seed;
         scenario.threads = scenario.threads.scaled_to(cpus);
         scenario.validate()?;
         scenarios.push((cpus, scenario));
     }
-    let opts = RunOptions { limit: Limit::Duration(plan.sweep_time), ..opts.clone() };
+    let opts = RunOptions { limit: Limit::Duration(work.sweep_time), ..opts.clone() };
+    let engine = EngineChoice::Simulated(costs.clone());
     let points =
-        sweep(policies, scenarios, "cpus", |cpus| format!("simulated on {cpus} CPUs"), (Some(costs), &opts), ledger)?;
+        sweep(policies, scenarios, "cpus", |cpus| format!("simulated on {cpus} CPUs"), (&engine, &opts), ledger)?;
     Ok(Some(CpuSweep {
         workload: CPU_SWEEP_WORKLOAD.into(),
-        virtual_seconds: plan.sweep_time.as_secs_f64(),
+        virtual_seconds: work.sweep_time.as_secs_f64(),
         costs: costs.clone(),
         points,
     }))
 }
 
 /// One run of every policy on each of a sweep's `scenarios` (each with
-/// the value of `knob` it was made for), on the engine `costs` asks for.
-/// A policy that failed on the workload is not run again.
+/// the value of `knob` it was made for), on `engine`. A policy that
+/// failed on the workload is not run again.
 fn sweep(
     policies: &[Arc<dyn DynPolicy>],
     scenarios: Vec<(u32, Scenario)>,
     knob: &str,
     part: impl Fn(u32) -> String,
-    (costs, opts): (Option<&CostModel>, &RunOptions),
+    (engine, opts): (&EngineChoice, &RunOptions),
     ledger: &mut Ledger,
 ) -> Result<Vec<ScalingPoint>, CliError> {
     let mut points = vec![];
@@ -409,7 +482,7 @@ fn sweep(
             }
             ledger.checkpoint()?;
             ledger.bar.set_message(format!("{part}: {}", policy.label()));
-            let outcome = run_on_engine(policy.clone(), &scenario, costs, opts)?;
+            let outcome = run_on_engine(policy.clone(), &scenario, engine, opts)?;
             let Some(run) = ledger.ran(outcome, &policy.label(), &scenario.name, &part) else { continue };
             ledger.finished.push(format!("{part} {}", policy.label()));
             points.push(ScalingPoint {
@@ -427,7 +500,7 @@ fn sweep(
 
 fn verdicts(
     policies: &[Arc<dyn DynPolicy>],
-    plan: &Plan,
+    work: &Work,
     seed: u64,
     ledger: &mut Ledger,
 ) -> Result<Vec<Verdict>, CliError> {
@@ -435,7 +508,7 @@ fn verdicts(
     for name in CHECKED_WORKLOADS {
         let mut scenario = preset(name)?;
         scenario.seed = seed;
-        let opts = CheckOptions { schedules: plan.schedules, seed, ..CheckOptions::default() };
+        let opts = CheckOptions { schedules: work.schedules, seed, ..CheckOptions::default() };
         let workload = WorkloadArgs { workload: Some(name.into()), scenario: None, threads: None, set: vec![] };
         for policy in policies {
             ledger.checkpoint()?;
@@ -461,52 +534,29 @@ fn verdicts(
 
 /// Build every file in a staging directory and swap it with `out` in one
 /// step ([`crate::output_dir::replace_dir`]); a Ctrl-C during the build
-/// leaves `out` as it was.
+/// leaves `out` as it was. The plots are drawn in memory, written as
+/// `<stem>.svg` and `<stem>.png`, and the same SVG documents go into
+/// index.html.
 fn write_outputs(out: &Path, result: &ReportResults, text: &str, ledger: &Ledger) -> Result<(), CliError> {
     let failed = |what: &str, e: &dyn std::fmt::Display| CliError::Failed(format!("{what}: {e}"));
     crate::output_dir::replace_dir(out, |staging| {
         let json = serde_json::to_vec_pretty(result).map_err(|e| failed("encoding results", &e))?;
         // Plain writes: the staging directory is swapped in whole.
-        std::fs::write(staging.join("results.json"), &json).map_err(|e| failed("writing results.json", &e))?;
-        std::fs::write(staging.join("report.txt"), text).map_err(|e| failed("writing report.txt", &e))?;
-        let stems = reports::plots::render_all(result, staging).map_err(|e| failed("drawing plots", &e))?;
-        let html = index_html(text, &stems, staging)?;
-        std::fs::write(staging.join("index.html"), html).map_err(|e| failed("writing index.html", &e))?;
+        let write = |name: &str, bytes: &[u8]| {
+            std::fs::write(staging.join(name), bytes).map_err(|e| failed(&format!("writing {name}"), &e))
+        };
+        write("results.json", &json)?;
+        write("report.txt", text.as_bytes())?;
+        let plots = reports::plots::render(result).map_err(|e| failed("drawing plots", &e))?;
         let mut files = vec!["results.json".to_owned(), "report.txt".into(), "index.html".into()];
-        for stem in &stems {
-            files.push(format!("{stem}.svg"));
-            files.push(format!("{stem}.png"));
+        for plot in &plots {
+            let (svg, png) = (format!("{}.svg", plot.stem), format!("{}.png", plot.stem));
+            write(&svg, plot.svg.as_bytes())?;
+            write(&png, &plot.png)?;
+            files.extend([svg, png]);
         }
+        write("index.html", reports::html::index_html(text, &plots).as_bytes())?;
         ledger.checkpoint()?;
         Ok(files)
     })
-}
-
-fn escape_html(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
-
-/// One self-contained page: the text report and every SVG inline.
-fn index_html(text: &str, stems: &[String], dir: &Path) -> Result<String, CliError> {
-    let mut html = String::from(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>collapse-bench report</title>\n\
-         <style>body{font-family:sans-serif;max-width:1100px;margin:auto}pre{font-size:13px}\
-         figure{margin:1em 0}svg{max-width:100%;height:auto}</style></head><body>\n\
-         <h1>collapse-bench report</h1>\n<pre>",
-    );
-    html.push_str(&escape_html(text));
-    html.push_str("</pre>\n");
-    for stem in stems {
-        let path = dir.join(format!("{stem}.svg"));
-        let svg =
-            std::fs::read_to_string(&path).map_err(|e| CliError::Failed(format!("reading {}: {e}", path.display())))?;
-        let svg = svg.trim_start_matches(|c| c != '<').to_owned();
-        let svg = match svg.find("<svg") {
-            Some(i) => svg[i..].to_owned(),
-            None => svg,
-        };
-        html.push_str(&format!("<figure id=\"{stem}\">{svg}<figcaption>{stem}</figcaption></figure>\n"));
-    }
-    html.push_str("</body></html>\n");
-    Ok(html)
 }

@@ -18,14 +18,16 @@ use crate::cli::{
 };
 use crate::interrupt;
 use bench_core::actor::Limit;
+use bench_core::kernel::DynPolicy;
 use bench_core::oracle::{Oracle, Violation};
 use bench_core::results::PolicyRun;
 use reports::schema::PolicyFailure;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use workloads::scenario::available_memory;
-use workloads::{run_policy, RunError, RunOptions};
+use workloads::{run_policy, RunError, RunOptions, Scenario};
 
 /// Arguments of `soak`.
 #[derive(clap::Args, Debug)]
@@ -144,99 +146,135 @@ impl Totals {
     }
 }
 
-/// `soak`.
-pub fn soak(args: &SoakArgs) -> Result<(), CliError> {
-    let policies = parse_policies(&args.policies)?;
-    let mut workload = args.workload.clone();
-    if workload.workload.is_none() && workload.scenario.is_none() {
-        workload.workload = Some("mixed".into());
-    }
-    let mut scenario = scenario(&workload, args.seed)?;
-    scenario.oracles = true;
-    scenario.check_memory(available_memory())?;
-    let duration =
-        parse_duration_flag("--duration", &args.duration, Duration::from_secs(1), Duration::from_secs(86400))?;
-    let round = parse_duration_flag("--round", &args.round, Duration::from_millis(100), Duration::from_secs(3600))?;
-    let watchdog = args.watchdog.timeout([&scenario])?;
-    let opts = RunOptions {
-        limit: Limit::Duration(round),
-        pin: true,
-        hook: None,
-        git_revision: GIT_REVISION.into(),
-        watchdog,
-    };
-    interrupt::install();
-    sayln!(
-        "soak: workload {} on {} threads, {:?} per policy in rounds of {:?} (seeds {}, {}, ...), every oracle on, \
-         watchdog {watchdog:?}",
-        scenario.name,
-        scenario.threads.total(),
-        duration,
-        round,
-        scenario.seed,
-        scenario.seed.wrapping_add(1)
-    );
-    let workload_words: Vec<String> = match (&workload.scenario, &workload.workload) {
-        (Some(path), _) => vec!["--scenario".into(), quote(&path.display().to_string())],
-        (None, name) => vec!["-w".into(), quote(name.as_deref().unwrap_or("mixed"))],
-    };
-    let mut any_bad = false;
-    let mut interrupted = false;
-    for policy in &policies {
-        let label = policy.label();
-        let rerun = |seed: u64| {
-            format!(
-                "{} run -p {} {} --seed {seed} --duration {}ms",
-                crate::program(),
-                quote(&label),
-                workload_words.join(" "),
-                round.as_millis()
-            )
+/// What `soak` will do, every argument checked.
+pub struct SoakPlan {
+    /// The policies, soaked one after the other.
+    policies: Vec<Arc<dyn DynPolicy>>,
+    /// The workload of the first round, every oracle on.
+    scenario: Scenario,
+    /// How long each policy is soaked.
+    duration: Duration,
+    /// The length of one round.
+    round: Duration,
+    /// The run options of a round (its limit is `round`).
+    opts: RunOptions,
+    /// The workload as `run` takes it (`-w NAME` or `--scenario FILE`),
+    /// for the command that reruns a round.
+    workload_words: Vec<String>,
+}
+
+impl SoakPlan {
+    /// Check `args` into a plan, before any work. Bad input is
+    /// [`CliError::Usage`] (exit 2) naming the field and what it allows.
+    pub fn new(args: &SoakArgs) -> Result<SoakPlan, CliError> {
+        let policies = parse_policies(&args.policies)?;
+        let mut workload = args.workload.clone();
+        if workload.workload.is_none() && workload.scenario.is_none() {
+            workload.workload = Some("mixed".into());
+        }
+        let mut scenario = scenario(&workload, args.seed)?;
+        scenario.oracles = true;
+        scenario.check_memory(available_memory())?;
+        let duration =
+            parse_duration_flag("--duration", &args.duration, Duration::from_secs(1), Duration::from_secs(86400))?;
+        let round = parse_duration_flag("--round", &args.round, Duration::from_millis(100), Duration::from_secs(3600))?;
+        let watchdog = args.watchdog.timeout([&scenario])?;
+        let opts = RunOptions {
+            limit: Limit::Duration(round),
+            pin: true,
+            hook: None,
+            git_revision: GIT_REVISION.into(),
+            watchdog,
         };
-        tell!("soaking {label} for {duration:?} ...");
-        let mut totals = Totals::default();
-        let started = Instant::now();
-        let mut seed = scenario.seed;
-        while started.elapsed() < duration {
-            // A soak writes no file: with its reader gone it has no one to tell.
-            crate::console::end_if_stdout_closed();
-            if interrupt::requested() {
-                interrupted = true;
-                break;
-            }
-            let mut this = scenario.clone();
-            this.seed = seed;
-            let left = duration.saturating_sub(started.elapsed()).max(Duration::from_millis(100));
-            let opts = RunOptions { limit: Limit::Duration(round.min(left)), ..opts.clone() };
-            match run_policy(policy.clone(), &this, &opts) {
-                Ok(run) => totals.add(seed, &run),
-                Err(RunError::Invalid(e)) => return Err(e.into()),
-                Err(RunError::Failed(failure)) => {
-                    let failure = PolicyFailure {
-                        policy: label.clone(),
-                        workload: this.name.clone(),
-                        part: format!("soak, seed {seed}"),
-                        failure: *failure,
-                    };
-                    print_failure(&failure);
-                    totals.failure = Some(failure);
+        let workload_words: Vec<String> = match (&workload.scenario, &workload.workload) {
+            (Some(path), _) => vec!["--scenario".into(), quote(&path.display().to_string())],
+            (None, name) => vec!["-w".into(), quote(name.as_deref().unwrap_or("mixed"))],
+        };
+        Ok(SoakPlan { policies, scenario, duration, round, opts, workload_words })
+    }
+
+    /// Soak every policy in turn, printing each one's totals as it ends.
+    /// Exit 1 at the end when any broke a rule or failed; Ctrl-C (or
+    /// stdout closing) stops after the current round.
+    pub fn run(&self) -> Result<(), CliError> {
+        let SoakPlan { policies, scenario, duration, round, opts, workload_words } = self;
+        let (duration, round) = (*duration, *round);
+        interrupt::install();
+        sayln!(
+            "soak: workload {} on {} threads, {:?} per policy in rounds of {:?} (seeds {}, {}, ...), every oracle \
+             on, watchdog {:?}",
+            scenario.name,
+            scenario.threads.total(),
+            duration,
+            round,
+            scenario.seed,
+            scenario.seed.wrapping_add(1),
+            opts.watchdog
+        );
+        let mut any_bad = false;
+        let mut interrupted = false;
+        for policy in policies {
+            let label = policy.label();
+            let rerun = |seed: u64| {
+                format!(
+                    "{} run -p {} {} --seed {seed} --duration {}ms",
+                    crate::program(),
+                    quote(&label),
+                    workload_words.join(" "),
+                    round.as_millis()
+                )
+            };
+            tell!("soaking {label} for {duration:?} ...");
+            let mut totals = Totals::default();
+            let started = Instant::now();
+            let mut seed = scenario.seed;
+            while started.elapsed() < duration {
+                // A soak writes no file: with its reader gone it has no one to tell.
+                crate::console::end_if_stdout_closed();
+                if interrupt::requested() {
+                    interrupted = true;
                     break;
                 }
+                let mut this = scenario.clone();
+                this.seed = seed;
+                let left = duration.saturating_sub(started.elapsed()).max(Duration::from_millis(100));
+                let opts = RunOptions { limit: Limit::Duration(round.min(left)), ..opts.clone() };
+                match run_policy(policy.clone(), &this, &opts) {
+                    Ok(run) => totals.add(seed, &run),
+                    Err(RunError::Invalid(e)) => return Err(e.into()),
+                    Err(RunError::Failed(failure)) => {
+                        let failure = PolicyFailure {
+                            policy: label.clone(),
+                            workload: this.name.clone(),
+                            part: format!("soak, seed {seed}"),
+                            failure: *failure,
+                        };
+                        print_failure(&failure);
+                        totals.failure = Some(failure);
+                        break;
+                    }
+                }
+                seed = seed.wrapping_add(1) & i64::MAX as u64;
             }
-            seed = seed.wrapping_add(1) & i64::MAX as u64;
+            any_bad |= totals.violations > 0 || totals.failure.is_some();
+            say!("{}", totals.text(&label, &rerun));
+            if interrupted {
+                break;
+            }
         }
-        any_bad |= totals.violations > 0 || totals.failure.is_some();
-        say!("{}", totals.text(&label, &rerun));
         if interrupted {
-            break;
+            return Err(CliError::Interrupted("interrupted: the counts above are those of the rounds finished".into()));
         }
+        if any_bad {
+            return Err(CliError::Failed("soak found violations or failed runs (see above)".into()));
+        }
+        sayln!("soak: no violation");
+        Ok(())
     }
-    if interrupted {
-        return Err(CliError::Interrupted("interrupted: the counts above are those of the rounds finished".into()));
-    }
-    if any_bad {
-        return Err(CliError::Failed("soak found violations or failed runs (see above)".into()));
-    }
-    sayln!("soak: no violation");
-    Ok(())
+}
+
+/// `soak`: check the arguments, then soak (it writes no file: what it
+/// found is printed as it goes).
+pub fn soak(args: &SoakArgs) -> Result<(), CliError> {
+    SoakPlan::new(args)?.run()
 }

@@ -59,7 +59,7 @@ impl<T, E: fmt::Display> Ctx<T> for Result<T, E> {
 }
 
 /// Register the embedded DejaVu Sans as plotters' `sans-serif` (once; later
-/// calls are free). [`render_all`] does it itself. Any other user of
+/// calls are free). [`render`] does it itself. Any other user of
 /// plotters in a process that links this crate must call it first:
 /// plotters' `ab_glyph` feature, which this crate turns on, is unified
 /// across the build, and with it plotters finds no font it was not given
@@ -75,22 +75,40 @@ pub fn register_fonts() -> Result<(), PlotError> {
         .map_err(PlotError)
 }
 
-/// Render every plot of `r` into `dir` (which exists; `report` gives a
-/// staging directory that is swapped in whole, so plain writes) as `<stem>.svg` and
-/// `<stem>.png`; return the stems written, in reading order: throughput,
-/// then per workload its latency CDF, `pml` hold histogram and neighbour
-/// wait CDF, then the scaling sweep (`scaling-*`), then the CPU sweep
-/// (`cpus-*`, where `r` has one), then the counterexample timelines.
-/// Plots without data are left out.
-pub fn render_all(r: &ReportResults, dir: &Path) -> Result<Vec<String>, PlotError> {
+/// One plot of a report, drawn: its file stem and both documents, in
+/// memory. The caller writes `<stem>.svg` and `<stem>.png` where it wants
+/// them, and can put the same SVG into a page ([`crate::html`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plot {
+    /// The file stem (`throughput`, `latency-cdf-uffd-private`, ...).
+    pub stem: String,
+    /// The SVG document.
+    pub svg: String,
+    /// The PNG file.
+    pub png: Vec<u8>,
+}
+
+/// Draw every plot of `r`, in reading order: throughput, then per
+/// workload its latency CDF, `pml` hold histogram and neighbour wait CDF,
+/// then the scaling sweep (`scaling-*`), then the CPU sweep (`cpus-*`,
+/// where `r` has one), then the counterexample timelines. Plots without
+/// data are left out.
+pub fn render(r: &ReportResults) -> Result<Vec<Plot>, PlotError> {
     register_fonts()?;
+    pages(r)
+        .into_iter()
+        .map(|page| Ok(Plot { svg: render_svg(&page)?, png: render_png(&page)?, stem: page.stem }))
+        .collect()
+}
+
+/// [`render`] every plot of `r` into `dir` (which exists) as `<stem>.svg`
+/// and `<stem>.png`; return the stems written, in reading order.
+pub fn render_all(r: &ReportResults, dir: &Path) -> Result<Vec<String>, PlotError> {
     let mut stems = Vec::new();
-    for page in pages(r) {
-        let svg = render_svg(&page)?;
-        std::fs::write(dir.join(format!("{}.svg", page.stem)), svg).ctx(&format!("writing {}.svg", page.stem))?;
-        let png = render_png(&page)?;
-        std::fs::write(dir.join(format!("{}.png", page.stem)), png).ctx(&format!("writing {}.png", page.stem))?;
-        stems.push(page.stem);
+    for plot in render(r)? {
+        std::fs::write(dir.join(format!("{}.svg", plot.stem)), &plot.svg).ctx(&format!("writing {}.svg", plot.stem))?;
+        std::fs::write(dir.join(format!("{}.png", plot.stem)), &plot.png).ctx(&format!("writing {}.png", plot.stem))?;
+        stems.push(plot.stem);
     }
     Ok(stems)
 }
