@@ -107,6 +107,53 @@ pub struct Vma {
     pub pgoff: u64,
 }
 
+/// What [`Mm::new`] allocates for a configuration, derived in one place:
+/// for the model itself and for the memory estimate made before it is
+/// built (`workloads::Scenario::memory_need`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// PMD tables: [`RANGES_PER_PMD_TABLE`] ranges each.
+    pub pmd_tables: u32,
+    /// Frames of the file: frame 0's huge page (never mapped), one huge
+    /// page per range and one per PMD table (the neighbours' huge PMDs).
+    pub file_frames: usize,
+    /// Frames for anonymous pages.
+    pub anon_frames: usize,
+    /// PTE table slots: one per range plus the spares.
+    pub table_slots: usize,
+    /// Spinlocks: `mm->page_table_lock`, one `pml` per PMD table, one
+    /// `ptl` per PTE table slot.
+    pub locks: usize,
+    /// Model CPUs (each with a TLB).
+    pub cpus: usize,
+}
+
+impl Layout {
+    /// The layout of `config` (not validated: see [`Mm::new`]).
+    pub fn of(config: &MmConfig) -> Layout {
+        let ranges = config.ranges.len();
+        let pmd_tables = (ranges as u32).div_ceil(RANGES_PER_PMD_TABLE);
+        let table_slots = ranges + config.spare_tables as usize;
+        Layout {
+            pmd_tables,
+            file_frames: (1 + ranges + pmd_tables as usize) * HPAGE_PMD_NR,
+            anon_frames: config.anon_pages.max(1) as usize,
+            table_slots,
+            locks: 1 + pmd_tables as usize + table_slots,
+            cpus: config.cpus as usize,
+        }
+    }
+
+    /// Bytes the model takes: frame descriptors, PTE and PMD tables, locks
+    /// and TLBs.
+    pub fn bytes(&self) -> u64 {
+        let frames = (self.file_frames + self.anon_frames) * std::mem::size_of::<crate::page::Page>();
+        let tables = (self.table_slots + self.pmd_tables as usize) * crate::pgtable::TABLE_BYTES;
+        let locks = self.locks * std::mem::size_of::<SpinLock>();
+        (frames + tables + locks + self.cpus * crate::tlb::TLB_BYTES_PER_CPU) as u64
+    }
+}
+
 #[derive(Default)]
 struct PerCpu {
     counters: [AtomicI64; 4],
@@ -178,15 +225,12 @@ impl Mm {
                     .into(),
             );
         }
-        let pmd_tables = nr.div_ceil(RANGES_PER_PMD_TABLE);
-        let file_frames = (1 + nr as usize + pmd_tables as usize) * HPAGE_PMD_NR;
-        let anon = config.anon_pages.max(1) as usize;
-        let pages = PageArray::new(file_frames + anon, anon)?;
-        let slots = nr as usize + config.spare_tables as usize;
+        let layout = Layout::of(&config);
+        let (pmd_tables, anon, slots, cpus) = (layout.pmd_tables, layout.anon_frames, layout.table_slots, layout.cpus);
+        let pages = PageArray::new(layout.file_frames + anon, anon)?;
         let tables = TablePool::new(slots)?;
         let pmds = PmdTables::new(pmd_tables as usize)?;
-        let locks = (0..1 + pmd_tables as usize + slots).map(|_| SpinLock::default()).collect();
-        let cpus = config.cpus as usize;
+        let locks = (0..layout.locks).map(|_| SpinLock::default()).collect();
         let shmem = if config.file == FileKind::Shmem { PG_SHMEM } else { 0 };
         let vmas = (0..nr)
             .map(|r| Vma {

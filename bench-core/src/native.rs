@@ -90,7 +90,7 @@ pub fn run_native<A: Actor>(mm: &Mm, actors: Vec<A>, opts: &NativeOptions) -> Na
     };
     let mut merged = Metrics::default();
     let mut wall = Duration::ZERO;
-    crossbeam::thread::scope(|s| {
+    std::thread::scope(|s| {
         let handles: Vec<_> = actors
             .into_iter()
             .enumerate()
@@ -99,7 +99,7 @@ pub fn run_native<A: Actor>(mm: &Mm, actors: Vec<A>, opts: &NativeOptions) -> Na
                 let core = if pinned { core_ids.as_ref().map(|ids| ids[cpu]) } else { None };
                 let hook = opts.hook.clone();
                 let watch = watch.clone();
-                s.spawn(move |_| {
+                s.spawn(move || {
                     if let Some(core) = core {
                         core_affinity::set_for_current(core);
                     }
@@ -181,8 +181,7 @@ pub fn run_native<A: Actor>(mm: &Mm, actors: Vec<A>, opts: &NativeOptions) -> Na
             }
         }
         wall = start.elapsed();
-    })
-    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+    });
     NativeRun {
         metrics: merged,
         wall,

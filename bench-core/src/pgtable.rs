@@ -10,6 +10,9 @@ use crossbeam::queue::ArrayQueue;
 use memmap2::MmapMut;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
+/// Bytes of one PTE or PMD table (512 eight-byte entries: one page).
+pub const TABLE_BYTES: usize = PTRS_PER_PTE * 8;
+
 /// Lifecycle of a PTE-table slot.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -33,7 +36,7 @@ pub struct TablePool {
 impl TablePool {
     /// An arena of `slots` tables, all free.
     pub fn new(slots: usize) -> std::io::Result<Self> {
-        let map = MmapMut::map_anon(slots * PTRS_PER_PTE * 8)?;
+        let map = MmapMut::map_anon(slots * TABLE_BYTES)?;
         let free = ArrayQueue::new(slots.max(1));
         for s in 0..slots as u32 {
             let _ = free.push(s);
@@ -116,7 +119,7 @@ pub struct PmdTables {
 impl PmdTables {
     /// `tables` PMD tables, every entry none.
     pub fn new(tables: usize) -> std::io::Result<Self> {
-        Ok(PmdTables { map: MmapMut::map_anon(tables.max(1) * PTRS_PER_PMD * 8)?, tables })
+        Ok(PmdTables { map: MmapMut::map_anon(tables.max(1) * TABLE_BYTES)?, tables })
     }
 
     /// Entry `idx` of PMD table `table`.

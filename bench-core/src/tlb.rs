@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Entries per CPU TLB (direct-mapped, indexed by virtual page number).
 pub const TLB_ENTRIES: usize = 1024;
+/// Bytes of one CPU's TLB: a translation and a fill clock per entry.
+pub const TLB_BYTES_PER_CPU: usize = TLB_ENTRIES * 2 * std::mem::size_of::<AtomicU64>();
 const VALID: u64 = 1 << 63;
 
 struct CpuTlb {

@@ -5,9 +5,7 @@
 //! key from the command line with exactly the checks a file gets, and
 //! [`Scenario::validate`] checks ranges and combinations before a run.
 
-use bench_core::mm::{RANGES_PER_PMD_TABLE, VM_SHARED, VM_UFFD_MINOR, VM_UFFD_MISSING, VM_UFFD_WP};
-use bench_core::pte::HPAGE_PMD_NR;
-use bench_core::tlb::TLB_ENTRIES;
+use bench_core::mm::{Layout, VM_SHARED, VM_UFFD_MINOR, VM_UFFD_MISSING, VM_UFFD_WP};
 use bench_core::{FileKind, MmConfig, Role};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -561,22 +559,9 @@ impl Scenario {
     /// What a run of this scenario needs in memory, estimated from its
     /// configuration before anything is allocated.
     pub fn memory_need(&self) -> MemoryNeed {
-        const FRAME_BYTES: u64 = 64; // the model's `struct page`
-        const TABLE_BYTES: u64 = 4096; // a PTE or PMD table
-        const LOCK_BYTES: u64 = 64; // a spinlock on its own cache line
-        let c = self.mm_config();
-        let ranges = c.ranges.len() as u64;
-        let pmd_tables = ranges.div_ceil(RANGES_PER_PMD_TABLE as u64);
-        let frames = (1 + ranges + pmd_tables) * HPAGE_PMD_NR as u64 + u64::from(c.anon_pages);
-        let slots = ranges + u64::from(c.spare_tables);
-        let cpus = u64::from(c.cpus);
-        // Two words (translation, fill clock) per TLB entry.
-        let tlbs = cpus * TLB_ENTRIES as u64 * 16;
+        let cpus = u64::from(self.threads.total());
         MemoryNeed {
-            model: frames * FRAME_BYTES
-                + (slots + pmd_tables) * TABLE_BYTES
-                + (1 + pmd_tables + slots) * LOCK_BYTES
-                + tlbs,
+            model: Layout::of(&self.mm_config()).bytes(),
             stacks: cpus * THREAD_STACK_BYTES,
             histograms: cpus * HISTOGRAM_BYTES_PER_CPU,
         }
