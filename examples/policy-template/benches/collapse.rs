@@ -15,9 +15,10 @@ use bench_core::{CollapsePolicy, Cx, FileKind, Mm, Native, Role, ScanResult};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use policies::v1::V1;
-use policy_template::TemplateV1;
 use std::time::{Duration, Instant};
 use workloads::actors::restore;
+
+use policy_template::TemplateV1;
 
 /// One uncontended khugepaged-mode collapse of a full table by `P`, timed
 /// through the framework; the range is put back untimed after each.
