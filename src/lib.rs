@@ -144,10 +144,10 @@ enum Command {
         /// The result file compared with it.
         new: std::path::PathBuf,
     },
-    /// Write a new policy crate, a copy of a shipped policy with the place
-    /// to change marked, ready to build: its binary is this command line
-    /// with the new policy added; `cargo test` in it runs the conformance
-    /// suite.
+    /// Write a new policy crate, a copy of the template crate (the shipped
+    /// v1's form, the place to change marked), ready to build: its binary
+    /// is this command line with the new policy added; `cargo test` in it
+    /// runs the conformance suite.
     NewPolicy(new_policy::NewPolicyArgs),
     /// Measure what the simulation's primitives cost on this machine and
     /// write a cost file for `--engine sim --costs FILE`.

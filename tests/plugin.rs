@@ -1,7 +1,7 @@
-//! Out-of-tree policy plugins: the template crate is what `new-policy`
-//! writes, its policy registers beside the shipped ones through the
-//! library, `new-policy` writes a crate equal to the template modulo the
-//! name and rejects bad input with exit 2.
+//! Out-of-tree policy plugins: `new-policy` copies the template crate,
+//! byte for byte under the template's own names, and writes a crate equal
+//! to the template modulo the name; the template's policy registers
+//! beside the shipped ones through the library; bad input exits 2.
 //!
 //! Building generated crates (a cargo build of their own, minutes on a
 //! cold cache) is the ignored test at the end:
@@ -14,34 +14,25 @@ use common::{bench, scratch};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The template as `new-policy` writes it for a member of this workspace.
-const TEMPLATE: Plugin<'static> =
-    Plugin { package: "policy-template", policy: "template-v1", from: "v1", repo: "../..", standalone: false };
+/// The template's own names, as a member of this workspace.
+const TEMPLATE: Plugin<'static> = Plugin { package: "policy-template", policy: "template-v1", standalone: false };
 
 fn template_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policy-template")
 }
 
-/// `examples/policy-template/` is `new-policy`'s output for `template-v1`
-/// from `v1`. When the shipped `v1` (or the generator) changes, rewrite
-/// it with `COLLAPSE_BENCH_BLESS=1 cargo test --test plugin`.
+/// `new-policy`'s rendering under the template's own names is the
+/// template, file for file and byte for byte: it replaces names and
+/// nothing else.
 #[test]
 fn the_template_is_what_new_policy_writes() {
-    let bless = std::env::var_os("COLLAPSE_BENCH_BLESS").is_some();
-    for (path, text) in files(&TEMPLATE).expect("the template renders") {
+    let written = files(&TEMPLATE).expect("the template renders");
+    let mut paths: Vec<&str> = written.iter().map(|(path, _)| *path).collect();
+    paths.sort_unstable();
+    assert_eq!(paths, tree(&template_dir()), "new-policy writes every file of examples/policy-template/ and no other");
+    for (path, text) in written {
         let file = template_dir().join(path);
-        if bless {
-            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-            std::fs::write(&file, &text).unwrap();
-            continue;
-        }
-        let have = std::fs::read_to_string(&file).unwrap_or_default();
-        assert!(
-            have == text,
-            "{} differs from what `new-policy` writes for it (did policies/src/v1.rs change?); rewrite it with \
-             COLLAPSE_BENCH_BLESS=1 cargo test --test plugin\n--- expected:\n{text}",
-            file.display()
-        );
+        assert!(read(&file) == text, "{} differs from what `new-policy` writes for it:\n{text}", file.display());
     }
 }
 
@@ -132,13 +123,12 @@ fn tree(dir: &Path) -> Vec<String> {
     out
 }
 
-/// `new-policy policy-fix --from v1` writes the template modulo the name
-/// (`policy-fix` sorts among the imports where `policy_template` does),
-/// plus what a crate of its own needs.
+/// `new-policy policy-fix` writes the template modulo the name, plus what
+/// a crate of its own needs.
 #[test]
-fn new_policy_from_v1_writes_the_template_renamed() {
-    let dir = scratch("v1");
-    let out = bench(&["new-policy", "policy-fix", "--from", "v1", "--dir", dir.to_str().unwrap()]);
+fn new_policy_writes_the_template_renamed() {
+    let dir = scratch("renamed");
+    let out = bench(&["new-policy", "policy-fix", "--dir", dir.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("cargo run --release -- check -p policy-fix,v1"), "{stdout}");
@@ -174,30 +164,17 @@ fn new_policy_from_v1_writes_the_template_renamed() {
     assert!(toml.contains("\n[workspace]\n"), "{toml}");
 }
 
-/// From a v2 form: the recheck helpers come from `policies::recheck`, the
-/// parameters stay, nothing refers to the `policies` crate as `crate::`.
+/// A name that holds a template name is written once, not replaced again.
 #[test]
-fn new_policy_from_v2_step3_down() {
-    let dir = scratch("v2");
-    let out = bench(&["new-policy", "my-fix", "--from", "v2-step3-down", "--dir", dir.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lib = read(&dir.join("my-fix/src/lib.rs"));
-    for needle in [
-        "pub struct MyFix(RecheckParams);",
-        "impl CollapsePolicy for MyFix {",
-        "const NAME: &'static str = \"my-fix\";",
-        "copied from v2-step3-down: trylock + recheck",
-        "use policies::recheck::{lock_pml_or_recheck, remove_table, RecheckParams};",
-        "use policies::khugepaged::{",
-        "CHANGE HERE",
-    ] {
-        assert!(lib.contains(needle), "`{needle}` not in:\n{lib}");
-    }
-    assert!(!lib.contains("crate::") && !lib.contains("V2Step3Down"), "{lib}");
-    let main = read(&dir.join("my-fix/src/main.rs"));
-    assert!(main.contains("collapse_bench::main_with(vec![entry::<MyFix>()])"), "{main}");
-    let test = read(&dir.join("my-fix/tests/conformance.rs"));
-    assert!(test.contains("assert_conforms(&entry::<MyFix>(), Expect::Correct);"), "{test}");
+fn a_name_holding_a_template_name_is_not_replaced_twice() {
+    let plugin = Plugin { package: "template-v1-fix", policy: "template-v1-fix", standalone: false };
+    let written = files(&plugin).expect("renders");
+    let file = |path: &str| &written.iter().find(|(p, _)| *p == path).unwrap().1;
+    let lib = file("src/lib.rs");
+    assert!(lib.contains("pub struct TemplateV1Fix(NoParams);"), "{lib}");
+    assert!(lib.contains("const NAME: &'static str = \"template-v1-fix\";"), "{lib}");
+    assert!(file("src/main.rs").contains("use template_v1_fix::TemplateV1Fix;"), "{}", file("src/main.rs"));
+    assert!(file("Cargo.toml").contains("name = \"template-v1-fix\"\n"), "{}", file("Cargo.toml"));
 }
 
 /// Runs `new-policy args` in a fresh directory, expects exit 2 with every
@@ -225,12 +202,6 @@ fn rejects(name: &str, args: &[&str], needles: &[&str], keep: &[&str]) {
 #[test]
 fn new_policy_rejects_bad_input_with_exit_2() {
     rejects("exists", &["my-fix"], &["my-fix exists; choose another NAME or --dir"], &["my-fix"]);
-    rejects(
-        "from",
-        &["my-fix", "--from", "v3"],
-        &["--from", "unknown policy `v3`", "v1, v2-flush-bool, v2-step3-down, v2-posted, pre-fix"],
-        &[],
-    );
     rejects("upper", &["My_Fix"], &["NAME", "`My_Fix`", "lower-case"], &[]);
     rejects("digit", &["1fix"], &["NAME", "`1fix`"], &[]);
     rejects("space", &["my fix"], &["NAME", "holds ` `"], &[]);
@@ -241,14 +212,14 @@ fn new_policy_rejects_bad_input_with_exit_2() {
     rejects("type clash", &["cx"], &["NAME", "`Cx`", "already uses"], &[]);
 }
 
-/// The generated crates build on their own (path dependencies on this
-/// checkout, a workspace of their own, this checkout's Cargo.lock), and a
-/// binary with a plugin lists it: a cargo build of its own (a separate
+/// A generated crate builds on its own (path dependencies on this
+/// checkout, a workspace of its own, this checkout's Cargo.lock), passes
+/// its conformance test, and its binary lists its policy: a cargo build of its own (a separate
 /// target directory, `target/plugin-build`; minutes when cold), so ignored
 /// by default: `cargo test --test plugin -- --ignored`.
 #[test]
 #[ignore]
-fn generated_crates_build_and_list_their_policy() {
+fn a_generated_crate_builds_conforms_and_lists_its_policy() {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/plugin-build");
     let cargo_in = |dir: &Path, args: &[&str]| {
@@ -264,13 +235,14 @@ fn generated_crates_build_and_list_their_policy() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let dir = scratch("build");
-    for (name, from) in [("fix-from-v1", "v1"), ("fix-from-step3", "v2-step3-down")] {
-        let out = bench(&["new-policy", name, "--from", from, "--dir", dir.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        cargo_in(&dir.join(name), &["build", "--offline", "--all-targets"]);
-        let list = cargo_in(&dir.join(name), &["run", "--offline", "-q", "--", "list"]);
-        assert!(list.lines().any(|l| l.trim_start().starts_with(&format!("{name} "))), "{list}");
-    }
+    let out = bench(&["new-policy", "my-fix", "--dir", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let crate_dir = dir.join("my-fix");
+    cargo_in(&crate_dir, &["build", "--offline", "--all-targets"]);
+    // Its conformance test passes: the copy is v1, which conforms.
+    cargo_in(&crate_dir, &["test", "--offline", "-q"]);
+    let list = cargo_in(&crate_dir, &["run", "--offline", "-q", "--", "list"]);
+    assert!(list.lines().any(|l| l.trim_start().starts_with("my-fix ")), "{list}");
     // The template, through cargo as a user runs it.
     let list = cargo_in(
         Path::new(env!("CARGO_MANIFEST_DIR")),

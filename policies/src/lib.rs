@@ -1,7 +1,8 @@
 //! The shipped collapse policies, one file each, each readable beside
-//! `collapse_pte_mapped_thp()` in mm/khugepaged.c (v6.6): the same step
-//! numbers, the same names, the kernel's comments where they say why a
-//! lock is held.
+//! `collapse_pte_mapped_thp()` in mm/khugepaged.c (v6.6, or the posting
+//! it models): the same step numbers and names, the kernel's locals as
+//! locals, and comments that say why each lock is held and where the
+//! model departs from the kernel.
 //!
 //! | name | verdict expected |
 //! |---|---|

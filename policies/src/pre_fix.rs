@@ -8,11 +8,10 @@
 //! freed with the table (`table-freed-live`; at exit, "Bad rss-counter
 //! state ... type:MM_ANONPAGES val:1").
 
-use crate::khugepaged::{
-    abort, account_cleared, clear_ptes, collapse_pte_mapped_thp, free_table_and_install, notify_start, step1_check,
-    Locals, Target,
+use crate::khugepaged::{account_cleared, clear_ptes, collapse_pte_mapped_thp};
+use bench_core::kernel::{
+    CollapsePolicy, Cx, Engine, LockId, NoParams, Pfn, Pmd, PmdRef, ScanResult, Step, Vma, SINGLE_DEPTH_NESTING,
 };
-use bench_core::kernel::{CollapsePolicy, Cx, Engine, NoParams, ScanResult, Step, SINGLE_DEPTH_NESTING};
 
 /// The unfixed form.
 pub struct PreFix(NoParams);
@@ -32,54 +31,76 @@ impl CollapsePolicy for PreFix {
     }
 
     fn collapse<E: Engine>(&self, cx: &mut Cx<'_, E>, haddr: u64, install_pmd: bool) -> ScanResult {
-        collapse_pte_mapped_thp(cx, haddr, install_pmd, steps_1_to_4)
+        collapse_pte_mapped_thp(cx, haddr, install_pmd, steps_2_to_4)
     }
 }
 
-fn steps_1_to_4<E: Engine>(cx: &mut Cx<'_, E>, t: &Target<'_>) -> ScanResult {
-    let mut k = Locals::default();
+/// Steps 2 to 4 and the abort path of `collapse_pte_mapped_thp()` as
+/// mm-unstable had them before v1, from just after the notifier range
+/// starts (`ptl` is step 1's, dropped) to the detached PMD.
+fn steps_2_to_4<E: Engine>(
+    cx: &mut Cx<'_, E>,
+    vma: &Vma,
+    haddr: u64,
+    hpage: Pfn,
+    pmd: PmdRef,
+    mut ptl: LockId,
+) -> Result<Pmd, ScanResult> {
+    // Some while the table is mapped with ptl held: what the abort path's
+    // `if (start_pte)` asks.
+    let mut start_pte = None;
+    let mut nr_ptes = 0;
     let result = 'abort: {
-        /* step 1: check all mapped PTEs are to the right huge page */
-        if let Err(result) = step1_check(cx, t, &mut k) {
-            break 'abort result;
-        }
-        notify_start(cx, t, &mut k);
-
-        let Some((start_pte, ptl)) = cx.pte_offset_map_lock(t.pmd, t.haddr) else {
-            /* mmap_lock + page lock should prevent this */
+        let Some((table, table_ptl)) = cx.pte_offset_map_lock(pmd, haddr) else {
+            // Not expected, with mmap_lock and the page lock held.
             break 'abort ScanResult::Fail;
         };
-        (k.start_pte, k.ptl) = (Some(start_pte), Some(ptl));
+        (start_pte, ptl) = (Some(table), table_ptl);
 
         /* step 2: clear page table and adjust rmap */
         cx.step(Step::Clear);
-        if let Err(result) = clear_ptes(cx, t, start_pte, &mut k.nr_ptes) {
+        if let Err(result) = clear_ptes(cx, vma, haddr, hpage, table, &mut nr_ptes) {
             break 'abort result;
         }
-        // THE BUG: ptl is dropped with the table empty; the page lock keeps
-        // page-cache faults out, but not uffd's insert of an anon page.
-        cx.pte_unmap_unlock(start_pte, ptl);
-        k.start_pte = None;
+        // THE BUG: ptl is dropped with the table empty. The page lock keeps
+        // page-cache faults out until step 4, but not uffd's insert of an
+        // anonymous page on a private VMA.
+        cx.pte_unmap_unlock(table, ptl);
 
         /* step 3: set proper refcount and mm_counters. */
         cx.step(Step::Account);
-        account_cleared(cx, t.hpage, k.nr_ptes);
+        account_cleared(cx, hpage, nr_ptes);
 
         /* step 4: remove page table */
         cx.step(Step::RemoveTable);
-        let pml = cx.pmd_lock(t.pmd);
+        // Taken in lock order, pml then ptl, with no look at the table.
+        let pml = cx.pmd_lock(pmd);
         if ptl != pml {
             cx.spin_lock_nested(ptl, SINGLE_DEPTH_NESTING);
         }
-        let pgt_pmd = cx.pmdp_collapse_flush(t.vma, t.haddr, t.pmd);
+        let pgt_pmd = cx.pmdp_collapse_flush(vma, haddr, pmd);
+        // mm-unstable calls pmdp_get_lockless_sync() here, for
+        // architectures that read a PMD in two halves without a lock; the
+        // model reads a PMD in one load, so there is nothing to wait for.
         if ptl != pml {
             cx.spin_unlock(ptl);
         }
         cx.spin_unlock(pml);
-        let range = k.range.take().expect("notifier range started above");
-        return free_table_and_install(cx, range, pgt_pmd, t);
+        return Ok(pgt_pmd);
     };
 
-    let flush_owed = k.nr_ptes != 0;
-    abort(cx, t.hpage, k, flush_owed, result)
+    /* abort: */
+    cx.step(Step::Abort);
+    if nr_ptes != 0 {
+        // Step 2 cleared these without a flush, leaving it to step 4: other
+        // CPUs may still cache them, and their references go now.
+        cx.flush_tlb_mm();
+        account_cleared(cx, hpage, nr_ptes);
+    }
+    if let Some(start_pte) = start_pte {
+        cx.pte_unmap_unlock(start_pte, ptl);
+    }
+    // The kernel's `if (notified) mmu_notifier_invalidate_range_end()`:
+    // collapse_pte_mapped_thp() ends the range on return, on both paths.
+    Err(result)
 }

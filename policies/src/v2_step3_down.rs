@@ -5,11 +5,12 @@
 //! counts every entry cleared in every pass and is never reset: the abort
 //! path's `if (nr_ptes)` flush and accounting stay right.
 
-use crate::khugepaged::{
-    abort, account_cleared, clear_ptes, collapse_pte_mapped_thp, notify_start, step1_check, Locals, Target,
+use crate::khugepaged::{account_cleared, clear_ptes, collapse_pte_mapped_thp};
+use crate::recheck::{lock_pml_under_ptl, RecheckParams};
+use bench_core::kernel::{
+    userfaultfd_armed, CollapsePolicy, Cx, Engine, LockId, Pfn, Pmd, PmdRef, ScanResult, Step, Vma,
 };
-use crate::recheck::{lock_pml_or_recheck, remove_table, RecheckParams};
-use bench_core::kernel::{CollapsePolicy, Cx, Engine, ScanResult, Step};
+use bench_core::mm::VM_SHARED;
 
 /// v2 with step 3 moved down.
 pub struct V2Step3Down(RecheckParams);
@@ -28,50 +29,108 @@ impl CollapsePolicy for V2Step3Down {
     }
 
     fn collapse<E: Engine>(&self, cx: &mut Cx<'_, E>, haddr: u64, install_pmd: bool) -> ScanResult {
-        collapse_pte_mapped_thp(cx, haddr, install_pmd, |cx, t| steps_1_to_4(cx, t, &self.0))
+        let recheck_always = self.0.recheck_always;
+        collapse_pte_mapped_thp(cx, haddr, install_pmd, |cx, vma, haddr, hpage, pmd, ptl| {
+            steps_2_to_4(cx, vma, haddr, hpage, pmd, ptl, recheck_always)
+        })
     }
 }
 
-fn steps_1_to_4<E: Engine>(cx: &mut Cx<'_, E>, t: &Target<'_>, params: &RecheckParams) -> ScanResult {
-    let mut k = Locals::default();
+/// Steps 2 to 4 and the abort path of `collapse_pte_mapped_thp()` as the
+/// posted v2 (linux-mm, 21 August 2023) has them with the second repair its
+/// author named on withdrawing it (step 3 moved down), from just after the
+/// notifier range starts (`ptl` is step 1's, dropped) to the detached PMD.
+fn steps_2_to_4<E: Engine>(
+    cx: &mut Cx<'_, E>,
+    vma: &Vma,
+    haddr: u64,
+    hpage: Pfn,
+    pmd: PmdRef,
+    mut ptl: LockId,
+    recheck_always: bool,
+) -> Result<Pmd, ScanResult> {
+    let mut pml = None;
+    // Some while the table is mapped with ptl held: what the abort path's
+    // `if (start_pte)` asks.
+    let mut start_pte = None;
+    let mut nr_ptes = 0;
     let result = 'abort: {
-        /* step 1: check all mapped PTEs are to the right huge page */
-        if let Err(result) = step1_check(cx, t, &mut k) {
-            break 'abort result;
-        }
-        notify_start(cx, t, &mut k);
-
-        let Some((start_pte, ptl)) = cx.pte_offset_map_lock(t.pmd, t.haddr) else {
-            /* mmap_lock + page lock should prevent this */
+        // The posting retakes step 1's ptl with spin_lock() and maps the
+        // table with pte_offset_map() at `recheck:`, mapping it again on a
+        // recheck pass and unmapping it after each step 2. The model has
+        // no bare pte_offset_map(): pte_offset_map_lock() takes the same
+        // lock and maps once, and the table stays mapped until step 4 has
+        // cleared the PMD. The posting's VM_BUG_ON() on a missing table is
+        // an abort here.
+        let Some((table, table_ptl)) = cx.pte_offset_map_lock(pmd, haddr) else {
             break 'abort ScanResult::Fail;
         };
-        (k.start_pte, k.ptl) = (Some(start_pte), Some(ptl));
+        (start_pte, ptl) = (Some(table), table_ptl);
 
         let mut pass = Step::Clear;
-        loop {
+        'recheck: loop {
             /* step 2: clear page table and adjust rmap */
             cx.step(pass);
-            if let Err(result) = clear_ptes(cx, t, start_pte, &mut k.nr_ptes) {
+            if let Err(result) = clear_ptes(cx, vma, haddr, hpage, table, &mut nr_ptes) {
                 break 'abort result;
             }
 
-            /* step 4: remove page table (its lock point first) */
-            cx.step(Step::RemoveTable);
-            if !lock_pml_or_recheck(cx, t, &mut k, ptl, params) {
-                break;
+            // Step 4's lock point, as in the posting, but reached before step
+            // 3: a recheck pass adds to nr_ptes instead of starting it again,
+            // so nothing is reset. In timelines it ends step 2's pass; step 4
+            // is marked once, below step 3.
+            if pml.is_none() {
+                let (lock, ptl_dropped) = lock_pml_under_ptl(cx, pmd, ptl);
+                pml = Some(lock);
+                // With ptl dropped, uffd on a private VMA may have filled
+                // the emptied table (the page lock does not stop it), so
+                // step 2 must look again, now with both locks held. The
+                // posting rechecks in that case only; recheck_always drops
+                // the condition, for any inserter that needs only ptl.
+                if ptl_dropped && (recheck_always || userfaultfd_armed(vma) && vma.flags & VM_SHARED == 0) {
+                    pass = Step::Recheck;
+                    continue 'recheck;
+                }
             }
-            pass = Step::Recheck;
+            break;
         }
+        let pml = pml.expect("taken at step 4's lock point");
 
-        /* step 3: set proper refcount and mm_counters — once, for every pass */
+        /* step 3: set proper refcount and mm_counters. */
         cx.step(Step::Account);
-        account_cleared(cx, t.hpage, k.nr_ptes);
+        account_cleared(cx, hpage, nr_ptes);
 
+        /* step 4: remove empty page table */
         cx.step(Step::RemoveTable);
-        return remove_table(cx, t, &mut k, start_pte, ptl);
+        let pgt_pmd = cx.pmdp_collapse_flush(vma, haddr, pmd);
+        // The posting calls pmdp_get_lockless_sync() here, for
+        // architectures that read a PMD in two halves without a lock; the
+        // model reads a PMD in one load, so there is nothing to wait for.
+        cx.pte_unmap(table);
+        if ptl != pml {
+            cx.spin_unlock(ptl);
+        }
+        cx.spin_unlock(pml);
+        return Ok(pgt_pmd);
     };
 
-    // nr_ptes counts every entry cleared in every pass: it alone decides.
-    let flush_owed = k.nr_ptes != 0;
-    abort(cx, t.hpage, k, flush_owed, result)
+    /* abort: */
+    cx.step(Step::Abort);
+    // nr_ptes counts every entry cleared in every pass (step 3, which
+    // would account them, comes after the last abort): it alone decides.
+    if nr_ptes != 0 {
+        cx.flush_tlb_mm();
+        account_cleared(cx, hpage, nr_ptes);
+    }
+    if let Some(start_pte) = start_pte {
+        cx.pte_unmap_unlock(start_pte, ptl);
+    }
+    if let Some(pml) = pml {
+        if pml != ptl {
+            cx.spin_unlock(pml);
+        }
+    }
+    // The kernel's `if (notified) mmu_notifier_invalidate_range_end()`:
+    // collapse_pte_mapped_thp() ends the range on return, on both paths.
+    Err(result)
 }

@@ -16,14 +16,13 @@
 
 use bench_core::harness::Harness;
 use bench_core::kernel::{
-    entry, CollapsePolicy, Cx, Engine, NoParams, PolicyEntry, ScanResult, Step, SINGLE_DEPTH_NESTING,
+    entry, userfaultfd_armed, CollapsePolicy, Cx, Engine, LockId, NoParams, Pfn, Pmd, PmdRef, PolicyEntry, ScanResult,
+    Step, Vma, SINGLE_DEPTH_NESTING,
 };
+use bench_core::mm::VM_SHARED;
 use bench_core::Oracle;
-use policies::khugepaged::{
-    abort, account_cleared, clear_ptes, collapse_pte_mapped_thp, free_table_and_install, notify_start, step1_check,
-    Locals, Target,
-};
-use policies::recheck::{lock_pml_or_recheck, remove_table, RecheckParams};
+use policies::khugepaged::{account_cleared, clear_ptes, collapse_pte_mapped_thp};
+use policies::recheck::{lock_pml_under_ptl, RecheckParams};
 use policies::v1::V1;
 use workloads::conformance::{assert_conforms, conformance, ConformanceOptions, ConformanceReport, Expect};
 
@@ -62,38 +61,70 @@ impl CollapsePolicy for NoAbortFlush {
     }
 
     fn collapse<E: Engine>(&self, cx: &mut Cx<'_, E>, haddr: u64, install_pmd: bool) -> ScanResult {
-        collapse_pte_mapped_thp(cx, haddr, install_pmd, |cx, t| {
-            let mut k = Locals::default();
-            let result = 'abort: {
-                if let Err(result) = step1_check(cx, t, &mut k) {
-                    break 'abort result;
-                }
-                notify_start(cx, t, &mut k);
-                let Some((start_pte, ptl)) = cx.pte_offset_map_lock(t.pmd, t.haddr) else {
-                    break 'abort ScanResult::Fail;
-                };
-                (k.start_pte, k.ptl) = (Some(start_pte), Some(ptl));
-                let mut pass = Step::Clear;
-                loop {
-                    cx.step(pass);
-                    if let Err(result) = clear_ptes(cx, t, start_pte, &mut k.nr_ptes) {
-                        break 'abort result;
-                    }
-                    cx.step(Step::RemoveTable);
-                    if !lock_pml_or_recheck(cx, t, &mut k, ptl, &self.0) {
-                        break;
-                    }
-                    pass = Step::Recheck;
-                }
-                cx.step(Step::Account);
-                account_cleared(cx, t.hpage, k.nr_ptes);
-                cx.step(Step::RemoveTable);
-                return remove_table(cx, t, &mut k, start_pte, ptl);
-            };
-            // BROKEN: the entries step 2 cleared are never flushed.
-            abort(cx, t.hpage, k, false, result)
+        let recheck_always = self.0.recheck_always;
+        collapse_pte_mapped_thp(cx, haddr, install_pmd, |cx, vma, haddr, hpage, pmd, ptl| {
+            no_abort_flush_steps_2_to_4(cx, vma, haddr, hpage, pmd, ptl, recheck_always)
         })
     }
+}
+
+fn no_abort_flush_steps_2_to_4<E: Engine>(
+    cx: &mut Cx<'_, E>,
+    vma: &Vma,
+    haddr: u64,
+    hpage: Pfn,
+    pmd: PmdRef,
+    mut ptl: LockId,
+    recheck_always: bool,
+) -> Result<Pmd, ScanResult> {
+    let mut pml = None;
+    let mut start_pte = None;
+    let mut nr_ptes = 0;
+    let result = 'abort: {
+        let Some((table, table_ptl)) = cx.pte_offset_map_lock(pmd, haddr) else {
+            break 'abort ScanResult::Fail;
+        };
+        (start_pte, ptl) = (Some(table), table_ptl);
+        let mut pass = Step::Clear;
+        'recheck: loop {
+            cx.step(pass);
+            if let Err(result) = clear_ptes(cx, vma, haddr, hpage, table, &mut nr_ptes) {
+                break 'abort result;
+            }
+            if pml.is_none() {
+                let (lock, ptl_dropped) = lock_pml_under_ptl(cx, pmd, ptl);
+                pml = Some(lock);
+                if ptl_dropped && (recheck_always || userfaultfd_armed(vma) && vma.flags & VM_SHARED == 0) {
+                    pass = Step::Recheck;
+                    continue 'recheck;
+                }
+            }
+            break;
+        }
+        let pml = pml.expect("taken at the lock point");
+        cx.step(Step::Account);
+        account_cleared(cx, hpage, nr_ptes);
+        cx.step(Step::RemoveTable);
+        let pgt_pmd = cx.pmdp_collapse_flush(vma, haddr, pmd);
+        cx.pte_unmap(table);
+        if ptl != pml {
+            cx.spin_unlock(ptl);
+        }
+        cx.spin_unlock(pml);
+        return Ok(pgt_pmd);
+    };
+    cx.step(Step::Abort);
+    // BROKEN: the entries step 2 cleared are never flushed.
+    account_cleared(cx, hpage, nr_ptes);
+    if let Some(start_pte) = start_pte {
+        cx.pte_unmap_unlock(start_pte, ptl);
+    }
+    if let Some(pml) = pml {
+        if pml != ptl {
+            cx.spin_unlock(pml);
+        }
+    }
+    Err(result)
 }
 
 // ---------------------------------------------------------------------
@@ -118,48 +149,57 @@ impl CollapsePolicy for DropsPtl {
     }
 
     fn collapse<E: Engine>(&self, cx: &mut Cx<'_, E>, haddr: u64, install_pmd: bool) -> ScanResult {
-        collapse_pte_mapped_thp(cx, haddr, install_pmd, drops_ptl_steps_1_to_4)
+        collapse_pte_mapped_thp(cx, haddr, install_pmd, drops_ptl_steps_2_to_4)
     }
 }
 
-fn drops_ptl_steps_1_to_4<E: Engine>(cx: &mut Cx<'_, E>, t: &Target<'_>) -> ScanResult {
-    let mut k = Locals::default();
+fn drops_ptl_steps_2_to_4<E: Engine>(
+    cx: &mut Cx<'_, E>,
+    vma: &Vma,
+    haddr: u64,
+    hpage: Pfn,
+    pmd: PmdRef,
+    mut ptl: LockId,
+) -> Result<Pmd, ScanResult> {
+    let mut start_pte = None;
+    let mut nr_ptes = 0;
     let result = 'abort: {
-        if let Err(result) = step1_check(cx, t, &mut k) {
-            break 'abort result;
-        }
-        notify_start(cx, t, &mut k);
         // BROKEN: no early pmd_lock for uffd-armed private VMAs.
-        let Some((start_pte, ptl)) = cx.pte_offset_map_nolock(t.pmd, t.haddr) else {
+        let Some((table, table_ptl)) = cx.pte_offset_map_nolock(pmd, haddr) else {
             break 'abort ScanResult::Fail;
         };
-        k.ptl = Some(ptl);
+        (start_pte, ptl) = (Some(table), table_ptl);
         cx.spin_lock(ptl);
-        k.start_pte = Some(start_pte);
         cx.step(Step::Clear);
-        if let Err(result) = clear_ptes(cx, t, start_pte, &mut k.nr_ptes) {
+        if let Err(result) = clear_ptes(cx, vma, haddr, hpage, table, &mut nr_ptes) {
             break 'abort result;
         }
-        cx.pte_unmap(start_pte);
+        cx.pte_unmap(table);
         // BROKEN: ptl dropped with the table empty; uffd may fill it now.
         cx.spin_unlock(ptl);
         cx.step(Step::Account);
-        account_cleared(cx, t.hpage, k.nr_ptes);
+        account_cleared(cx, hpage, nr_ptes);
         cx.step(Step::RemoveTable);
-        let pml = cx.pmd_lock(t.pmd);
+        let pml = cx.pmd_lock(pmd);
         if ptl != pml {
             cx.spin_lock_nested(ptl, SINGLE_DEPTH_NESTING);
         }
-        let pgt_pmd = cx.pmdp_collapse_flush(t.vma, t.haddr, t.pmd);
+        let pgt_pmd = cx.pmdp_collapse_flush(vma, haddr, pmd);
         if ptl != pml {
             cx.spin_unlock(ptl);
         }
         cx.spin_unlock(pml);
-        let range = k.range.take().expect("notifier range started above");
-        return free_table_and_install(cx, range, pgt_pmd, t);
+        return Ok(pgt_pmd);
     };
-    let flush_owed = k.nr_ptes != 0;
-    abort(cx, t.hpage, k, flush_owed, result)
+    cx.step(Step::Abort);
+    if nr_ptes != 0 {
+        cx.flush_tlb_mm();
+        account_cleared(cx, hpage, nr_ptes);
+    }
+    if let Some(start_pte) = start_pte {
+        cx.pte_unmap_unlock(start_pte, ptl);
+    }
+    Err(result)
 }
 
 // ---------------------------------------------------------------------

@@ -17,9 +17,10 @@ use bench_core::{FileKind, Mm, Native, Role};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use policies::v1::V1;
-use policy_template::TemplateV1;
 use std::time::{Duration, Instant};
 use workloads::kernel_paths::restore_range;
+
+use policy_template::TemplateV1;
 
 /// One uncontended khugepaged-mode collapse of a full table by `P`, timed
 /// through the framework; the range is put back untimed after each.

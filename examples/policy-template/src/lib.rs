@@ -1,25 +1,20 @@
-//! `template-v1`: a collapse policy plugin, copied from the shipped `v1`
-//! (policies/src/v1.rs) by `collapse-bench new-policy`. Port a patch
-//! into it at the place marked CHANGE HERE; `cargo test` runs the
-//! conformance suite on it, and this crate's binary is collapse-bench with
-//! `template-v1` added (`cargo run --release -- check -p template-v1,v1`).
+//! `template-v1`: a collapse policy plugin, a copy of the shipped `v1`
+//! (the merged fix of v6.6: `pml` taken before step 2 for a uffd-armed
+//! private VMA and held, with `ptl` nested inside, until the table is
+//! removed; every other VMA takes `pml` at step 4 only).
 //!
-//! The original's description:
-//!
-//! `v1` — the merged fix (v6.6): take `pml` early for a uffd-armed private VMA.
-//!
-//! For such a VMA, `pml` is taken before step 2 and held, with `ptl`
-//! nested inside, until the table is removed: `ptl` is never dropped
-//! between clearing the table and freeing it, so userfaultfd cannot insert
-//! into it. Every other VMA keeps the short `pml` hold of step 4.
+//! Port a patch into it at the place marked CHANGE HERE. `cargo test` runs
+//! the conformance suite on it, and this crate's binary is collapse-bench
+//! with `template-v1` added (`cargo run --release -- check -p template-v1,v1`).
 
-use bench_core::kernel::{CollapsePolicy, Cx, Engine, NoParams, ScanResult, Step, SINGLE_DEPTH_NESTING};
-use policies::khugepaged::{
-    abort, account_cleared, clear_ptes, collapse_pte_mapped_thp, free_table_and_install, notify_start, step1_check,
-    uffd_private, Locals, Target,
+use bench_core::kernel::{
+    userfaultfd_armed, CollapsePolicy, Cx, Engine, LockId, NoParams, Pfn, Pmd, PmdRef, ScanResult, Step, Vma,
+    SINGLE_DEPTH_NESTING,
 };
+use bench_core::mm::VM_SHARED;
+use policies::khugepaged::{account_cleared, clear_ptes, collapse_pte_mapped_thp};
 
-/// The merged form.
+/// `template-v1`, as copied: v1's locking.
 pub struct TemplateV1(NoParams);
 
 impl CollapsePolicy for TemplateV1 {
@@ -37,93 +32,118 @@ impl CollapsePolicy for TemplateV1 {
     }
 
     fn collapse<E: Engine>(&self, cx: &mut Cx<'_, E>, haddr: u64, install_pmd: bool) -> ScanResult {
-        collapse_pte_mapped_thp(cx, haddr, install_pmd, steps_1_to_4)
+        collapse_pte_mapped_thp(cx, haddr, install_pmd, steps_2_to_4)
     }
 }
 
-fn steps_1_to_4<E: Engine>(cx: &mut Cx<'_, E>, t: &Target<'_>) -> ScanResult {
-    let mut k = Locals::default();
+// ============================== CHANGE HERE ==============================
+// Patches to collapse_pte_mapped_thp() usually change this function: which
+// of pml (pmd_lock) and ptl are held across step 2 (clear the PTEs), step 3
+// (refcounts and counters) and step 4 (remove the table), any trylock and
+// recheck, and what the abort path at the end owes (flush_tlb_mm() for
+// entries already cleared, the accounting of nr_ptes). Port the patch here
+// hunk by hunk, with the kernel's names on `cx`; then say in SUMMARY what
+// the policy does. The helpers called here are shared with the shipped
+// policies (policies::khugepaged, policies::recheck); to change one, copy
+// it into this file and edit the copy. policies/src/v2_*.rs show the
+// trylock-and-recheck forms written the same way.
+// ==========================================================================
+
+/// Steps 2 to 4 and the abort path of `collapse_pte_mapped_thp()` in
+/// v6.6, from just after the notifier range starts (`ptl` is step 1's,
+/// dropped) to the detached PMD.
+fn steps_2_to_4<E: Engine>(
+    cx: &mut Cx<'_, E>,
+    vma: &Vma,
+    haddr: u64,
+    hpage: Pfn,
+    pmd: PmdRef,
+    mut ptl: LockId,
+) -> Result<Pmd, ScanResult> {
+    let mut pml = None;
+    // Some while the table is mapped with ptl held: what the abort path's
+    // `if (start_pte)` asks.
+    let mut start_pte = None;
+    let mut nr_ptes = 0;
     let result = 'abort: {
-        /* step 1: check all mapped PTEs are to the right huge page */
-        if let Err(result) = step1_check(cx, t, &mut k) {
-            break 'abort result;
-        }
-        notify_start(cx, t, &mut k);
-
-        // ============================== CHANGE HERE ==============================
-        // Patches to collapse_pte_mapped_thp() usually change what follows, up to
-        // the end of step 4: which of pml (pmd_lock) and ptl are held across
-        // step 2 (clear the PTEs), step 3 (refcounts and counters) and step 4
-        // (remove the table), any trylock and recheck, and then what the abort
-        // path at the end owes (flush_tlb_mm() for entries already cleared, the
-        // accounting of nr_ptes). Port the patch here hunk by hunk, with the
-        // kernel's names on `cx`. The helpers called here are shared with the
-        // shipped policies (policies::khugepaged, policies::recheck); to change
-        // one, copy it into this file from the policies crate and edit the copy.
-        // ==========================================================================
-
-        /*
-         * pmd_lock covers a wider range than ptl, and (if split from mm's
-         * page_table_lock) ptl nests inside pml. The less time we hold pml,
-         * the better; but userfaultfd's mfill_atomic_pte() on a private VMA
-         * inserts a valid as-if-COWed PTE without even looking up page cache.
-         * So page lock of hpage does not protect from it, so we must not drop
-         * ptl before pgt_pmd is removed, so uffd private needs pml taken now.
-         */
-        if uffd_private(t.vma) {
-            k.pml = Some(cx.pmd_lock(t.pmd));
+        // The page lock does not keep a uffd-armed private VMA's table
+        // empty: UFFDIO_COPY there installs an anonymous page under ptl
+        // alone. So from step 2 until the PMD is cleared, ptl must stay
+        // held; ptl nests inside pml, and pml cannot be waited for under
+        // ptl, so pml is taken first, now. Every other VMA takes pml only
+        // at step 4: it covers the PMDs of a whole 1 GiB (or the whole mm),
+        // whose faults, splits and zaps wait for it.
+        if userfaultfd_armed(vma) && vma.flags & VM_SHARED == 0 {
+            pml = Some(cx.pmd_lock(pmd));
         }
 
-        let Some((start_pte, ptl)) = cx.pte_offset_map_nolock(t.pmd, t.haddr) else {
-            /* mmap_lock + page lock should prevent this */
+        let Some((table, table_ptl)) = cx.pte_offset_map_nolock(pmd, haddr) else {
+            // Not expected, with mmap_lock and the page lock held.
             break 'abort ScanResult::Fail;
         };
-        k.ptl = Some(ptl);
-        match k.pml {
+        (start_pte, ptl) = (Some(table), table_ptl);
+        match pml {
             None => cx.spin_lock(ptl),
             Some(pml) if pml != ptl => cx.spin_lock_nested(ptl, SINGLE_DEPTH_NESTING),
             Some(_) => {} // ptl is pml (locks not split): already held
         }
-        k.start_pte = Some(start_pte);
 
         /* step 2: clear page table and adjust rmap */
         cx.step(Step::Clear);
-        if let Err(result) = clear_ptes(cx, t, start_pte, &mut k.nr_ptes) {
+        if let Err(result) = clear_ptes(cx, vma, haddr, hpage, table, &mut nr_ptes) {
             break 'abort result;
         }
-        cx.pte_unmap(start_pte);
-        if k.pml.is_none() {
-            // Short pml hold: from here only the page lock guards the
-            // emptied table, which is enough when uffd cannot insert.
+        cx.pte_unmap(table);
+        if pml.is_none() {
+            // The short pml hold: from here to step 4 only the page lock
+            // guards the emptied table, enough where uffd cannot insert.
             cx.spin_unlock(ptl);
         }
 
         /* step 3: set proper refcount and mm_counters. */
         cx.step(Step::Account);
-        account_cleared(cx, t.hpage, k.nr_ptes);
+        account_cleared(cx, hpage, nr_ptes);
 
-        /* step 4: remove page table */
+        /* step 4: remove empty page table */
         cx.step(Step::RemoveTable);
-        let pml = match k.pml {
+        let pml = match pml {
             Some(pml) => pml,
             None => {
-                let pml = cx.pmd_lock(t.pmd);
+                let pml = cx.pmd_lock(pmd);
                 if ptl != pml {
                     cx.spin_lock_nested(ptl, SINGLE_DEPTH_NESTING);
                 }
                 pml
             }
         };
-        let pgt_pmd = cx.pmdp_collapse_flush(t.vma, t.haddr, t.pmd);
+        let pgt_pmd = cx.pmdp_collapse_flush(vma, haddr, pmd);
+        // v6.6 calls pmdp_get_lockless_sync() here, for architectures that
+        // read a PMD in two halves without a lock; the model reads a PMD in
+        // one load, so there is nothing to wait for.
         if ptl != pml {
             cx.spin_unlock(ptl);
         }
         cx.spin_unlock(pml);
-        let range = k.range.take().expect("notifier range started above");
-        return free_table_and_install(cx, range, pgt_pmd, t);
+        return Ok(pgt_pmd);
     };
 
-    // Entries cleared by step 2 were not flushed: other CPUs may cache them.
-    let flush_owed = k.nr_ptes != 0;
-    abort(cx, t.hpage, k, flush_owed, result)
+    /* abort: */
+    cx.step(Step::Abort);
+    if nr_ptes != 0 {
+        // Step 2 cleared these without a flush, leaving it to step 4: other
+        // CPUs may still cache them, and their references go now.
+        cx.flush_tlb_mm();
+        account_cleared(cx, hpage, nr_ptes);
+    }
+    if let Some(start_pte) = start_pte {
+        cx.pte_unmap_unlock(start_pte, ptl);
+    }
+    if let Some(pml) = pml {
+        if pml != ptl {
+            cx.spin_unlock(pml);
+        }
+    }
+    // The kernel's `if (notified) mmu_notifier_invalidate_range_end()`:
+    // collapse_pte_mapped_thp() ends the range on return, on both paths.
+    Err(result)
 }

@@ -8,6 +8,7 @@
 //! ```
 
 use bench_core::kernel::entry;
+
 use policy_template::TemplateV1;
 
 fn main() -> std::process::ExitCode {

@@ -5,8 +5,9 @@
 //! `Expect::Caught(Oracle::StaleTlb)`.
 
 use bench_core::kernel::entry;
-use policy_template::TemplateV1;
 use workloads::conformance::{assert_conforms, Expect};
+
+use policy_template::TemplateV1;
 
 #[test]
 fn template_v1_conforms() {
