@@ -8,9 +8,8 @@
 use crate::khugepaged::{account_cleared, clear_ptes, collapse_pte_mapped_thp};
 use bench_core::kernel::{
     userfaultfd_armed, CollapsePolicy, Cx, Engine, LockId, NoParams, Pfn, Pmd, PmdRef, ScanResult, Step, Vma,
-    SINGLE_DEPTH_NESTING,
+    SINGLE_DEPTH_NESTING, VM_SHARED,
 };
-use bench_core::mm::VM_SHARED;
 
 /// The merged form.
 pub struct V1(NoParams);

@@ -8,9 +8,8 @@
 use crate::khugepaged::{account_cleared, clear_ptes, collapse_pte_mapped_thp};
 use crate::recheck::{lock_pml_under_ptl, RecheckParams};
 use bench_core::kernel::{
-    userfaultfd_armed, CollapsePolicy, Cx, Engine, LockId, Pfn, Pmd, PmdRef, ScanResult, Step, Vma,
+    userfaultfd_armed, CollapsePolicy, Cx, Engine, LockId, Pfn, Pmd, PmdRef, ScanResult, Step, Vma, VM_SHARED,
 };
-use bench_core::mm::VM_SHARED;
 
 /// v2 with step 3 moved down.
 pub struct V2Step3Down(RecheckParams);

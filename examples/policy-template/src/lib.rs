@@ -9,9 +9,9 @@
 
 use bench_core::kernel::{
     userfaultfd_armed, CollapsePolicy, Cx, Engine, LockId, NoParams, Pfn, Pmd, PmdRef, ScanResult, Step, Vma,
-    SINGLE_DEPTH_NESTING,
+    SINGLE_DEPTH_NESTING, VM_SHARED,
 };
-use bench_core::mm::VM_SHARED;
+
 use policies::khugepaged::{account_cleared, clear_ptes, collapse_pte_mapped_thp};
 
 /// `template-v1`, as copied: v1's locking.
