@@ -149,7 +149,10 @@ impl<E: Engine> Harness for Cx<'_, E> {
     fn table_under_pml(&mut self, pmd: PmdRef) -> Option<(PteMap, LockId)> {
         self.assert_held(self.pmd_lockptr(pmd), "reading a PMD under pml");
         match self.mm.pmds.get(pmd.table, pmd.idx).kind() {
-            PmdKind::Table(slot) => Some((PteMap { slot }, self.mm.pte_lock_id(slot))),
+            PmdKind::Table(slot) => {
+                let ptl = self.mm.pte_lock_id(slot);
+                Some((PteMap { slot, ptl }, ptl))
+            }
             _ => None,
         }
     }
@@ -232,12 +235,12 @@ impl<E: Engine> Harness for Cx<'_, E> {
     }
 
     fn populate_range(&mut self, r: u32, pte: PteMap) -> usize {
-        self.assert_held(self.mm.pte_lock_id(pte.slot), "populate");
+        self.assert_held(pte.ptl, "populate");
         self.populate_table(r, pte.slot)
     }
 
     fn zap_pte_range(&mut self, haddr: u64, pte: PteMap) {
-        self.assert_held(self.mm.pte_lock_id(pte.slot), "zap_pte_range");
+        self.assert_held(pte.ptl, "zap_pte_range");
         self.charge(Cost::EntryClear, PTRS_PER_PTE as u64);
         let mut to_free = vec![];
         for i in 0..PTRS_PER_PTE {

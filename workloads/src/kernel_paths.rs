@@ -335,9 +335,9 @@ pub fn migrate_one<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> Option<u64> {
             cx.page_remove_rmap(old, vma, false);
         }
         cx.pte_unmap_unlock(map, ptl);
-        found.map(|(i, old)| (map.slot, i, old))
+        found.map(|(i, old)| (map, i, old))
     });
-    let Some((slot, i, old)) = unmapped else {
+    let Some((unmapped_from, i, old)) = unmapped else {
         cx.free_anon_page(new);
         return None;
     };
@@ -346,7 +346,7 @@ pub fn migrate_one<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> Option<u64> {
     let moved = match cx.pte_offset_map_lock(pmd, addr) {
         None => false,
         Some((map, ptl)) => {
-            let ours = map.slot == slot && cx.ptep_get(map.at(i)) == Pte::migration(old);
+            let ours = map == unmapped_from && cx.ptep_get(map.at(i)) == Pte::migration(old);
             if ours {
                 cx.page_add_new_anon_rmap(new);
                 cx.set_pte_at(addr, map.at(i), Pte::present(new));

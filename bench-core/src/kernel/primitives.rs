@@ -37,25 +37,28 @@ pub struct PmdRef {
     pub idx: u32,
 }
 
-/// A mapped PTE table (`pte_t *start_pte` from `pte_offset_map*`).
+/// A mapped PTE table (`pte_t *start_pte` from `pte_offset_map*`). Only
+/// the primitives make one: a policy reaches a table through the PMD
+/// that holds it. It carries the table's `ptl`, which every write checks
+/// is held, so the check needs no look at the model.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct PteMap {
-    /// Table slot in the pool.
-    pub slot: u32,
+    pub(crate) slot: u32,
+    pub(crate) ptl: LockId,
 }
 
 impl PteMap {
     /// `start_pte + i`.
     pub fn at(self, i: usize) -> PteRef {
-        PteRef { slot: self.slot, idx: i }
+        PteRef { slot: self.slot, ptl: self.ptl, idx: i }
     }
 }
 
 /// One PTE (`pte_t *`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct PteRef {
-    /// Table slot.
-    pub slot: u32,
+    pub(crate) slot: u32,
+    pub(crate) ptl: LockId,
     /// Index 0..512.
     pub idx: usize,
 }
@@ -568,7 +571,10 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
     pub fn pte_offset_map_nolock(&mut self, pmd: PmdRef, _addr: u64) -> Option<(PteMap, LockId)> {
         self.rcu_read_lock();
         match self.pmdp_get_lockless(pmd).kind() {
-            PmdKind::Table(slot) => Some((PteMap { slot }, self.mm.pte_lock_id(slot))),
+            PmdKind::Table(slot) => {
+                let ptl = self.mm.pte_lock_id(slot);
+                Some((PteMap { slot, ptl }, ptl))
+            }
             _ => {
                 self.rcu_read_unlock();
                 None
@@ -606,7 +612,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
     /// `ptep_get()`.
     #[inline]
     pub fn ptep_get(&mut self, pte: PteRef) -> Pte {
-        if E::PREEMPTS && !self.holds(self.mm.pte_lock_id(pte.slot)) {
+        if E::PREEMPTS && !self.holds(pte.ptl) {
             self.engine.sched_point(self.cpu, Event::LocklessRead);
         }
         self.charge(Cost::EntryRead, 1);
@@ -617,7 +623,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
     /// pays it (`pmdp_collapse_flush`, or `flush_tlb_mm` on abort).
     #[inline]
     pub fn ptep_clear(&mut self, addr: u64, pte: PteRef) {
-        self.assert_held(self.mm.pte_lock_id(pte.slot), "ptep_clear");
+        self.assert_held(pte.ptl, "ptep_clear");
         self.charge(Cost::EntryClear, 1);
         let old = Pte(self.mm.tables.entry(pte.slot, pte.idx).swap(0, Ordering::AcqRel));
         self.engine.trace(self.cpu, Event::PteClear(pte.idx as u16));
@@ -646,7 +652,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
 
     /// `set_pte_at()`.
     pub fn set_pte_at(&mut self, _addr: u64, pte: PteRef, val: Pte) {
-        self.assert_held(self.mm.pte_lock_id(pte.slot), "set_pte_at");
+        self.assert_held(pte.ptl, "set_pte_at");
         self.charge(Cost::EntryWrite, 1);
         self.mm.tables.entry(pte.slot, pte.idx).store(val.0, Ordering::Release);
         self.engine.trace(self.cpu, Event::PteSet(pte.idx as u16, val));
@@ -654,7 +660,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
 
     /// `ptep_clear_flush()`: clear and flush this page from every TLB.
     pub fn ptep_clear_flush(&mut self, addr: u64, pte: PteRef) -> Pte {
-        self.assert_held(self.mm.pte_lock_id(pte.slot), "ptep_clear_flush");
+        self.assert_held(pte.ptl, "ptep_clear_flush");
         self.charge(Cost::EntryClear, 1);
         let old = Pte(self.mm.tables.entry(pte.slot, pte.idx).swap(0, Ordering::AcqRel));
         self.flush_tlb_range(addr, addr + PAGE_SIZE);
