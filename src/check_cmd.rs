@@ -172,67 +172,96 @@ fn write_json(json: Option<&OutputFile>, result: &CheckResult) -> Result<(), Cli
     Ok(())
 }
 
+/// What `check` was asked to do, every argument validated before any
+/// work starts.
+pub struct CheckPlan<'a> {
+    args: &'a CheckArgs,
+    json: Option<OutputFile>,
+    policies: Vec<Arc<dyn DynPolicy>>,
+    scenario: Scenario,
+    opts: CheckOptions,
+    /// The schedule `--replay` names; None: search.
+    replay: Option<Vec<u32>>,
+}
+
+impl<'a> CheckPlan<'a> {
+    /// Validate `args` (exit 2 on bad input, naming the flag).
+    pub fn new(args: &'a CheckArgs) -> Result<CheckPlan<'a>, CliError> {
+        let json = args.json.as_deref().map(|path| OutputFile::check("--json", path)).transpose()?;
+        let policies = parse_policies(args.policies.as_deref().unwrap_or(&crate::registered_names()))?;
+        let search = parse_search(args)?;
+        if args.schedules == 0 {
+            return Err(CliError::Usage("--schedules: must be at least 1".into()));
+        }
+        let replay = match &args.replay {
+            None => None,
+            Some(token) => {
+                if policies.len() != 1 {
+                    let names: Vec<String> = policies.iter().map(|p| p.label()).collect();
+                    return Err(CliError::Usage(format!(
+                        "--replay: replays exactly one policy; -p names {}: {}",
+                        policies.len(),
+                        names.join(", ")
+                    )));
+                }
+                Some(parse_token(token).map_err(|why| {
+                    CliError::Usage(format!(
+                        "--replay: `{token}` is not a replay token ({why}); format: {TOKEN_FORMAT}"
+                    ))
+                })?)
+            }
+        };
+        let scenario = scenario(&args.workload, args.seed)?;
+        let opts = CheckOptions { search, schedules: args.schedules, seed: scenario.seed, ..CheckOptions::default() };
+        Ok(CheckPlan { args, json, policies, scenario, opts, replay })
+    }
+
+    /// Search (or replay), printing as it goes. Returns the results and
+    /// whether a rule was broken.
+    pub fn run(&self) -> Result<(CheckResult, bool), CliError> {
+        let (args, opts) = (self.args, &self.opts);
+        let options = OptionsDoc {
+            strategy: if args.replay.is_some() { "replay".into() } else { args.strategy.clone() },
+            depth: match opts.search {
+                Search::Pct { depth } if args.replay.is_none() => Some(depth),
+                _ => None,
+            },
+            schedules: if args.replay.is_some() { 1 } else { args.schedules },
+            seed: opts.seed,
+            collapses: opts.collapses,
+            ops_per_cpu: opts.ops_per_cpu,
+            max_steps: opts.max_steps,
+            shrink_budget: opts.shrink_budget,
+            replay: args.replay.clone(),
+        };
+        let mut result = CheckResult {
+            schema: SCHEMA,
+            tool: format!("collapse-bench {}", env!("CARGO_PKG_VERSION")),
+            environment: Environment::capture("controlled", self.scenario.seed, GIT_REVISION),
+            scenario: serde_json::to_value(&self.scenario).map_err(|e| CliError::Failed(e.to_string()))?,
+            command: crate::cli::reproducer(self.scenario.seed, args.seed.is_some()),
+            options,
+            policies: vec![],
+        };
+        let failed = match &self.replay {
+            Some(schedule) => replay_one(args, &self.scenario, opts, &self.policies[0], schedule, &mut result)?,
+            None => search_all(args, &self.scenario, opts, &self.policies, &mut result, self.json.is_some())?,
+        };
+        Ok((result, failed))
+    }
+
+    /// Write `--json`, if asked for.
+    pub fn write(&self, result: &CheckResult) -> Result<(), CliError> {
+        write_json(self.json.as_ref(), result)
+    }
+}
+
 /// `check`. Ok(true) when a rule was broken (exit 1).
 pub fn check(args: &CheckArgs) -> Result<bool, CliError> {
-    let json = args.json.as_deref().map(|path| OutputFile::check("--json", path)).transpose()?;
-    let policies = parse_policies(args.policies.as_deref().unwrap_or(&crate::registered_names()))?;
-    let search = parse_search(args)?;
-    if args.schedules == 0 {
-        return Err(CliError::Usage("--schedules: must be at least 1".into()));
-    }
-    let schedule = match &args.replay {
-        None => None,
-        Some(token) => {
-            if policies.len() != 1 {
-                let names: Vec<String> = policies.iter().map(|p| p.label()).collect();
-                return Err(CliError::Usage(format!(
-                    "--replay: replays exactly one policy; -p names {}: {}",
-                    policies.len(),
-                    names.join(", ")
-                )));
-            }
-            Some(parse_token(token).map_err(|why| {
-                CliError::Usage(format!("--replay: `{token}` is not a replay token ({why}); format: {TOKEN_FORMAT}"))
-            })?)
-        }
-    };
-    let scenario = scenario(&args.workload, args.seed)?;
-    let opts = CheckOptions { search, schedules: args.schedules, seed: scenario.seed, ..CheckOptions::default() };
-    let options = OptionsDoc {
-        strategy: if args.replay.is_some() { "replay".into() } else { args.strategy.clone() },
-        depth: match search {
-            Search::Pct { depth } if args.replay.is_none() => Some(depth),
-            _ => None,
-        },
-        schedules: if args.replay.is_some() { 1 } else { args.schedules },
-        seed: opts.seed,
-        collapses: opts.collapses,
-        ops_per_cpu: opts.ops_per_cpu,
-        max_steps: opts.max_steps,
-        shrink_budget: opts.shrink_budget,
-        replay: args.replay.clone(),
-    };
-    let mut result = CheckResult {
-        schema: SCHEMA,
-        tool: format!("collapse-bench {}", env!("CARGO_PKG_VERSION")),
-        environment: Environment::capture("controlled", scenario.seed, GIT_REVISION),
-        scenario: serde_json::to_value(&scenario).map_err(|e| CliError::Failed(e.to_string()))?,
-        command: crate::cli::reproducer(scenario.seed, args.seed.is_some()),
-        options,
-        policies: vec![],
-    };
-    match schedule {
-        Some(schedule) => {
-            let failed = replay_one(args, &scenario, &opts, &policies[0], &schedule, &mut result)?;
-            write_json(json.as_ref(), &result)?;
-            Ok(failed)
-        }
-        None => {
-            let failed = search_all(args, &scenario, &opts, &policies, &mut result, json.is_some())?;
-            write_json(json.as_ref(), &result)?;
-            Ok(failed)
-        }
-    }
+    let plan = CheckPlan::new(args)?;
+    let (result, failed) = plan.run()?;
+    plan.write(&result)?;
+    Ok(failed)
 }
 
 fn search_all(
