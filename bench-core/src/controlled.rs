@@ -1,37 +1,44 @@
-//! The controlled engine: every model CPU is a stackful coroutine
-//! (corosensei) on one OS thread, and a [`Strategy`] decides which one runs
-//! at every scheduling point — each lock acquire, trylock and release, each
-//! lockless PMD/PTE read, TLB access and page-lock operation. Accesses made
-//! under the lock that protects them are not scheduling points: a 512-entry
-//! scan under `ptl` is one step.
+//! The controlled run loop: every model CPU is a stackful coroutine
+//! (corosensei) on one OS thread, and a [`Scheduler`] decides which one
+//! runs whenever the running one stops. The same policy and actor code
+//! runs here as on the native engine. A run is a pure function of the
+//! model configuration, the actors' seeds and the scheduler's choices.
 //!
-//! The same policy and actor code runs here as on the native engine. A run
-//! is a pure function of the model configuration, the actors' seeds and the
-//! strategy's choices, so the sequence of choices (the schedule) replays it
-//! exactly.
-//!
-//! A CPU that must wait (a spinlock held by another, the page lock, a table
-//! still in its grace period) reports itself blocked; before every choice
-//! the engine asks each blocked CPU whether it can go on now ("probe"), and
-//! only runnable CPUs are offered to the strategy. When none is runnable and
+//! One loop serves the checker and the simulation; what differs is the
+//! clock the scheduler asks for ([`Scheduler::costs`]; see [`crate::sched`]).
+//! Each turn of the loop asks blocked CPUs whether they can go on
+//! ("probe"), offers the runnable ones to the scheduler, and resumes the
+//! one it picks until that CPU stops again. When none is runnable and
 //! some have not finished, the run ends in a deadlock, reported with who
 //! waits for what and who holds it.
 //!
-//! # The simulation engine: the time-ordered strategy
+//! # The checker: a step clock
 //!
-//! With [`Strategy::TimeOrdered`] the same engine is a discrete-event
-//! simulation of a machine with one virtual CPU per actor: every
-//! primitive charges its [`Cost`] to its CPU's virtual clock, and the
-//! runnable CPU with the earliest clock runs next (ties: the lowest CPU
-//! number), until its clock passes the next CPU's ("horizon"), so no CPU
-//! runs ahead of another by more than one primitive. A spinning waiter
-//! burns virtual time until the holder releases (its clock jumps to the
-//! release), then pays a hand-off; the ticket lock hands over in FIFO
-//! order, as the queued spinlock does. A sleeping waiter (the page lock)
-//! also pays a wake-up. Blocked CPUs are probed only when something they
-//! could be waiting for was released. There is no randomness in the
-//! strategy: a run is a pure function of the configuration, the seed and
-//! the cost model, and no schedule is kept (it would be as long as the run).
+//! With the step clock a CPU stops at every scheduling point: each lock
+//! acquire, trylock and release, each lockless PMD/PTE read, TLB access
+//! and page-lock operation. Accesses made under the lock that protects
+//! them are not scheduling points: a 512-entry scan under `ptl` is one
+//! step. Every blocked CPU is probed before every choice, in CPU order,
+//! and the sequence of choices (the schedule) is kept: replayed, it
+//! reproduces the run exactly. [`Strategy::Random`], [`Strategy::Pct`],
+//! [`Strategy::Replay`] and [`Strategy::Guided`] run on it.
+//!
+//! # The simulation: the time-ordered scheduler on a cost clock
+//!
+//! With [`Strategy::TimeOrdered`] the loop is a discrete-event simulation
+//! of a machine with one virtual CPU per actor: every primitive charges
+//! its [`Cost`] to its CPU's virtual clock, and the runnable CPU with the
+//! earliest clock runs next (ties: the lowest CPU number), until its clock
+//! passes the next CPU's ("horizon"), so no CPU runs ahead of another by
+//! more than one primitive. A spinning waiter burns virtual time until
+//! the holder releases (its clock jumps to the release), then pays a
+//! hand-off; the ticket lock hands over in FIFO order, as the queued
+//! spinlock does. A sleeping waiter (the page lock) also pays a wake-up.
+//! Blocked CPUs are probed only when something they could be waiting for
+//! was released: a lock or page-lock waiter when that lock was released,
+//! one waiter per release, in the order they blocked; every waiter once
+//! more before the run is called a deadlock. No schedule is kept (it would
+//! be as long as the run).
 //!
 //! A CPU gives control back only when its clock passes the horizon (or at
 //! a release someone waits for), so a loop that costs nothing would keep
@@ -50,43 +57,42 @@
 //! charges, passing no scheduling point, cannot be waiting for another
 //! CPU (it sees nothing they do), so it is the policy's own endless loop.
 //!
+//! [`STALL_WATCH`]: crate::engine::STALL_WATCH
+//!
 //! Shuttle (awslabs) was weighed: it offers PCT and replayable schedules on
 //! corosensei too, but schedules threads it spawns itself and owns its own
-//! notion of time; the simulation engine built on this one needs per-CPU
-//! virtual clocks and costs, so the scheduler is kept here, small.
+//! notion of time; the simulation needs per-CPU virtual clocks and costs,
+//! so the loop is kept here, small, with a scheduler trait of shuttle's
+//! shape.
 
 use crate::actor::Actor;
 use crate::cost::{Cost, CostTable};
-use crate::engine::{Controlled, Resume, Shared, SimShared, StallGuard, Suspend, STALL_CALLS};
+use crate::engine::{Clock, Controlled, CostClock, Resume, Shared, StallGuard, Suspend, STALL_CALLS};
 use crate::event::{Event, TraceEntry};
 use crate::harness::Harness;
 use crate::kernel::Cx;
 use crate::metrics::Metrics;
 use crate::mm::Mm;
 use crate::role::Role;
+use crate::sched::{self, Runnable, Scheduler};
 use crate::watchdog::{describe_wait, locks_held_by};
 use corosensei::{Coroutine, CoroutineResult, Yielder};
-use rand_chacha::ChaCha8Rng;
-use rand_core::{Rng, SeedableRng};
-use std::cell::{Cell, RefCell};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 use strum::IntoEnumIterator;
 
-/// How the next CPU is chosen.
+/// How the next CPU is chosen: the configuration of a run's [`Scheduler`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Strategy {
-    /// Uniformly among the runnable CPUs.
+    /// Uniformly among the runnable CPUs ([`sched::Random`]).
     Random {
         /// Seed of the choices.
         seed: u64,
     },
-    /// Probabilistic concurrency testing (Burckhardt et al., ASPLOS 2010):
-    /// random distinct priorities, the highest-priority runnable CPU runs,
-    /// and at `depth - 1` random steps the running CPU drops below all.
-    /// Finds any bug of depth `d` with probability at least 1/(n k^(d-1)).
+    /// Probabilistic concurrency testing ([`sched::Pct`]): random
+    /// distinct priorities, the highest-priority runnable CPU runs, and at
+    /// `depth - 1` random steps the running CPU drops below all.
     Pct {
         /// Seed of the priorities and change points.
         seed: u64,
@@ -95,73 +101,31 @@ pub enum Strategy {
         /// Steps a run is expected to take (`k`): change points fall in 1..=k.
         expected_steps: u64,
     },
-    /// Follow a recorded schedule exactly.
+    /// Follow a recorded schedule exactly ([`sched::Replay`]).
     Replay(Vec<u32>),
-    /// Follow a schedule where it can: when the CPU it names cannot run
-    /// (or the schedule has ended), keep running the CPU that ran last, or
-    /// else the lowest-numbered runnable one. For shrinking a
-    /// counterexample: the run's own schedule then replays it exactly.
+    /// Follow a schedule where it can ([`sched::Guided`]): when the CPU it
+    /// names cannot run (or the schedule has ended), keep running the CPU
+    /// that ran last, or else the lowest-numbered runnable one. For
+    /// shrinking a counterexample: the run's own schedule then replays it
+    /// exactly.
     Guided(Vec<u32>),
-    /// The simulation engine: every primitive costs virtual time (from
-    /// the table), and the CPU with the earliest clock runs (see the
-    /// module documentation). No schedule is recorded.
+    /// The simulation ([`sched::TimeOrdered`]): every primitive costs
+    /// virtual time (from the table), and the CPU with the earliest clock
+    /// runs (see the module documentation). No schedule is recorded.
     TimeOrdered(CostTable),
 }
 
-enum Chooser {
-    Random(Box<ChaCha8Rng>),
-    Pct { priorities: Vec<u64>, change_points: Vec<u64> },
-    Replay(Vec<u32>),
-    Guided { schedule: Vec<u32>, last: Option<u32> },
-}
-
-impl Chooser {
-    fn new(strategy: &Strategy, cpus: usize) -> Chooser {
-        match strategy {
-            Strategy::Random { seed } => Chooser::Random(Box::new(ChaCha8Rng::seed_from_u64(*seed))),
-            Strategy::Pct { seed, depth, expected_steps } => {
-                let mut rng = ChaCha8Rng::seed_from_u64(*seed);
-                let depth = (*depth).max(1) as u64;
-                // Initial priorities depth..depth+n, shuffled (Fisher-Yates).
-                let mut priorities: Vec<u64> = (0..cpus as u64).map(|i| depth + i).collect();
-                for i in (1..cpus).rev() {
-                    priorities.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
-                }
-                let k = (*expected_steps).max(1);
-                let change_points = (0..depth - 1).map(|_| 1 + rng.next_u64() % k).collect();
-                Chooser::Pct { priorities, change_points }
-            }
-            Strategy::Replay(schedule) => Chooser::Replay(schedule.clone()),
-            Strategy::Guided(schedule) => Chooser::Guided { schedule: schedule.clone(), last: None },
-            Strategy::TimeOrdered(_) => unreachable!("the time-ordered strategy has its own loop"),
-        }
-    }
-
-    /// Pick among `runnable` (ascending CPU numbers) at step `step`.
-    fn pick(&mut self, runnable: &[u32], step: u64) -> Option<u32> {
+impl Strategy {
+    /// The scheduler of one run on `cpus` CPUs.
+    pub fn scheduler(&self, cpus: usize) -> Box<dyn Scheduler> {
         match self {
-            Chooser::Random(rng) => Some(runnable[(rng.next_u64() % runnable.len() as u64) as usize]),
-            Chooser::Pct { priorities, change_points } => {
-                let top =
-                    |p: &Vec<u64>| *runnable.iter().max_by_key(|&&c| p[c as usize]).expect("runnable is not empty");
-                let mut cpu = top(priorities);
-                if let Some(i) = change_points.iter().position(|&c| c == step) {
-                    // Change point i: the would-be runner drops below every initial priority.
-                    priorities[cpu as usize] = i as u64;
-                    cpu = top(priorities);
-                }
-                Some(cpu)
+            Strategy::Random { seed } => Box::new(sched::Random::new(*seed)),
+            Strategy::Pct { seed, depth, expected_steps } => {
+                Box::new(sched::Pct::new(*seed, *depth, *expected_steps, cpus))
             }
-            Chooser::Replay(schedule) => schedule.get(step as usize).copied().filter(|c| runnable.contains(c)),
-            Chooser::Guided { schedule, last } => {
-                let cpu = [schedule.get(step as usize).copied(), *last]
-                    .into_iter()
-                    .flatten()
-                    .find(|c| runnable.contains(c))
-                    .unwrap_or(runnable[0]);
-                *last = Some(cpu);
-                Some(cpu)
-            }
+            Strategy::Replay(schedule) => Box::new(sched::Replay::new(schedule.clone())),
+            Strategy::Guided(schedule) => Box::new(sched::Guided::new(schedule.clone())),
+            Strategy::TimeOrdered(costs) => Box::new(sched::TimeOrdered::new(costs.clone())),
         }
     }
 }
@@ -178,7 +142,7 @@ pub enum End {
     /// A replayed schedule named a CPU that could not run (the
     /// configuration is not the one the schedule was recorded with).
     Diverged,
-    /// Under the time-ordered strategy: a CPU's clock stood still through
+    /// On a cost clock: a CPU's clock stood still through
     /// more than [`STALL_CALLS`] scheduling points and operations, in a
     /// loop that costs nothing. The report says where it was, what it
     /// held, and which costs of the model are zero.
@@ -203,7 +167,7 @@ pub struct ControlledConfig {
     /// Give up after this many scheduling steps.
     pub max_steps: u64,
     /// Each CPU stops starting operations once its clock reaches this
-    /// (virtual time under the time-ordered strategy), ns.
+    /// (virtual time on a cost clock), ns.
     pub until_ns: u64,
     /// Keep a timeline.
     pub record_trace: bool,
@@ -212,7 +176,7 @@ pub struct ControlledConfig {
 /// The result of one controlled run.
 pub struct ControlledRun {
     /// The CPU chosen at every step: replaying it reproduces the run
-    /// (empty under the time-ordered strategy, which needs none).
+    /// (empty on a cost clock, the time-ordered strategy's, which needs none).
     pub schedule: Vec<u32>,
     /// Scheduling steps taken.
     pub steps: u64,
@@ -252,19 +216,12 @@ type Cpu = Coroutine<Resume, Suspend, Metrics>;
 /// not finish leaves the model mid-flight.
 pub fn run_controlled<A: Actor + 'static>(mm: Arc<Mm>, actors: Vec<A>, cfg: &ControlledConfig) -> ControlledRun {
     let n = actors.len();
-    let sim = match &cfg.strategy {
-        Strategy::TimeOrdered(costs) => Some(SimShared {
-            costs: costs.clone(),
-            horizon_ps: Cell::new(u64::MAX),
-            now_ps: Cell::new(0),
-            clocks: (0..n).map(|_| Cell::new(0)).collect(),
-            blocked: Cell::new(0),
-            released: RefCell::new(vec![]),
-            stalled_at: Cell::new(None),
-        }),
-        _ => None,
+    let mut scheduler = cfg.strategy.scheduler(n);
+    let clock = match scheduler.costs() {
+        Some(costs) => Clock::Cost(CostClock::new(costs.clone())),
+        None => Clock::Step,
     };
-    let shared = Rc::new(Shared { record: cfg.record_trace, sim, ..Shared::default() });
+    let shared = Rc::new(Shared::new(n, cfg.record_trace, clock));
     let counted = Rc::new(Cell::new(0u64));
     let stop = Rc::new(Cell::new(false));
     let roles: Vec<Role> = actors.iter().map(|a| a.role()).collect();
@@ -298,157 +255,194 @@ pub fn run_controlled<A: Actor + 'static>(mm: Arc<Mm>, actors: Vec<A>, cfg: &Con
         })
         .collect();
     let mut metrics = Metrics::default();
-    let (schedule, steps, end) = if let Strategy::TimeOrdered(_) = cfg.strategy {
-        let (steps, end) = time_ordered(&mut cpus, &shared, cfg.max_steps, &mut metrics, &mm, &roles);
-        (vec![], steps, end)
-    } else {
-        let (schedule, end) = chosen(&mut cpus, &shared, cfg, &mut metrics, &mm, &roles);
-        let steps = schedule.len() as u64;
-        (schedule, steps, end)
-    };
+    let (schedule, steps, end) =
+        run_loop(&mut cpus, &shared, scheduler.as_mut(), cfg.max_steps, &mut metrics, &mm, &roles);
     let trace = shared.trace.take();
     // Unfinished coroutines are unwound when dropped here.
     drop(cpus);
     ControlledRun { schedule, steps, elapsed_ns: elapsed_ns.get(), trace, end, metrics, roles }
 }
 
-/// The checker's loop: probe every blocked CPU, let the strategy choose
-/// among the runnable ones, run it to its next scheduling point.
-fn chosen(
-    cpus: &mut [Cpu],
-    shared: &Shared,
-    cfg: &ControlledConfig,
-    metrics: &mut Metrics,
-    mm: &Mm,
-    roles: &[Role],
-) -> (Vec<u32>, End) {
-    let mut state = vec![State::Runnable; cpus.len()];
-    let mut chooser = Chooser::new(&cfg.strategy, cpus.len());
-    let mut schedule = vec![];
-    let end = loop {
-        for (cpu, co) in cpus.iter_mut().enumerate() {
-            if let State::Blocked(_) = state[cpu] {
-                state[cpu] = resume(co, Resume::Probe, metrics);
-            }
-        }
-        let runnable: Vec<u32> = (0..cpus.len() as u32).filter(|&c| state[c as usize] == State::Runnable).collect();
-        if runnable.is_empty() {
-            if state.iter().all(|s| *s == State::Done) {
-                break End::Finished;
-            }
-            break End::Deadlock(describe_deadlock(mm, &state, roles));
-        }
-        let step = schedule.len() as u64;
-        if step >= cfg.max_steps {
-            break End::StepLimit;
-        }
-        let Some(cpu) = chooser.pick(&runnable, step) else {
-            break End::Diverged;
-        };
-        schedule.push(cpu);
-        shared.steps.set(step + 1);
-        state[cpu as usize] = resume(&mut cpus[cpu as usize], Resume::Run, metrics);
-    };
-    (schedule, end)
+/// The CPUs that can run and those that wait, each in the order the clock
+/// gives: on a step clock both by CPU number; on a cost clock the runnable
+/// earliest clock first (ties: the lower CPU), the blocked in the order
+/// they blocked.
+struct Queues {
+    runnable: Vec<Runnable>,
+    blocked: Vec<u32>,
+    by_time: bool,
 }
 
-/// The simulation's loop: run the runnable CPU with the earliest clock
-/// until it passes the next one's; after a release, probe the CPUs
-/// blocked on what was released.
-fn time_ordered(
+impl Queues {
+    fn new(cpus: usize, clock: &Clock) -> Queues {
+        // Every clock starts at 0: CPU order is both orders.
+        let runnable = (0..cpus as u32).map(|cpu| Runnable { cpu, clock_ps: 0 }).collect();
+        Queues { runnable, blocked: vec![], by_time: matches!(clock, Clock::Cost(_)) }
+    }
+
+    /// Where a runnable CPU goes: the lower key first.
+    fn key(&self, r: &Runnable) -> (u64, u32) {
+        (if self.by_time { r.clock_ps } else { 0 }, r.cpu)
+    }
+
+    /// A blocked CPU can go on.
+    fn wake(&mut self, r: Runnable) {
+        let at = self.runnable.partition_point(|e| self.key(e) < self.key(&r));
+        self.runnable.insert(at, r);
+    }
+
+    /// Runnable entry `i` stopped again with its clock at `clock_ps`
+    /// (never earlier than before): move it back past the entries now
+    /// before it. On a cost clock that is the few CPUs it just passed,
+    /// mostly, so a walk beats a search.
+    fn requeue(&mut self, i: usize, clock_ps: u64) {
+        let r = Runnable { clock_ps, ..self.runnable[i] };
+        let key = self.key(&r);
+        let mut at = i;
+        while at + 1 < self.runnable.len() && self.key(&self.runnable[at + 1]) < key {
+            self.runnable[at] = self.runnable[at + 1];
+            at += 1;
+        }
+        self.runnable[at] = r;
+    }
+
+    /// Runnable entry `i` blocked.
+    fn block(&mut self, i: usize) {
+        let cpu = self.runnable.remove(i).cpu;
+        let at = if self.by_time { self.blocked.len() } else { self.blocked.partition_point(|&b| b < cpu) };
+        self.blocked.insert(at, cpu);
+    }
+}
+
+/// The loop: probe, offer the runnable CPUs to the scheduler, resume the
+/// one it picks until it stops. Returns the schedule (kept on a step
+/// clock), the steps taken and how the run ended.
+fn run_loop(
     cpus: &mut [Cpu],
     shared: &Shared,
+    scheduler: &mut dyn Scheduler,
     max_steps: u64,
     metrics: &mut Metrics,
     mm: &Mm,
     roles: &[Role],
-) -> (u64, End) {
-    let sim = shared.sim.as_ref().expect("time-ordered runs have a cost table");
+) -> (Vec<u32>, u64, End) {
     let mut state = vec![State::Runnable; cpus.len()];
-    let mut runnable: BinaryHeap<Reverse<(u64, u32)>> = (0..cpus.len() as u32).map(|c| Reverse((0, c))).collect();
-    let mut blocked: Vec<u32> = vec![];
+    let mut queues = Queues::new(cpus.len(), &shared.clock);
+    let mut schedule = vec![];
     let mut steps = 0u64;
-    // Probe blocked CPUs; those that can go on become runnable. With
-    // `released` (the releases since the last probe), a lock or page-lock
-    // waiter is probed only if its lock was released, and one release
-    // wakes one waiter: both hand over to one CPU, and `blocked` is in
-    // blocking order, which for the ticket lock is ticket order. Without,
-    // every blocked CPU is probed.
-    let probe = |cpus: &mut [Cpu],
-                 state: &mut [State],
-                 blocked: &mut Vec<u32>,
-                 runnable: &mut BinaryHeap<Reverse<(u64, u32)>>,
-                 metrics: &mut Metrics,
-                 mut released: Option<Vec<Event>>| {
-        blocked.retain(|&cpu| {
-            let State::Blocked(on) = state[cpu as usize] else { unreachable!("only blocked CPUs are listed") };
+    let end = loop {
+        if let Clock::Step = shared.clock {
+            probe(cpus, shared, &mut state, &mut queues, metrics, None);
+        }
+        if queues.runnable.is_empty() {
+            if queues.blocked.is_empty() {
+                break End::Finished;
+            }
+            if let Clock::Cost(_) = shared.clock {
+                // Nothing can run: a last look at every waiter before calling it a deadlock.
+                probe(cpus, shared, &mut state, &mut queues, metrics, None);
+                if !queues.runnable.is_empty() {
+                    continue;
+                }
+            }
+            break End::Deadlock(describe_deadlock(mm, &state, roles));
+        }
+        if steps >= max_steps {
+            break End::StepLimit;
+        }
+        // No CPU, or one that cannot run: a schedule that does not fit this run.
+        let picked = scheduler.next(&queues.runnable, steps);
+        let Some((i, cpu)) = picked.and_then(|cpu| queues.runnable.iter().position(|r| r.cpu == cpu).map(|i| (i, cpu)))
+        else {
+            break End::Diverged;
+        };
+        steps += 1;
+        shared.steps.set(steps);
+        let c = cpu as usize;
+        match &shared.clock {
+            Clock::Step => schedule.push(cpu),
+            Clock::Cost(clock) => {
+                let next = queues.runnable.iter().find(|r| r.cpu != cpu);
+                clock.horizon_ps.set(next.map_or(u64::MAX, |r| r.clock_ps));
+            }
+        }
+        state[c] = resume(&mut cpus[c], Resume::Run, metrics);
+        match state[c] {
+            State::Runnable => queues.requeue(i, shared.clocks[c].get()),
+            State::Blocked(_) => queues.block(i),
+            State::Stalled => break End::Stalled { cpu, report: describe_stall(mm, shared, cpu, roles) },
+            State::Done => {
+                queues.runnable.remove(i);
+            }
+        }
+        if let Clock::Cost(clock) = &shared.clock {
+            // A CPU that blocked is counted by the probe that follows.
+            clock.now_ps.set(shared.clocks[c].get());
+            let released = clock.released.take();
+            if !queues.blocked.is_empty() {
+                probe(cpus, shared, &mut state, &mut queues, metrics, Some(released));
+            }
+        }
+    };
+    (schedule, steps, end)
+}
+
+/// Probe blocked CPUs, in the blocked queue's order; those that can go on
+/// join the runnable ones. With `released` (the releases since the last
+/// probe), a lock or page-lock waiter is probed only if its lock was
+/// released, and one release wakes one waiter: both hand over to one CPU,
+/// and on a cost clock the queue is in blocking order, which for the
+/// ticket lock is ticket order. Without, every blocked CPU is probed.
+#[inline(always)]
+fn probe(
+    cpus: &mut [Cpu],
+    shared: &Shared,
+    state: &mut [State],
+    queues: &mut Queues,
+    metrics: &mut Metrics,
+    mut released: Option<Vec<Event>>,
+) {
+    let mut blocked = std::mem::take(&mut queues.blocked);
+    blocked.retain(|&cpu| {
+        let c = cpu as usize;
+        let State::Blocked(on) = state[c] else { unreachable!("only blocked CPUs are queued as blocked") };
+        if let Some(list) = released.as_mut() {
             let release = match on {
                 Event::Lock(id) => Some(Event::Unlock(id)),
                 Event::PageLock(pfn) => Some(Event::PageOp(pfn)),
                 // A table comes back with a grace period: always look (rare).
                 _ => None,
             };
-            let pending = match (&released, release) {
-                (Some(list), Some(ev)) => list.iter().position(|&r| r == ev),
-                _ => None,
-            };
-            if released.is_some() && release.is_some() && pending.is_none() {
-                return true;
-            }
-            state[cpu as usize] = resume(&mut cpus[cpu as usize], Resume::Probe, metrics);
-            match state[cpu as usize] {
-                State::Blocked(_) => true,
-                State::Runnable => {
-                    if let (Some(list), Some(i)) = (released.as_mut(), pending) {
-                        list.swap_remove(i);
-                    }
-                    runnable.push(Reverse((sim.clocks[cpu as usize].get(), cpu)));
-                    false
+            if let Some(release) = release {
+                // Not released: not worth a look.
+                let Some(at) = list.iter().position(|&r| r == release) else { return true };
+                state[c] = resume(&mut cpus[c], Resume::Probe, metrics);
+                if state[c] == State::Runnable {
+                    // That release has handed over.
+                    list.swap_remove(at);
                 }
-                State::Stalled => unreachable!("a probe only checks what the CPU waits for"),
-                State::Done => false,
+            } else {
+                state[c] = resume(&mut cpus[c], Resume::Probe, metrics);
             }
-        });
-        sim.blocked.set(blocked.len());
-    };
-    let end = loop {
-        let Some(Reverse((_, cpu))) = runnable.pop() else {
-            if blocked.is_empty() {
-                break End::Finished;
-            }
-            // Nothing can run: a last look at every waiter before calling it a deadlock.
-            probe(cpus, &mut state, &mut blocked, &mut runnable, metrics, None);
-            if runnable.is_empty() {
-                break End::Deadlock(describe_deadlock(mm, &state, roles));
-            }
-            continue;
-        };
-        if steps >= max_steps {
-            break End::StepLimit;
+        } else {
+            state[c] = resume(&mut cpus[c], Resume::Probe, metrics);
         }
-        steps += 1;
-        shared.steps.set(steps);
-        sim.horizon_ps.set(runnable.peek().map_or(u64::MAX, |Reverse((t, _))| *t));
-        let c = cpu as usize;
-        state[c] = resume(&mut cpus[c], Resume::Run, metrics);
         match state[c] {
-            State::Runnable => runnable.push(Reverse((sim.clocks[c].get(), cpu))),
-            State::Blocked(_) => {
-                blocked.push(cpu);
-                sim.blocked.set(blocked.len());
+            State::Blocked(_) => true,
+            State::Runnable => {
+                queues.wake(Runnable { cpu, clock_ps: shared.clocks[c].get() });
+                false
             }
-            State::Stalled => break End::Stalled { cpu, report: describe_stall(mm, sim, cpu, roles) },
-            State::Done => {}
+            State::Stalled | State::Done => unreachable!("a probe only checks what the CPU waits for"),
         }
-        sim.now_ps.set(sim.clocks[c].get());
-        let released = sim.released.take();
-        if !blocked.is_empty() {
-            probe(cpus, &mut state, &mut blocked, &mut runnable, metrics, Some(released));
-        }
-    };
-    (steps, end)
+    });
+    queues.blocked = blocked;
+    if let Clock::Cost(clock) = &shared.clock {
+        clock.blocked.set(queues.blocked.len());
+    }
 }
 
+#[inline]
 fn resume(co: &mut Cpu, how: Resume, metrics: &mut Metrics) -> State {
     match co.resume(how) {
         CoroutineResult::Yield(Suspend::Ready) => State::Runnable,
@@ -477,8 +471,8 @@ fn describe_deadlock(mm: &Mm, state: &[State], roles: &[Role]) -> String {
 /// Why CPU `cpu`'s clock stood still: where it was, its last scheduling
 /// point, what it held, and which costs of the model are zero (the likely
 /// cause).
-fn describe_stall(mm: &Mm, sim: &SimShared, cpu: u32, roles: &[Role]) -> String {
-    let point = match sim.stalled_at.get() {
+fn describe_stall(mm: &Mm, shared: &Shared, cpu: u32, roles: &[Role]) -> String {
+    let point = match shared.stalled_at.get() {
         Some(Event::Trylock(id, _)) => {
             format!("the last a spin_trylock of {}", describe_wait(mm, Event::Lock(id), roles))
         }
@@ -487,7 +481,7 @@ fn describe_stall(mm: &Mm, sim: &SimShared, cpu: u32, roles: &[Role]) -> String 
     };
     let held = locks_held_by(mm, cpu);
     let held = if held.is_empty() { "nothing".to_owned() } else { held.join(", ") };
-    let zero: Vec<&str> = Cost::iter().filter(|&c| sim.costs.ps(c, 1) == 0).map(|c| c.key()).collect();
+    let zero: Vec<&str> = Cost::iter().filter(|&c| shared.clock.ps(c, 1) == 0).map(|c| c.key()).collect();
     let cause = if zero.is_empty() {
         "no cost in this model is zero, so it passes only scheduling points that charge nothing (a \
          spin_trylock of a lock the CPU holds itself, say)"
@@ -499,6 +493,6 @@ fn describe_stall(mm: &Mm, sim: &SimShared, cpu: u32, roles: &[Role]) -> String 
         "CPU {cpu} ({}) made over {STALL_CALLS} calls in a row into the simulation at {} ns of virtual time \
          without its clock moving, {point}, holding {held}: a loop that costs nothing; {cause}",
         roles[cpu as usize],
-        sim.clocks[cpu as usize].get() / 1000,
+        shared.clocks[cpu as usize].get() / 1000,
     )
 }

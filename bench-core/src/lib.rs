@@ -4,9 +4,10 @@
 //!
 //! A policy implements [`kernel::CollapsePolicy`] with calls on
 //! [`kernel::Cx`]: the [`kernel`] module is all a plugin sees. The run
-//! loops ([`native`], [`controlled`]; with its time-ordered scheduler and a
-//! [`cost`] model, the controlled loop is the simulation) run it beside
-//! other actors, which reach the model through [`harness`], on an [`Mm`];
+//! loops ([`native`], [`controlled`]: one loop, whose [`sched`]uler picks
+//! the next CPU; with the time-ordered scheduler and a [`cost`] model's
+//! clock it is the simulation) run it beside other actors, which reach
+//! the model through [`harness`], on an [`Mm`];
 //! the oracles ([`Oracle`]) report what broke; [`metrics`] and [`results`]
 //! say how fast.
 //!
@@ -19,7 +20,8 @@
 //!    [`scan`], [`machine`];
 //! 2. [`lockdep`]'s dependency graph; then [`mm`], the address space;
 //! 3. what a CPU passes and measures: [`event`], [`metrics`], [`watch`];
-//! 4. the engines a CPU runs on: [`engine`];
+//! 4. the engines a CPU runs on: [`engine`]; the schedulers that pick
+//!    which CPU runs: [`sched`];
 //! 5. the policy context: [`kernel`];
 //! 6. around it: [`harness`], [`oops`], [`results`], [`actor`],
 //!    [`watchdog`];
@@ -198,6 +200,7 @@ pub mod rcu;
 pub mod results;
 pub mod role;
 pub mod scan;
+pub mod sched;
 pub mod tlb;
 pub mod watch;
 pub mod watchdog;

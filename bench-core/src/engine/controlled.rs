@@ -1,8 +1,9 @@
 //! The controlled engine, as a model CPU sees it: a stackful coroutine
 //! (corosensei) that gives control back to the run loop
-//! ([`crate::controlled`]) at every scheduling point, or, with a cost
-//! clock, whenever its virtual clock passes the other CPUs'. What it
-//! shares with the loop is [`Shared`].
+//! ([`crate::controlled`]) when its [`Clock`] says so: at every
+//! scheduling point on a step clock, or when its virtual time passes the
+//! other CPUs' (and at a release someone waits for) on a cost clock. What
+//! it shares with the loop is [`Shared`].
 
 use super::{CpuEngine, Sealed};
 use crate::cost::{Cost, CostTable};
@@ -11,7 +12,7 @@ use corosensei::Yielder;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-/// What the scheduler tells a suspended CPU.
+/// What the run loop tells a suspended CPU.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Resume {
     /// Run until the next scheduling point.
@@ -31,7 +32,7 @@ pub enum Suspend {
     Stalled,
 }
 
-/// One CPU's stall guard (time-ordered strategy): what it counts, and
+/// One CPU's stall guard (cost clock): what it counts, and
 /// what it saw of a CPU whose clock stands still.
 pub(crate) struct StallGuard {
     /// Calls left before the guard looks at the clock again.
@@ -59,8 +60,8 @@ enum Call {
     Op,
 }
 
-/// Scheduling points and operations a CPU makes, under the time-ordered
-/// strategy, between two looks of its stall guard at the clock.
+/// Scheduling points and operations a CPU makes, on a cost clock, between
+/// two looks of its stall guard at the clock.
 pub const STALL_CALLS: u32 = 1 << 20;
 
 /// Calls the guard watches one by one, once it has found the clock where
@@ -69,17 +70,53 @@ pub const STALL_CALLS: u32 = 1 << 20;
 /// (well within a second).
 pub const STALL_WATCH: u32 = 1 << 12;
 
-#[derive(Default)]
 pub(crate) struct Shared {
     pub(crate) steps: Cell<u64>,
     pub(crate) record: bool,
     pub(crate) trace: RefCell<Vec<TraceEntry>>,
-    /// Present under the time-ordered strategy.
-    pub(crate) sim: Option<SimShared>,
+    /// Each CPU's clock, ps, when it last stopped.
+    pub(crate) clocks: Vec<Cell<u64>>,
+    /// The last scheduling point of the CPU whose stall guard gave up.
+    pub(crate) stalled_at: Cell<Option<Event>>,
+    /// What time is, and when a CPU stops.
+    pub(crate) clock: Clock,
 }
 
-/// What the time-ordered strategy and its CPUs share.
-pub(crate) struct SimShared {
+impl Shared {
+    pub(crate) fn new(cpus: usize, record: bool, clock: Clock) -> Shared {
+        Shared {
+            steps: Cell::new(0),
+            record,
+            trace: RefCell::new(vec![]),
+            clocks: (0..cpus).map(|_| Cell::new(0)).collect(),
+            stalled_at: Cell::new(None),
+            clock,
+        }
+    }
+}
+
+/// What time is on the CPUs, and so when they stop.
+pub(crate) enum Clock {
+    /// The checker's: 1 ns per scheduling point (plus the busy and idle
+    /// time asked for), and a stop at every point; costs are not charged.
+    Step,
+    /// The simulation's: the costs charged, and a stop when the clock
+    /// passes the horizon or at a release someone waits for.
+    Cost(CostClock),
+}
+
+impl Clock {
+    /// What `n` times `cost` adds to a CPU's clock.
+    pub(crate) fn ps(&self, cost: Cost, n: u64) -> u64 {
+        match self {
+            Clock::Step => 0,
+            Clock::Cost(clock) => clock.costs.ps(cost, n),
+        }
+    }
+}
+
+/// What a cost clock's CPUs and the loop share.
+pub(crate) struct CostClock {
     pub(crate) costs: CostTable,
     /// The running CPU goes on until its clock passes this (the earliest
     /// clock among the other runnable CPUs).
@@ -87,14 +124,22 @@ pub(crate) struct SimShared {
     /// The clock of the CPU that ran last, when it stopped: the time a
     /// waiter it released wakes at.
     pub(crate) now_ps: Cell<u64>,
-    /// Each CPU's clock when it last stopped.
-    pub(crate) clocks: Vec<Cell<u64>>,
     /// CPUs blocked now (a release is worth a stop only if some CPU waits).
     pub(crate) blocked: Cell<usize>,
     /// Releases (`Unlock`, `PageOp`) since the blocked CPUs were last probed.
     pub(crate) released: RefCell<Vec<Event>>,
-    /// The last scheduling point of the CPU whose stall guard gave up.
-    pub(crate) stalled_at: Cell<Option<Event>>,
+}
+
+impl CostClock {
+    pub(crate) fn new(costs: CostTable) -> CostClock {
+        CostClock {
+            costs,
+            horizon_ps: Cell::new(u64::MAX),
+            now_ps: Cell::new(0),
+            blocked: Cell::new(0),
+            released: RefCell::new(vec![]),
+        }
+    }
 }
 
 /// The engine a model CPU sees inside a coroutine.
@@ -102,10 +147,9 @@ pub struct Controlled<'y> {
     pub(crate) yielder: &'y Yielder<Resume, Suspend>,
     pub(crate) shared: Rc<Shared>,
     pub(crate) cpu: usize,
-    /// Virtual clock, ps (the checker's: 1 ns per scheduling point plus
-    /// busy and idle time; the simulation's: the costs charged).
+    /// Virtual clock, ps, kept as [`Shared::clock`] says.
     pub(crate) clock_ps: u64,
-    /// The stall guard (time-ordered strategy).
+    /// The stall guard (cost clock).
     pub(crate) guard: StallGuard,
 }
 
@@ -115,17 +159,15 @@ impl Controlled<'_> {
         if ready() {
             return false;
         }
-        if let Some(sim) = &self.shared.sim {
-            sim.clocks[self.cpu].set(self.clock_ps);
-        }
+        self.shared.clocks[self.cpu].set(self.clock_ps);
         loop {
             match self.yielder.suspend(Suspend::Blocked(on)) {
                 // Asked to check: if it is there now, take it and wait to be run.
                 Resume::Probe => {
                     if ready() {
-                        if let Some(sim) = &self.shared.sim {
+                        if let Clock::Cost(clock) = &self.shared.clock {
                             // It spun (or slept) until the release.
-                            self.clock_ps = self.clock_ps.max(sim.now_ps.get());
+                            self.clock_ps = self.clock_ps.max(clock.now_ps.get());
                         }
                         self.stop_ready();
                         return true;
@@ -142,23 +184,20 @@ impl Controlled<'_> {
 
     /// Give control back, ready to go on.
     fn stop_ready(&mut self) {
-        if let Some(sim) = &self.shared.sim {
-            sim.clocks[self.cpu].set(self.clock_ps);
-        }
+        self.shared.clocks[self.cpu].set(self.clock_ps);
         while self.yielder.suspend(Suspend::Ready) != Resume::Run {}
     }
 
-    /// Under the time-ordered strategy: stop if this CPU's clock has
-    /// passed another runnable CPU's.
+    /// On a cost clock: stop if this CPU's clock has passed another
+    /// runnable CPU's.
     #[inline]
-    fn stop_past_horizon(&mut self, sim_horizon: u64) {
-        if self.clock_ps > sim_horizon {
+    fn stop_past_horizon(&mut self, horizon_ps: u64) {
+        if self.clock_ps > horizon_ps {
             self.stop_ready();
         }
     }
 
-    /// Under the time-ordered strategy: count `call` against the stall
-    /// guard's budget.
+    /// On a cost clock: count `call` against the stall guard's budget.
     #[inline(always)]
     fn count_call(&mut self, call: Call) {
         self.guard.budget -= 1;
@@ -185,21 +224,19 @@ impl Controlled<'_> {
             self.guard.point = Some(ev);
         }
         if self.guard.watched == STALL_WATCH {
-            if let Some(sim) = &self.shared.sim {
-                sim.clocks[self.cpu].set(self.clock_ps);
-                sim.stalled_at.set(self.guard.point);
-            }
+            self.shared.clocks[self.cpu].set(self.clock_ps);
+            self.shared.stalled_at.set(self.guard.point);
             loop {
                 self.yielder.suspend(Suspend::Stalled);
             }
         }
     }
 
-    /// An operation starts (the actors' loop). Under the time-ordered
-    /// strategy the stall guard counts it: an operation that passes no
-    /// scheduling point is a call too.
+    /// An operation starts (the actors' loop). On a cost clock the stall
+    /// guard counts it: an operation that passes no scheduling point is a
+    /// call too.
     pub(crate) fn start_op(&mut self) {
-        if self.shared.sim.is_some() {
+        if let Clock::Cost(_) = self.shared.clock {
             self.count_call(Call::Op);
         }
     }
@@ -225,9 +262,9 @@ impl CpuEngine for Controlled<'_> {
 
     fn busy_wait(&mut self, ns: u64) {
         self.clock_ps += ns * 1000;
-        match &self.shared.sim {
-            Some(sim) => self.stop_past_horizon(sim.horizon_ps.get()),
-            None => self.sched_point(0, Event::LocklessRead),
+        match &self.shared.clock {
+            Clock::Step => self.sched_point(0, Event::LocklessRead),
+            Clock::Cost(clock) => self.stop_past_horizon(clock.horizon_ps.get()),
         }
     }
 
@@ -237,25 +274,25 @@ impl CpuEngine for Controlled<'_> {
 
     #[inline]
     fn charge(&mut self, cost: Cost, n: u64) {
-        if let Some(sim) = &self.shared.sim {
-            self.clock_ps += sim.costs.ps(cost, n);
-            self.stop_past_horizon(sim.horizon_ps.get());
+        if let Clock::Cost(clock) = &self.shared.clock {
+            self.clock_ps += clock.costs.ps(cost, n);
+            self.stop_past_horizon(clock.horizon_ps.get());
         }
     }
 
     fn sched_point(&mut self, _cpu: u32, ev: Event) {
-        let Some(sim) = &self.shared.sim else {
+        let Clock::Cost(clock) = &self.shared.clock else {
             self.clock_ps += 1000;
             self.stop_ready();
             return;
         };
         // A release someone may wait for: stop now, so the waiter wakes at
         // this instant rather than at the end of this CPU's run.
-        let release = matches!(ev, Event::Unlock(_) | Event::PageOp(_)) && sim.blocked.get() > 0;
+        let release = matches!(ev, Event::Unlock(_) | Event::PageOp(_)) && clock.blocked.get() > 0;
         if release {
-            sim.released.borrow_mut().push(ev);
+            clock.released.borrow_mut().push(ev);
         }
-        let horizon = sim.horizon_ps.get();
+        let horizon = clock.horizon_ps.get();
         self.count_call(Call::Point(ev));
         if release {
             self.stop_ready();

@@ -13,8 +13,8 @@
 mod controlled;
 mod native;
 
+pub(crate) use controlled::{Clock, CostClock, Resume, Shared, StallGuard, Suspend};
 pub use controlled::{Controlled, STALL_CALLS, STALL_WATCH};
-pub(crate) use controlled::{Resume, Shared, SimShared, StallGuard, Suspend};
 pub use native::Native;
 
 use crate::cost::Cost;
