@@ -23,8 +23,8 @@ pub fn new_cpu<E: Engine>(mm: &Mm, cpu: u32, role: Role, engine: E) -> Cx<'_, E>
     Cx::new(mm, cpu, role, engine)
 }
 
-/// The harness's operations on a model CPU.
-pub trait Harness {
+/// The harness's operations on a model CPU of an mm that lives for `'a`.
+pub trait Harness<'a> {
     /// This CPU's measurements.
     fn metrics(&self) -> &Metrics;
 
@@ -43,7 +43,7 @@ pub trait Harness {
     /// The PTE table PMD `pmd` holds, and its `ptl`, read under `pml`
     /// (held by the caller, so the table cannot go away: no RCU section
     /// and no scheduling point). None if the PMD holds no table.
-    fn table_under_pml(&mut self, pmd: PmdRef) -> Option<(PteMap, LockId)>;
+    fn table_under_pml(&mut self, pmd: PmdRef) -> Option<(PteMap<'a>, LockId)>;
 
     /// `touch_pmd()`: update the huge PMD `pmd` in place (the model flips
     /// its touch bit), as a fault on it does. Caller holds `pml`.
@@ -89,11 +89,11 @@ pub trait Harness {
     /// Fill the none slots of a locked table with the density pattern of
     /// range `r`'s huge page, as page-cache faults would. Caller holds the
     /// table's `ptl` and the huge page's lock.
-    fn populate_range(&mut self, r: u32, pte: PteMap) -> usize;
+    fn populate_range(&mut self, r: u32, pte: PteMap<'_>) -> usize;
 
     /// `zap_pte_range()` over a whole locked table, flushing before the
     /// anonymous pages are freed (as `tlb_finish_mmu()` does).
-    fn zap_pte_range(&mut self, haddr: u64, pte: PteMap);
+    fn zap_pte_range(&mut self, haddr: u64, pte: PteMap<'_>);
 
     /// `zap_huge_pmd()` for a file huge page: clear, flush, drop the
     /// mapping's counter, rmap and reference. Caller holds `pml`.
@@ -125,7 +125,7 @@ pub trait Harness {
     fn run_collapse(&mut self, policy: &dyn DynPolicy, haddr: u64, install_pmd: bool) -> ScanResult;
 }
 
-impl<E: Engine> Harness for Cx<'_, E> {
+impl<'a, E: Engine> Harness<'a> for Cx<'a, E> {
     fn metrics(&self) -> &Metrics {
         &self.metrics
     }
@@ -146,12 +146,12 @@ impl<E: Engine> Harness for Cx<'_, E> {
         self.mm.config.oracles
     }
 
-    fn table_under_pml(&mut self, pmd: PmdRef) -> Option<(PteMap, LockId)> {
+    fn table_under_pml(&mut self, pmd: PmdRef) -> Option<(PteMap<'a>, LockId)> {
         self.assert_held(self.pmd_lockptr(pmd), "reading a PMD under pml");
         match self.mm.pmds.get(pmd.table, pmd.idx).kind() {
             PmdKind::Table(slot) => {
                 let ptl = self.mm.pte_lock_id(slot);
-                Some((PteMap { slot, ptl }, ptl))
+                Some((PteMap { slot, ptl, entries: self.mm.tables.table(slot) }, ptl))
             }
             _ => None,
         }
@@ -234,12 +234,12 @@ impl<E: Engine> Harness for Cx<'_, E> {
         self.mm.alloc_swap_slot()
     }
 
-    fn populate_range(&mut self, r: u32, pte: PteMap) -> usize {
+    fn populate_range(&mut self, r: u32, pte: PteMap<'_>) -> usize {
         self.assert_held(pte.ptl, "populate");
         self.populate_table(r, pte.slot)
     }
 
-    fn zap_pte_range(&mut self, haddr: u64, pte: PteMap) {
+    fn zap_pte_range(&mut self, haddr: u64, pte: PteMap<'_>) {
         self.assert_held(pte.ptl, "zap_pte_range");
         self.charge(Cost::EntryClear, PTRS_PER_PTE as u64);
         let mut to_free = vec![];

@@ -23,7 +23,7 @@ use crate::pgtable::TableState;
 use crate::pte::{Pfn, Pmd, PmdKind, Pte, HPAGE_PMD_NR, HPAGE_PMD_SIZE, PAGE_SHIFT, PAGE_SIZE, PTRS_PER_PTE};
 use crate::role::{installer_name, Role};
 use crate::scan::ScanResult;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// `SINGLE_DEPTH_NESTING` for [`Cx::spin_lock_nested`].
 pub const SINGLE_DEPTH_NESTING: u32 = 1;
@@ -40,27 +40,38 @@ pub struct PmdRef {
 /// A mapped PTE table (`pte_t *start_pte` from `pte_offset_map*`). Only
 /// the primitives make one: a policy reaches a table through the PMD
 /// that holds it. It carries the table's `ptl`, which every write checks
-/// is held, so the check needs no look at the model.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct PteMap {
+/// is held, and the table's entries, so neither the check nor the access
+/// needs a look at the rest of the model.
+#[derive(Copy, Clone, Debug)]
+pub struct PteMap<'a> {
     pub(crate) slot: u32,
     pub(crate) ptl: LockId,
+    pub(crate) entries: &'a [AtomicU64; PTRS_PER_PTE],
 }
 
-impl PteMap {
+impl<'a> PteMap<'a> {
     /// `start_pte + i`.
-    pub fn at(self, i: usize) -> PteRef {
-        PteRef { slot: self.slot, ptl: self.ptl, idx: i }
+    pub fn at(self, i: usize) -> PteRef<'a> {
+        PteRef { ptl: self.ptl, idx: i, entry: &self.entries[i] }
     }
 }
 
+/// Two maps are equal when they map the same table.
+impl PartialEq for PteMap<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.slot == other.slot
+    }
+}
+
+impl Eq for PteMap<'_> {}
+
 /// One PTE (`pte_t *`).
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct PteRef {
-    pub(crate) slot: u32,
+#[derive(Copy, Clone, Debug)]
+pub struct PteRef<'a> {
     pub(crate) ptl: LockId,
     /// Index 0..512.
     pub idx: usize,
+    pub(crate) entry: &'a AtomicU64,
 }
 
 /// A detached page table (`pgtable_t`).
@@ -568,12 +579,12 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
 
     /// `pte_offset_map_nolock()`: map the table under RCU without locking
     /// it; also returns its `ptl`. None if the PMD no longer holds a table.
-    pub fn pte_offset_map_nolock(&mut self, pmd: PmdRef, _addr: u64) -> Option<(PteMap, LockId)> {
+    pub fn pte_offset_map_nolock(&mut self, pmd: PmdRef, _addr: u64) -> Option<(PteMap<'a>, LockId)> {
         self.rcu_read_lock();
         match self.pmdp_get_lockless(pmd).kind() {
             PmdKind::Table(slot) => {
                 let ptl = self.mm.pte_lock_id(slot);
-                Some((PteMap { slot, ptl }, ptl))
+                Some((PteMap { slot, ptl, entries: self.mm.tables.table(slot) }, ptl))
             }
             _ => {
                 self.rcu_read_unlock();
@@ -584,7 +595,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
 
     /// `pte_offset_map_lock()`: map and lock, rechecking after the lock
     /// that the PMD still points to the same table (else retry).
-    pub fn pte_offset_map_lock(&mut self, pmd: PmdRef, addr: u64) -> Option<(PteMap, LockId)> {
+    pub fn pte_offset_map_lock(&mut self, pmd: PmdRef, addr: u64) -> Option<(PteMap<'a>, LockId)> {
         loop {
             let pmdval = {
                 let (map, ptl) = self.pte_offset_map_nolock(pmd, addr)?;
@@ -599,33 +610,33 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
     }
 
     /// `pte_unmap()`: leave the RCU read side entered by `pte_offset_map*`.
-    pub fn pte_unmap(&mut self, _pte: PteMap) {
+    pub fn pte_unmap(&mut self, _pte: PteMap<'_>) {
         self.rcu_read_unlock();
     }
 
     /// `pte_unmap_unlock()`.
-    pub fn pte_unmap_unlock(&mut self, pte: PteMap, ptl: LockId) {
+    pub fn pte_unmap_unlock(&mut self, pte: PteMap<'_>, ptl: LockId) {
         self.spin_unlock(ptl);
         self.pte_unmap(pte);
     }
 
     /// `ptep_get()`.
     #[inline]
-    pub fn ptep_get(&mut self, pte: PteRef) -> Pte {
+    pub fn ptep_get(&mut self, pte: PteRef<'_>) -> Pte {
         if E::PREEMPTS && !self.holds(pte.ptl) {
             self.engine.sched_point(self.cpu, Event::LocklessRead);
         }
         self.charge(Cost::EntryRead, 1);
-        self.mm.tables.get(pte.slot, pte.idx)
+        Pte(pte.entry.load(Ordering::Acquire))
     }
 
     /// `ptep_clear()`: clear without flushing. The flush is owed; the caller
     /// pays it (`pmdp_collapse_flush`, or `flush_tlb_mm` on abort).
     #[inline]
-    pub fn ptep_clear(&mut self, addr: u64, pte: PteRef) {
+    pub fn ptep_clear(&mut self, addr: u64, pte: PteRef<'_>) {
         self.assert_held(pte.ptl, "ptep_clear");
         self.charge(Cost::EntryClear, 1);
-        let old = Pte(self.mm.tables.entry(pte.slot, pte.idx).swap(0, Ordering::AcqRel));
+        let old = Pte(pte.entry.swap(0, Ordering::AcqRel));
         self.engine.trace(self.cpu, Event::PteClear(pte.idx as u16));
         // The log feeds only the stale-TLB oracle: skip it when oracles are off.
         if let (true, Some(pfn), Some(_)) = (self.mm.config.oracles, old.pfn(), self.clear_log.hpage) {
@@ -651,18 +662,18 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
     }
 
     /// `set_pte_at()`.
-    pub fn set_pte_at(&mut self, _addr: u64, pte: PteRef, val: Pte) {
+    pub fn set_pte_at(&mut self, _addr: u64, pte: PteRef<'_>, val: Pte) {
         self.assert_held(pte.ptl, "set_pte_at");
         self.charge(Cost::EntryWrite, 1);
-        self.mm.tables.entry(pte.slot, pte.idx).store(val.0, Ordering::Release);
+        pte.entry.store(val.0, Ordering::Release);
         self.engine.trace(self.cpu, Event::PteSet(pte.idx as u16, val));
     }
 
     /// `ptep_clear_flush()`: clear and flush this page from every TLB.
-    pub fn ptep_clear_flush(&mut self, addr: u64, pte: PteRef) -> Pte {
+    pub fn ptep_clear_flush(&mut self, addr: u64, pte: PteRef<'_>) -> Pte {
         self.assert_held(pte.ptl, "ptep_clear_flush");
         self.charge(Cost::EntryClear, 1);
-        let old = Pte(self.mm.tables.entry(pte.slot, pte.idx).swap(0, Ordering::AcqRel));
+        let old = Pte(pte.entry.swap(0, Ordering::AcqRel));
         self.flush_tlb_range(addr, addr + PAGE_SIZE);
         old
     }
@@ -692,7 +703,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
     /// `do_set_pte()` for a page-cache fault: map file subpage `page` into
     /// the entry `pte` (caller holds its `ptl` and has checked it is none),
     /// with the reference, rmap and mm counter the mapping implies.
-    pub fn do_set_pte(&mut self, addr: u64, pte: PteRef, page: Pfn) {
+    pub fn do_set_pte(&mut self, addr: u64, pte: PteRef<'_>, page: Pfn) {
         let counter = self.mm_counter_file(page);
         self.add_mm_counter(counter, 1);
         self.page_add_file_rmap(page);
