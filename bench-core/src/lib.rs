@@ -13,7 +13,8 @@
 //!
 //! # Layers
 //!
-//! Modules import only from the layers below their own:
+//! Modules import only from their own layer or those below it, never in a
+//! cycle (`tests/layers.rs` checks it against the sources):
 //!
 //! 1. the model's parts: [`pte`], [`page`], [`pgtable`], [`locks`],
 //!    [`tlb`], [`rcu`]; and the value types [`cost`], [`oracle`], [`role`],

@@ -14,10 +14,10 @@ const LAYERS: &[&[&str]] = &[
     &["lockdep"],
     &["mm"],
     &["event", "metrics", "watch"],
-    &["engine"],
+    &["engine", "sched"],
     &["kernel"],
     &["harness", "oops", "results", "actor", "watchdog"],
-    &["sched", "native", "controlled"],
+    &["native", "controlled"],
 ];
 
 fn layer_of(module: &str) -> usize {
