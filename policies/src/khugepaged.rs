@@ -220,3 +220,47 @@ pub fn account_cleared<E: Engine>(cx: &mut Cx<'_, E>, hpage: Pfn, nr_ptes: i32) 
         cx.add_mm_counter(counter, -(nr_ptes as i64));
     }
 }
+
+/// Step 4 once `pml`, and `ptl` where it is a lock of its own, are held:
+/// clear the PMD and flush its range (`pmdp_collapse_flush()`), unmap the
+/// table if `table` is still mapped (the v2 forms keep it mapped to
+/// here; v6.6 unmaps it after step 2), and drop both locks. Returns the
+/// detached PMD, for `pte_free_defer()`.
+///
+/// v6.6 and the v2 posting call `pmdp_get_lockless_sync()` after the
+/// clear, for architectures that read a PMD in two halves without a
+/// lock; the model reads a PMD in one load, so there is nothing to wait
+/// for, and the call is left out.
+pub fn remove_table<E: Engine>(
+    cx: &mut Cx<'_, E>,
+    vma: &Vma,
+    haddr: u64,
+    pmd: PmdRef,
+    table: Option<PteMap<'_>>,
+    ptl: LockId,
+    pml: LockId,
+) -> Pmd {
+    let pgt_pmd = cx.pmdp_collapse_flush(vma, haddr, pmd);
+    if let Some(table) = table {
+        cx.pte_unmap(table);
+    }
+    if ptl != pml {
+        cx.spin_unlock(ptl);
+    }
+    cx.spin_unlock(pml);
+    pgt_pmd
+}
+
+/// The abort path's unlocks, after the policy's own flush decision:
+/// `if (start_pte) pte_unmap_unlock(start_pte, ptl)`, then `pml` if it is
+/// held and is not `ptl`. The kernel's `if (notified)
+/// mmu_notifier_invalidate_range_end()` that follows is done by
+/// [`collapse_pte_mapped_thp`], on both paths.
+pub fn abort_unlock<E: Engine>(cx: &mut Cx<'_, E>, start_pte: Option<PteMap<'_>>, ptl: LockId, pml: Option<LockId>) {
+    if let Some(start_pte) = start_pte {
+        cx.pte_unmap_unlock(start_pte, ptl);
+    }
+    if let Some(pml) = pml.filter(|&pml| pml != ptl) {
+        cx.spin_unlock(pml);
+    }
+}

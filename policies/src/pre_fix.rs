@@ -8,7 +8,7 @@
 //! freed with the table (`table-freed-live`; at exit, "Bad rss-counter
 //! state ... type:MM_ANONPAGES val:1").
 
-use crate::khugepaged::{account_cleared, clear_ptes, collapse_pte_mapped_thp};
+use crate::khugepaged::{abort_unlock, account_cleared, clear_ptes, collapse_pte_mapped_thp, remove_table};
 use bench_core::kernel::{
     CollapsePolicy, Cx, Engine, LockId, NoParams, Pfn, Pmd, PmdRef, ScanResult, Step, Vma, SINGLE_DEPTH_NESTING,
 };
@@ -78,15 +78,7 @@ fn steps_2_to_4<E: Engine>(
         if ptl != pml {
             cx.spin_lock_nested(ptl, SINGLE_DEPTH_NESTING);
         }
-        let pgt_pmd = cx.pmdp_collapse_flush(vma, haddr, pmd);
-        // mm-unstable calls pmdp_get_lockless_sync() here, for
-        // architectures that read a PMD in two halves without a lock; the
-        // model reads a PMD in one load, so there is nothing to wait for.
-        if ptl != pml {
-            cx.spin_unlock(ptl);
-        }
-        cx.spin_unlock(pml);
-        return Ok(pgt_pmd);
+        return Ok(remove_table(cx, vma, haddr, pmd, None, ptl, pml));
     };
 
     /* abort: */
@@ -97,10 +89,6 @@ fn steps_2_to_4<E: Engine>(
         cx.flush_tlb_mm();
         account_cleared(cx, hpage, nr_ptes);
     }
-    if let Some(start_pte) = start_pte {
-        cx.pte_unmap_unlock(start_pte, ptl);
-    }
-    // The kernel's `if (notified) mmu_notifier_invalidate_range_end()`:
-    // collapse_pte_mapped_thp() ends the range on return, on both paths.
+    abort_unlock(cx, start_pte, ptl, None);
     Err(result)
 }

@@ -5,7 +5,7 @@
 //! between clearing the table and freeing it, so userfaultfd cannot insert
 //! into it. Every other VMA keeps the short `pml` hold of step 4.
 
-use crate::khugepaged::{account_cleared, clear_ptes, collapse_pte_mapped_thp};
+use crate::khugepaged::{abort_unlock, account_cleared, clear_ptes, collapse_pte_mapped_thp, remove_table};
 use bench_core::kernel::{
     userfaultfd_armed, CollapsePolicy, Cx, Engine, LockId, NoParams, Pfn, Pmd, PmdRef, ScanResult, Step, Vma,
     SINGLE_DEPTH_NESTING, VM_SHARED,
@@ -99,15 +99,7 @@ fn steps_2_to_4<E: Engine>(
                 pml
             }
         };
-        let pgt_pmd = cx.pmdp_collapse_flush(vma, haddr, pmd);
-        // v6.6 calls pmdp_get_lockless_sync() here, for architectures that
-        // read a PMD in two halves without a lock; the model reads a PMD in
-        // one load, so there is nothing to wait for.
-        if ptl != pml {
-            cx.spin_unlock(ptl);
-        }
-        cx.spin_unlock(pml);
-        return Ok(pgt_pmd);
+        return Ok(remove_table(cx, vma, haddr, pmd, None, ptl, pml));
     };
 
     /* abort: */
@@ -118,15 +110,6 @@ fn steps_2_to_4<E: Engine>(
         cx.flush_tlb_mm();
         account_cleared(cx, hpage, nr_ptes);
     }
-    if let Some(start_pte) = start_pte {
-        cx.pte_unmap_unlock(start_pte, ptl);
-    }
-    if let Some(pml) = pml {
-        if pml != ptl {
-            cx.spin_unlock(pml);
-        }
-    }
-    // The kernel's `if (notified) mmu_notifier_invalidate_range_end()`:
-    // collapse_pte_mapped_thp() ends the range on return, on both paths.
+    abort_unlock(cx, start_pte, ptl, pml);
     Err(result)
 }

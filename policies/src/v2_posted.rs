@@ -10,7 +10,7 @@
 //! pass cleared entries: other CPUs keep translations of subpages whose
 //! references were dropped (`stale-tlb`).
 
-use crate::khugepaged::{account_cleared, clear_ptes, collapse_pte_mapped_thp};
+use crate::khugepaged::{abort_unlock, account_cleared, clear_ptes, collapse_pte_mapped_thp, remove_table};
 use crate::recheck::{lock_pml_under_ptl, RecheckParams};
 use bench_core::kernel::{
     userfaultfd_armed, CollapsePolicy, Cx, Engine, LockId, Pfn, Pmd, PmdRef, ScanResult, Step, Vma, VM_SHARED,
@@ -105,16 +105,7 @@ fn steps_2_to_4<E: Engine>(
             break;
         }
         let pml = pml.expect("taken at step 4's lock point");
-        let pgt_pmd = cx.pmdp_collapse_flush(vma, haddr, pmd);
-        // The posting calls pmdp_get_lockless_sync() here, for
-        // architectures that read a PMD in two halves without a lock; the
-        // model reads a PMD in one load, so there is nothing to wait for.
-        cx.pte_unmap(table);
-        if ptl != pml {
-            cx.spin_unlock(ptl);
-        }
-        cx.spin_unlock(pml);
-        return Ok(pgt_pmd);
+        return Ok(remove_table(cx, vma, haddr, pmd, Some(table), ptl, pml));
     };
 
     /* abort: */
@@ -126,15 +117,6 @@ fn steps_2_to_4<E: Engine>(
         cx.flush_tlb_mm();
         account_cleared(cx, hpage, nr_ptes);
     }
-    if let Some(start_pte) = start_pte {
-        cx.pte_unmap_unlock(start_pte, ptl);
-    }
-    if let Some(pml) = pml {
-        if pml != ptl {
-            cx.spin_unlock(pml);
-        }
-    }
-    // The kernel's `if (notified) mmu_notifier_invalidate_range_end()`:
-    // collapse_pte_mapped_thp() ends the range on return, on both paths.
+    abort_unlock(cx, start_pte, ptl, pml);
     Err(result)
 }

@@ -12,7 +12,7 @@ use bench_core::kernel::{
     SINGLE_DEPTH_NESTING, VM_SHARED,
 };
 
-use policies::khugepaged::{account_cleared, clear_ptes, collapse_pte_mapped_thp};
+use policies::khugepaged::{abort_unlock, account_cleared, clear_ptes, collapse_pte_mapped_thp, remove_table};
 
 /// `template-v1`, as copied: v1's locking.
 pub struct TemplateV1(NoParams);
@@ -116,15 +116,7 @@ fn steps_2_to_4<E: Engine>(
                 pml
             }
         };
-        let pgt_pmd = cx.pmdp_collapse_flush(vma, haddr, pmd);
-        // v6.6 calls pmdp_get_lockless_sync() here, for architectures that
-        // read a PMD in two halves without a lock; the model reads a PMD in
-        // one load, so there is nothing to wait for.
-        if ptl != pml {
-            cx.spin_unlock(ptl);
-        }
-        cx.spin_unlock(pml);
-        return Ok(pgt_pmd);
+        return Ok(remove_table(cx, vma, haddr, pmd, None, ptl, pml));
     };
 
     /* abort: */
@@ -135,15 +127,6 @@ fn steps_2_to_4<E: Engine>(
         cx.flush_tlb_mm();
         account_cleared(cx, hpage, nr_ptes);
     }
-    if let Some(start_pte) = start_pte {
-        cx.pte_unmap_unlock(start_pte, ptl);
-    }
-    if let Some(pml) = pml {
-        if pml != ptl {
-            cx.spin_unlock(pml);
-        }
-    }
-    // The kernel's `if (notified) mmu_notifier_invalidate_range_end()`:
-    // collapse_pte_mapped_thp() ends the range on return, on both paths.
+    abort_unlock(cx, start_pte, ptl, pml);
     Err(result)
 }
