@@ -6,7 +6,7 @@
 //! * `uncontended_collapse` — one khugepaged-mode collapse
 //!   (`install_pmd = false`) of a full 512-entry table, nobody else running,
 //!   oracles off. Two functions, reported side by side:
-//!   - `v1_framework`: the shipped `v1` policy through [`Cx::run_collapse`]
+//!   - `v1_framework`: the shipped `v1` policy through [`Harness::run_collapse`](bench_core::harness::Harness::run_collapse)
 //!     on a one-range [`Mm`], with everything the framework adds (lock
 //!     hold/wait clocks and histograms, lockdep-style order checks, the
 //!     record of cleared entries, RCU read-side marks, the deferred table

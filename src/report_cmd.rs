@@ -326,7 +326,7 @@ impl ReportPlan {
     }
 
     /// Write the report into the output directory (swapped in whole, see
-    /// [`write_outputs`]), print its text, and end with the failures'
+    /// `write_outputs`), print its text, and end with the failures'
     /// error (exit 1) if any run or check was abandoned.
     pub fn write(&self, result: &ReportResults, ledger: &Ledger, started: Instant) -> Result<(), CliError> {
         let text = reports::robot::report_text(result);

@@ -2,7 +2,7 @@
 //! primitive takes.
 //!
 //! Under the simulation engine every kernel-named primitive on
-//! [`crate::Cx`] charges its [`Cost`] to the CPU's virtual clock; the
+//! [`crate::kernel::Cx`] charges its [`Cost`] to the CPU's virtual clock; the
 //! other engines ignore the charges. A [`CostModel`] is read from a TOML
 //! file (every key optional, unknown keys rejected; values in ns) or
 //! measured by `collapse-bench calibrate`. The defaults below are the

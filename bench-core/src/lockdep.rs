@@ -9,7 +9,7 @@
 //! a [`LockNode`]: a class and a subclass.
 //!
 //! Two kinds of rule are checked on every *blocking* acquisition (taken
-//! while some lock is held; [`Cx::spin_lock`](crate::Cx::spin_lock),
+//! while some lock is held; [`Cx::spin_lock`](crate::kernel::Cx::spin_lock),
 //! `spin_lock_nested`, `pmd_lock`), once against each held lock:
 //!
 //! * the order rule ([`order_rule`]): `pml` (or `mm->page_table_lock`)

@@ -8,7 +8,7 @@
 //! under heavy contention only; who gets the lock next is the same.
 //!
 //! The lock itself only knows tickets. Waiting is done by the engine
-//! ([`crate::Engine::spin_until`]) so a controlled or simulated engine can
+//! ([`crate::engine::CpuEngine::spin_until`]) so a controlled or simulated engine can
 //! decide who runs while a CPU spins. Statistics live on the lock's own cache
 //! line and are written only by the holder.
 

@@ -1,57 +1,5 @@
-//! The `CollapsePolicy` trait: what a plugin implements.
-//!
-//! A policy is one function, [`CollapsePolicy::collapse`], with the
-//! signature and result of the kernel's
-//! `collapse_pte_mapped_thp(mm, addr, install_pmd)`, written against the
-//! kernel-named primitives on [`Cx`]. It is generic over the [`Engine`],
-//! so the native engine compiles it to straight-line code with no dynamic
-//! dispatch per primitive, and the controlled engine (the race checker)
-//! runs the very same code with a scheduling point at every lock and
-//! page-table access.
-//!
-//! # Writing one
-//!
-//! 1. Port the patch hunk by hunk: start from the shipped policy closest to
-//!    it (the `policies` crate: `v1` is the merged form) and keep the
-//!    kernel's names, step numbers and comments. The parts every form
-//!    shares (early exits, `find_lock_page()`, step 1, the body of step 2,
-//!    step 3's accounting, the abort path) are in `policies::khugepaged`.
-//! 2. Mark the steps with [`Cx::step`] ([`Step`](crate::Step)): timelines, test hooks
-//!    and the `recheck_passes` counter ([`Step::Recheck`](crate::Step::Recheck)) read them.
-//! 3. Register it: [`entry`]`::<MyPolicy>()` gives the [`PolicyEntry`] that
-//!    the command line, the runner and the reports list and build.
-//! 4. Check it: `workloads::conformance::assert_conforms(&entry::<MyPolicy>(),
-//!    Expect::Correct)` runs the functional cases and the race checker on
-//!    every preset, and panics with a readable report if it is wrong.
-//!
-//! # The contract
-//!
-//! As for the kernel function it replaces, a collapse is called with
-//! `mmap_lock` held for read (implicit in the model) for a 2 MiB-aligned
-//! address whose file already has a PMD-order page in the page cache, and
-//! must:
-//!
-//! * return with no spinlock held, the page lock of `hpage` dropped and its
-//!   reference put, every `pte_offset_map*` balanced by `pte_unmap`, and
-//!   every started mmu-notifier range ended ([`Cx::check_clean_return`]);
-//! * take locks only in the order `pml` → `ptl` (as lock classes, kept for
-//!   the whole run, as lockdep does), except by [`Cx::spin_trylock`]; never
-//!   sleep (`lock_page`, `mmu_notifier_invalidate_range_start`) with a
-//!   spinlock held;
-//! * never free a PTE table that still holds a non-none entry
-//!   ([`Oracle::TableFreedLive`](crate::Oracle::TableFreedLive));
-//! * flush every entry it cleared from every TLB before it drops the page
-//!   lock, on success and on abort
-//!   ([`Oracle::StaleTlb`](crate::Oracle::StaleTlb));
-//! * leave `hpage`'s refcount and mapcounts and the mm's counters equal to
-//!   what the PTEs and the PMD imply
-//!   ([`Oracle::Accounting`](crate::Oracle::Accounting)), and lose no page
-//!   another actor installed ([`Oracle::LostPage`](crate::Oracle::LostPage)).
-//!
-//! The oracles check all of this as the policy runs; a policy reports
-//! nothing itself.
-//!
-//! See the crate-level example ([`crate`]) for a complete policy run once.
+//! The policy trait, its registry entry, and how a run reaches a
+//! policy held as `dyn DynPolicy` on each engine.
 
 use super::primitives::Cx;
 use crate::engine::{Controlled, CpuEngine, Native};
@@ -64,7 +12,7 @@ use std::sync::Arc;
 /// A collapse policy plugin: one form of `collapse_pte_mapped_thp()`.
 ///
 /// Implement it for a type that holds the policy's parameters, then
-/// register it with [`entry`]. Contract (see the [module docs](self)):
+/// register it with [`entry`]. Contract (see the [module docs](crate::kernel)):
 /// called with `mmap_lock` held for read (implicit in the model), for a
 /// 2 MiB-aligned `haddr` whose file already has a PMD-order page in the
 /// page cache; it must return with no spinlock held, the page lock
@@ -161,7 +109,7 @@ pub trait CollapsePolicy: Send + Sync + 'static {
     /// it gave up (every abort must leave the model consistent: see the
     /// trait docs).
     ///
-    /// Runners call it through [`Cx::run_collapse`], which times it, counts
+    /// Runners call it through [`crate::harness::Harness::run_collapse`], which times it, counts
     /// the result and checks the clean return; call it directly only from
     /// a policy that wraps another.
     fn collapse<E: Engine>(&self, cx: &mut Cx<'_, E>, haddr: u64, install_pmd: bool) -> ScanResult;
