@@ -143,7 +143,7 @@ impl<'a, E: Engine> Harness<'a> for Cx<'a, E> {
     }
 
     fn oracles_enabled(&self) -> bool {
-        self.oracles
+        self.mm.config.oracles
     }
 
     fn table_under_pml(&mut self, pmd: PmdRef) -> Option<(PteMap<'a>, LockId)> {

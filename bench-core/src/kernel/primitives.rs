@@ -119,9 +119,6 @@ pub struct Cx<'a, E: CpuEngine> {
     pub(crate) step: Step,
     pub(crate) in_cpumask: bool,
     pub(crate) clear_log: ClearLog,
-    /// `mm.config.oracles`, kept here: the PTE primitives ask it between
-    /// the atomics of a 512-entry loop.
-    pub(crate) oracles: bool,
 }
 
 impl<'a, E: CpuEngine> Cx<'a, E> {
@@ -140,7 +137,6 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
             step: Step::Prologue,
             in_cpumask: false,
             clear_log: ClearLog::default(),
-            oracles: mm.config.oracles,
         }
     }
 
@@ -235,7 +231,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
     pub fn unlock_page(&mut self, page: Pfn) {
         if self.clear_log.hpage == Some(page) {
             self.clear_log.hpage = None;
-            if self.oracles {
+            if self.mm.config.oracles {
                 self.check_cleared_entries_flushed();
             }
         }
@@ -643,7 +639,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
         let old = Pte(pte.entry.swap(0, Ordering::AcqRel));
         self.engine.trace(self.cpu, Event::PteClear(pte.idx as u16));
         // The log feeds only the stale-TLB oracle: skip it when oracles are off.
-        if let (true, Some(pfn), Some(_)) = (self.oracles, old.pfn(), self.clear_log.hpage) {
+        if let (true, Some(pfn), Some(_)) = (self.mm.config.oracles, old.pfn(), self.clear_log.hpage) {
             // Stamped with the oracle clock at the next unlock or flush (see
             // `stamp_clears`): one clock tick per batch, not per entry.
             self.clear_log.cleared.push((vpn(addr), pfn, 0));
@@ -656,7 +652,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
     /// after `pml`/`ptl` are dropped): any TLB fill of a cleared (address,
     /// frame) pair began its walk before the clear, so before this tick.
     pub(crate) fn stamp_clears(&mut self) {
-        if !self.oracles || self.clear_log.cleared.last().is_none_or(|c| c.2 != 0) {
+        if !self.mm.config.oracles || self.clear_log.cleared.last().is_none_or(|c| c.2 != 0) {
             return;
         }
         let tick = self.mm.tlbs.tick();
