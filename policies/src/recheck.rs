@@ -19,6 +19,21 @@ pub struct RecheckParams {
 /// Step 4's lock point in the posted v2: take `pml` with `ptl` held.
 /// Returns `pml` and whether `ptl` was dropped on the way.
 ///
+/// With `ptl` dropped, uffd on a private VMA may have filled the emptied
+/// table (the page lock does not stop it), so step 2 must look again, now
+/// with both locks held. The posting rechecks in that case only
+/// (`userfaultfd_armed(vma) && !(vma->vm_flags & VM_SHARED)`, written out
+/// in each v2 form); `recheck_always` drops the condition, for any
+/// inserter that needs only `ptl`.
+///
+/// The posting retakes step 1's `ptl` with `spin_lock()` and maps the
+/// table with `pte_offset_map()` at `recheck:`, mapping it again on each
+/// pass and unmapping it after each step 2. The model has no bare
+/// `pte_offset_map()`: the v2 forms take the same lock and map once with
+/// `pte_offset_map_lock()`, and keep the table mapped until step 4 has
+/// cleared the PMD. The posting's `VM_BUG_ON()` on a missing table is an
+/// abort there.
+///
 /// `ptl` nests inside `pml`, so with `ptl` held only a trylock of `pml` is
 /// allowed (a trylock cannot wait, so it cannot deadlock). When `pml` is
 /// `ptl` (locks not split) it is already held. When the trylock fails,

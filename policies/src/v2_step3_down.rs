@@ -54,13 +54,8 @@ fn steps_2_to_4<E: Engine>(
     let mut start_pte = None;
     let mut nr_ptes = 0;
     let result = 'abort: {
-        // The posting retakes step 1's ptl with spin_lock() and maps the
-        // table with pte_offset_map() at `recheck:`, mapping it again on a
-        // recheck pass and unmapping it after each step 2. The model has
-        // no bare pte_offset_map(): pte_offset_map_lock() takes the same
-        // lock and maps once, and the table stays mapped until step 4 has
-        // cleared the PMD. The posting's VM_BUG_ON() on a missing table is
-        // an abort here.
+        // One pte_offset_map_lock() for every pass, where the posting
+        // maps per pass (see `policies::recheck`).
         let Some((table, table_ptl)) = cx.pte_offset_map_lock(pmd, haddr) else {
             break 'abort ScanResult::Fail;
         };
@@ -81,11 +76,8 @@ fn steps_2_to_4<E: Engine>(
             if pml.is_none() {
                 let (lock, ptl_dropped) = lock_pml_under_ptl(cx, pmd, ptl);
                 pml = Some(lock);
-                // With ptl dropped, uffd on a private VMA may have filled
-                // the emptied table (the page lock does not stop it), so
-                // step 2 must look again, now with both locks held. The
-                // posting rechecks in that case only; recheck_always drops
-                // the condition, for any inserter that needs only ptl.
+                // ptl dropped: the recheck the posting makes for uffd on a
+                // private VMA, or always (see `policies::recheck`).
                 if ptl_dropped && (recheck_always || userfaultfd_armed(vma) && vma.flags & VM_SHARED == 0) {
                     pass = Step::Recheck;
                     continue 'recheck;
