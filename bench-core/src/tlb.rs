@@ -77,8 +77,15 @@ impl Tlbs {
 
     fn cpumask_iter(&self) -> impl Iterator<Item = usize> + '_ {
         self.cpumask.iter().enumerate().flat_map(|(w, word)| {
-            let bits = word.load(Ordering::SeqCst);
-            (0..64).filter(move |b| bits & (1 << b) != 0).map(move |b| w * 64 + b)
+            // One step per set bit, not per bit position.
+            let mut bits = word.load(Ordering::SeqCst);
+            std::iter::from_fn(move || {
+                let b = bits.trailing_zeros() as usize;
+                (bits != 0).then(|| {
+                    bits &= bits - 1;
+                    w * 64 + b
+                })
+            })
         })
     }
 
@@ -140,12 +147,16 @@ impl Tlbs {
 
     /// `flush_tlb_range()` of `n` pages from `vpn`, from `cpu`. Returns IPIs sent.
     pub(crate) fn flush_range(&self, from: u32, vpn: u64, n: u64) -> u64 {
+        // The slots the range maps to: one run from vpn's slot, wrapping
+        // once past the end (past TLB_ENTRIES pages every slot is visited).
+        let first = vpn as usize % TLB_ENTRIES;
+        let len = n.min(TLB_ENTRIES as u64) as usize;
+        let (head, wrapped) = (first..TLB_ENTRIES.min(first + len), 0..(first + len).saturating_sub(TLB_ENTRIES));
         self.flush(from, |tlb| {
-            // Past TLB_ENTRIES pages every slot has been visited once.
-            for v in vpn..vpn + n.min(TLB_ENTRIES as u64) {
-                let slot = &tlb.entries[v as usize % TLB_ENTRIES];
+            for slot in tlb.entries[head.clone()].iter().chain(&tlb.entries[wrapped.clone()]) {
                 let e = slot.load(Ordering::SeqCst);
-                if matches!(decode(e), Some((ev, _)) if ev >= vpn && ev < vpn + n) {
+                // Valid, and its page in [vpn, vpn + n): one unsigned compare.
+                if e & VALID != 0 && ((e & !VALID) >> 32).wrapping_sub(vpn) < n {
                     let _ = slot.compare_exchange(e, 0, Ordering::SeqCst, Ordering::Relaxed);
                 }
             }
@@ -216,5 +227,26 @@ mod tests {
         let tick = t.tick();
         t.fill(1, 100, true, || Some(Pfn(5)));
         assert!(t.stale_holders(0, 100, Pfn(5), tick).is_empty());
+    }
+
+    #[test]
+    fn range_flush_wraps_around_the_slots_and_reaches_cpus_past_64() {
+        let t = Tlbs::new(130);
+        for cpu in [0, 64, 129] {
+            t.cpumask_set(cpu);
+        }
+        // Pages 1020..1030 use slots 1020..1023 and then 0..5.
+        for v in [1019, 1020, 1023, 1024, 1029, 1030] {
+            t.fill(129, v, false, || Some(Pfn(v as u32)));
+        }
+        assert_eq!(t.flush_range(0, 1020, 10), 2, "IPIs to CPUs 64 and 129");
+        let cached: Vec<u64> =
+            [1019, 1020, 1023, 1024, 1029, 1030].into_iter().filter(|&v| t.lookup(129, v).is_some()).collect();
+        assert_eq!(cached, vec![1019, 1030]);
+        // A range longer than the TLB visits every slot once.
+        t.fill(64, 5000, false, || Some(Pfn(1)));
+        t.fill(64, 7000, false, || Some(Pfn(2)));
+        assert_eq!(t.flush_range(64, 4096, 4096), 2);
+        assert_eq!((t.lookup(64, 5000), t.lookup(64, 7000)), (None, None));
     }
 }
