@@ -80,6 +80,8 @@ pub enum Event {
     FlushRange,
     /// (trace) `pte_free_defer` of a table.
     TableFree(u32),
+    /// (trace) a TLB miss walked the tables and cached virtual page -> frame.
+    TlbFill(u64, Pfn),
     /// (trace) a collapse step began.
     Step(Step),
     /// (trace) the collapse returned.

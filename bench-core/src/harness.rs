@@ -325,6 +325,13 @@ impl<'a, E: Engine> Harness<'a> for Cx<'a, E> {
         );
         self.rcu_read_unlock();
         self.charge(if walked { Cost::TlbWalk } else { Cost::TlbHit }, 1);
+        // A walk whose translation stayed cached (a flush during the walk
+        // withdraws it) is what a stale-TLB finding later names.
+        if let (true, Some(Ok(pfn))) = (walked, &result) {
+            if mm.tlbs.lookup(cpu, vpn) == Some(*pfn) {
+                self.engine.trace(cpu, Event::TlbFill(vpn, *pfn));
+            }
+        }
         if let Some(m) = walk_violation {
             self.violation(Oracle::UseAfterFree, m);
         }

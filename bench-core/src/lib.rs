@@ -212,7 +212,7 @@ pub use event::Event;
 pub use locks::LockClass;
 pub use metrics::Metrics;
 pub use mm::{FileKind, Mm, MmConfig};
-pub use oracle::{Oracle, Violation};
+pub use oracle::{CachedTranslation, Oracle, Violation};
 pub use role::Role;
 /// Every variant of an enum-indexed type ([`Role`], [`Cost`], [`Oracle`], [`LockClass`]), in order.
 pub use strum::IntoEnumIterator;

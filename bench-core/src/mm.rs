@@ -418,7 +418,7 @@ impl Mm {
 
     /// Record a violation.
     pub fn report(&self, oracle: Oracle, cpu: Option<u32>, step: Option<&str>, message: String) {
-        self.violations.push(Violation { oracle, cpu, step: step.map(str::to_owned), message });
+        self.violations.push(Violation { oracle, cpu, step: step.map(str::to_owned), message, cached: vec![] });
     }
 
     /// `exit_mmap()` then `check_mm()`: unmap everything, free every table,
@@ -428,7 +428,7 @@ impl Mm {
     pub fn exit_mmap(&self) -> Vec<Violation> {
         let mut found = vec![];
         let mut report = |oracle, message: String| {
-            let v = Violation { oracle, cpu: None, step: Some("exit_mmap".into()), message };
+            let v = Violation { oracle, cpu: None, step: Some("exit_mmap".into()), message, cached: vec![] };
             self.violations.push(v.clone());
             found.push(v);
         };

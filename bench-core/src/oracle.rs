@@ -3,6 +3,7 @@
 //! Each oracle is a named rule from DESIGN §4; a [`Violation`] carries the
 //! rule, the CPU and step where it was seen, and a message in kernel terms.
 
+use crate::pte::Pfn;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Mutex;
@@ -57,6 +58,22 @@ pub struct Violation {
     pub step: Option<String>,
     /// What happened, in kernel terms.
     pub message: String,
+    /// Translations other CPUs still cache that the finding is about (a
+    /// stale-TLB finding's holders), so a timeline can show where each was
+    /// filled. Empty for most rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cached: Vec<CachedTranslation>,
+}
+
+/// A translation a CPU's TLB holds.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedTranslation {
+    /// The CPU whose TLB holds it.
+    pub cpu: u32,
+    /// Virtual page number.
+    pub vpn: u64,
+    /// The frame it translates to.
+    pub pfn: Pfn,
 }
 
 impl fmt::Display for Violation {

@@ -308,6 +308,13 @@ pub enum TimelineEvent {
         /// The virtual page number.
         vpn: u64,
     },
+    /// A TLB miss walked the tables and cached a translation.
+    TlbFill {
+        /// The virtual page number.
+        vpn: u64,
+        /// The frame it now translates to.
+        pfn: Pfn,
+    },
     /// A page lock, reference or flag change on a frame.
     PageOp {
         /// The frame.

@@ -41,6 +41,24 @@ impl Role {
     pub fn name(self) -> &'static str {
         self.into()
     }
+
+    /// Where a CPU in this role is, in a violation's "at ...": the kernel
+    /// path it runs (a collapse names its step instead).
+    pub fn activity(self) -> &'static str {
+        match self {
+            Role::Collapse => "collapse_pte_mapped_thp()",
+            Role::Restore => "the range restore",
+            Role::Faulter => "a page-cache fault",
+            Role::Uffd => "UFFDIO_COPY",
+            Role::Cow => "a COW fault",
+            Role::Swap => "swap-out/swap-in",
+            Role::Migrate => "migration",
+            Role::Neighbour => "a pml neighbour",
+            Role::Reader => "a read through the TLB",
+            Role::Marker => "a guard-marker change",
+            Role::Oracle => "an oracle check",
+        }
+    }
 }
 
 impl std::fmt::Display for Role {

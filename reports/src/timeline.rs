@@ -20,9 +20,9 @@
 //! the window (and their hold of one when the window opens), and the PTEs
 //! they set or clear while holding one of those.
 
-use bench_core::kernel::Step;
+use bench_core::kernel::{Step, PTRS_PER_PTE};
 use bench_core::results::{TimelineEntry, TimelineEvent, TimelineLock};
-use bench_core::{LockClass, Role};
+use bench_core::{CachedTranslation, LockClass, Role};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Widest line.
@@ -38,6 +38,9 @@ pub struct Timeline<'a> {
     pub cpu: Option<u32>,
     /// The last row's text ("*** table-freed-live").
     pub marker: String,
+    /// Translations the violation says other CPUs still cache: the fill
+    /// of each is shown, however early it happened.
+    pub cached: &'a [CachedTranslation],
 }
 
 /// A lock's short name in a timeline: its class ("pml", "ptl"), or "mm
@@ -79,6 +82,8 @@ pub fn label(event: &TimelineEvent) -> String {
         TimelineEvent::Returned { result } => format!("return {result}"),
         TimelineEvent::LocklessRead => "lockless read".to_owned(),
         TimelineEvent::TlbAccess { vpn } => format!("tlb access {vpn:#x}"),
+        // Named by entry index, as the clears and installs are.
+        TimelineEvent::TlbFill { vpn, .. } => format!("tlb fill idx {}", vpn % PTRS_PER_PTE as u64),
         TimelineEvent::PageOp { pfn } => format!("page op {pfn}"),
         TimelineEvent::TableAlloc => "wait for a page table".to_owned(),
         TimelineEvent::PageLock { pfn } => format!("lock_page {pfn}"),
@@ -160,6 +165,16 @@ fn rows(t: &Timeline<'_>) -> Vec<Row> {
             kept.push(i);
         }
     }
+    // The fill behind each translation the violation names: the last one
+    // of that CPU, page and frame.
+    for c in t.cached {
+        let fill = TimelineEvent::TlbFill { vpn: c.vpn, pfn: c.pfn };
+        if let Some(i) = events.iter().rposition(|e| e.cpu == c.cpu && e.event == fill) {
+            kept.push(i);
+        }
+    }
+    kept.sort_unstable();
+    kept.dedup();
     let mut out: Vec<Row> = vec![];
     for i in kept {
         let e = &events[i];
@@ -247,6 +262,30 @@ mod tests {
     }
 
     #[test]
+    fn the_fill_behind_a_named_stale_translation_is_shown_however_early() {
+        let ptl = lock(LockClass::PteLock, "ptl (PTE table 0)");
+        let fill = |vpn| TimelineEvent::TlbFill { vpn, pfn: Pfn(0x200 + (vpn as u32 % 512)) };
+        let events = vec![
+            entry(1, 2, fill(0x10000005)),
+            entry(2, 2, fill(0x10000007)),
+            entry(3, 0, PROLOGUE),
+            entry(4, 0, TimelineEvent::Lock { lock: ptl.clone() }),
+            entry(4, 0, TimelineEvent::PteClear { idx: 7 }),
+            entry(4, 0, TimelineEvent::Unlock { lock: ptl }),
+        ];
+        let roles = [Role::Collapse, Role::Uffd, Role::Reader];
+        let named = [CachedTranslation { cpu: 2, vpn: 0x10000007, pfn: Pfn(0x207) }];
+        let text = |cached| {
+            render(&Timeline { events: &events, roles: &roles, cpu: Some(0), marker: "*** stale-tlb".into(), cached })
+                .join("\n")
+        };
+        let with = text(&named);
+        assert!(with.contains("CPU2 reader") && with.contains("tlb fill idx 7"), "{with}");
+        assert!(!with.contains("idx 5"), "only the named translation's fill:\n{with}");
+        assert!(!text(&[]).contains("CPU2"), "{}", text(&[]));
+    }
+
+    #[test]
     fn window_filter_compression_and_width() {
         let pml = lock(LockClass::PmdLock, "pml (PMD table 0)");
         let ptl = lock(LockClass::PteLock, "ptl (PTE table 0)");
@@ -273,7 +312,7 @@ mod tests {
         ]);
         let roles = [Role::Collapse, Role::Uffd, Role::Marker];
         let marker = "*** table-freed-live, with a tail long enough that the column is narrowed to fit";
-        let t = Timeline { events: &events, roles: &roles, cpu: Some(0), marker: marker.into() };
+        let t = Timeline { events: &events, roles: &roles, cpu: Some(0), marker: marker.into(), cached: &[] };
         let lines = render(&t);
         let text = lines.join("\n");
         assert!(lines.iter().all(|l| l.len() <= WIDTH && !l.ends_with(' ')), "{text}");
@@ -305,6 +344,7 @@ mod tests {
             (TimelineEvent::TableFree { table: 3 }, "pte_free_defer table 3"),
             (TimelineEvent::Returned { result: ScanResult::Fail }, "return SCAN_FAIL"),
             (TimelineEvent::TlbAccess { vpn: 0x7f3a1000 }, "tlb access 0x7f3a1000"),
+            (TimelineEvent::TlbFill { vpn: 0x10000187, pfn: Pfn(0x387) }, "tlb fill idx 391"),
             (TimelineEvent::PageLock { pfn: Pfn(0x200) }, "lock_page pfn 0x200"),
         ] {
             assert_eq!(label(&event), want, "{event:?}");

@@ -77,7 +77,8 @@ pub fn timeline_lines(doc: &CounterexampleDoc) -> Vec<String> {
                 Some(step) => format!("*** {oracle} (at {step})"),
                 None => format!("*** {oracle}"),
             };
-            timeline::render(&Timeline { events, roles, cpu: first.and_then(|v| v.cpu), marker })
+            let cached = first.map_or(&[][..], |v| &v.cached[..]);
+            timeline::render(&Timeline { events, roles, cpu: first.and_then(|v| v.cpu), marker, cached })
         }
         CounterexampleTimeline::Lines(lines) => lines.clone(),
     }

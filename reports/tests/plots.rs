@@ -99,6 +99,7 @@ fn counterexample() -> CounterexampleDoc {
             cpu: Some(1),
             step: Some("tlb access".into()),
             message: "CPU 1 read page 12 through a stale TLB entry".into(),
+            cached: vec![],
         }],
         token: "abc123".into(),
         replay: "collapse-bench check --policy v2-flush-bool --replay abc123".into(),

@@ -222,6 +222,7 @@ fn counterexample() -> CounterexampleDoc {
                 message: "pte_free_defer: PTE table 0 freed with 1 live entry: idx 252 = present pfn 0xc02 (anon \
                           page installed by uffd on CPU 1)"
                     .into(),
+                cached: vec![],
             },
             Violation {
                 oracle: serde_json::from_value(serde_json::json!("lost-page")).unwrap(),
@@ -230,6 +231,7 @@ fn counterexample() -> CounterexampleDoc {
                 message: "anon page pfn 0xc02 for address 0x100000fc000, installed by uffd on CPU 1, is neither \
                           mapped nor freed (refcount 1)"
                     .into(),
+                cached: vec![],
             },
         ],
         token: token.into(),

@@ -14,7 +14,7 @@ use bench_core::controlled::{run_controlled, ControlledConfig, ControlledRun, En
 use bench_core::kernel::{DynPolicy, LockId};
 use bench_core::results::{TimelineEntry, TimelineEvent, TimelineLock};
 use bench_core::{Event, Mm, Oracle, Role, Violation};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -332,6 +332,17 @@ pub fn shrink(
     };
     loop {
         let mut progress = false;
+        // Remove every run of one CPU: an actor with nothing to do with the
+        // violation goes whole. Dropping its runs one at a time cannot do
+        // that when each of its holds (a neighbour's lock pair) spans runs.
+        let cpus: BTreeSet<u32> = cur.iter().copied().collect();
+        for cpu in cpus {
+            if spent >= budget {
+                return Ok((cur, spent));
+            }
+            let candidate: Vec<(u32, u32)> = runs(&cur).into_iter().filter(|&(c, _)| c != cpu).collect();
+            progress |= attempt(&mut cur, candidate, &mut spent)?;
+        }
         // Remove chunks of runs, halving the chunk size (ddmin-like).
         let mut chunk = (runs(&cur).len() / 2).max(1);
         loop {
@@ -510,6 +521,7 @@ pub fn timeline_event(mm: &Mm, role: Role, event: &Event) -> TimelineEvent {
         Event::Returned(result) => TimelineEvent::Returned { result },
         Event::LocklessRead => TimelineEvent::LocklessRead,
         Event::TlbAccess(vpn) => TimelineEvent::TlbAccess { vpn },
+        Event::TlbFill(vpn, pfn) => TimelineEvent::TlbFill { vpn, pfn },
         Event::PageOp(pfn) => TimelineEvent::PageOp { pfn },
         Event::TableAlloc => TimelineEvent::TableAlloc,
         Event::PageLock(pfn) => TimelineEvent::PageLock { pfn },

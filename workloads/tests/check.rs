@@ -221,3 +221,16 @@ fn tokens_round_trip_and_reject_garbage() {
         assert!(parse_token(bad).is_err(), "{bad} accepted");
     }
 }
+
+#[test]
+fn the_shrinker_drops_actors_the_violation_does_not_need() {
+    // With mm->page_table_lock as every lock, each neighbour hold delays
+    // the collapse; none is needed for the uffd page to go with the table.
+    let (_, cx) = finds(&plain("pre-fix"), "no-split-locks", Oracle::TableFreedLive);
+    let neighbours: Vec<u32> =
+        (0..cx.roles.len() as u32).filter(|&c| cx.roles[c as usize] == Role::Neighbour).collect();
+    assert_eq!(neighbours.len(), 2, "{:?}", cx.roles);
+    let before = &cx.timeline[..cx.violation_at];
+    assert!(before.iter().all(|e| !neighbours.contains(&e.cpu)), "{}", timeline_text(&cx));
+    assert!(before.iter().any(|e| cx.roles[e.cpu as usize] == Role::Uffd), "{}", timeline_text(&cx));
+}

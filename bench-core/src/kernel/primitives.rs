@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::mm::{
     addr_range, pmd_slot_of, pmd_table_of, vpn, Mm, MmCounter, Vma, VM_UFFD_MINOR, VM_UFFD_MISSING, VM_UFFD_WP,
 };
-use crate::oracle::Oracle;
+use crate::oracle::{CachedTranslation, Oracle, Violation};
 use crate::pgtable::TableState;
 use crate::pte::{Pfn, Pmd, PmdKind, Pte, HPAGE_PMD_NR, HPAGE_PMD_SIZE, PAGE_SHIFT, PAGE_SIZE, PTRS_PER_PTE};
 use crate::role::{installer_name, Role};
@@ -172,8 +172,20 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
         self.engine.step(self.cpu, step);
     }
 
+    /// Report a broken rule, placed where this CPU is (see [`Self::place`]).
     pub(crate) fn violation(&self, oracle: Oracle, message: String) {
-        self.mm.report(oracle, Some(self.cpu), Some(self.step.label()), message);
+        self.mm.report(oracle, Some(self.cpu), Some(self.place()), message);
+    }
+
+    /// Where this CPU is, for a violation's "at ...": the collapse's step,
+    /// or (any other role, the restore between collapses included) the
+    /// kernel path the role runs, never a collapse step it is not in.
+    fn place(&self) -> &'static str {
+        if self.role == Role::Collapse {
+            self.step.label()
+        } else {
+            self.role.activity()
+        }
     }
 
     // ---------------------------------------------------------------
@@ -249,16 +261,20 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
             }
         }
         if let Some(&(vpn, pfn, cpu)) = stale.first() {
-            self.violation(
-                Oracle::StaleTlb,
-                format!(
-                    "collapse dropped the page lock with {} translation(s) it cleared still cached: CPU {cpu} maps {:#x} -> {pfn}, \
-                     whose PTE was cleared ({} entries cleared, none flushed from that TLB)",
-                    stale.len(),
-                    vpn << PAGE_SHIFT,
-                    self.clear_log.cleared.len()
-                ),
+            let message = format!(
+                "collapse dropped the page lock with {} translation(s) it cleared still cached: CPU {cpu} maps {:#x} -> {pfn}, \
+                 whose PTE was cleared ({} entries cleared, none flushed from that TLB)",
+                stale.len(),
+                vpn << PAGE_SHIFT,
+                self.clear_log.cleared.len()
             );
+            self.mm.violations.push(Violation {
+                oracle: Oracle::StaleTlb,
+                cpu: Some(self.cpu),
+                step: Some(self.place().to_owned()),
+                message,
+                cached: stale.iter().map(|&(vpn, pfn, cpu)| CachedTranslation { cpu, vpn, pfn }).collect(),
+            });
         }
         self.clear_log.cleared.clear();
     }
@@ -950,6 +966,19 @@ mod lockdep_checks {
 
     fn lock_order(mm: &Mm) -> Vec<String> {
         mm.violations.snapshot().0.into_iter().filter(|v| v.oracle == Oracle::LockOrder).map(|v| v.message).collect()
+    }
+
+    #[test]
+    fn a_violation_outside_a_collapse_names_the_path_not_the_last_collapse_step() {
+        let mm = mm(1);
+        let ptl = mm.pte_lock_id(0);
+        let mut c = cx(&mm, 0);
+        c.step(Step::Install);
+        c.spin_unlock(ptl);
+        c.set_role(Role::Restore);
+        c.spin_unlock(ptl);
+        let places: Vec<Option<String>> = mm.violations.snapshot().0.into_iter().map(|v| v.step).collect();
+        assert_eq!(places, vec![Some("step 5 (install pmd)".to_owned()), Some("the range restore".to_owned())]);
     }
 
     #[test]
