@@ -8,26 +8,10 @@ mod harness;
 use bench_core::harness::Harness;
 use bench_core::kernel::{MmCounter, PmdKind, ScanResult, Step};
 use bench_core::mm::range_addr;
-use bench_core::{LockClass, Oracle, Role, StepHook};
-use crossbeam::channel::{bounded, Receiver, Sender};
+use bench_core::{LockClass, Oracle, Role};
 use harness::*;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
-
-/// A hook that parks the collapsing CPU once, at step `at`.
-fn pause_at(at: Step) -> (StepHook, Receiver<Step>, Sender<()>) {
-    let (paused_tx, paused_rx) = bounded(1);
-    let (resume_tx, resume_rx) = bounded::<()>(1);
-    let fired = AtomicBool::new(false);
-    let hook: StepHook = Arc::new(move |cpu, step| {
-        if cpu == 0 && step == at && !fired.swap(true, Ordering::SeqCst) {
-            paused_tx.send(step).unwrap();
-            resume_rx.recv().unwrap();
-        }
-    });
-    (hook, paused_rx, resume_tx)
-}
 
 /// uffd inserts an anonymous page between step 2 and step 4.
 #[test]

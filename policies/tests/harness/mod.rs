@@ -4,11 +4,12 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use bench_core::harness::{new_cpu, Harness};
-use bench_core::kernel::{Cx, DynPolicy, PmdKind};
+use bench_core::kernel::{Cx, DynPolicy, PmdKind, Step};
 use bench_core::mm::{range_addr, vpn, MmConfig, VM_UFFD_MISSING};
 use bench_core::pte::PAGE_SIZE;
 use bench_core::{FileKind, Mm, Native, Role, StepHook};
-use std::sync::atomic::Ordering;
+use crossbeam::channel::{bounded, Receiver, Sender};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use workloads::kernel_paths::UffdCopy;
@@ -111,4 +112,19 @@ pub fn pmd_kind(mm: &Mm) -> PmdKind {
 /// The TLB of `cpu` still maps subpage `i` of range 0 to the huge page.
 pub fn tlb_caches(mm: &Mm, cpu: u32, i: usize) -> bool {
     mm.tlbs.lookup(cpu, vpn(addr(i))) == Some(mm.file_hpage(0).nth(i))
+}
+
+/// A hook that parks the collapsing CPU (CPU 0) once, at step `at`: it
+/// says so on the first channel and waits for the second.
+pub fn pause_at(at: Step) -> (StepHook, Receiver<Step>, Sender<()>) {
+    let (paused_tx, paused_rx) = bounded(1);
+    let (resume_tx, resume_rx) = bounded::<()>(1);
+    let fired = AtomicBool::new(false);
+    let hook: StepHook = Arc::new(move |cpu, step| {
+        if cpu == 0 && step == at && !fired.swap(true, Ordering::SeqCst) {
+            paused_tx.send(step).unwrap();
+            resume_rx.recv().unwrap();
+        }
+    });
+    (hook, paused_rx, resume_tx)
 }
