@@ -449,7 +449,7 @@ fn resume(co: &mut Cpu, how: Resume, metrics: &mut Metrics) -> State {
         CoroutineResult::Yield(Suspend::Blocked(ev)) => State::Blocked(ev),
         CoroutineResult::Yield(Suspend::Stalled) => State::Stalled,
         CoroutineResult::Return(m) => {
-            metrics.merge(&m);
+            metrics.merge(m);
             State::Done
         }
     }

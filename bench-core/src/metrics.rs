@@ -168,24 +168,28 @@ impl Metrics {
         self.counts.ops[role] += 1;
     }
 
-    /// Fold another CPU's measurements into this one.
-    pub fn merge(&mut self, o: &Metrics) {
-        let add = |a: &mut Option<Box<Histogram<u64>>>, b: &Option<Box<Histogram<u64>>>| {
-            if let Some(b) = b {
-                a.get_or_insert_with(|| Box::new(new_hist())).add(&**b).expect("same bounds");
-            }
+    /// Fold another CPU's measurements into this one. Taken by value: a
+    /// histogram this side lacks is moved over rather than allocated and
+    /// added into (a fresh one is tens of KiB to zero, and the checker
+    /// merges every CPU of every schedule).
+    pub fn merge(&mut self, o: Metrics) {
+        let add = |a: &mut Option<Box<Histogram<u64>>>, b: Option<Box<Histogram<u64>>>| match (a.as_mut(), b) {
+            (_, None) => {}
+            (None, Some(b)) => *a = Some(b),
+            (Some(a), Some(b)) => a.add(&*b).expect("same bounds"),
         };
-        for (result, h) in &o.collapse {
+        let Metrics { collapse, mut hold, mut wait, mut op, counts } = o;
+        for (result, h) in collapse {
             add(&mut self.collapse[result], h);
         }
         for role in Role::iter() {
             for class in LockClass::iter() {
-                add(&mut self.hold[role][class], &o.hold[role][class]);
-                add(&mut self.wait[role][class], &o.wait[role][class]);
+                add(&mut self.hold[role][class], hold[role][class].take());
+                add(&mut self.wait[role][class], wait[role][class].take());
             }
-            add(&mut self.op[role], &o.op[role]);
+            add(&mut self.op[role], op[role].take());
         }
-        self.counts.merge(&o.counts);
+        self.counts.merge(&counts);
     }
 
     /// Collapse latency over every outcome.
@@ -301,7 +305,7 @@ mod tests {
         b.record_hold(Role::Collapse, LockClass::PmdLock, 300);
         b.record_collapse(ScanResult::Succeed, 1000);
         b.counts.recheck_passes = 2;
-        a.merge(&b);
+        a.merge(b);
         let s = a.summary();
         assert_eq!(s.lock_hold_ns["collapse/pml"].count, 2);
         assert_eq!(s.collapse_latency_ns["SCAN_SUCCEED"].count, 1);

@@ -176,7 +176,7 @@ pub fn run_native<A: Actor>(mm: &Mm, actors: Vec<A>, opts: &NativeOptions) -> Na
         }
         for h in handles {
             match h.join() {
-                Ok(m) => merged.merge(&m),
+                Ok(m) => merged.merge(m),
                 Err(p) => std::panic::resume_unwind(p),
             }
         }

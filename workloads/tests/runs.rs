@@ -123,10 +123,9 @@ fn interleave(scenario: &Scenario, rounds: usize) -> Outcome {
         peak_swap = peak_swap.max(mm.counter(MmCounter::SwapEnts));
     }
     let mut metrics = bench_core::Metrics::default();
-    for cx in &cxs {
-        metrics.merge(cx.metrics());
+    for cx in cxs {
+        metrics.merge(cx.into_metrics());
     }
-    drop(cxs);
     let teardown = mm.exit_mmap();
     assert!(teardown.is_empty(), "{teardown:#?}");
     assert_eq!(mm.pages.anon_in_use(), 0);
