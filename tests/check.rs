@@ -111,7 +111,7 @@ fn default_check_judges_the_five_policies_on_every_preset() {
     let head = stdout.split("\n\n").next().unwrap().split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(head.starts_with("check on every preset, seed 1: 1000 schedules per policy, split by the seed:"), "{head}");
     // Overall verdicts, one per policy (a wrapped line joined back).
-    let overall = stdout.split("overall (guard-marker presets in brackets").nth(1).expect("overall verdicts");
+    let overall = stdout.split("overall (in brackets: the guard-marker race alone").nth(1).expect("overall verdicts");
     let mut lines: Vec<String> = vec![];
     for l in overall.lines().skip(1).take_while(|l| !l.is_empty() && !l.starts_with("results: ")) {
         match l.strip_prefix("    ") {
