@@ -73,8 +73,8 @@ use std::time::Instant;
 /// What a policy is expected to be.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Expect {
-    /// Correct: no functional failure and no violation on any preset (bar
-    /// the guard-marker presets, reported apart).
+    /// Correct: no functional failure and no violation on any preset but
+    /// the guard-marker race (reported apart).
     Correct,
     /// A control or a known-buggy form: functional cases pass and the
     /// checker finds this oracle on `uffd-private` or `pml-contended`.
