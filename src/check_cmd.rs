@@ -15,10 +15,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use workloads::check::{
-    check_policy, parse_token, replay, runs, CheckOptions, CheckReport, Counterexample, ReplayOutcome, Search,
-    TOKEN_FORMAT,
+    check_policy, parse_token, replay, runs, schedule_seed, CheckOptions, CheckReport, Counterexample, ReplayOutcome,
+    Search, TOKEN_FORMAT,
 };
-use workloads::Scenario;
+use workloads::conformance::FUTURE_INSERTER_PRESETS;
+use workloads::{Scenario, PRESETS};
 
 /// Strategies `--strategy` takes.
 const STRATEGIES: &str = "pct, random";
@@ -64,14 +65,39 @@ pub struct CheckResult {
     pub tool: String,
     /// Where it ran.
     pub environment: Environment,
-    /// The full workload configuration.
+    /// The full workload configuration (null for the default scope: see
+    /// `presets`).
     pub scenario: serde_json::Value,
     /// The command line that reproduces it.
     pub command: String,
     /// How the search ran.
     pub options: OptionsDoc,
+    /// One entry per policy (of the one workload; empty for the default
+    /// scope).
+    pub policies: Vec<PolicyCheck>,
+    /// The default scope (no `-w`, no `--scenario`): one entry per preset,
+    /// with its share of the schedules.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub presets: Vec<PresetCheck>,
+}
+
+/// One preset of the default scope, as run.
+#[derive(Serialize, Debug)]
+pub struct PresetCheck {
+    /// The preset's name.
+    pub workload: String,
+    /// Whether its findings are reported apart (the guard-marker race).
+    pub reported_apart: bool,
+    /// Its full configuration.
+    pub scenario: serde_json::Value,
+    /// Schedules per policy it was given.
+    pub schedules: u64,
     /// One entry per policy.
     pub policies: Vec<PolicyCheck>,
+    /// The policies that broke a rule here other than by the guard-marker
+    /// race (a table freed with only guard markers in it): on a preset
+    /// reported apart, these count in the overall verdict.
+    pub beyond_guard_markers: Vec<String>,
 }
 
 /// The search options, as run.
@@ -81,7 +107,8 @@ pub struct OptionsDoc {
     pub strategy: String,
     /// PCT depth (None for random and replay).
     pub depth: Option<u32>,
-    /// Schedules per policy asked for.
+    /// Schedules per policy asked for (over all presets of the default
+    /// scope).
     pub schedules: u64,
     /// Base seed.
     pub seed: u64,
@@ -178,7 +205,9 @@ pub struct CheckPlan<'a> {
     args: &'a CheckArgs,
     json: Option<OutputFile>,
     policies: Vec<Arc<dyn DynPolicy>>,
-    scenario: Scenario,
+    /// The workloads with the schedules each gets: the one asked for, or
+    /// (no `-w`, no `--scenario`) every preset.
+    scenarios: Vec<(Scenario, u64)>,
     opts: CheckOptions,
     /// The schedule `--replay` names; None: search.
     replay: Option<Vec<u32>>,
@@ -211,9 +240,26 @@ impl<'a> CheckPlan<'a> {
                 })?)
             }
         };
-        let scenario = scenario(&args.workload, args.seed)?;
-        let opts = CheckOptions { search, schedules: args.schedules, seed: scenario.seed, ..CheckOptions::default() };
-        Ok(CheckPlan { args, json, policies, scenario, opts, replay })
+        let default_scope = args.workload.workload.is_none() && args.workload.scenario.is_none();
+        let scenarios = if default_scope {
+            if replay.is_some() {
+                return Err(CliError::Usage(
+                    "--replay: name the workload the token was printed for with -w (or --scenario)".into(),
+                ));
+            }
+            let mut scenarios = vec![];
+            for &(name, _) in PRESETS {
+                let workload = WorkloadArgs { workload: Some(name.to_owned()), ..args.workload.clone() };
+                scenarios.push(scenario(&workload, args.seed)?);
+            }
+            let shares = split_schedules(args.schedules, scenarios.len(), scenarios[0].seed)?;
+            scenarios.into_iter().zip(shares).collect()
+        } else {
+            vec![(scenario(&args.workload, args.seed)?, args.schedules)]
+        };
+        let opts =
+            CheckOptions { search, schedules: args.schedules, seed: scenarios[0].0.seed, ..CheckOptions::default() };
+        Ok(CheckPlan { args, json, policies, scenarios, opts, replay })
     }
 
     /// Search (or replay), printing as it goes. Returns the results and
@@ -234,19 +280,49 @@ impl<'a> CheckPlan<'a> {
             shrink_budget: opts.shrink_budget,
             replay: args.replay.clone(),
         };
+        let seed = opts.seed;
         let mut result = CheckResult {
             schema: SCHEMA,
             tool: format!("collapse-bench {}", env!("CARGO_PKG_VERSION")),
-            environment: Environment::capture("controlled", self.scenario.seed, GIT_REVISION),
-            scenario: serde_json::to_value(&self.scenario).map_err(|e| CliError::Failed(e.to_string()))?,
-            command: crate::cli::reproducer(self.scenario.seed, args.seed.is_some()),
+            environment: Environment::capture("controlled", seed, GIT_REVISION),
+            scenario: serde_json::Value::Null,
+            command: crate::cli::reproducer(seed, args.seed.is_some()),
             options,
             policies: vec![],
+            presets: vec![],
         };
-        let failed = match &self.replay {
-            Some(schedule) => replay_one(args, &self.scenario, opts, &self.policies[0], schedule, &mut result)?,
-            None => search_all(args, &self.scenario, opts, &self.policies, &mut result, self.json.is_some())?,
-        };
+        if let [(scenario, _)] = &self.scenarios[..] {
+            result.scenario = to_json(scenario)?;
+            let failed = match &self.replay {
+                Some(schedule) => replay_one(args, scenario, opts, &self.policies[0], schedule, &mut result)?,
+                None => search_all(args, scenario, opts, &self.policies, &mut result.policies, self.json.is_some())?.0,
+            };
+            return Ok((result, failed));
+        }
+        let shares: Vec<String> = self.scenarios.iter().map(|(s, n)| format!("{} {n}", s.name)).collect();
+        let head = format!(
+            "check on every preset, seed {seed}: {} schedules per policy, split by the seed: {}",
+            args.schedules,
+            shares.join(", ")
+        );
+        sayln!("{}\n", wrap(&head, "", "  "));
+        for (scenario, schedules) in &self.scenarios {
+            let opts = CheckOptions { schedules: *schedules, ..opts.clone() };
+            let mut policies = vec![];
+            let (_, reports) = search_all(args, scenario, &opts, &self.policies, &mut policies, self.json.is_some())?;
+            let beyond_guard_markers =
+                reports.iter().filter(|r| r.failed_beyond_guard_markers()).map(|r| r.policy.clone()).collect();
+            result.presets.push(PresetCheck {
+                workload: scenario.name.clone(),
+                reported_apart: FUTURE_INSERTER_PRESETS.contains(&scenario.name.as_str()),
+                scenario: to_json(scenario)?,
+                schedules: *schedules,
+                policies,
+                beyond_guard_markers,
+            });
+        }
+        let (out, failed) = overall_verdicts(&self.policies, &result.presets);
+        say!("{out}");
         Ok((result, failed))
     }
 
@@ -254,6 +330,61 @@ impl<'a> CheckPlan<'a> {
     pub fn write(&self, result: &CheckResult) -> Result<(), CliError> {
         write_json(self.json.as_ref(), result)
     }
+}
+
+fn to_json(scenario: &Scenario) -> Result<serde_json::Value, CliError> {
+    serde_json::to_value(scenario).map_err(|e| CliError::Failed(e.to_string()))
+}
+
+/// Split `total` schedules over `presets` presets: each gets `total /
+/// presets`, and the remainder goes one each to consecutive presets
+/// starting at the one the seed names, so a seed gives one split.
+fn split_schedules(total: u64, presets: usize, seed: u64) -> Result<Vec<u64>, CliError> {
+    let n = presets as u64;
+    if total < n {
+        return Err(CliError::Usage(format!(
+            "--schedules: the default scope runs {n} presets, so at least {n} schedules (or name one with -w)"
+        )));
+    }
+    let start = schedule_seed(seed, 0) % n;
+    Ok((0..n).map(|i| total / n + u64::from((i + n - start) % n < total % n)).collect())
+}
+
+/// The verdict of each policy over every preset of the default scope:
+/// one line per policy, each preset's verdict, and the overall one, FAIL
+/// when a preset failed, except by the guard-marker race alone on a
+/// preset reported apart (shown in brackets, not counted). Also whether
+/// any policy failed overall.
+fn overall_verdicts(policies: &[Arc<dyn DynPolicy>], presets: &[PresetCheck]) -> (String, bool) {
+    let mut out = String::from("overall (in brackets: the guard-marker race alone, reported apart, not counted):\n");
+    let mut any_failed = false;
+    for policy in policies {
+        let label = policy.label();
+        // The overall verdict names the oracle of the first counted failure.
+        let mut failed: Option<String> = None;
+        let mut cells = vec![];
+        for p in presets {
+            let verdict = match p.policies.iter().find(|c| c.policy == label) {
+                Some(c) => match &c.first {
+                    Some(doc) => format!("FAIL {}", doc.violations[0].oracle),
+                    None => c.verdict.clone(),
+                },
+                None => "PANIC".to_owned(),
+            };
+            if p.reported_apart && verdict != "PANIC" && !p.beyond_guard_markers.contains(&label) {
+                cells.push(format!("[{} {verdict}]", p.workload));
+            } else {
+                if verdict != "ok" && failed.is_none() {
+                    failed = Some(verdict.clone());
+                }
+                cells.push(format!("{} {verdict}", p.workload));
+            }
+        }
+        let line = format!("{label}: {}; {}", failed.as_deref().unwrap_or("ok"), cells.join(", "));
+        out.push_str(&wrap(&line, "", "    "));
+        any_failed |= failed.is_some();
+    }
+    (out, any_failed)
 }
 
 /// `check`. Ok(true) when a rule was broken (exit 1).
@@ -269,9 +400,9 @@ fn search_all(
     scenario: &Scenario,
     opts: &CheckOptions,
     policies: &[Arc<dyn DynPolicy>],
-    result: &mut CheckResult,
+    checks: &mut Vec<PolicyCheck>,
     writes_json: bool,
-) -> Result<bool, CliError> {
+) -> Result<(bool, Vec<CheckReport>), CliError> {
     let how = match opts.search {
         Search::Pct { depth } => format!("pct depth {depth}"),
         Search::Random => "random".into(),
@@ -311,12 +442,12 @@ fn search_all(
             .first
             .as_ref()
             .map(|cx| counterexample_doc(cx, replay_command(&args.workload, scenario, &report.policy, &cx.token())));
-        result.policies.push(policy_doc(policy, &report, first));
+        checks.push(policy_doc(policy, &report, first));
         reports.push(report);
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let mut out = String::from("\n");
-    out.push_str(&verdict_table(&result.policies));
+    out.push_str(&verdict_table(checks));
     let (schedules, steps): (u64, u64) = reports.iter().fold((0, 0), |(a, b), r| (a + r.schedules, b + r.steps));
     let search_s: f64 = reports.iter().map(|r| r.search_s).sum::<f64>().max(1e-9);
     let _ = writeln!(
@@ -325,7 +456,7 @@ fn search_all(
         schedules as f64 / search_s,
         steps as f64 / search_s
     );
-    for c in &result.policies {
+    for c in checks.iter() {
         let Some(doc) = &c.first else { continue };
         let head = format!(
             "{}: {} first in schedule #{}; shrunk from {} steps ({} runs) to {} steps ({} runs) in {} replays:",
@@ -346,7 +477,8 @@ fn search_all(
         let _ = writeln!(out, "{}", f.summary());
     }
     say!("{out}");
-    Ok(!panicked.is_empty() || result.policies.iter().any(|c| c.first.is_some() || c.verdict == "FAIL"))
+    let failed = !panicked.is_empty() || checks.iter().any(|c| c.first.is_some() || c.verdict == "FAIL");
+    Ok((failed, reports))
 }
 
 fn replay_one(

@@ -22,7 +22,17 @@ fn token(stdout: &str) -> &str {
 fn pre_fix_fails_with_a_timeline_and_its_token_replays_it() {
     let dir = scratch("prefix");
     let json = dir.join("c.json");
-    let out = bench(&["check", "-p", "pre-fix", "--schedules", "200", "--json", json.to_str().unwrap()]);
+    let out = bench(&[
+        "check",
+        "-p",
+        "pre-fix",
+        "-w",
+        "uffd-private",
+        "--schedules",
+        "200",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let row = stdout.lines().find(|l| l.starts_with("pre-fix ")).expect("a verdict row");
@@ -63,14 +73,14 @@ fn pre_fix_fails_with_a_timeline_and_its_token_replays_it() {
     assert_eq!(reports::verdicts::timeline_lines(&kept), tl);
 
     // The token replays the same run: same timeline, exit 1.
-    let again = bench(&["check", "-p", "pre-fix", "--replay", &tok]);
+    let again = bench(&["check", "-p", "pre-fix", "-w", "uffd-private", "--replay", &tok]);
     let replayed = String::from_utf8_lossy(&again.stdout).into_owned();
     assert_eq!(again.status.code(), Some(1), "{replayed}\n{}", String::from_utf8_lossy(&again.stderr));
     assert!(replayed.contains("table-freed-live") && replayed.contains("type:MM_ANONPAGES val:1"), "{replayed}");
     assert_eq!(timeline(&replayed), tl);
 
     // Without the reader CPU the token does not fit.
-    let other = bench(&["check", "-p", "pre-fix", "--threads", "readers=0", "--replay", &tok]);
+    let other = bench(&["check", "-p", "pre-fix", "-w", "uffd-private", "--threads", "readers=0", "--replay", &tok]);
     let stderr = String::from_utf8_lossy(&other.stderr);
     assert_eq!(other.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--replay") && stderr.contains("does not fit"), "{stderr}");
@@ -78,12 +88,74 @@ fn pre_fix_fails_with_a_timeline_and_its_token_replays_it() {
 
 #[test]
 fn v1_passes() {
-    let out = bench(&["check", "-p", "v1", "--schedules", "50"]);
+    let out = bench(&["check", "-p", "v1", "-w", "uffd-private", "--schedules", "50"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let row = stdout.lines().find(|l| l.starts_with("v1 ")).expect("a verdict row");
     assert_eq!(row.split_whitespace().collect::<Vec<_>>(), ["v1", "50", "ok"], "{row}");
     assert!(!stdout.contains("replay token"), "{stdout}");
+}
+
+/// The default scope (no `-w`): every preset, the default 1000 schedules
+/// split over them by the seed, one overall verdict per policy; the
+/// guard-marker presets are shown in brackets and not counted.
+#[test]
+fn default_check_judges_the_five_policies_on_every_preset() {
+    let dir = scratch("default-scope");
+    let json = dir.join("c.json");
+    let policies = "pre-fix,v2-posted,v1,v2-flush-bool,v2-step3-down";
+    let out = bench(&["check", "-p", policies, "--json", json.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    // The split, printed: 1000 = 6 x 143 + 142, the remainder placed by the seed.
+    let head = stdout.split("\n\n").next().unwrap().split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(head.starts_with("check on every preset, seed 1: 1000 schedules per policy, split by the seed:"), "{head}");
+    // Overall verdicts, one per policy (a wrapped line joined back).
+    let overall = stdout.split("overall (in brackets: the guard-marker race alone").nth(1).expect("overall verdicts");
+    let mut lines: Vec<String> = vec![];
+    for l in overall.lines().skip(1).take_while(|l| !l.is_empty() && !l.starts_with("results: ")) {
+        match l.strip_prefix("    ") {
+            Some(more) => *lines.last_mut().unwrap() += &format!(" {more}"),
+            None => lines.push(l.to_owned()),
+        }
+    }
+    let verdicts: std::collections::BTreeMap<&str, &str> = lines
+        .iter()
+        .map(|l| {
+            let (policy, rest) = l.split_once(": ").unwrap();
+            (policy, rest.split(';').next().unwrap())
+        })
+        .collect();
+    let want: Vec<(&str, &str)> = vec![
+        ("pre-fix", "FAIL table-freed-live"),
+        ("v1", "ok"),
+        ("v2-flush-bool", "ok"),
+        ("v2-posted", "FAIL stale-tlb"),
+        ("v2-step3-down", "ok"),
+    ];
+    let got: Vec<(&str, &str)> = verdicts.into_iter().collect();
+    assert_eq!(got, want, "{overall}");
+
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert!(doc["scenario"].is_null() && doc["policies"].as_array().unwrap().is_empty(), "{doc:#}");
+    let presets = doc["presets"].as_array().unwrap();
+    let names: Vec<&str> = presets.iter().map(|p| p["workload"].as_str().unwrap()).collect();
+    let shipped: Vec<&str> = workloads::PRESETS.iter().map(|p| p.0).collect();
+    assert_eq!(names, shipped);
+    let schedules: Vec<u64> = presets.iter().map(|p| p["schedules"].as_u64().unwrap()).collect();
+    assert_eq!(schedules.iter().sum::<u64>(), 1000);
+    assert!(schedules.iter().all(|&n| n == 142 || n == 143), "{schedules:?}");
+    let apart: Vec<&str> =
+        presets.iter().filter(|p| p["reported_apart"] == true).map(|p| p["workload"].as_str().unwrap()).collect();
+    assert_eq!(apart, ["markers", "mixed"]);
+    let verdict = |preset: &str, policy: &str| -> String {
+        let p = presets.iter().find(|p| p["workload"] == preset).unwrap();
+        let c = p["policies"].as_array().unwrap().iter().find(|c| c["policy"] == policy).unwrap();
+        c["verdict"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(verdict("uffd-private", "pre-fix"), "FAIL");
+    assert_eq!(verdict("pml-contended", "v2-posted"), "FAIL");
+    assert_eq!(verdict("uffd-private", "v2-posted"), "ok", "no pml contention there: the trylock never fails");
 }
 
 /// Expects exit 2 and an error naming every `needle`.
@@ -102,9 +174,14 @@ fn bad_input_exits_2_naming_the_flag() {
     rejects(&["check", "--depth", "0"], &["--depth", "at least 1"]);
     rejects(&["check", "--schedules", "0"], &["--schedules", "at least 1"]);
     rejects(&["check", "-p", "v1,pre-fix", "--replay", "s1-0x1"], &["--replay", "one policy", "v1, pre-fix"]);
-    rejects(&["check", "-p", "v1", "--replay", "0x12.1x3"], &["--replay", "`0x12.1x3`", "s1-<cpu>x<steps>"]);
-    rejects(&["check", "-p", "v1", "--replay", "s1-0x12.1xq"], &["--replay", "not a step count"]);
-    rejects(&["check", "-p", "v1", "--replay", "s1-7x3"], &["--replay", "does not fit", "CPU 7"]);
+    rejects(&["check", "-p", "v1", "--replay", "s1-0x1"], &["--replay", "name the workload", "-w"]);
+    rejects(&["check", "-p", "v1", "--schedules", "6"], &["--schedules", "7 presets", "at least 7"]);
+    rejects(
+        &["check", "-p", "v1", "-w", "uffd-private", "--replay", "0x12.1x3"],
+        &["--replay", "`0x12.1x3`", "s1-<cpu>x<steps>"],
+    );
+    rejects(&["check", "-p", "v1", "-w", "uffd-private", "--replay", "s1-0x12.1xq"], &["--replay", "not a step count"]);
+    rejects(&["check", "-p", "v1", "-w", "uffd-private", "--replay", "s1-7x3"], &["--replay", "does not fit", "CPU 7"]);
     rejects(&["check", "-p", "v9"], &["--policies", "unknown policy `v9`", "pre-fix"]);
     rejects(&["check", "-w", "nope"], &["unknown preset `nope`", "uffd-private"]);
 }

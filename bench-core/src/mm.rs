@@ -418,7 +418,14 @@ impl Mm {
 
     /// Record a violation.
     pub fn report(&self, oracle: Oracle, cpu: Option<u32>, step: Option<&str>, message: String) {
-        self.violations.push(Violation { oracle, cpu, step: step.map(str::to_owned), message, cached: vec![] });
+        self.violations.push(Violation {
+            oracle,
+            cpu,
+            step: step.map(str::to_owned),
+            message,
+            cached: vec![],
+            freed_live: vec![],
+        });
     }
 
     /// `exit_mmap()` then `check_mm()`: unmap everything, free every table,
@@ -428,7 +435,14 @@ impl Mm {
     pub fn exit_mmap(&self) -> Vec<Violation> {
         let mut found = vec![];
         let mut report = |oracle, message: String| {
-            let v = Violation { oracle, cpu: None, step: Some("exit_mmap".into()), message, cached: vec![] };
+            let v = Violation {
+                oracle,
+                cpu: None,
+                step: Some("exit_mmap".into()),
+                message,
+                cached: vec![],
+                freed_live: vec![],
+            };
             self.violations.push(v.clone());
             found.push(v);
         };

@@ -63,6 +63,24 @@ pub struct Violation {
     /// filled. Empty for most rules.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cached: Vec<CachedTranslation>,
+    /// The non-none entries a PTE table was freed with, as (index, entry):
+    /// a table-freed-live finding's evidence, so a reader can tell what
+    /// was left in it (an inserted page, a guard marker) without parsing
+    /// the message. Empty for every other rule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub freed_live: Vec<(usize, crate::pte::Pte)>,
+}
+
+impl Violation {
+    /// Whether this is a table freed live with only guard markers left in
+    /// it: the race with a future ptl-only inserter (MADV_GUARD_INSTALL,
+    /// v6.13, installs its markers under `ptl` alone) that a collapse not
+    /// rechecking under `pml` loses.
+    pub fn freed_with_guard_markers_only(&self) -> bool {
+        self.oracle == Oracle::TableFreedLive
+            && !self.freed_live.is_empty()
+            && self.freed_live.iter().all(|(_, pte)| pte.marker_kind() == Some(crate::pte::PteMarker::Guard))
+    }
 }
 
 /// A translation a CPU's TLB holds.

@@ -100,6 +100,7 @@ fn counterexample() -> CounterexampleDoc {
             step: Some("tlb access".into()),
             message: "CPU 1 read page 12 through a stale TLB entry".into(),
             cached: vec![],
+            freed_live: vec![],
         }],
         token: "abc123".into(),
         replay: "collapse-bench check --policy v2-flush-bool --replay abc123".into(),

@@ -223,6 +223,7 @@ fn counterexample() -> CounterexampleDoc {
                           page installed by uffd on CPU 1)"
                     .into(),
                 cached: vec![],
+                freed_live: vec![],
             },
             Violation {
                 oracle: serde_json::from_value(serde_json::json!("lost-page")).unwrap(),
@@ -232,6 +233,7 @@ fn counterexample() -> CounterexampleDoc {
                           mapped nor freed (refcount 1)"
                     .into(),
                 cached: vec![],
+                freed_live: vec![],
             },
         ],
         token: token.into(),

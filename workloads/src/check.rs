@@ -113,6 +113,11 @@ pub struct CheckReport {
     pub steps: u64,
     /// Violations per oracle: (schedules with one, first schedule index).
     pub by_oracle: BTreeMap<Oracle, (u64, u64)>,
+    /// Schedules that broke a rule.
+    pub violating: u64,
+    /// Of those, the schedules whose every violation is the guard-marker
+    /// race ([`Violation::freed_with_guard_markers_only`]), reported apart.
+    pub guard_marker_races: u64,
     /// Schedules that hit the step budget (possible livelock; not a verdict).
     pub step_limits: u64,
     /// The first counterexample.
@@ -131,6 +136,11 @@ impl CheckReport {
     /// Whether any rule was broken.
     pub fn failed(&self) -> bool {
         !self.by_oracle.is_empty()
+    }
+
+    /// Whether a schedule broke a rule other than by the guard-marker race.
+    pub fn failed_beyond_guard_markers(&self) -> bool {
+        self.violating > self.guard_marker_races
     }
 }
 
@@ -207,6 +217,10 @@ pub fn check_policy(
         }
         if violations.is_empty() {
             continue;
+        }
+        report.violating += 1;
+        if violations.iter().all(Violation::freed_with_guard_markers_only) {
+            report.guard_marker_races += 1;
         }
         let mut seen = vec![];
         for v in &violations {

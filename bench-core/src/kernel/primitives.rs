@@ -274,6 +274,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
                 step: Some(self.place().to_owned()),
                 message,
                 cached: stale.iter().map(|&(vpn, pfn, cpu)| CachedTranslation { cpu, vpn, pfn }).collect(),
+                freed_live: vec![],
             });
         }
         self.clear_log.cleared.clear();
@@ -831,14 +832,19 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
                     )
                 })
                 .unwrap_or_default();
-            self.violation(
-                Oracle::TableFreedLive,
-                format!(
-                    "pte_free_defer: PTE table {slot} freed with {} live entr{}: idx {idx} = {pte}{who}",
-                    live.len(),
-                    if live.len() == 1 { "y" } else { "ies" }
-                ),
+            let message = format!(
+                "pte_free_defer: PTE table {slot} freed with {} live entr{}: idx {idx} = {pte}{who}",
+                live.len(),
+                if live.len() == 1 { "y" } else { "ies" }
             );
+            self.mm.violations.push(Violation {
+                oracle: Oracle::TableFreedLive,
+                cpu: Some(self.cpu),
+                step: Some(self.place().to_owned()),
+                message,
+                cached: vec![],
+                freed_live: live,
+            });
         }
         self.engine.trace(self.cpu, Event::TableFree(slot));
         self.charge(Cost::TableFree, 1);
