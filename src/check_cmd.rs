@@ -15,11 +15,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use workloads::check::{
-    check_policy, parse_token, replay, runs, schedule_seed, CheckOptions, CheckReport, Counterexample, ReplayOutcome,
-    Search, TOKEN_FORMAT,
+    check_policy, counts_against, overall_failure, parse_token, replay, runs, split_schedules, CheckOptions,
+    CheckReport, Counterexample, ReplayOutcome, Search, TOKEN_FORMAT,
 };
-use workloads::conformance::FUTURE_INSERTER_PRESETS;
-use workloads::{Scenario, PRESETS};
+use workloads::{Scenario, FUTURE_INSERTER_PRESETS, PRESETS};
 
 /// Strategies `--strategy` takes.
 const STRATEGIES: &str = "pct, random";
@@ -252,7 +251,13 @@ impl<'a> CheckPlan<'a> {
                 let workload = WorkloadArgs { workload: Some(name.to_owned()), ..args.workload.clone() };
                 scenarios.push(scenario(&workload, args.seed)?);
             }
-            let shares = split_schedules(args.schedules, scenarios.len(), scenarios[0].seed)?;
+            let n = scenarios.len() as u64;
+            if args.schedules < n {
+                return Err(CliError::Usage(format!(
+                    "--schedules: the default scope runs {n} presets, so at least {n} schedules (or name one with -w)"
+                )));
+            }
+            let shares = split_schedules(args.schedules, scenarios.len(), scenarios[0].seed);
             scenarios.into_iter().zip(shares).collect()
         } else {
             vec![(scenario(&args.workload, args.seed)?, args.schedules)]
@@ -306,6 +311,7 @@ impl<'a> CheckPlan<'a> {
             shares.join(", ")
         );
         sayln!("{}\n", wrap(&head, "", "  "));
+        let mut by_preset = vec![];
         for (scenario, schedules) in &self.scenarios {
             let opts = CheckOptions { schedules: *schedules, ..opts.clone() };
             let mut policies = vec![];
@@ -320,8 +326,9 @@ impl<'a> CheckPlan<'a> {
                 policies,
                 beyond_guard_markers,
             });
+            by_preset.push((scenario.name.clone(), reports));
         }
-        let (out, failed) = overall_verdicts(&self.policies, &result.presets);
+        let (out, failed) = overall_verdicts(&self.policies, &by_preset);
         say!("{out}");
         Ok((result, failed))
     }
@@ -339,50 +346,39 @@ fn to_json(scenario: &Scenario) -> Result<serde_json::Value, CliError> {
 /// Split `total` schedules over `presets` presets: each gets `total /
 /// presets`, and the remainder goes one each to consecutive presets
 /// starting at the one the seed names, so a seed gives one split.
-fn split_schedules(total: u64, presets: usize, seed: u64) -> Result<Vec<u64>, CliError> {
-    let n = presets as u64;
-    if total < n {
-        return Err(CliError::Usage(format!(
-            "--schedules: the default scope runs {n} presets, so at least {n} schedules (or name one with -w)"
-        )));
-    }
-    let start = schedule_seed(seed, 0) % n;
-    Ok((0..n).map(|i| total / n + u64::from((i + n - start) % n < total % n)).collect())
-}
-
 /// The verdict of each policy over every preset of the default scope:
 /// one line per policy, each preset's verdict, and the overall one, FAIL
 /// when a preset failed, except by the guard-marker race alone on a
 /// preset reported apart (shown in brackets, not counted). Also whether
 /// any policy failed overall.
-fn overall_verdicts(policies: &[Arc<dyn DynPolicy>], presets: &[PresetCheck]) -> (String, bool) {
+fn overall_verdicts(policies: &[Arc<dyn DynPolicy>], presets: &[(String, Vec<CheckReport>)]) -> (String, bool) {
     let mut out = String::from("overall (in brackets: the guard-marker race alone, reported apart, not counted):\n");
     let mut any_failed = false;
     for policy in policies {
         let label = policy.label();
-        // The overall verdict names the oracle of the first counted failure.
-        let mut failed: Option<String> = None;
+        let by_preset: Vec<(&str, &CheckReport)> = presets
+            .iter()
+            .filter_map(|(name, reports)| Some((name.as_str(), reports.iter().find(|r| r.policy == label)?)))
+            .collect();
         let mut cells = vec![];
-        for p in presets {
-            let verdict = match p.policies.iter().find(|c| c.policy == label) {
-                Some(c) => match &c.first {
-                    Some(doc) => format!("FAIL {}", doc.violations[0].oracle),
-                    None => c.verdict.clone(),
+        for (name, _) in presets {
+            cells.push(match by_preset.iter().find(|(n, _)| n == name) {
+                None => format!("{name} PANIC"),
+                Some((_, r)) => match (r.by_oracle.keys().next(), counts_against(name, r)) {
+                    (None, _) => format!("{name} ok"),
+                    (Some(_), true) => format!("{name} FAIL {}", r.first_beyond_guard_markers.expect("counted")),
+                    (Some(excused), false) => format!("[{name} FAIL {excused}]"),
                 },
-                None => "PANIC".to_owned(),
-            };
-            if p.reported_apart && verdict != "PANIC" && !p.beyond_guard_markers.contains(&label) {
-                cells.push(format!("[{} {verdict}]", p.workload));
-            } else {
-                if verdict != "ok" && failed.is_none() {
-                    failed = Some(verdict.clone());
-                }
-                cells.push(format!("{} {verdict}", p.workload));
-            }
+            });
         }
-        let line = format!("{label}: {}; {}", failed.as_deref().unwrap_or("ok"), cells.join(", "));
+        let overall = match overall_failure(by_preset.iter().copied()) {
+            Some((_, oracle)) => format!("FAIL {oracle}"),
+            None if by_preset.len() < presets.len() => "PANIC".to_owned(),
+            None => "ok".to_owned(),
+        };
+        let line = format!("{label}: {overall}; {}", cells.join(", "));
         out.push_str(&wrap(&line, "", "    "));
-        any_failed |= failed.is_some();
+        any_failed |= overall != "ok";
     }
     (out, any_failed)
 }

@@ -9,6 +9,7 @@
 //! that [`replay`] runs again exactly, on the same scenario and seed.
 
 use crate::actors::Actor;
+use crate::presets::{preset, FUTURE_INSERTER_PRESETS, PRESETS};
 use crate::scenario::{Scenario, ScenarioError};
 use bench_core::controlled::{run_controlled, ControlledConfig, ControlledRun, End, Strategy};
 use bench_core::kernel::{DynPolicy, LockId};
@@ -118,6 +119,9 @@ pub struct CheckReport {
     /// Of those, the schedules whose every violation is the guard-marker
     /// race ([`Violation::freed_with_guard_markers_only`]), reported apart.
     pub guard_marker_races: u64,
+    /// The oracle of the first violation, in search order, that is not the
+    /// guard-marker race.
+    pub first_beyond_guard_markers: Option<Oracle>,
     /// Schedules that hit the step budget (possible livelock; not a verdict).
     pub step_limits: u64,
     /// The first counterexample.
@@ -219,8 +223,11 @@ pub fn check_policy(
             continue;
         }
         report.violating += 1;
-        if violations.iter().all(Violation::freed_with_guard_markers_only) {
-            report.guard_marker_races += 1;
+        match violations.iter().find(|v| !v.freed_with_guard_markers_only()) {
+            None => report.guard_marker_races += 1,
+            Some(v) => {
+                report.first_beyond_guard_markers.get_or_insert(v.oracle);
+            }
         }
         let mut seen = vec![];
         for v in &violations {
@@ -252,6 +259,55 @@ pub fn check_policy(
         report.shrink_s = t1.elapsed().as_secs_f64();
     }
     Ok(report)
+}
+
+/// `total` schedules split among `parts` workloads: as evenly as they
+/// go, the remainder to the parts the seed picks (so no preset is always
+/// the one short). `total` must be at least `parts`.
+pub fn split_schedules(total: u64, parts: usize, seed: u64) -> Vec<u64> {
+    let n = parts as u64;
+    assert!(n > 0 && total >= n, "{total} schedules cannot be split among {n} workloads");
+    let start = schedule_seed(seed, 0) % n;
+    (0..n).map(|i| total / n + u64::from((i + n - start) % n < total % n)).collect()
+}
+
+/// Whether a preset's report counts against the policy in the default
+/// scope: any finding does, except on a preset that runs the guard-marker
+/// installer, where a schedule whose only finding is that race is reported
+/// apart.
+pub fn counts_against(preset: &str, report: &CheckReport) -> bool {
+    if FUTURE_INSERTER_PRESETS.contains(&preset) {
+        report.failed_beyond_guard_markers()
+    } else {
+        report.failed()
+    }
+}
+
+/// `collapse-bench check` with no workload named: `policy` searched on
+/// every preset (its seed `opts.seed`), `opts.schedules` split among them
+/// by [`split_schedules`]. In [`PRESETS`] order.
+pub fn check_every_preset(
+    policy: &Arc<dyn DynPolicy>,
+    opts: &CheckOptions,
+) -> Result<Vec<(Scenario, CheckReport)>, ScenarioError> {
+    let shares = split_schedules(opts.schedules, PRESETS.len(), opts.seed);
+    let mut out = vec![];
+    for (&(name, _), schedules) in PRESETS.iter().zip(shares) {
+        let mut scenario = preset(name)?;
+        scenario.seed = opts.seed;
+        let report = check_policy(policy, &scenario, &CheckOptions { schedules, ..opts.clone() })?;
+        out.push((scenario, report));
+    }
+    Ok(out)
+}
+
+/// The overall verdict over presets, each given as (preset name, report),
+/// as [`check_every_preset`] gives them: the preset and oracle of the
+/// first report that [`counts_against`] the policy (None: ok).
+pub fn overall_failure<'a>(reports: impl IntoIterator<Item = (&'a str, &'a CheckReport)>) -> Option<(&'a str, Oracle)> {
+    reports.into_iter().find(|(name, r)| counts_against(name, r)).map(|(name, r)| {
+        (name, r.first_beyond_guard_markers.expect("a report counts only with a finding beyond the guard-marker race"))
+    })
 }
 
 /// The strategy of schedule `i`.

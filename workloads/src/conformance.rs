@@ -57,18 +57,23 @@
 //! timeline.
 
 use crate::check::{check_policy, CheckOptions, CheckReport, Search};
-use crate::kernel_paths::{cow_fault, page_cache_fault, swap_out, uffdio_copy, FaultMapped, UffdCopy};
-use crate::presets::{preset, PRESETS};
+use crate::kernel_paths::{
+    cow_fault, migrate_one, page_cache_fault, swap_out, toggle_guard_marker, uffdio_copy, FaultMapped, UffdCopy,
+};
+use crate::presets::{preset, FUTURE_INSERTER_PRESETS, PRESETS};
 use bench_core::harness::{new_cpu, Harness};
 use bench_core::kernel::{Cx, DynPolicy, MmCounter, PmdKind, PolicyEntry, ScanResult};
+use bench_core::kernel::{Pte, PteMarker, Step};
+use bench_core::mm::vpn;
 use bench_core::mm::{range_addr, VM_SHARED, VM_UFFD_MISSING, VM_UFFD_WP};
 use bench_core::pte::{HPAGE_PMD_NR, PAGE_SIZE};
-use bench_core::{FileKind, Mm, MmConfig, Native, Oracle, Role};
+use bench_core::{FileKind, Mm, MmConfig, Native, Oracle, Role, StepHook};
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// What a policy is expected to be.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -89,10 +94,6 @@ impl fmt::Display for Expect {
         }
     }
 }
-
-/// Presets that run a guard-marker installer (DESIGN §2 "Looking ahead"):
-/// reported apart; only their guard-marker race is excused.
-pub const FUTURE_INSERTER_PRESETS: [&str; 2] = ["markers", "mixed"];
 
 /// Presets on which [`Expect::Caught`] must find its oracle.
 pub const CAUGHT_PRESETS: [&str; 2] = ["uffd-private", "pml-contended"];
@@ -552,7 +553,9 @@ impl Setup {
             file: self.file,
             split_pmd_ptlocks: self.locks == Locks::Split,
             split_pte_ptlocks: self.locks != Locks::None,
-            cpus: 2,
+            // CPU 0 collapses, CPU 1 sets up and reads, CPU 2 races the
+            // collapse in the step 1 -> step 2 window.
+            cpus: 3,
             density: self.density,
             anon_pages: 64,
             spare_tables: 8,
@@ -699,7 +702,12 @@ impl<'a> Probe<'a> {
     /// One collapse of range 0 on CPU 0, then the lock check and the
     /// accounting oracle.
     fn collapse(&mut self, install: bool, want: ScanResult) {
-        let mut cx = new_cpu(self.mm, 0, Role::Collapse, Native::new(Instant::now(), None, false));
+        self.collapse_hooked(install, want, None);
+    }
+
+    /// [`Probe::collapse`], the collapse's steps reported to `hook`.
+    fn collapse_hooked(&mut self, install: bool, want: ScanResult, hook: Option<StepHook>) {
+        let mut cx = new_cpu(self.mm, 0, Role::Collapse, Native::new(Instant::now(), hook, false));
         let got = cx.run_collapse(self.policy, range_addr(0), install);
         if got != want {
             let mode = if install { "MADV_COLLAPSE" } else { "khugepaged" };
@@ -870,6 +878,162 @@ fn uffd_wp(p: &mut Probe<'_>, install: bool) {
     p.expect_state(&State::untouched(HPAGE_PMD_NR as i32, 0, 0));
 }
 
+/// The window cases' tables: three entries in four mapped, the holes at
+/// index 1 mod 4, as a file range partly faulted in.
+const WINDOW_DENSITY: u32 = 384;
+/// The entries the window cases change: a hole and a mapped entry, each
+/// past a couple of hundred mapped entries that step 2 clears first.
+const WINDOW_HOLE: usize = 301;
+const WINDOW_MAPPED: usize = 300;
+
+/// What changes one entry while the collapse is in the step 1 -> step 2
+/// window (`ptl` dropped after step 1 for the mmu-notifier start, the page
+/// lock still held: none of these paths needs it).
+#[derive(Copy, Clone, Debug)]
+enum WindowPath {
+    /// UFFDIO_COPY into a hole (a uffd-armed private VMA).
+    UffdIntoHole,
+    /// A write fault COWs a mapped entry into an anonymous copy.
+    Cow,
+    /// The copy is then swapped out: a swap entry.
+    CowThenSwapOut,
+    /// The copy is then migrated: a migration entry, then the new page.
+    CowThenMigrate,
+    /// MADV_GUARD_INSTALL puts a guard marker into a hole.
+    MarkerIntoHole,
+}
+
+impl WindowPath {
+    /// The entry it changes.
+    fn entry(self) -> usize {
+        match self {
+            WindowPath::UffdIntoHole | WindowPath::MarkerIntoHole => WINDOW_HOLE,
+            WindowPath::Cow | WindowPath::CowThenSwapOut | WindowPath::CowThenMigrate => WINDOW_MAPPED,
+        }
+    }
+
+    /// Run it on CPU 2; what went wrong setting it up, if anything.
+    fn run(self, mm: &Mm) -> Result<(), String> {
+        let addr = Probe::addr(self.entry());
+        let role = match self {
+            WindowPath::UffdIntoHole => Role::Uffd,
+            WindowPath::Cow => Role::Cow,
+            WindowPath::CowThenSwapOut => Role::Swap,
+            WindowPath::CowThenMigrate => Role::Migrate,
+            WindowPath::MarkerIntoHole => Role::Marker,
+        };
+        let mut cx = new_cpu(mm, 2, role, Native::new(Instant::now(), None, false));
+        let cowed = |cx: &mut Cx<'_, Native>| cow_fault(cx, addr).then_some(()).ok_or("the write fault did not COW");
+        match self {
+            WindowPath::UffdIntoHole => match uffdio_copy(&mut cx, addr) {
+                UffdCopy::Installed => Ok(()),
+                other => Err(format!("UFFDIO_COPY into the hole: {other:?}, not installed")),
+            },
+            WindowPath::Cow => Ok(cowed(&mut cx)?),
+            WindowPath::CowThenSwapOut => {
+                cowed(&mut cx)?;
+                match swap_out(&mut cx, addr) {
+                    Some(a) if a == addr => Ok(()),
+                    other => Err(format!("reclaim swapped out {other:x?}, not the copy")),
+                }
+            }
+            WindowPath::CowThenMigrate => {
+                cowed(&mut cx)?;
+                match migrate_one(&mut cx, addr) {
+                    Some(a) if a == addr => Ok(()),
+                    other => Err(format!("migration moved {other:x?}, not the copy")),
+                }
+            }
+            WindowPath::MarkerIntoHole => match toggle_guard_marker(&mut cx, addr) {
+                Some(pte) if pte == Pte::marker(PteMarker::Guard) => Ok(()),
+                other => Err(format!("MADV_GUARD_INSTALL wrote {other:?}, not a guard marker")),
+            },
+        }
+    }
+}
+
+/// The collapse parked at the mmu-notifier start, `path` run on CPU 2,
+/// the collapse resumed. What the kernel gives (collapse_pte_mapped_thp(),
+/// v6.6, and every correct policy, whose step 2 pass looks at each entry
+/// again under `ptl`): step 2 clears the mapped entries before the changed
+/// one, finds it changed and aborts — SCAN_FAIL for a page that is not
+/// `hpage + i`, SCAN_PTE_NON_PRESENT for a swap entry or a marker. The
+/// abort path gives back the references and the counter of what it
+/// cleared, and flushes: no TLB still translates a cleared entry. The
+/// rest of the table stays mapped.
+fn in_the_window(p: &mut Probe<'_>, install: bool, path: WindowPath) {
+    p.touch_all();
+    let (paused_tx, paused_rx) = mpsc::channel::<()>();
+    let (resume_tx, resume_rx) = mpsc::channel::<()>();
+    let (paused_tx, resume_rx, fired) = (Mutex::new(paused_tx), Mutex::new(resume_rx), AtomicBool::new(false));
+    let hook: StepHook = Arc::new(move |cpu, step| {
+        if cpu == 0 && step == Step::Notify && !fired.swap(true, Ordering::SeqCst) {
+            let _ = paused_tx.lock().unwrap_or_else(|e| e.into_inner()).send(());
+            let _ = resume_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        }
+    });
+    let (idx, mm) = (path.entry(), p.mm);
+    let mapped = |i: usize| mm.density_maps(i);
+    let cleared = (0..idx).filter(|&i| mapped(i)).count();
+    let still_mapped = WINDOW_DENSITY as usize - cleared - usize::from(mapped(idx));
+    let (want, anon, swap) = match path {
+        WindowPath::UffdIntoHole | WindowPath::Cow | WindowPath::CowThenMigrate => (ScanResult::Fail, 1, 0),
+        WindowPath::CowThenSwapOut => (ScanResult::PteNonPresent, 0, 1),
+        WindowPath::MarkerIntoHole => (ScanResult::PteNonPresent, 0, 0),
+    };
+    let setup = std::thread::scope(|s| {
+        let collapser = s.spawn(|| {
+            let mut probe = Probe { mm, policy: p.policy, failures: vec![] };
+            probe.collapse_hooked(install, want, Some(hook));
+            probe.failures
+        });
+        let setup = match paused_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(()) => path.run(mm),
+            Err(_) => Err("the collapse never reached the mmu-notifier start".to_owned()),
+        };
+        drop(resume_tx);
+        let failures = collapser.join().unwrap_or_else(|_| vec!["the collapse panicked".to_owned()]);
+        p.failures.extend(failures);
+        setup
+    });
+    if let Err(why) = setup {
+        p.failures.push(format!("setup: {path:?} on entry {idx}: {why}"));
+    }
+    p.expect_state(&State::untouched(still_mapped as i32, anon, swap));
+    let hpage = mm.file_hpage(0);
+    if let PmdKind::Table(slot) = mm.pmds.get(0, 0).kind() {
+        let stale = (0..HPAGE_PMD_NR)
+            .filter(|&i| mm.tables.get(slot, i) != Pte::present(hpage.nth(i)))
+            .filter(|&i| mm.tlbs.lookup(1, vpn(Probe::addr(i))) == Some(hpage.nth(i)))
+            .count();
+        if stale != 0 {
+            p.failures.push(format!(
+                "CPU 1's TLB still translates {stale} entries the collapse cleared: the abort path owes a flush"
+            ));
+        }
+    }
+}
+
+fn uffd_into_hole_in_the_window(p: &mut Probe<'_>, install: bool) {
+    in_the_window(p, install, WindowPath::UffdIntoHole);
+}
+
+fn cow_in_the_window(p: &mut Probe<'_>, install: bool) {
+    in_the_window(p, install, WindowPath::Cow);
+}
+
+fn cow_then_swap_out_in_the_window(p: &mut Probe<'_>, install: bool) {
+    in_the_window(p, install, WindowPath::CowThenSwapOut);
+}
+
+fn cow_then_migrate_in_the_window(p: &mut Probe<'_>, install: bool) {
+    in_the_window(p, install, WindowPath::CowThenMigrate);
+}
+
+fn marker_into_hole_in_the_window(p: &mut Probe<'_>, install: bool) {
+    in_the_window(p, install, WindowPath::MarkerIntoHole);
+}
+
 /// Every functional case, as (name, setup, modes, body).
 fn cases() -> Vec<Case> {
     use VmaKind::*;
@@ -893,6 +1057,13 @@ fn cases() -> Vec<Case> {
     add("retracted table", &plain, 512, BOTH, retracted_table);
     add("already PMD-mapped", &plain, 512, BOTH, pmd_mapped);
     add("uffd-wp VMA", &[UffdWp], 512, BOTH, uffd_wp);
+    // Step 1 -> step 2: an entry changes while ptl is dropped.
+    let w = WINDOW_DENSITY;
+    add("uffd copy into a hole, step 1 -> 2", &[UffdPrivate], w, BOTH, uffd_into_hole_in_the_window);
+    add("COW, step 1 -> 2", &private, w, BOTH, cow_in_the_window);
+    add("COW then swap-out, step 1 -> 2", &private, w, BOTH, cow_then_swap_out_in_the_window);
+    add("COW then migration, step 1 -> 2", &private, w, BOTH, cow_then_migrate_in_the_window);
+    add("guard marker into a hole, step 1 -> 2", &[Private], w, BOTH, marker_into_hole_in_the_window);
     // Lock and file variants: every branch on `ptl == pml`.
     for locks in [Locks::PmlUnsplit, Locks::None] {
         for vma in [Private, UffdPrivate] {

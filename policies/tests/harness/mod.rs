@@ -68,40 +68,11 @@ pub fn uffd_copy(cx: &mut Cx<'_, Native>, i: usize) -> bool {
     }
 }
 
-/// A write fault COWing subpage `i` into an anonymous copy
-/// ([`workloads::kernel_paths::cow_fault`]); panics if it did not copy.
-pub fn cow(cx: &mut Cx<'_, Native>, i: usize) {
-    assert!(workloads::kernel_paths::cow_fault(cx, addr(i)), "the write fault did not COW subpage {i}");
-}
-
-/// Swap out the anonymous page at subpage `i` (the entry becomes
-/// non-present; [`workloads::kernel_paths::swap_out`]); panics if reclaim
-/// swapped out another page or none.
-pub fn swap_out(cx: &mut Cx<'_, Native>, i: usize) {
-    assert_eq!(workloads::kernel_paths::swap_out(cx, addr(i)), Some(addr(i)), "reclaim from subpage {i}");
-}
-
 /// Touch every subpage of range 0 from `cx`'s CPU, filling its TLB.
 pub fn touch_all(cx: &mut Cx<'_, Native>) {
     for i in 0..512 {
         assert!(cx.touch(addr(i)).is_some());
     }
-}
-
-/// Refcount of range 0's huge page.
-pub fn hpage_refs(mm: &Mm) -> i32 {
-    mm.pages.get(mm.file_hpage(0)).refcount.load(Ordering::Relaxed)
-}
-
-/// Sum of subpage mapcounts of range 0's huge page.
-pub fn hpage_mapcount(mm: &Mm) -> i32 {
-    let h = mm.file_hpage(0);
-    (0..512).map(|i| mm.pages.get(h.nth(i)).mapcount.load(Ordering::Relaxed)).sum()
-}
-
-/// Whether any model lock is held.
-pub fn any_lock_held(mm: &Mm) -> bool {
-    mm.lock_stats().any(|(id, _, _)| mm.lock(id).is_locked())
 }
 
 /// The PMD of range 0 now.

@@ -1,0 +1,414 @@
+//! One-line slips in copies of shipped policies, one per gap issue 13
+//! found in what the checker looked at, each caught by the oracle that
+//! names its bug: by the default `check` (every preset, the schedules
+//! split among them: [`check_every_preset`]) and by the conformance suite.
+//! Each test also shows the gap: where the slip hides from a narrower look.
+//!
+//! - The default scope: `v2-step3-down` whose recheck after a failed
+//!   trylock tests the wrong VMA kind. Only a contended `pml` makes the
+//!   trylock fail, and `uffd-private` has no neighbour: it is ok there.
+//! - Partly-populated tables: `v1` whose abort path skips the flush when it
+//!   took `pml` early. Step 2 aborts after clearing only when an entry
+//!   changed in the step 1 -> step 2 window; on a uffd-armed VMA that is
+//!   UFFDIO_COPY into a hole, which a full table does not have.
+//! - Marker presets: `v2-step3-down:recheck_always=true` (immune to the
+//!   guard-marker race) whose abort path, stopped by a non-present entry,
+//!   forgets what step 2 already cleared. On `markers`, its recheck pass
+//!   finding a marker in a slot step 2 emptied is what stops it; the
+//!   finding there is not the excused race, and must not be excused.
+//! - The step 1 -> step 2 window: `v1` whose step 2 trusts step 1 and
+//!   clears whatever is present. The conformance suite's window cases fail
+//!   it functionally.
+
+use bench_core::kernel::{
+    entry, userfaultfd_armed, CollapsePolicy, Cx, DynPolicy, Engine, LockId, NoParams, Pfn, Pmd, PmdRef, PolicyEntry,
+    PteMap, ScanResult, Step, Vma, SINGLE_DEPTH_NESTING, VM_SHARED,
+};
+use bench_core::pte::{HPAGE_PMD_NR, PAGE_SIZE};
+use bench_core::Oracle;
+use policies::khugepaged::{abort_unlock, account_cleared, clear_ptes, collapse_pte_mapped_thp, remove_table};
+use policies::recheck::{lock_pml_under_ptl, RecheckParams};
+use std::sync::Arc;
+use workloads::check::{check_every_preset, check_policy, overall_failure, CheckOptions, CheckReport};
+use workloads::conformance::{conformance, ConformanceOptions, ConformanceReport};
+use workloads::{preset, Scenario};
+
+/// The slips, by the gap each shows.
+const RECHECK_SHARED_ONLY: u8 = 0;
+const NO_FLUSH_UNDER_EARLY_PML: u8 = 1;
+const FORGETS_CLEARED_ON_NON_PRESENT: u8 = 2;
+const STEP_2_TRUSTS_STEP_1: u8 = 3;
+
+// ---------------------------------------------------------------------
+// v2-step3-down with a slip.
+// ---------------------------------------------------------------------
+
+/// `v2-step3-down` (policies/src/v2_step3_down.rs) with slip `SLIP`.
+struct SlippedV2<const SLIP: u8>(RecheckParams);
+
+impl<const SLIP: u8> CollapsePolicy for SlippedV2<SLIP> {
+    type Params = RecheckParams;
+    const NAME: &'static str = match SLIP {
+        RECHECK_SHARED_ONLY => "slip-recheck-shared-only",
+        _ => "slip-forgets-cleared-on-non-present",
+    };
+    const SUMMARY: &'static str = "broken on purpose: v2-step3-down with one slip";
+
+    fn new(params: RecheckParams) -> Self {
+        SlippedV2(params)
+    }
+
+    fn params(&self) -> &RecheckParams {
+        &self.0
+    }
+
+    fn collapse<E: Engine>(&self, cx: &mut Cx<'_, E>, haddr: u64, install_pmd: bool) -> ScanResult {
+        let recheck_always = self.0.recheck_always;
+        collapse_pte_mapped_thp(cx, haddr, install_pmd, |cx, vma, haddr, hpage, pmd, ptl| {
+            slipped_v2_steps_2_to_4::<E, SLIP>(cx, vma, haddr, hpage, pmd, ptl, recheck_always)
+        })
+    }
+}
+
+fn slipped_v2_steps_2_to_4<E: Engine, const SLIP: u8>(
+    cx: &mut Cx<'_, E>,
+    vma: &Vma,
+    haddr: u64,
+    hpage: Pfn,
+    pmd: PmdRef,
+    mut ptl: LockId,
+    recheck_always: bool,
+) -> Result<Pmd, ScanResult> {
+    let mut pml = None;
+    let mut start_pte = None;
+    let mut nr_ptes = 0;
+    let result = 'abort: {
+        let Some((table, table_ptl)) = cx.pte_offset_map_lock(pmd, haddr) else {
+            break 'abort ScanResult::Fail;
+        };
+        (start_pte, ptl) = (Some(table), table_ptl);
+        let mut pass = Step::Clear;
+        'recheck: loop {
+            cx.step(pass);
+            if let Err(result) = clear_ptes(cx, vma, haddr, hpage, table, &mut nr_ptes) {
+                if SLIP == FORGETS_CLEARED_ON_NON_PRESENT && result == ScanResult::PteNonPresent {
+                    // BROKEN: "a non-present entry maps no subpage, so
+                    // there is nothing to give back" -- but the entries
+                    // cleared before it were.
+                    nr_ptes = 0;
+                }
+                break 'abort result;
+            }
+            if pml.is_none() {
+                let (lock, ptl_dropped) = lock_pml_under_ptl(cx, pmd, ptl);
+                pml = Some(lock);
+                let private = if SLIP == RECHECK_SHARED_ONLY {
+                    // BROKEN: the VM_SHARED test inverted.
+                    vma.flags & VM_SHARED != 0
+                } else {
+                    vma.flags & VM_SHARED == 0
+                };
+                if ptl_dropped && (recheck_always || userfaultfd_armed(vma) && private) {
+                    pass = Step::Recheck;
+                    continue 'recheck;
+                }
+            }
+            break;
+        }
+        let pml = pml.expect("taken at the lock point");
+        cx.step(Step::Account);
+        account_cleared(cx, hpage, nr_ptes);
+        cx.step(Step::RemoveTable);
+        return Ok(remove_table(cx, vma, haddr, pmd, Some(table), ptl, pml));
+    };
+    cx.step(Step::Abort);
+    if nr_ptes != 0 {
+        cx.flush_tlb_mm();
+        account_cleared(cx, hpage, nr_ptes);
+    }
+    abort_unlock(cx, start_pte, ptl, pml);
+    Err(result)
+}
+
+// ---------------------------------------------------------------------
+// v1 with a slip.
+// ---------------------------------------------------------------------
+
+/// `v1` (policies/src/v1.rs) with slip `SLIP`.
+struct SlippedV1<const SLIP: u8>(NoParams);
+
+impl<const SLIP: u8> CollapsePolicy for SlippedV1<SLIP> {
+    type Params = NoParams;
+    const NAME: &'static str = match SLIP {
+        NO_FLUSH_UNDER_EARLY_PML => "slip-no-flush-under-early-pml",
+        _ => "slip-step-2-trusts-step-1",
+    };
+    const SUMMARY: &'static str = "broken on purpose: v1 with one slip";
+
+    fn new(params: NoParams) -> Self {
+        SlippedV1(params)
+    }
+
+    fn params(&self) -> &NoParams {
+        &self.0
+    }
+
+    fn collapse<E: Engine>(&self, cx: &mut Cx<'_, E>, haddr: u64, install_pmd: bool) -> ScanResult {
+        collapse_pte_mapped_thp(cx, haddr, install_pmd, slipped_v1_steps_2_to_4::<E, SLIP>)
+    }
+}
+
+fn slipped_v1_steps_2_to_4<E: Engine, const SLIP: u8>(
+    cx: &mut Cx<'_, E>,
+    vma: &Vma,
+    haddr: u64,
+    hpage: Pfn,
+    pmd: PmdRef,
+    mut ptl: LockId,
+) -> Result<Pmd, ScanResult> {
+    let mut pml = None;
+    let mut start_pte = None;
+    let mut nr_ptes = 0;
+    let result = 'abort: {
+        if userfaultfd_armed(vma) && vma.flags & VM_SHARED == 0 {
+            pml = Some(cx.pmd_lock(pmd));
+        }
+        let Some((table, table_ptl)) = cx.pte_offset_map_nolock(pmd, haddr) else {
+            break 'abort ScanResult::Fail;
+        };
+        (start_pte, ptl) = (Some(table), table_ptl);
+        match pml {
+            None => cx.spin_lock(ptl),
+            Some(pml) if pml != ptl => cx.spin_lock_nested(ptl, SINGLE_DEPTH_NESTING),
+            Some(_) => {}
+        }
+        cx.step(Step::Clear);
+        let cleared = if SLIP == STEP_2_TRUSTS_STEP_1 {
+            clear_ptes_trusting_step_1(cx, vma, haddr, hpage, table, &mut nr_ptes)
+        } else {
+            clear_ptes(cx, vma, haddr, hpage, table, &mut nr_ptes)
+        };
+        if let Err(result) = cleared {
+            break 'abort result;
+        }
+        cx.pte_unmap(table);
+        if pml.is_none() {
+            cx.spin_unlock(ptl);
+        }
+        cx.step(Step::Account);
+        account_cleared(cx, hpage, nr_ptes);
+        cx.step(Step::RemoveTable);
+        let pml = match pml {
+            Some(pml) => pml,
+            None => {
+                let pml = cx.pmd_lock(pmd);
+                if ptl != pml {
+                    cx.spin_lock_nested(ptl, SINGLE_DEPTH_NESTING);
+                }
+                pml
+            }
+        };
+        return Ok(remove_table(cx, vma, haddr, pmd, None, ptl, pml));
+    };
+    cx.step(Step::Abort);
+    // BROKEN (NO_FLUSH_UNDER_EARLY_PML): "with pml held since before step
+    // 2 nobody can have walked to these entries" -- but the TLBs filled
+    // before step 1 still hold them.
+    let flush = SLIP != NO_FLUSH_UNDER_EARLY_PML || pml.is_none();
+    if nr_ptes != 0 {
+        if flush {
+            cx.flush_tlb_mm();
+        }
+        account_cleared(cx, hpage, nr_ptes);
+    }
+    abort_unlock(cx, start_pte, ptl, pml);
+    Err(result)
+}
+
+/// Step 2's loop with the slip: an entry is cleared if it is present,
+/// without asking again which page it maps.
+fn clear_ptes_trusting_step_1<E: Engine>(
+    cx: &mut Cx<'_, E>,
+    vma: &Vma,
+    haddr: u64,
+    hpage: Pfn,
+    start_pte: PteMap,
+    nr_ptes: &mut i32,
+) -> Result<(), ScanResult> {
+    for i in 0..HPAGE_PMD_NR {
+        let addr = haddr + i as u64 * PAGE_SIZE;
+        let pte = start_pte.at(i);
+        let ptent = cx.ptep_get(pte);
+        if ptent.is_none() {
+            continue;
+        }
+        if !ptent.is_present() {
+            return Err(ScanResult::PteNonPresent);
+        }
+        // BROKEN: "step 1 checked every present entry is hpage + i" -- but
+        // ptl was dropped since, and a COW or UFFDIO_COPY may have put an
+        // anonymous page here.
+        cx.ptep_clear(addr, pte);
+        cx.page_remove_rmap(hpage.nth(i), vma, false);
+        *nr_ptes += 1;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------
+// How each is judged.
+// ---------------------------------------------------------------------
+
+/// The default `check`'s budget and seed, without shrinking (the verdict
+/// does not depend on it).
+fn default_options() -> CheckOptions {
+    CheckOptions { shrink_budget: 0, ..CheckOptions::default() }
+}
+
+fn built(entry: &PolicyEntry) -> Arc<dyn DynPolicy> {
+    (entry.build)(&serde_json::Value::Null).expect("default parameters")
+}
+
+/// `collapse-bench check -p NAME`: the overall verdict, (preset, oracle).
+fn default_check(entry: &PolicyEntry) -> Option<(String, Oracle)> {
+    verdict(&check_every_preset(&built(entry), &default_options()).expect("the presets run"))
+}
+
+fn verdict(reports: &[(Scenario, CheckReport)]) -> Option<(String, Oracle)> {
+    overall_failure(reports.iter().map(|(s, r)| (s.name.as_str(), r))).map(|(p, o)| (p.to_owned(), o))
+}
+
+/// `collapse-bench check -p NAME -w PRESET`, at the default schedules.
+fn check_one(entry: &PolicyEntry, scenario: &Scenario) -> CheckReport {
+    check_policy(&built(entry), scenario, &default_options()).expect("the preset runs")
+}
+
+/// The conformance suite as a policy crate runs it, expecting correct.
+fn conforms(entry: &PolicyEntry) -> ConformanceReport {
+    let report = conformance(entry, &serde_json::Value::Null, &ConformanceOptions::default());
+    println!("{report}");
+    report
+}
+
+/// The oracles the suite's checker found, over its presets.
+fn found(report: &ConformanceReport) -> Vec<Oracle> {
+    let mut out: Vec<Oracle> =
+        report.presets.iter().filter_map(|p| p.check.as_ref()).flat_map(|c| c.by_oracle.keys().copied()).collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[test]
+fn default_scope_a_wrong_recheck_condition_shows_only_under_pml_contention() {
+    let e = entry::<SlippedV2<RECHECK_SHARED_ONLY>>();
+    let alone = check_one(&e, &preset("uffd-private").unwrap());
+    assert!(!alone.failed(), "no neighbour, no failed trylock: {:?}", alone.by_oracle);
+    assert_eq!(default_check(&e), Some(("pml-contended".to_owned(), Oracle::TableFreedLive)));
+    let report = conforms(&e);
+    assert!(!report.passed(), "{report}");
+    assert!(report.cases.iter().all(|c| c.passed()), "only racing shows it: {report}");
+    let preset = report.presets.iter().find(|p| p.preset == "pml-contended").unwrap();
+    assert!(preset.found(Oracle::TableFreedLive), "{report}");
+}
+
+#[test]
+fn partly_populated_a_skipped_abort_flush_under_the_early_pml_needs_a_hole() {
+    let e = entry::<SlippedV1<NO_FLUSH_UNDER_EARLY_PML>>();
+    let mut full = preset("uffd-private").unwrap();
+    full.density = 512;
+    let on_full = check_one(&e, &full);
+    assert!(!on_full.failed(), "a full table: step 2 never aborts: {:?}", on_full.by_oracle);
+    let partial = check_one(&e, &preset("uffd-private").unwrap());
+    assert_eq!(partial.by_oracle.keys().copied().collect::<Vec<_>>(), [Oracle::StaleTlb]);
+    assert_eq!(default_check(&e), Some(("uffd-private".to_owned(), Oracle::StaleTlb)));
+    let report = conforms(&e);
+    assert!(!report.passed(), "{report}");
+    assert!(found(&report).contains(&Oracle::StaleTlb), "{report}");
+}
+
+#[test]
+fn marker_presets_a_finding_beside_the_guard_marker_race_counts() {
+    // Rechecking always, the copy is immune to the guard-marker race, as
+    // v2-step3-down:recheck_always=true is; but when its recheck pass
+    // finds a marker in a slot step 2 emptied, the slip drops the count of
+    // what step 2 cleared: no flush, no references given back.
+    let e = entry::<SlippedV2<FORGETS_CLEARED_ON_NON_PRESENT>>();
+    let always = serde_json::json!({"recheck_always": true});
+    let policy = (e.build)(&always).unwrap();
+    let reports = check_every_preset(&policy, &default_options()).unwrap();
+    let markers = &reports.iter().find(|(s, _)| s.name == "markers").unwrap().1;
+    assert_eq!(markers.by_oracle.keys().copied().collect::<Vec<_>>(), [Oracle::StaleTlb, Oracle::Accounting]);
+    assert_eq!(markers.first_beyond_guard_markers, Some(Oracle::StaleTlb));
+    // The default check names cow-swap first, where a COWed copy swapped
+    // out in the step 1 -> 2 window stops step 2 the same way.
+    assert_eq!(verdict(&reports), Some(("cow-swap".to_owned(), Oracle::Accounting)));
+    // The suite on markers alone: a finding there that is not the
+    // guard-marker race fails the policy.
+    let only_markers =
+        ConformanceOptions { presets: vec!["markers".into()], functional: false, ..ConformanceOptions::default() };
+    let report = conformance(&e, &always, &only_markers);
+    println!("{report}");
+    assert!(!report.passed(), "{report}");
+    assert_eq!(report.failures.len(), 1, "{report}");
+    assert!(
+        report.failures[0]
+            .starts_with("expected correct, but the checker found stale-tlb, accounting on preset markers"),
+        "{report}"
+    );
+}
+
+#[test]
+fn step_1_to_step_2_a_step_2_that_trusts_step_1_fails_the_window_cases() {
+    let e = entry::<SlippedV1<STEP_2_TRUSTS_STEP_1>>();
+    let report = conforms(&e);
+    let failed: Vec<&str> = report.cases.iter().filter(|c| !c.passed()).map(|c| c.name.as_str()).collect();
+    println!("{failed:#?}");
+    assert!(!failed.is_empty() && failed.iter().all(|n| n.contains("step 1 -> 2")), "{report}");
+    assert!(!report.passed(), "{report}");
+    // UFFDIO_COPY into a hole in the window: step 2 clears the anonymous
+    // page as if it were hpage + i, and drops a mapcount the subpage
+    // never had.
+    assert_eq!(default_check(&e), Some(("uffd-private".to_owned(), Oracle::Accounting)));
+}
+
+/// Time to the first counted violation of each broken copy under the
+/// default `check` (presets in order, the split budget, shrinking left
+/// out), median over seeds 1 to 10: the schedules run before it and the
+/// search time. A measurement, not a test: `cargo test --release -p
+/// workloads --test broken_copies -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn time_to_first_violation() {
+    let copies = [
+        entry::<SlippedV2<RECHECK_SHARED_ONLY>>(),
+        entry::<SlippedV1<NO_FLUSH_UNDER_EARLY_PML>>(),
+        entry::<SlippedV2<FORGETS_CLEARED_ON_NON_PRESENT>>(),
+        entry::<SlippedV1<STEP_2_TRUSTS_STEP_1>>(),
+    ];
+    println!("copy                                  caught  median schedules  median s   (seeds 1..=10)");
+    for e in &copies {
+        let (mut schedules, mut seconds, mut caught) = (vec![], vec![], 0);
+        for seed in 1..=10 {
+            let opts = CheckOptions { seed, ..default_options() };
+            let reports = check_every_preset(&built(e), &opts).unwrap();
+            let (mut before_n, mut before_s) = (0, 0.0);
+            for (s, r) in &reports {
+                if workloads::check::counts_against(&s.name, r) {
+                    let first = r.by_oracle.values().map(|&(_, i)| i).min().expect("a finding");
+                    schedules.push(before_n + first + 1);
+                    seconds.push(before_s + r.first_found_s.expect("a finding"));
+                    caught += 1;
+                    break;
+                }
+                before_n += r.schedules;
+                before_s += r.search_s;
+            }
+        }
+        schedules.sort();
+        seconds.sort_by(f64::total_cmp);
+        let median_s = seconds.get(seconds.len().saturating_sub(1) / 2).copied().unwrap_or(f64::NAN);
+        let median_n = schedules.get(schedules.len().saturating_sub(1) / 2).copied().unwrap_or(0);
+        println!("{:<38} {caught:>2}/10  {median_n:>16}  {median_s:>8.3}", e.name);
+    }
+}
