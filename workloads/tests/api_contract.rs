@@ -15,7 +15,7 @@
 //!
 //! Run `cargo test --release -p workloads --test api_contract --
 //! --nocapture` for the figures: schedules and search time to the first
-//! finding over ten seeds.
+//! finding over ten seeds (that test runs in release builds only).
 
 mod every_preset;
 mod v1_copy;
@@ -146,6 +146,7 @@ fn every_preset_names() -> Vec<&'static str> {
 }
 
 #[test]
+#[cfg_attr(debug_assertions, ignore = "a measurement: run it with --release")]
 fn schedules_to_the_first_api_contract_finding_over_ten_seeds() {
     for policy in [policy::<NormalPageFirst>(), policy::<KeepsMap>()] {
         let mut found = vec![];
