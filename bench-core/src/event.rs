@@ -80,6 +80,8 @@ pub enum Event {
     FlushRange,
     /// (trace) `pte_free_defer` of a table.
     TableFree(u32),
+    /// (trace) `pte_free` of a table (freed at once, no grace period).
+    TableFreeNow(u32),
     /// (trace) a TLB miss walked the tables and cached virtual page -> frame.
     TlbFill(u64, Pfn),
     /// (trace) a collapse step began.

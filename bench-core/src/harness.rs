@@ -107,7 +107,11 @@ pub trait Harness<'a> {
 
     /// Touch `addr` through this CPU's TLB (filling it by a lockless walk
     /// under RCU on a miss) and check the data is the right page's. Returns
-    /// the frame read, or None on a fault (nothing mapped).
+    /// the frame read, or None on a fault (nothing mapped). The walk, as
+    /// GUP-fast's and the hardware walker's, reads the PMD, may be
+    /// interleaved (a scheduling point), then reads the PTE from the table
+    /// the PMD gave: a table freed in between is `use-after-free`. One
+    /// detached but waiting for its grace period is still legal to read.
     fn touch(&mut self, addr: u64) -> Option<Pfn>;
 
     /// After a policy returns: no spinlock held, RCU and notifier balanced.
@@ -282,29 +286,42 @@ impl<'a, E: Engine> Harness<'a> for Cx<'a, E> {
         self.switch_mm();
         self.engine.sched_point(self.cpu, Event::TlbAccess(vpn(addr)));
         let vpn = vpn(addr);
-        let (mm, cpu) = (self.mm, self.cpu);
+        let (mm, cpu, role) = (self.mm, self.cpu, self.role);
         let pmd = pmd_offset(addr)?;
         self.rcu_read_lock();
         let mut walk_violation = None;
         let mut walked = false;
+        let engine = &mut self.engine;
         let result = mm.tlbs.access(
             cpu,
             vpn,
             mm.config.oracles,
             || {
                 walked = true;
+                // pmdp_get_lockless().
                 match mm.pmds.get(pmd.table, pmd.idx).kind() {
                     PmdKind::None => None,
                     PmdKind::Huge(head) => Some(head.nth((vpn % HPAGE_PMD_NR as u64) as usize)),
                     PmdKind::Table(slot) => {
-                        if mm.tables.state(slot) == TableState::Free {
+                        let releases = mm.tables.releases(slot);
+                        // Between the PMD and the PTE another CPU may clear
+                        // the PMD and free the table: only the grace period
+                        // the walk's RCU section holds up keeps it readable.
+                        engine.sched_point(cpu, Event::LocklessRead);
+                        let pte = mm.tables.get(slot, (vpn % PTRS_PER_PTE as u64) as usize);
+                        // A release since the PMD read, or (native engine,
+                        // where the two loads race) a table already free.
+                        if mm.tables.releases(slot) != releases || mm.tables.state(slot) == TableState::Free {
                             walk_violation = Some(format!(
-                                "lockless walk of {:#x} reached freed PTE table {slot}",
+                                "lockless walk (GUP-fast / hardware walker) of {addr:#x} on CPU {cpu} ({role}) read \
+                                 PTE table {slot} of the PMD of {:#x} after the table was freed under it: it read \
+                                 the PMD inside rcu_read_lock(), and the table was freed without waiting for that \
+                                 grace period (pte_free() where pte_free_defer() is needed)",
                                 addr & HPAGE_PMD_MASK
                             ));
                             return None;
                         }
-                        mm.tables.get(slot, (vpn % PTRS_PER_PTE as u64) as usize).pfn()
+                        pte.pfn()
                     }
                 }
             },
@@ -349,20 +366,31 @@ impl<'a, E: Engine> Harness<'a> for Cx<'a, E> {
             self.violation(Oracle::LockOrder, format!("{policy} returned holding {}", self.mm.lock_name(h.id)));
             self.spin_unlock(h.id);
         }
-        if self.rcu_depth != 0 {
+        if !self.pte_maps.is_empty() {
+            let tables: Vec<String> = self.pte_maps.iter().map(u32::to_string).collect();
             self.violation(
-                Oracle::LockOrder,
-                format!("{policy} returned inside {} pte_offset_map without pte_unmap", self.rcu_depth),
+                Oracle::ApiContract,
+                format!(
+                    "{policy} returned with PTE table(s) {} still mapped: pte_offset_map() without pte_unmap(), \
+                     so the kernel would return inside rcu_read_lock()",
+                    tables.join(", ")
+                ),
             );
-            self.rcu_depth = 1;
-            self.rcu_read_unlock();
+            for _ in 0..self.pte_maps.len() {
+                self.rcu_read_unlock();
+            }
+            self.pte_maps.clear();
         }
-        if self.notifier_depth != 0 {
+        if !self.notifier_ranges.is_empty() {
             self.violation(
-                Oracle::Accounting,
-                format!("{policy} returned with {} mmu-notifier range(s) not ended", self.notifier_depth),
+                Oracle::ApiContract,
+                format!(
+                    "{policy} returned with {} mmu-notifier range(s) started and never ended: a secondary MMU \
+                     (KVM) would keep the range invalidated for good",
+                    self.notifier_ranges.len()
+                ),
             );
-            self.notifier_depth = 0;
+            self.notifier_ranges.clear();
         }
         if let Some(page) = self.clear_log.hpage.take() {
             self.violation(Oracle::LockOrder, format!("{policy} returned holding the page lock of {page}"));

@@ -280,6 +280,12 @@ impl Mm {
         self.vmas.len() as u32
     }
 
+    /// The range whose PMD points to PTE table `slot`, if any (the only
+    /// PMDs that hold tables are the ranges'; the neighbours' are huge).
+    pub(crate) fn range_mapping_table(&self, slot: u32) -> Option<u32> {
+        (0..self.nr_ranges()).find(|&r| self.pmds.get(pmd_table_of(r), pmd_slot_of(r)) == Pmd::table(slot))
+    }
+
     /// The huge page of the file that backs range `r`.
     pub fn file_hpage(&self, r: u32) -> Pfn {
         Pfn((1 + r) * HPAGE_PMD_NR as u32)

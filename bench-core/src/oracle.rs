@@ -30,8 +30,22 @@ pub enum Oracle {
     /// Every CPU blocked.
     Deadlock,
     /// Freed memory used: a page read through a TLB after it was freed, a
-    /// double free, or a lockless walker reaching a freed table.
+    /// double free, or a lockless walker (GUP-fast, the hardware walker)
+    /// reading a PTE table that was freed while it was inside its walk:
+    /// freed with `pte_free()`, not after a grace period.
     UseAfterFree,
+    /// A kernel primitive called against its contract, where the kernel
+    /// would misbehave silently or hit a VM_BUG_ON/WARN:
+    /// `vm_normal_page()` of an entry that is not present (the kernel
+    /// reads a swap, migration or marker entry's bits as a pfn);
+    /// `pte_unmap()` of a table this CPU has not mapped, or a
+    /// `pte_offset_map*()` still mapped when the policy returns;
+    /// `mmu_notifier_invalidate_range_end()` without a started range, or
+    /// a range not ended at return; `pte_free()`/`pte_free_defer()` of a
+    /// table still installed in a PMD. A refcount or mapcount going below
+    /// zero stays [`Oracle::Accounting`], and a PTE written without its
+    /// `ptl` stays [`Oracle::LockOrder`] (lockdep_assert_held).
+    ApiContract,
 }
 
 impl Oracle {

@@ -30,6 +30,10 @@ pub struct TablePool {
     map: MmapMut,
     slots: usize,
     state: Box<[AtomicU8]>,
+    /// How many times each slot has been released: a lockless walker
+    /// reads it with the PMD and again after the PTE, and a change means
+    /// the table it walked was freed (and maybe reused) under it.
+    releases: Box<[AtomicU64]>,
     free: ArrayQueue<u32>,
 }
 
@@ -42,7 +46,8 @@ impl TablePool {
             let _ = free.push(s);
         }
         let state = (0..slots).map(|_| AtomicU8::new(TableState::Free as u8)).collect();
-        Ok(TablePool { map, slots, state, free })
+        let releases = (0..slots).map(|_| AtomicU64::new(0)).collect();
+        Ok(TablePool { map, slots, state, releases, free })
     }
 
     /// All 512 entries of table `slot`, for whole-table scans: one bounds
@@ -87,7 +92,13 @@ impl TablePool {
             e.store(0, Ordering::Relaxed);
         }
         self.state[slot as usize].store(TableState::Free as u8, Ordering::Release);
+        self.releases[slot as usize].fetch_add(1, Ordering::AcqRel);
         self.free.push(slot).expect("free list holds every slot");
+    }
+
+    /// How many times `slot` has been released so far.
+    pub(crate) fn releases(&self, slot: u32) -> u64 {
+        self.releases[slot as usize].load(Ordering::Acquire)
     }
 
     /// State of `slot` now.

@@ -296,6 +296,11 @@ pub enum TimelineEvent {
         /// The model's table slot.
         table: u32,
     },
+    /// `pte_free` of a page table (at once, no grace period).
+    TableFreeNow {
+        /// The model's table slot.
+        table: u32,
+    },
     /// The collapse returned.
     Returned {
         /// Its result.

@@ -60,6 +60,7 @@ pub fn numbered(event: &TimelineEvent) -> Option<(&'static str, u64)> {
         TimelineEvent::PteClear { idx } => Some(("ptep_clear idx", idx.into())),
         TimelineEvent::InstallAnon { idx, .. } => Some(("install anon at idx", idx.into())),
         TimelineEvent::TableFree { table } => Some(("pte_free_defer table", table.into())),
+        TimelineEvent::TableFreeNow { table } => Some(("pte_free table", table.into())),
         _ => None,
     }
 }
@@ -87,7 +88,10 @@ pub fn label(event: &TimelineEvent) -> String {
         TimelineEvent::PageOp { pfn } => format!("page op {pfn}"),
         TimelineEvent::TableAlloc => "wait for a page table".to_owned(),
         TimelineEvent::PageLock { pfn } => format!("lock_page {pfn}"),
-        TimelineEvent::PteClear { .. } | TimelineEvent::InstallAnon { .. } | TimelineEvent::TableFree { .. } => {
+        TimelineEvent::PteClear { .. }
+        | TimelineEvent::InstallAnon { .. }
+        | TimelineEvent::TableFree { .. }
+        | TimelineEvent::TableFreeNow { .. } => {
             let (words, n) = numbered(event).expect("the events `numbered` splits");
             format!("{words} {n}")
         }
@@ -342,6 +346,7 @@ mod tests {
             (TimelineEvent::PteSet { idx: 7, pte: Pte::NONE }, "set idx 7: none"),
             (TimelineEvent::InstallAnon { idx: 252, pte: Pte::present(Pfn(0xc02)) }, "install anon at idx 252"),
             (TimelineEvent::TableFree { table: 3 }, "pte_free_defer table 3"),
+            (TimelineEvent::TableFreeNow { table: 4 }, "pte_free table 4"),
             (TimelineEvent::Returned { result: ScanResult::Fail }, "return SCAN_FAIL"),
             (TimelineEvent::TlbAccess { vpn: 0x7f3a1000 }, "tlb access 0x7f3a1000"),
             (TimelineEvent::TlbFill { vpn: 0x10000187, pfn: Pfn(0x387) }, "tlb fill idx 391"),

@@ -107,3 +107,37 @@ pub fn wrap(text: &str, first: &str, rest: &str) -> String {
     out.push('\n');
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::OracleCount;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn every_oracle_gets_its_cell_in_rule_order() {
+        let by_oracle: BTreeMap<String, OracleCount> = Oracle::iter()
+            .enumerate()
+            .map(|(i, o)| (o.name().to_owned(), OracleCount { schedules: i as u64 + 1, first: 3 }))
+            .collect();
+        let check = PolicyCheck {
+            policy: "broken".into(),
+            params: serde_json::json!({}),
+            verdict: "FAIL".into(),
+            schedules: 100,
+            steps: 1000,
+            step_limits: 0,
+            search_s: 0.1,
+            first_found_s: Some(0.01),
+            shrink_s: 0.0,
+            by_oracle,
+            first: None,
+        };
+        let table = verdict_table(&[check]);
+        let cells: Vec<&str> = table.lines().skip(1).map(|l| l.split("  ").last().unwrap().trim()).collect();
+        let want: Vec<String> =
+            Oracle::iter().enumerate().map(|(i, o)| format!("{o} {}/100 (first #3)", i + 1)).collect();
+        assert_eq!(cells, want, "{table}");
+        assert!(table.contains("use-after-free 7/100") && table.contains("api-contract 8/100"), "{table}");
+    }
+}

@@ -370,7 +370,8 @@ pub fn parse_token(token: &str) -> Result<Vec<u32>, String> {
 }
 
 /// Shrink a schedule whose run's first violation is of `oracle`: drop
-/// whole runs (chunks of them, then one at a time) and halve runs,
+/// whole runs (chunks of them, then one at a time) and cut runs short
+/// (to a half, a third or a quarter),
 /// replaying each candidate with [`Strategy::Guided`]; a candidate is
 /// taken when its first violation is still of `oracle` and the guided
 /// run's actual schedule has fewer runs or fewer steps (and never more
@@ -435,18 +436,24 @@ pub fn shrink(
             }
             chunk /= 2;
         }
-        // Halve each run.
+        // Cut each run to a half, else a third, else a quarter: a run that
+        // ends halfway through an actor's critical section (a uffd copy
+        // holding ptl) blocks the next run, where a shorter cut may end
+        // between two of them.
         let mut i = 0;
-        while i < runs(&cur).len() {
-            if spent >= budget {
-                return Ok((cur, spent));
-            }
-            let mut candidate = runs(&cur);
-            if candidate[i].1 >= 2 {
-                candidate[i].1 /= 2;
+        'runs: while i < runs(&cur).len() {
+            for divisor in [2, 3, 4] {
+                if spent >= budget {
+                    return Ok((cur, spent));
+                }
+                let mut candidate = runs(&cur);
+                if candidate[i].1 < divisor {
+                    break;
+                }
+                candidate[i].1 /= divisor;
                 if attempt(&mut cur, candidate, &mut spent)? {
                     progress = true;
-                    continue;
+                    continue 'runs;
                 }
             }
             i += 1;
@@ -588,6 +595,7 @@ pub fn timeline_event(mm: &Mm, role: Role, event: &Event) -> TimelineEvent {
         Event::FlushMm => TimelineEvent::FlushMm,
         Event::FlushRange => TimelineEvent::FlushRange,
         Event::TableFree(table) => TimelineEvent::TableFree { table },
+        Event::TableFreeNow(table) => TimelineEvent::TableFreeNow { table },
         Event::Returned(result) => TimelineEvent::Returned { result },
         Event::LocklessRead => TimelineEvent::LocklessRead,
         Event::TlbAccess(vpn) => TimelineEvent::TlbAccess { vpn },

@@ -43,7 +43,14 @@
 //!   sleep (`lock_page`, `mmu_notifier_invalidate_range_start`) with a
 //!   spinlock held;
 //! * never free a PTE table that still holds a non-none entry
-//!   ([`Oracle::TableFreedLive`](crate::Oracle::TableFreedLive));
+//!   ([`Oracle::TableFreedLive`](crate::Oracle::TableFreedLive)), and
+//!   free a detached one with [`Cx::pte_free_defer`]: [`Cx::pte_free`]
+//!   frees at once, under lockless walkers still reading it
+//!   ([`Oracle::UseAfterFree`](crate::Oracle::UseAfterFree));
+//! * call the primitives within their contracts: `vm_normal_page()` only
+//!   on a present entry, `pte_unmap()` only of a mapped table, a notifier
+//!   range ended only once started, a table freed only once detached
+//!   ([`Oracle::ApiContract`](crate::Oracle::ApiContract));
 //! * flush every entry it cleared from every TLB before it drops the page
 //!   lock, on success and on abort
 //!   ([`Oracle::StaleTlb`](crate::Oracle::StaleTlb));

@@ -115,7 +115,12 @@ pub struct Cx<'a, E: CpuEngine> {
     pub(crate) role: Role,
     pub(crate) held: Vec<Held>,
     pub(crate) rcu_depth: u32,
-    pub(crate) notifier_depth: u32,
+    /// The PTE tables this CPU has mapped with `pte_offset_map*()` and not
+    /// yet unmapped, in mapping order.
+    pub(crate) pte_maps: Vec<u32>,
+    /// The mmu-notifier ranges this CPU has started and not yet ended, as
+    /// (start, end).
+    pub(crate) notifier_ranges: Vec<(u64, u64)>,
     pub(crate) step: Step,
     pub(crate) in_cpumask: bool,
     pub(crate) clear_log: ClearLog,
@@ -133,7 +138,8 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
             role,
             held: Vec::with_capacity(4),
             rcu_depth: 0,
-            notifier_depth: 0,
+            pte_maps: Vec::with_capacity(2),
+            notifier_ranges: Vec::with_capacity(1),
             step: Step::Prologue,
             in_cpumask: false,
             clear_log: ClearLog::default(),
@@ -601,6 +607,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
         match self.pmdp_get_lockless(pmd).kind() {
             PmdKind::Table(slot) => {
                 let ptl = self.mm.pte_lock_id(slot);
+                self.pte_maps.push(slot);
                 Some((PteMap { slot, ptl, entries: self.mm.tables.table(slot) }, ptl))
             }
             _ => {
@@ -626,9 +633,26 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
         }
     }
 
-    /// `pte_unmap()`: leave the RCU read side entered by `pte_offset_map*`.
-    pub fn pte_unmap(&mut self, _pte: PteMap<'_>) {
-        self.rcu_read_unlock();
+    /// `pte_unmap()`: leave the RCU read side entered by the
+    /// `pte_offset_map*()` that mapped `pte`. Unmapping a table this CPU
+    /// has not mapped (again, or never) is an api-contract violation and
+    /// leaves the RCU read side alone.
+    pub fn pte_unmap(&mut self, pte: PteMap<'_>) {
+        match self.pte_maps.iter().rposition(|&slot| slot == pte.slot) {
+            Some(i) => {
+                self.pte_maps.remove(i);
+                self.rcu_read_unlock();
+            }
+            None => self.violation(
+                Oracle::ApiContract,
+                format!(
+                    "pte_unmap() of PTE table {} with no pte_offset_map() of it outstanding on this CPU: the \
+                     kernel would rcu_read_unlock() a read side it never entered (and, with CONFIG_HIGHPTE, \
+                     kunmap an address it never mapped)",
+                    pte.slot
+                ),
+            ),
+        }
     }
 
     /// `pte_unmap_unlock()`.
@@ -695,9 +719,27 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
         old
     }
 
-    /// `vm_normal_page()`: the page a present entry maps (no special pages in the model).
-    pub fn vm_normal_page(&self, _vma: &Vma, _addr: u64, pte: Pte) -> Option<Pfn> {
+    /// `vm_normal_page()`: the page a present entry maps (no special pages
+    /// in the model). The kernel takes `pte_pfn()` of whatever it is given,
+    /// so its callers test `pte_present()` first; an entry that is not
+    /// present is an api-contract violation here, and gets None.
+    pub fn vm_normal_page(&self, _vma: &Vma, addr: u64, pte: Pte) -> Option<Pfn> {
+        if !pte.is_present() {
+            self.normal_page_of_non_present(addr, pte);
+        }
         pte.pfn()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn normal_page_of_non_present(&self, addr: u64, pte: Pte) {
+        self.violation(
+            Oracle::ApiContract,
+            format!(
+                "vm_normal_page() of a non-present pte ({pte}) at {addr:#x}: the caller must test pte_present() \
+                 first; the kernel would read the entry's bits as a pfn and return some unrelated page"
+            ),
+        );
     }
 
     /// `page_remove_rmap()`.
@@ -785,17 +827,30 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
     pub fn mmu_notifier_invalidate_range_start(&mut self, start: u64, end: u64) -> NotifierRange {
         self.might_sleep("mmu_notifier_invalidate_range_start");
         self.charge(Cost::Notifier, 1);
-        self.notifier_depth += 1;
+        self.notifier_ranges.push((start, end));
         self.mm.note_notifier(self.cpu, true);
         self.metrics.counts.notifier_ranges += 1;
         NotifierRange { start, end }
     }
 
-    /// `mmu_notifier_invalidate_range_end()`.
+    /// `mmu_notifier_invalidate_range_end()`. Ending a range this CPU did
+    /// not start (a `NotifierRange` built by hand, or ended twice) is an
+    /// api-contract violation, and is not counted as an end.
     pub fn mmu_notifier_invalidate_range_end(&mut self, range: NotifierRange) {
-        let _ = (range.start, range.end);
         self.charge(Cost::Notifier, 1);
-        self.notifier_depth -= 1;
+        let Some(i) = self.notifier_ranges.iter().rposition(|&r| r == (range.start, range.end)) else {
+            self.violation(
+                Oracle::ApiContract,
+                format!(
+                    "mmu_notifier_invalidate_range_end() of {:#x}-{:#x} with no such range started on this CPU: \
+                     a secondary MMU (KVM) would get an invalidate_range_end it never saw start, and its count \
+                     of invalidations in progress would go below zero",
+                    range.start, range.end
+                ),
+            );
+            return;
+        };
+        self.notifier_ranges.remove(i);
         self.mm.note_notifier(self.cpu, false);
     }
 
@@ -804,18 +859,64 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
         self.mm.add_nr_ptes(self.cpu, -1);
     }
 
-    /// `pte_free_defer()`: free after a grace period. Runs the kernel's
-    /// page_table_check first: a table freed with a non-none entry is the
-    /// bug this project exists to show.
+    /// `pte_free_defer()`: free a detached table after an RCU grace period,
+    /// so that lockless walkers (GUP-fast, the hardware walker) that read
+    /// the PMD before it was cleared can finish reading it. Checks as
+    /// [`Self::pte_free`].
     pub fn pte_free_defer(&mut self, table: PgTable) {
+        if let Some(slot) = self.free_checks("pte_free_defer", table) {
+            self.engine.trace(self.cpu, Event::TableFree(slot));
+            self.mm.tables.mark_deferred(slot);
+            let tables = &self.mm.tables;
+            self.mm.rcu.defer(slot, |s| tables.release(s));
+        }
+    }
+
+    /// `pte_free()`: free a detached table now. Before v6.6 the collapse
+    /// did this, safe only because `mmap_lock` for write kept every other
+    /// walker out and `tlb_remove_table_sync_one()` waited for GUP-fast; in
+    /// v6.6 a collapse holds `mmap_lock` for read only, so a lockless
+    /// walker that read the PMD before `pmdp_collapse_flush()` may still
+    /// be reading the table: it reports `use-after-free` when it reads
+    /// the freed table. The model's TLB flush does not wait for walkers
+    /// (as with broadcast TLB invalidation, which sends no IPI), so only
+    /// the grace period of [`Self::pte_free_defer`] protects them. Runs
+    /// the same checks first: a double free is `use-after-free`, a table
+    /// still installed in a PMD is `api-contract` (and is not freed: the
+    /// model leaks it rather than leave a PMD pointing at free memory), a
+    /// table with an entry that is not none is `table-freed-live`.
+    pub fn pte_free(&mut self, table: PgTable) {
+        if let Some(slot) = self.free_checks("pte_free", table) {
+            self.engine.trace(self.cpu, Event::TableFreeNow(slot));
+            self.mm.tables.release(slot);
+        }
+    }
+
+    /// What `pte_free()` and `pte_free_defer()` share: the checks (see
+    /// [`Self::pte_free`]), the cost and the count. Returns the slot to
+    /// free, or None when it must not be freed (not live, or still
+    /// installed in a PMD).
+    fn free_checks(&mut self, what: &str, table: PgTable) -> Option<u32> {
         let slot = table.0;
         let state = self.mm.tables.state(slot);
         if state != TableState::Live {
             self.violation(
                 Oracle::UseAfterFree,
-                format!("pte_free_defer of PTE table {slot} in state {state:?} (double free)"),
+                format!("{what} of PTE table {slot} in state {state:?} (double free)"),
             );
-            return;
+            return None;
+        }
+        if let Some(r) = self.mm.range_mapping_table(slot) {
+            self.violation(
+                Oracle::ApiContract,
+                format!(
+                    "{what}() of PTE table {slot}, which the PMD of {:#x} still points to: a table is freed only \
+                     after pmdp_collapse_flush() (or pmd_clear()) detached it, else every walker reaches freed \
+                     memory",
+                    crate::mm::range_addr(r)
+                ),
+            );
+            return None;
         }
         // page_table_check: one pass of loads; the report is built only on failure.
         if self.mm.tables.table(slot).iter().any(|e| e.load(Ordering::Acquire) != 0) {
@@ -833,7 +934,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
                 })
                 .unwrap_or_default();
             let message = format!(
-                "pte_free_defer: PTE table {slot} freed with {} live entr{}: idx {idx} = {pte}{who}",
+                "{what}: PTE table {slot} freed with {} live entr{}: idx {idx} = {pte}{who}",
                 live.len(),
                 if live.len() == 1 { "y" } else { "ies" }
             );
@@ -846,12 +947,11 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
                 freed_live: live,
             });
         }
-        self.engine.trace(self.cpu, Event::TableFree(slot));
+        // The model charges an immediate free as the deferred one's
+        // queueing: one page-allocator call either way, near enough.
         self.charge(Cost::TableFree, 1);
-        self.mm.tables.mark_deferred(slot);
         self.metrics.counts.tables_freed += 1;
-        let tables = &self.mm.tables;
-        self.mm.rcu.defer(slot, |s| tables.release(s));
+        Some(slot)
     }
 
     /// `set_huge_pmd()` (via `do_set_pmd()`): map `hpage` by PMD if the PMD
@@ -1112,5 +1212,178 @@ mod lockdep_checks {
         assert_eq!(found.len(), 3, "{found:#?}");
         assert!(found[2].contains("is trying to acquire lock:\n (ptl){+.+.}"), "{}", found[2]);
         assert!(found[2].contains("which lock already depends on the new lock."), "{}", found[2]);
+    }
+}
+
+/// The api-contract checks, and the two ways to free a table.
+#[cfg(test)]
+mod contract_checks {
+    use super::*;
+    use crate::engine::Native;
+    use crate::harness::Harness;
+    use crate::mm::{range_addr, FileKind, MmConfig};
+    use crate::pte::PteMarker;
+    use std::time::Instant;
+
+    fn mm(density: u32) -> Mm {
+        Mm::new(MmConfig {
+            ranges: vec![0],
+            file: FileKind::Shmem,
+            split_pmd_ptlocks: true,
+            split_pte_ptlocks: true,
+            cpus: 2,
+            density,
+            anon_pages: 4,
+            spare_tables: 2,
+            oracles: true,
+        })
+        .unwrap()
+    }
+
+    fn cx(mm: &Mm, cpu: u32) -> Cx<'_, Native> {
+        Cx::new(mm, cpu, Role::Collapse, Native::new(Instant::now(), None, false))
+    }
+
+    fn found(mm: &Mm) -> Vec<(Oracle, String)> {
+        mm.violations.snapshot().0.into_iter().map(|v| (v.oracle, v.message)).collect()
+    }
+
+    /// Range 0's PMD and the table slot it holds.
+    fn table_of_range_0(mm: &Mm) -> (PmdRef, u32) {
+        let pmd = pmd_offset(range_addr(0)).unwrap();
+        let PmdKind::Table(slot) = mm.pmds.get(pmd.table, pmd.idx).kind() else { panic!("range 0 has a table") };
+        (pmd, slot)
+    }
+
+    /// Clear range 0's PMD as step 4 does; returns the detached table.
+    fn detach(c: &mut Cx<'_, Native>, pmd: PmdRef) -> PgTable {
+        let vma = c.vma_lookup(range_addr(0)).unwrap();
+        let pml = c.pmd_lock(pmd);
+        let old = c.pmdp_collapse_flush(vma, range_addr(0), pmd);
+        c.spin_unlock(pml);
+        pmd_pgtable(old)
+    }
+
+    #[test]
+    fn vm_normal_page_of_an_entry_that_is_not_present_breaks_the_contract() {
+        let mm = mm(0);
+        let c = cx(&mm, 0);
+        let (addr, page) = (range_addr(0), mm.file_hpage(0));
+        let vma = c.vma_lookup(addr).unwrap();
+        assert_eq!(c.vm_normal_page(vma, addr, Pte::present(page)), Some(page));
+        assert!(found(&mm).is_empty());
+        for pte in [Pte::swap(5), Pte::migration(page), Pte::marker(PteMarker::Guard), Pte::NONE] {
+            assert_eq!(c.vm_normal_page(vma, addr, pte), None, "{pte}");
+        }
+        let found = found(&mm);
+        let kinds = ["swap entry 0x5", "migration entry for pfn 0x200", "guard marker", "none"];
+        assert_eq!(found.len(), kinds.len(), "{found:#?}");
+        for ((oracle, message), kind) in found.iter().zip(kinds) {
+            assert_eq!(*oracle, Oracle::ApiContract);
+            let want = format!("vm_normal_page() of a non-present pte ({kind}) at {addr:#x}: the caller must test");
+            assert!(message.starts_with(&want), "{message}");
+            assert!(message.contains("read the entry's bits as a pfn"), "{message}");
+        }
+    }
+
+    #[test]
+    fn pte_unmap_pairs_with_a_map_and_none_is_left_at_return() {
+        let mm = mm(512);
+        let (pmd, slot) = table_of_range_0(&mm);
+        let mut c = cx(&mm, 0);
+        let (map, _) = c.pte_offset_map_nolock(pmd, range_addr(0)).unwrap();
+        assert_eq!(c.rcu_depth, 1);
+        c.pte_unmap(map);
+        assert_eq!(c.rcu_depth, 0);
+        assert!(found(&mm).is_empty());
+        // Again: nothing is mapped, and the RCU read side is left alone.
+        c.pte_unmap(map);
+        assert_eq!(c.rcu_depth, 0);
+        // Mapped and never unmapped: found, and released, at return.
+        let _kept = c.pte_offset_map_nolock(pmd, range_addr(0)).unwrap();
+        c.check_clean_return("test-policy");
+        assert_eq!((c.rcu_depth, c.pte_maps.len()), (0, 0));
+        let found = found(&mm);
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert_eq!((found[0].0, found[1].0), (Oracle::ApiContract, Oracle::ApiContract));
+        let unmap = format!("pte_unmap() of PTE table {slot} with no pte_offset_map() of it outstanding on this CPU");
+        assert!(found[0].1.starts_with(&unmap), "{}", found[0].1);
+        let kept = format!("test-policy returned with PTE table(s) {slot} still mapped: pte_offset_map() without");
+        assert!(found[1].1.starts_with(&kept), "{}", found[1].1);
+    }
+
+    #[test]
+    fn a_notifier_range_is_ended_once_and_only_once_started() {
+        let mm = mm(0);
+        let mut c = cx(&mm, 0);
+        let (start, end) = (range_addr(0), range_addr(0) + HPAGE_PMD_SIZE);
+        let range = c.mmu_notifier_invalidate_range_start(start, end);
+        c.mmu_notifier_invalidate_range_end(range);
+        assert!(found(&mm).is_empty());
+        c.mmu_notifier_invalidate_range_end(NotifierRange { start, end });
+        assert_eq!(mm.notifier_counts(), (1, 1), "the unmatched end is not counted");
+        let _never_ended = c.mmu_notifier_invalidate_range_start(start, end);
+        c.check_clean_return("test-policy");
+        let found = found(&mm);
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert_eq!((found[0].0, found[1].0), (Oracle::ApiContract, Oracle::ApiContract));
+        let unmatched =
+            format!("mmu_notifier_invalidate_range_end() of {start:#x}-{end:#x} with no such range started");
+        assert!(found[0].1.starts_with(&unmatched), "{}", found[0].1);
+        assert!(
+            found[1].1.starts_with("test-policy returned with 1 mmu-notifier range(s) started and never ended"),
+            "{}",
+            found[1].1
+        );
+    }
+
+    #[test]
+    fn pte_free_frees_only_a_detached_table_and_does_not_wait_for_readers() {
+        let mm = mm(0);
+        let (pmd, slot) = table_of_range_0(&mm);
+        let mut c = cx(&mm, 0);
+        // Still installed: reported and not freed.
+        c.pte_free(PgTable(slot));
+        assert_eq!(mm.tables.state(slot), TableState::Live);
+        let table = detach(&mut c, pmd);
+        // CPU 1 is inside rcu_read_lock(), as a walker that read the PMD
+        // before the clear would be: pte_free() does not wait for it.
+        let mut reader = cx(&mm, 1);
+        reader.rcu_read_lock();
+        let releases = mm.tables.releases(slot);
+        c.pte_free(table);
+        assert_eq!((mm.tables.state(slot), mm.tables.releases(slot)), (TableState::Free, releases + 1));
+        reader.rcu_read_unlock();
+        c.pte_free(table);
+        let found = found(&mm);
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert_eq!(found[0].0, Oracle::ApiContract);
+        let attached = format!("pte_free() of PTE table {slot}, which the PMD of {:#x} still points to", range_addr(0));
+        assert!(found[0].1.starts_with(&attached), "{}", found[0].1);
+        assert_eq!(
+            found[1],
+            (Oracle::UseAfterFree, format!("pte_free of PTE table {slot} in state Free (double free)"))
+        );
+    }
+
+    #[test]
+    fn pte_free_defer_waits_for_every_cpu_inside_rcu_when_it_was_queued() {
+        let mm = mm(0);
+        let (pmd, slot) = table_of_range_0(&mm);
+        let mut c = cx(&mm, 0);
+        let table = detach(&mut c, pmd);
+        let mut reader = cx(&mm, 1);
+        reader.rcu_read_lock();
+        let releases = mm.tables.releases(slot);
+        c.pte_free_defer(table);
+        mm.rcu.reclaim(|s| mm.tables.release(s));
+        assert_eq!((mm.tables.state(slot), mm.tables.releases(slot)), (TableState::Deferred, releases));
+        // A reader that enters after the free does not hold it back.
+        c.rcu_read_lock();
+        reader.rcu_read_unlock();
+        mm.rcu.reclaim(|s| mm.tables.release(s));
+        assert_eq!((mm.tables.state(slot), mm.tables.releases(slot)), (TableState::Free, releases + 1));
+        c.rcu_read_unlock();
+        assert!(found(&mm).is_empty(), "{:#?}", found(&mm));
     }
 }
