@@ -33,6 +33,9 @@ use workloads::check::{check_every_preset, check_policy, overall_failure, CheckO
 use workloads::conformance::{conformance, ConformanceOptions, ConformanceReport};
 use workloads::{preset, Scenario};
 
+mod every_preset;
+use every_preset::{first_finding, median};
+
 /// The slips, by the gap each shows.
 const RECHECK_SHARED_ONLY: u8 = 0;
 const NO_FLUSH_UNDER_EARLY_PML: u8 = 1;
@@ -372,43 +375,35 @@ fn step_1_to_step_2_a_step_2_that_trusts_step_1_fails_the_window_cases() {
     assert_eq!(default_check(&e), Some(("uffd-private".to_owned(), Oracle::Accounting)));
 }
 
-/// Time to the first counted violation of each broken copy under the
-/// default `check` (presets in order, the split budget, shrinking left
-/// out), median over seeds 1 to 10: the schedules run before it and the
-/// search time. A measurement, not a test: `cargo test --release -p
-/// workloads --test broken_copies -- --ignored --nocapture`.
+/// Time to the first finding, by the oracle that names it, of each broken
+/// copy under the default `check` (presets in order, each with its share,
+/// shrinking left out): the schedules run before it and the search time,
+/// median over seeds 1 to 10. A measurement, not a test: `cargo test
+/// --release -p workloads --test broken_copies -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn time_to_first_violation() {
+    let always = serde_json::json!({"recheck_always": true});
+    let null = serde_json::Value::Null;
     let copies = [
-        entry::<SlippedV2<RECHECK_SHARED_ONLY>>(),
-        entry::<SlippedV1<NO_FLUSH_UNDER_EARLY_PML>>(),
-        entry::<SlippedV2<FORGETS_CLEARED_ON_NON_PRESENT>>(),
-        entry::<SlippedV1<STEP_2_TRUSTS_STEP_1>>(),
+        (entry::<SlippedV2<RECHECK_SHARED_ONLY>>(), &null, Oracle::TableFreedLive),
+        (entry::<SlippedV1<NO_FLUSH_UNDER_EARLY_PML>>(), &null, Oracle::StaleTlb),
+        (entry::<SlippedV2<FORGETS_CLEARED_ON_NON_PRESENT>>(), &always, Oracle::StaleTlb),
+        (entry::<SlippedV1<STEP_2_TRUSTS_STEP_1>>(), &null, Oracle::Accounting),
     ];
-    println!("copy                                  caught  median schedules  median s   (seeds 1..=10)");
-    for e in &copies {
-        let (mut schedules, mut seconds, mut caught) = (vec![], vec![], 0);
-        for seed in 1..=10 {
-            let opts = CheckOptions { seed, ..default_options() };
-            let reports = check_every_preset(&built(e), &opts).unwrap();
-            let (mut before_n, mut before_s) = (0, 0.0);
-            for (s, r) in &reports {
-                if workloads::check::counts_against(&s.name, r) {
-                    let first = r.by_oracle.values().map(|&(_, i)| i).min().expect("a finding");
-                    schedules.push(before_n + first + 1);
-                    seconds.push(before_s + r.first_found_s.expect("a finding"));
-                    caught += 1;
-                    break;
-                }
-                before_n += r.schedules;
-                before_s += r.search_s;
-            }
-        }
-        schedules.sort();
-        seconds.sort_by(f64::total_cmp);
-        let median_s = seconds.get(seconds.len().saturating_sub(1) / 2).copied().unwrap_or(f64::NAN);
-        let median_n = schedules.get(schedules.len().saturating_sub(1) / 2).copied().unwrap_or(0);
-        println!("{:<38} {caught:>2}/10  {median_n:>16}  {median_s:>8.3}", e.name);
+    println!("{:<62} {:>6} {:>9} {:>9}  presets", "copy, oracle", "found", "schedules", "seconds");
+    for (e, params, oracle) in copies {
+        let policy = (e.build)(params).unwrap();
+        let found: Vec<_> = (1..=10).filter_map(|seed| first_finding(&policy, oracle, seed)).collect();
+        let mut presets: Vec<&str> = found.iter().map(|f| f.preset).collect();
+        presets.dedup();
+        println!(
+            "{:<62} {:>3}/10 {:>9} {:>9.3}  {}",
+            format!("{}, {oracle}", policy.label()),
+            found.len(),
+            median(found.iter().map(|f| f.schedules).collect()),
+            median(found.iter().map(|f| f.seconds).collect()),
+            presets.join(" ")
+        );
     }
 }

@@ -1,39 +1,22 @@
 //! The checker's default scope, as `collapse-bench check` runs it with no
-//! `-w`: one policy on every preset, the default schedule budget split
-//! over the presets by the seed. A stand-in for the library function the
-//! default scope is moving to (`workloads::check::check_every_preset`):
-//! swap it in when it lands.
+//! `-w` (`workloads::check::check_every_preset`), and how long it takes
+//! to a first finding.
+// Each test binary compiles this module and uses what it needs of it.
+#![allow(dead_code)]
 
 use bench_core::kernel::DynPolicy;
 use bench_core::Oracle;
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use workloads::check::{check_policy, schedule_seed, CheckOptions, CheckReport};
+use workloads::check::{check_policy, split_schedules, CheckOptions, CheckReport};
 use workloads::{preset, PRESETS};
-
-/// Each preset's share of `total` schedules: equal shares, the
-/// remainder one each to consecutive presets from the one the seed
-/// names (as the command line splits them).
-fn shares(total: u64, seed: u64) -> Vec<u64> {
-    let n = PRESETS.len() as u64;
-    let start = schedule_seed(seed, 0) % n;
-    (0..n).map(|i| total / n + u64::from((i + n - start) % n < total % n)).collect()
-}
 
 /// `policy` on every preset at `seed` with the default options (PCT,
 /// depth 3, 1000 schedules over all presets), in preset order.
 pub fn check_every_preset(policy: &Arc<dyn DynPolicy>, seed: u64) -> Vec<(&'static str, CheckReport)> {
-    let defaults = CheckOptions { seed, ..CheckOptions::default() };
-    PRESETS
-        .iter()
-        .zip(shares(defaults.schedules, seed))
-        .map(|(&(name, _), schedules)| {
-            let mut scenario = preset(name).unwrap();
-            scenario.seed = seed;
-            let opts = CheckOptions { schedules, ..defaults.clone() };
-            (name, check_policy(policy, &scenario, &opts).unwrap())
-        })
-        .collect()
+    let opts = CheckOptions { seed, ..CheckOptions::default() };
+    let reports = workloads::check::check_every_preset(policy, &opts).unwrap();
+    PRESETS.iter().zip(reports).map(|(&(name, _), (_, report))| (name, report)).collect()
 }
 
 /// Every oracle any preset found.
@@ -63,7 +46,7 @@ pub struct FirstFinding {
 pub fn first_finding(policy: &Arc<dyn DynPolicy>, oracle: Oracle, seed: u64) -> Option<FirstFinding> {
     let defaults = CheckOptions { seed, shrink_budget: 0, ..CheckOptions::default() };
     let (mut schedules, mut seconds) = (0, 0.0);
-    for (&(name, _), share) in PRESETS.iter().zip(shares(defaults.schedules, seed)) {
+    for (&(name, _), share) in PRESETS.iter().zip(split_schedules(defaults.schedules, PRESETS.len(), seed)) {
         let mut scenario = preset(name).unwrap();
         scenario.seed = seed;
         let opts = CheckOptions { schedules: share, ..defaults.clone() };
