@@ -10,7 +10,7 @@ use crate::kernel::{pmd_offset, Cx, DynPolicy, Engine, PmdRef, PteMap, SINGLE_DE
 use crate::locks::LockId;
 use crate::metrics::Metrics;
 use crate::mm::{addr_range, vpn, Mm};
-use crate::oracle::Oracle;
+use crate::oracle::{CachedTranslation, Oracle, Violation};
 use crate::pgtable::TableState;
 use crate::pte::{Pfn, Pmd, PmdKind, HPAGE_PMD_MASK, HPAGE_PMD_NR, HPAGE_PMD_SIZE, PAGE_SHIFT, PTRS_PER_PTE};
 use crate::role::{installer_code, Role};
@@ -325,20 +325,7 @@ impl<'a, E: Engine> Harness<'a> for Cx<'a, E> {
                     }
                 }
             },
-            |pfn| {
-                let page = mm.pages.get(pfn);
-                if page.is_free() {
-                    Err(format!("read of {:#x} through the TLB reached freed {pfn}", addr))
-                } else if page.tag.load(Ordering::Acquire) != vpn {
-                    Err(format!(
-                        "read of {:#x} through the TLB found {pfn} holding data of {:#x}",
-                        addr,
-                        page.tag.load(Ordering::Acquire) << PAGE_SHIFT
-                    ))
-                } else {
-                    Ok(pfn)
-                }
-            },
+            |pfn| check_read(mm, cpu, addr, pfn),
         );
         self.rcu_read_unlock();
         self.charge(if walked { Cost::TlbWalk } else { Cost::TlbHit }, 1);
@@ -354,8 +341,15 @@ impl<'a, E: Engine> Harness<'a> for Cx<'a, E> {
         }
         match result? {
             Ok(pfn) => Some(pfn),
-            Err(m) => {
-                self.violation(Oracle::UseAfterFree, m);
+            Err(bad) => {
+                self.mm.violations.push(Violation {
+                    oracle: bad.oracle,
+                    cpu: Some(cpu),
+                    step: Some(self.place().to_owned()),
+                    message: bad.message,
+                    cached: bad.cached,
+                    freed_live: vec![],
+                });
                 None
             }
         }
@@ -469,5 +463,174 @@ impl<'a, E: Engine> Harness<'a> for Cx<'a, E> {
         self.check_clean_return(policy.name());
         self.set_role(role);
         result
+    }
+}
+
+/// A read through a TLB that broke a rule.
+struct BadRead {
+    oracle: Oracle,
+    message: String,
+    /// The translation read through, for a stale-translation finding.
+    cached: Vec<CachedTranslation>,
+}
+
+/// The data CPU `cpu` reads at `addr` through a translation to `pfn`
+/// (cached, or filled by this access's walk) must be live, be data of
+/// `addr`, and be what the page table maps at `addr` now. Runs inside
+/// the access, so a flush that reaches `cpu` meanwhile makes
+/// [`crate::tlb::Tlbs::access`] retry and drops the verdict; and under the
+/// reader's RCU section, so the table it looks at cannot be freed.
+///
+/// * A freed frame, or one holding data of another address (a frame
+///   freed and reused), is `use-after-free`.
+/// * A present PTE mapping a frame of other content is
+///   `stale-translation` ([`Mm::stale_translation`]).
+///
+/// A none or non-present entry is not judged here: the reader is in the
+/// owed-flush window of whoever cleared it.
+fn check_read(mm: &Mm, cpu: u32, addr: u64, pfn: Pfn) -> Result<Pfn, BadRead> {
+    let (vpn, page) = (vpn(addr), mm.pages.get(pfn));
+    let bad = |oracle, message| BadRead { oracle, message, cached: vec![] };
+    if page.is_free() {
+        return Err(bad(Oracle::UseAfterFree, format!("read of {addr:#x} through the TLB reached freed {pfn}")));
+    }
+    let tag = page.tag.load(Ordering::Acquire);
+    if tag != vpn {
+        return Err(bad(
+            Oracle::UseAfterFree,
+            format!("read of {addr:#x} through the TLB found {pfn} holding data of {:#x}", tag << PAGE_SHIFT),
+        ));
+    }
+    if !mm.config.oracles {
+        return Ok(pfn);
+    }
+    let Some(pmd) = pmd_offset(addr) else { return Ok(pfn) };
+    let mapped = match mm.pmds.get(pmd.table, pmd.idx).kind() {
+        PmdKind::None => None,
+        PmdKind::Huge(head) => Some(head.nth((vpn % HPAGE_PMD_NR as u64) as usize)),
+        // A freed table is the walk's finding (use-after-free), not this one.
+        PmdKind::Table(slot) if mm.tables.state(slot) == TableState::Free => None,
+        PmdKind::Table(slot) => mm.tables.get(slot, (vpn % PTRS_PER_PTE as u64) as usize).pfn(),
+    };
+    match mapped.and_then(|now| mm.stale_translation(cpu, addr, pfn, now, "read")) {
+        Some((message, cached)) => Err(BadRead { oracle: Oracle::StaleTranslation, message, cached: vec![cached] }),
+        None => Ok(pfn),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Native;
+    use crate::kernel::Pte;
+    use crate::mm::{range_addr, FileKind, MmConfig, VM_UFFD_MISSING};
+    use crate::pte::PAGE_SIZE;
+    use std::time::Instant;
+
+    const IDX: usize = 5;
+
+    fn mm() -> Mm {
+        Mm::new(MmConfig {
+            ranges: vec![VM_UFFD_MISSING],
+            file: FileKind::Shmem,
+            split_pmd_ptlocks: true,
+            split_pte_ptlocks: true,
+            cpus: 3,
+            density: 512,
+            anon_pages: 8,
+            spare_tables: 2,
+            oracles: true,
+        })
+        .unwrap()
+    }
+
+    fn cx(mm: &Mm, cpu: u32, role: Role) -> Cx<'_, Native> {
+        new_cpu(mm, cpu, role, Native::new(Instant::now(), None, false))
+    }
+
+    fn addr() -> u64 {
+        range_addr(0) + IDX as u64 * PAGE_SIZE
+    }
+
+    /// CPU 1 caches entry [`IDX`]; CPU 0 clears it under `ptl` without a
+    /// flush; then `fill` runs on CPU 2 with the table locked; then CPU 1
+    /// reads again. Returns what CPU 1 read and the violations.
+    fn read_after(fill: impl FnOnce(&mut Cx<'_, Native>, PteMap<'_>, Pfn)) -> (Option<Pfn>, Vec<Violation>) {
+        let mm = mm();
+        let file = mm.file_hpage(0).nth(IDX);
+        let mut reader = cx(&mm, 1, Role::Reader);
+        assert_eq!(reader.touch(addr()), Some(file));
+        let pmd = pmd_offset(addr()).unwrap();
+        let mut clearer = cx(&mm, 0, Role::Restore);
+        let (map, ptl) = clearer.pte_offset_map_lock(pmd, addr()).unwrap();
+        clearer.ptep_clear(addr(), map.at(IDX));
+        clearer.pte_unmap_unlock(map, ptl);
+        let mut other = cx(&mm, 2, Role::Uffd);
+        other.switch_mm();
+        let (map, ptl) = other.pte_offset_map_lock(pmd, addr()).unwrap();
+        fill(&mut other, map, file);
+        other.pte_unmap_unlock(map, ptl);
+        let read = reader.touch(addr());
+        (read, mm.violations.snapshot().0)
+    }
+
+    /// What UFFDIO_COPY does under `ptl`: a fresh anonymous page into the
+    /// none slot, with the data of `copy_of` if given (as a migration's
+    /// destination holds its source's).
+    fn install_anon(cx: &mut Cx<'_, Native>, map: PteMap<'_>, copy_of: Option<Pfn>) -> Pfn {
+        let page = cx.alloc_anon_page(addr()).unwrap();
+        if let Some(src) = copy_of {
+            cx.copy_highpage(page, src);
+        }
+        cx.page_add_new_anon_rmap(page);
+        cx.set_pte_at(addr(), map.at(IDX), Pte::present(page));
+        page
+    }
+
+    #[test]
+    fn an_entry_refilled_while_another_cpu_caches_it_is_a_stale_translation_at_the_install_and_the_read() {
+        let mut anon = None;
+        let (read, violations) = read_after(|cx, map, _| anon = Some(install_anon(cx, map, None)));
+        let (anon, file) = (anon.unwrap(), Pfn(512 + IDX as u32));
+        assert_eq!(read, None, "the bad read is reported, not returned");
+        let stale = vec![CachedTranslation { cpu: 1, vpn: vpn(addr()), pfn: file }];
+        let found: Vec<_> = violations.iter().map(|v| (v.oracle, v.cpu, v.step.as_deref(), &v.cached)).collect();
+        assert_eq!(
+            found,
+            [
+                (Oracle::StaleTranslation, Some(2), Some("UFFDIO_COPY"), &stale),
+                (Oracle::StaleTranslation, Some(1), Some("a read through the TLB"), &stale)
+            ]
+        );
+        let message = |verb| {
+            format!(
+                "CPU 1 {verb} {:#x} through its TLB entry to {file}, but the PTE maps {anon} now (an anonymous page \
+                 installed by uffd on CPU 2): the entry was changed under ptl while this translation was cached, \
+                 and no flush reached CPU 1 since",
+                addr()
+            )
+        };
+        assert_eq!(violations[0].message, message("still caches"));
+        assert_eq!(violations[1].message, message("read"));
+    }
+
+    #[test]
+    fn none_a_copy_of_the_same_data_or_a_flush_before_the_fill_is_not_a_finding() {
+        let file = Pfn(512 + IDX as u32);
+        // Still none: the clearer's owed-flush window (stale-tlb's business).
+        let (read, violations) = read_after(|_, _, _| {});
+        assert_eq!((read, violations), (Some(file), vec![]));
+        // The new frame holds the old one's data (as a migration's copy does).
+        let (read, violations) = read_after(|cx, map, file| {
+            install_anon(cx, map, Some(file));
+        });
+        assert_eq!((read, violations), (Some(file), vec![]));
+        // A flush before the fill: CPU 1 walks again and reads the new page.
+        let mut anon = None;
+        let (read, violations) = read_after(|cx, map, _| {
+            cx.flush_tlb_range(addr(), addr() + PAGE_SIZE);
+            anon = Some(install_anon(cx, map, None));
+        });
+        assert_eq!((read, violations), (anon, vec![]));
     }
 }

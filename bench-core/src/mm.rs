@@ -9,7 +9,7 @@
 //! `collapse_pte_mapped_thp()` starts from).
 
 use crate::locks::{LockClass, LockId, LockStats, SpinLock};
-use crate::oracle::{Oracle, Violation, Violations};
+use crate::oracle::{CachedTranslation, Oracle, Violation, Violations};
 use crate::page::{PageArray, PG_SHMEM};
 use crate::pgtable::{PmdTables, TablePool};
 use crate::pte::{
@@ -17,6 +17,7 @@ use crate::pte::{
     PTRS_PER_PTE,
 };
 use crate::rcu::Rcu;
+use crate::role::installer_name;
 use crate::tlb::Tlbs;
 use crossbeam::utils::CachePadded;
 use serde::{Deserialize, Serialize};
@@ -420,6 +421,37 @@ impl Mm {
     /// A fresh swap offset.
     pub(crate) fn alloc_swap_slot(&self) -> u32 {
         self.next_swap_slot.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The stale-translation rule ([`Oracle::StaleTranslation`]) for one
+    /// translation: CPU `cpu` caches `addr -> cached` (and `verb`s through
+    /// it: "read", "still caches") while the PTE maps `now`. Broken when
+    /// the two frames hold different data (content ids differ: a
+    /// migration's copy holds the same). Returns the message, naming who
+    /// put `now` there, and the stale translation as evidence.
+    pub(crate) fn stale_translation(
+        &self,
+        cpu: u32,
+        addr: u64,
+        cached: Pfn,
+        now: Pfn,
+        verb: &str,
+    ) -> Option<(String, CachedTranslation)> {
+        let (old, new) = (self.pages.get(cached), self.pages.get(now));
+        if old.content.load(Ordering::Acquire) == new.content.load(Ordering::Acquire) {
+            return None;
+        }
+        let who = if new.is_anon() {
+            format!("an anonymous page installed by {}", installer_name(new.installer.load(Ordering::Relaxed)))
+        } else {
+            "a file subpage".to_owned()
+        };
+        let message = format!(
+            "CPU {cpu} {verb} {addr:#x} through its TLB entry to {cached}, but the PTE maps {now} now ({who}): \
+             the entry was changed under ptl while this translation was cached, and no flush reached CPU {cpu} \
+             since"
+        );
+        Some((message, CachedTranslation { cpu, vpn: vpn(addr), pfn: cached }))
     }
 
     /// Record a violation.

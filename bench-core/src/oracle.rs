@@ -19,6 +19,30 @@ pub enum Oracle {
     /// A collapse dropped its page lock while another CPU still cached a
     /// translation it cleared and never flushed.
     StaleTlb,
+    /// A CPU's TLB translates an address to a frame whose data is not
+    /// what the page table maps there now: the PTE holds a present entry
+    /// of other content (another frame, not a copy of this one), put
+    /// there under `ptl` while this translation was still cached. Checked
+    /// when the entry is installed (`set_pte_at()`, against every CPU's
+    /// TLB) and when a CPU reads through its TLB (`Harness::touch`).
+    ///
+    /// In kernel terms: `set_pte_at()` into a none entry flushes nothing
+    /// (`mfill_atomic_install_pte()`, `do_set_pte()`), which is right
+    /// only if no TLB caches the address. Whoever clears a present entry
+    /// and drops `ptl` before flushing it (a collapse's step 2; a zap's
+    /// mmu_gather) leaves a none entry that is still cached, and a
+    /// ptl-only inserter coming in then makes two translations live: one
+    /// thread reads the old subpage while another reads and writes the new
+    /// page. After a zap the user raced its own munmap or MADV_DONTNEED
+    /// and the kernel accepts that (the model has no such actor); a
+    /// collapse must not change what user space sees, so there it is a
+    /// bug. Not counted: an entry still none (the clearer's owed flush,
+    /// which `stale-tlb` checks is paid), swap and migration entries
+    /// (installed only after `ptep_clear_flush()` of the old frame), a
+    /// frame holding the same data (a migration's copy), and guard markers
+    /// (no data to compare: a read past one is the guard-marker race,
+    /// left to `table-freed-live`).
+    StaleTranslation,
     /// Refcount, mapcount, mm counters or page-table count disagree with the
     /// tables (including the teardown's "Bad rss-counter state").
     Accounting,

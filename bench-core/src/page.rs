@@ -40,8 +40,17 @@ pub struct Page {
     pub mapcount: AtomicI32,
     /// PMD mappings of the whole compound (head only).
     pub entire_mapcount: AtomicI32,
-    /// Content tag: the virtual page number the data belongs to.
+    /// Address tag: the virtual page number the data belongs to.
     pub tag: AtomicU64,
+    /// Content id: which data the frame holds. A file subpage's is fixed
+    /// (its frame number: the page cache keeps one copy of each subpage);
+    /// an anonymous page gets a fresh one when it is allocated (UFFDIO_COPY
+    /// fills it with the user's data, a COW copy is written by the fault
+    /// that made it); `copy_highpage()` carries the source's over. Two
+    /// frames with the same id hold the same bytes, so a read through
+    /// either one sees the same data (see the read check in
+    /// `Harness::touch`).
+    pub content: AtomicU64,
     /// Who installed an anonymous page: actor id + 1 (0: nobody).
     pub installer: AtomicU32,
     /// Sleepers in `lock_page()` (the kernel's PG_waiters and wait queue).
@@ -117,6 +126,9 @@ pub struct PageArray {
     len: usize,
     anon_base: u32,
     free_anon: ArrayQueue<u32>,
+    /// The next anonymous content id; ids start past every frame number,
+    /// so they never equal a file subpage's.
+    next_content: AtomicU64,
 }
 
 impl PageArray {
@@ -126,7 +138,10 @@ impl PageArray {
         let map = MmapMut::map_anon(frames * std::mem::size_of::<Page>())?;
         let anon_base = (frames - anon) as u32;
         let free_anon = ArrayQueue::new(anon.max(1));
-        let pages = PageArray { map, len: frames, anon_base, free_anon };
+        let pages = PageArray { map, len: frames, anon_base, free_anon, next_content: AtomicU64::new(frames as u64) };
+        for pfn in 0..anon_base {
+            pages.get(Pfn(pfn)).content.store(pfn as u64, Ordering::Relaxed);
+        }
         for pfn in anon_base..frames as u32 {
             pages.get(Pfn(pfn)).flags.store(PG_FREE | PG_ANON, Ordering::Relaxed);
             let _ = pages.free_anon.push(pfn);
@@ -168,8 +183,9 @@ impl PageArray {
         }
     }
 
-    /// `alloc_page()` for anonymous memory: refcount 1, not mapped, content
-    /// tagged for virtual page `tag`. `None` when the pool is exhausted.
+    /// `alloc_page()` for anonymous memory: refcount 1, not mapped, data
+    /// tagged for virtual page `tag`, with a fresh content id. `None` when
+    /// the pool is exhausted.
     pub fn alloc_anon(&self, tag: u64, installer: u32) -> Option<Pfn> {
         let pfn = Pfn(self.free_anon.pop()?);
         let page = self.get(pfn);
@@ -177,6 +193,7 @@ impl PageArray {
         page.refcount.store(1, Ordering::Relaxed);
         page.mapcount.store(0, Ordering::Relaxed);
         page.tag.store(tag, Ordering::Relaxed);
+        page.content.store(self.next_content.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
         page.installer.store(installer + 1, Ordering::Relaxed);
         page.flags.store(PG_ANON, Ordering::Release);
         Some(pfn)
@@ -195,6 +212,7 @@ impl PageArray {
         page.installer.store(0, Ordering::Relaxed);
         // Poison the content so a reader through a stale TLB sees a mismatch.
         page.tag.store(u64::MAX, Ordering::Relaxed);
+        page.content.store(u64::MAX, Ordering::Relaxed);
         self.free_anon.push(pfn.0).expect("anon free list holds every pool frame");
         Ok(())
     }
@@ -219,6 +237,11 @@ mod tests {
         let p = pages.alloc_anon(77, 0).unwrap();
         assert!(pages.get(p).is_anon() && !pages.get(p).is_free());
         assert_eq!(pages.anon_in_use(), 1);
+        let content = |p: Pfn| pages.get(p).content.load(Ordering::Relaxed);
+        assert_eq!((content(Pfn(512)), content(Pfn(513))), (512, 513), "a file subpage's data is its own");
+        let q = pages.alloc_anon(77, 0).unwrap();
+        assert!(content(p) >= 1032 && content(q) == content(p) + 1, "each allocation gets fresh data");
+        assert_eq!(pages.free_anon(q), Ok(()));
         assert_eq!(pages.free_anon(p), Ok(()));
         assert_eq!(pages.free_anon(p), Err(AllocError::DoubleFree(p)));
         assert_eq!(pages.free_anon(Pfn(513)), Err(AllocError::NotAnon(Pfn(513))));

@@ -126,6 +126,10 @@ pub struct ConformanceOptions {
     pub seed: u64,
     /// Replays the shrinker may spend on each preset's first counterexample.
     pub shrink_budget: u32,
+    /// Operations each CPU may do per schedule ([`CheckOptions::ops_per_cpu`]).
+    /// A reader that reads more caches more of a table, and only an address
+    /// it caches can show a stale translation.
+    pub ops_per_cpu: u64,
 }
 
 impl Default for ConformanceOptions {
@@ -138,6 +142,7 @@ impl Default for ConformanceOptions {
             depth: 3,
             seed: 1,
             shrink_budget: 100,
+            ops_per_cpu: CheckOptions::default().ops_per_cpu,
         }
     }
 }
@@ -415,13 +420,17 @@ fn run_preset(policy: &Arc<dyn DynPolicy>, label: &str, name: &str, opts: &Confo
             schedules: opts.schedules,
             seed: opts.seed,
             shrink_budget: opts.shrink_budget,
+            ops_per_cpu: opts.ops_per_cpu,
             ..CheckOptions::default()
         };
         check_policy(policy, &scenario, &check)
     });
     match result {
         Ok(check) => {
-            out.replay_command = check.first.as_ref().map(|cx| {
+            // The command line keeps the default operations per CPU: with
+            // others the token replays only through the library.
+            let replayable = opts.ops_per_cpu == CheckOptions::default().ops_per_cpu;
+            out.replay_command = check.first.as_ref().filter(|_| replayable).map(|cx| {
                 format!("collapse-bench check -p '{label}' -w {name} --seed {} --replay {}", opts.seed, cx.token())
             });
             out.check = Some(check);

@@ -37,21 +37,36 @@ fn the_same_seed_and_configuration_give_byte_identical_results() {
     assert_ne!(first, other_seed, "the seed drives the actors");
 }
 
+/// On 24 CPUs (readers that cache much of each table, uffd fillers, and
+/// neighbours that make the v2 trylock fail) v1 stays clean; the v2
+/// repairs free no live table and pay every flush, but uffd fills slots
+/// they cleared and left unflushed with `ptl` dropped, which readers still
+/// cache (stale-translation, and nothing else); pre-fix loses the page.
 #[test]
-fn correct_policies_stay_clean_and_pre_fix_is_caught_on_many_cpus() {
+fn v1_stays_clean_the_v2_repairs_show_stale_translations_and_pre_fix_is_caught_on_many_cpus() {
     let s = scenario("pml-contended", 24, 1);
     for name in ["v1", "v2-flush-bool", "v2-step3-down"] {
         let run = simulate(name, &s, 3);
         assert!(run.collapses > 20, "{name}: {} collapses", run.collapses);
-        assert_eq!(run.violations_total, 0, "{name}: {:?}", run.violations.first());
         assert_eq!((run.threads, run.cores, run.oversubscribed), (24, 24, false));
+        if name == "v1" {
+            assert_eq!(run.violations_total, 0, "{name}: {:?}", run.violations.first());
+        } else {
+            assert!(run.violations_total > 0, "{name}");
+            assert!(
+                run.violations.iter().all(|v| v.oracle == Oracle::StaleTranslation),
+                "{name}: {:?}",
+                run.violations
+            );
+        }
     }
     let run = simulate("pre-fix", &s, 3);
     assert!(run.violations_total > 0);
     // The bug, then what follows from it: the uffd page lost with the
-    // table, and teardown's "Bad rss-counter state".
-    assert_eq!(run.violations[0].oracle, Oracle::TableFreedLive);
-    let consequences = [Oracle::TableFreedLive, Oracle::LostPage, Oracle::Accounting];
+    // table, and teardown's "Bad rss-counter state"; and, as in the v2
+    // forms, readers still caching a slot uffd filled.
+    assert!(run.violations.iter().any(|v| v.oracle == Oracle::TableFreedLive), "{:?}", run.violations);
+    let consequences = [Oracle::TableFreedLive, Oracle::LostPage, Oracle::Accounting, Oracle::StaleTranslation];
     assert!(run.violations.iter().all(|v| consequences.contains(&v.oracle)), "{:?}", run.violations);
 }
 

@@ -54,6 +54,11 @@
 //! * flush every entry it cleared from every TLB before it drops the page
 //!   lock, on success and on abort
 //!   ([`Oracle::StaleTlb`](crate::Oracle::StaleTlb));
+//! * not drop `ptl` between clearing entries and flushing them where
+//!   another path may fill the emptied slots under `ptl` alone (uffd on a
+//!   private VMA): a CPU would still read the old subpage while the PTE
+//!   maps the new page
+//!   ([`Oracle::StaleTranslation`](crate::Oracle::StaleTranslation));
 //! * leave `hpage`'s refcount and mapcounts and the mm's counters equal to
 //!   what the PTEs and the PMD imply
 //!   ([`Oracle::Accounting`](crate::Oracle::Accounting)), and lose no page

@@ -186,7 +186,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
     /// Where this CPU is, for a violation's "at ...": the collapse's step,
     /// or (any other role, the restore between collapses included) the
     /// kernel path the role runs, never a collapse step it is not in.
-    fn place(&self) -> &'static str {
+    pub(crate) fn place(&self) -> &'static str {
         if self.role == Role::Collapse {
             self.step.label()
         } else {
@@ -337,10 +337,12 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
     }
 
     /// `copy_highpage()`: `dst` gets `src`'s data (in the model, the tag of
-    /// the address whose data it holds).
+    /// the address whose data it holds, and its content id: the two frames
+    /// now hold the same bytes).
     pub fn copy_highpage(&mut self, dst: Pfn, src: Pfn) {
-        let tag = self.mm.pages.get(src).tag.load(Ordering::Acquire);
-        self.mm.pages.get(dst).tag.store(tag, Ordering::Release);
+        let (src, dst) = (self.mm.pages.get(src), self.mm.pages.get(dst));
+        dst.tag.store(src.tag.load(Ordering::Acquire), Ordering::Release);
+        dst.content.store(src.content.load(Ordering::Acquire), Ordering::Release);
     }
 
     /// `mm_counter_file()`: MM_SHMEMPAGES for shmem pages, else MM_FILEPAGES.
@@ -702,12 +704,41 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
         }
     }
 
-    /// `set_pte_at()`.
-    pub fn set_pte_at(&mut self, _addr: u64, pte: PteRef<'_>, val: Pte) {
+    /// `set_pte_at()`. Like the kernel's, it flushes nothing: the entry it
+    /// replaces must not be cached anywhere (a none entry nobody owes a
+    /// flush for, or one cleared by `ptep_clear_flush()`). A present entry
+    /// is checked against every CPU's TLB: a CPU still caching the address
+    /// with other data breaks stale-translation now, at its next access
+    /// (the read check in `Harness::touch` applies the same rule then).
+    pub fn set_pte_at(&mut self, addr: u64, pte: PteRef<'_>, val: Pte) {
         self.assert_held(pte.ptl, "set_pte_at");
         self.charge(Cost::EntryWrite, 1);
         pte.entry.store(val.0, Ordering::Release);
         self.engine.trace(self.cpu, Event::PteSet(pte.idx as u16, val));
+        if let (true, Some(now)) = (self.mm.config.oracles, val.pfn()) {
+            self.check_no_stale_holder(addr, now);
+        }
+    }
+
+    /// The stale-translation rule at an install of `addr -> now`: no CPU
+    /// may still cache `addr` to a frame of other data.
+    fn check_no_stale_holder(&mut self, addr: u64, now: Pfn) {
+        let mm = self.mm;
+        let mut found = (0..mm.tlbs.cpus() as u32).filter_map(|cpu| {
+            let cached = mm.tlbs.lookup(cpu, vpn(addr))?;
+            mm.stale_translation(cpu, addr, cached, now, "still caches")
+        });
+        let Some((message, first)) = found.next() else { return };
+        let mut cached = vec![first];
+        cached.extend(found.map(|(_, c)| c));
+        mm.violations.push(Violation {
+            oracle: Oracle::StaleTranslation,
+            cpu: Some(self.cpu),
+            step: Some(self.place().to_owned()),
+            message,
+            cached,
+            freed_live: vec![],
+        });
     }
 
     /// `ptep_clear_flush()`: clear and flush this page from every TLB.
