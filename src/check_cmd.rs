@@ -42,6 +42,11 @@ pub struct CheckArgs {
     /// PCT bug depth (priority change points + 1).
     #[arg(long, default_value_t = 3)]
     pub depth: u32,
+    /// Operations each CPU may do per schedule: longer runs reach races
+    /// that need several operations to line up (a reader caching the very
+    /// address uffd fills later), at proportionally more time per schedule.
+    #[arg(long, value_name = "N", default_value_t = CheckOptions::default().ops_per_cpu)]
+    pub ops_per_cpu: u64,
     /// Seed of the schedules and of the actors (default: the scenario's, 1
     /// for presets).
     #[arg(long)]
@@ -135,7 +140,13 @@ fn parse_search(args: &CheckArgs) -> Result<Search, CliError> {
 }
 
 /// The command that replays `token` on the same configuration.
-pub fn replay_command(workload: &WorkloadArgs, scenario: &Scenario, policy: &str, token: &str) -> String {
+pub fn replay_command(
+    workload: &WorkloadArgs,
+    scenario: &Scenario,
+    opts: &CheckOptions,
+    policy: &str,
+    token: &str,
+) -> String {
     let mut words = vec![crate::program().to_owned(), "check".into(), "-p".into(), policy.to_owned()];
     match &workload.scenario {
         Some(path) => words.extend(["--scenario".into(), path.display().to_string()]),
@@ -146,6 +157,9 @@ pub fn replay_command(workload: &WorkloadArgs, scenario: &Scenario, policy: &str
     }
     for kv in &workload.set {
         words.extend(["--set".into(), kv.clone()]);
+    }
+    if opts.ops_per_cpu != CheckOptions::default().ops_per_cpu {
+        words.extend(["--ops-per-cpu".into(), opts.ops_per_cpu.to_string()]);
     }
     words.extend(["--seed".into(), scenario.seed.to_string(), "--replay".into(), token.to_owned()]);
     words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
@@ -221,6 +235,9 @@ impl<'a> CheckPlan<'a> {
         if args.schedules == 0 {
             return Err(CliError::Usage("--schedules: must be at least 1".into()));
         }
+        if args.ops_per_cpu == 0 {
+            return Err(CliError::Usage("--ops-per-cpu: must be at least 1".into()));
+        }
         let replay = match &args.replay {
             None => None,
             Some(token) => {
@@ -262,8 +279,13 @@ impl<'a> CheckPlan<'a> {
         } else {
             vec![(scenario(&args.workload, args.seed)?, args.schedules)]
         };
-        let opts =
-            CheckOptions { search, schedules: args.schedules, seed: scenarios[0].0.seed, ..CheckOptions::default() };
+        let opts = CheckOptions {
+            search,
+            schedules: args.schedules,
+            seed: scenarios[0].0.seed,
+            ops_per_cpu: args.ops_per_cpu,
+            ..CheckOptions::default()
+        };
         Ok(CheckPlan { args, json, policies, scenarios, opts, replay })
     }
 
@@ -434,10 +456,9 @@ fn search_all(
                 continue;
             }
         };
-        let first = report
-            .first
-            .as_ref()
-            .map(|cx| counterexample_doc(cx, replay_command(&args.workload, scenario, &report.policy, &cx.token())));
+        let first = report.first.as_ref().map(|cx| {
+            counterexample_doc(cx, replay_command(&args.workload, scenario, opts, &report.policy, &cx.token()))
+        });
         checks.push(policy_doc(policy, &report, first));
         reports.push(report);
     }
@@ -513,7 +534,7 @@ fn replay_one(
             for v in &cx.violations {
                 report.by_oracle.entry(v.oracle).or_insert((1, 0));
             }
-            let doc = counterexample_doc(&cx, replay_command(&args.workload, scenario, &label, token));
+            let doc = counterexample_doc(&cx, replay_command(&args.workload, scenario, opts, &label, token));
             let mut out = format!(
                 "{label}: replay of {token} on {} (seed {}): {} steps, {}\n",
                 scenario.name, scenario.seed, doc.steps, doc.violations[0].oracle

@@ -521,10 +521,9 @@ fn verdicts(
                     continue;
                 }
             };
-            let first = report
-                .first
-                .as_ref()
-                .map(|cx| counterexample_doc(cx, replay_command(&workload, &scenario, &report.policy, &cx.token())));
+            let first = report.first.as_ref().map(|cx| {
+                counterexample_doc(cx, replay_command(&workload, &scenario, &opts, &report.policy, &cx.token()))
+            });
             verdicts.push(Verdict { workload: name.into(), check: policy_doc(policy, &report, first) });
             ledger.finished.push(format!("check {} on {name}", policy.label()));
         }

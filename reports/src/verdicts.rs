@@ -138,6 +138,6 @@ mod tests {
         let want: Vec<String> =
             Oracle::iter().enumerate().map(|(i, o)| format!("{o} {}/100 (first #3)", i + 1)).collect();
         assert_eq!(cells, want, "{table}");
-        assert!(table.contains("use-after-free 7/100") && table.contains("api-contract 8/100"), "{table}");
+        assert!(table.contains("use-after-free 8/100") && table.contains("api-contract 9/100"), "{table}");
     }
 }

@@ -427,11 +427,13 @@ fn run_preset(policy: &Arc<dyn DynPolicy>, label: &str, name: &str, opts: &Confo
     });
     match result {
         Ok(check) => {
-            // The command line keeps the default operations per CPU: with
-            // others the token replays only through the library.
-            let replayable = opts.ops_per_cpu == CheckOptions::default().ops_per_cpu;
-            out.replay_command = check.first.as_ref().filter(|_| replayable).map(|cx| {
-                format!("collapse-bench check -p '{label}' -w {name} --seed {} --replay {}", opts.seed, cx.token())
+            out.replay_command = check.first.as_ref().map(|cx| {
+                let ops = if opts.ops_per_cpu == CheckOptions::default().ops_per_cpu {
+                    String::new()
+                } else {
+                    format!(" --ops-per-cpu {}", opts.ops_per_cpu)
+                };
+                format!("collapse-bench check -p '{label}' -w {name}{ops} --seed {} --replay {}", opts.seed, cx.token())
             });
             out.check = Some(check);
         }

@@ -119,10 +119,15 @@ fn vm_normal_page_before_pte_present_is_caught() {
     let found = checker_finds(&policy::<NormalPageFirst>(), "vm_normal_page() of a non-present pte");
     println!("found on {found:?}");
     let report = conformance_fails_by_api_contract(&entry::<NormalPageFirst>());
-    // Of the functional cases, those with a swap entry meet the slip in
-    // step 1 (and abort with the right result all the same).
+    // Of the functional cases, those with a non-present entry meet the
+    // slip (and abort with the right result all the same): a swap entry
+    // in step 1, or a swap entry or guard marker that appears in the step
+    // 1 -> 2 window, in step 2.
     let failed: Vec<&str> = report.cases.iter().filter(|c| !c.passed()).map(|c| c.name.as_str()).collect();
-    assert!(!failed.is_empty() && failed.iter().all(|n| n.starts_with("swap entry / ")), "{failed:#?}");
+    let non_present =
+        ["swap entry / ", "COW then swap-out, step 1 -> 2 / ", "guard marker into a hole, step 1 -> 2 / "];
+    assert_eq!(failed.len(), 14, "{failed:#?}");
+    assert!(failed.iter().all(|n| non_present.iter().any(|p| n.starts_with(p))), "{failed:#?}");
     for c in report.cases.iter().filter(|c| !c.passed()) {
         assert!(c.failures.iter().all(|f| f.contains("[api-contract]")), "{}: {:?}", c.name, c.failures);
     }

@@ -265,12 +265,13 @@ fn broken() -> Arc<dyn DynPolicy> {
 /// good part of the table, as a thread working through its buffer would.
 const READER_OPS: u64 = 100;
 
-/// The checker on every preset, `schedules` each, [`READER_OPS`]
-/// operations per CPU, default options otherwise. (Stands in for a
-/// library `check_every_preset`.)
+/// The checker's default scope (`check_every_preset`) with `schedules`
+/// per preset and [`READER_OPS`] operations per CPU.
 fn check_every_preset(policy: &Arc<dyn DynPolicy>, schedules: u64) -> Vec<(&'static str, CheckReport)> {
-    let opts = CheckOptions { schedules, ops_per_cpu: READER_OPS, ..CheckOptions::default() };
-    PRESETS.iter().map(|&(name, _)| (name, check_policy(policy, &preset(name).unwrap(), &opts).unwrap())).collect()
+    let total = schedules * PRESETS.len() as u64;
+    let opts = CheckOptions { schedules: total, ops_per_cpu: READER_OPS, ..CheckOptions::default() };
+    let reports = workloads::check::check_every_preset(policy, &opts).unwrap();
+    PRESETS.iter().zip(reports).map(|(&(name, _), (_, report))| (name, report)).collect()
 }
 
 /// The presets on which the checker found `oracle`.
