@@ -2,17 +2,16 @@
 //! copies defined here, as a plugin author would define a policy in a
 //! crate of their own: the suite must pass the correct ones, and catch
 //! each broken one by the matching oracle — one that never flushes on
-//! abort (stale-tlb), one that drops `ptl` before removing the table
-//! (table-freed-live), and one with a plain functional bug (a leaked
-//! reference, caught by the functional cases alone).
+//! abort (stale-tlb, and the step 1 -> 2 window cases), one that drops
+//! `ptl` before removing the table (table-freed-live), and one with a
+//! plain functional bug (a leaked reference, caught by the functional
+//! cases alone).
 //!
 //! Schedule counts: [`SCHEDULES`] PCT schedules per preset at seed 1
-//! (schedules are deterministic, so each finding is too). There, stale-tlb
-//! (v2-posted and the no-flush copy) shows on pml-contended in 2 of 150
-//! schedules, first at #86; with seeds 1 to 10 every seed catches it
-//! within 150 (2 to 9 times, first at #7 to #102). table-freed-live
-//! (pre-fix and the drops-ptl copy) shows on uffd-private and
-//! pml-contended within the first 25 schedules.
+//! (schedules are deterministic, so each finding is too). There,
+//! v2-posted's stale-tlb shows on pml-contended in 4 of 150 schedules,
+//! first at #25, and pre-fix's table-freed-live on uffd-private and
+//! pml-contended within the first 10.
 
 use bench_core::harness::Harness;
 use bench_core::kernel::{
