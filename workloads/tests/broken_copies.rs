@@ -20,20 +20,17 @@
 //!   clears whatever is present. The conformance suite's window cases fail
 //!   it functionally.
 
-use bench_core::kernel::{
-    entry, userfaultfd_armed, CollapsePolicy, Cx, DynPolicy, Engine, LockId, NoParams, Pfn, Pmd, PmdRef, PolicyEntry,
-    PteMap, ScanResult, Step, Vma, SINGLE_DEPTH_NESTING, VM_SHARED,
-};
-use bench_core::pte::{HPAGE_PMD_NR, PAGE_SIZE};
+use bench_core::kernel::{entry, CollapsePolicy, Cx, DynPolicy, Engine, NoParams, PolicyEntry, ScanResult};
 use bench_core::Oracle;
-use policies::khugepaged::{abort_unlock, account_cleared, clear_ptes, collapse_pte_mapped_thp, remove_table};
-use policies::recheck::{lock_pml_under_ptl, RecheckParams};
+use policies::recheck::RecheckParams;
 use std::sync::Arc;
 use workloads::check::{check_every_preset, check_policy, overall_failure, CheckOptions, CheckReport};
 use workloads::conformance::{conformance, ConformanceOptions, ConformanceReport};
 use workloads::{preset, Scenario};
 
 mod every_preset;
+mod v1_copy;
+mod v2_copy;
 use every_preset::{first_finding, median};
 
 /// The slips, by the gap each shows.
@@ -43,10 +40,10 @@ const FORGETS_CLEARED_ON_NON_PRESENT: u8 = 2;
 const STEP_2_TRUSTS_STEP_1: u8 = 3;
 
 // ---------------------------------------------------------------------
-// v2-step3-down with a slip.
+// v2-step3-down with a slip (the copy of `v2_copy`).
 // ---------------------------------------------------------------------
 
-/// `v2-step3-down` (policies/src/v2_step3_down.rs) with slip `SLIP`.
+/// `v2-step3-down` with slip `SLIP`.
 struct SlippedV2<const SLIP: u8>(RecheckParams);
 
 impl<const SLIP: u8> CollapsePolicy for SlippedV2<SLIP> {
@@ -66,78 +63,20 @@ impl<const SLIP: u8> CollapsePolicy for SlippedV2<SLIP> {
     }
 
     fn collapse<E: Engine>(&self, cx: &mut Cx<'_, E>, haddr: u64, install_pmd: bool) -> ScanResult {
-        let recheck_always = self.0.recheck_always;
-        collapse_pte_mapped_thp(cx, haddr, install_pmd, |cx, vma, haddr, hpage, pmd, ptl| {
-            slipped_v2_steps_2_to_4::<E, SLIP>(cx, vma, haddr, hpage, pmd, ptl, recheck_always)
-        })
-    }
-}
-
-fn slipped_v2_steps_2_to_4<E: Engine, const SLIP: u8>(
-    cx: &mut Cx<'_, E>,
-    vma: &Vma,
-    haddr: u64,
-    hpage: Pfn,
-    pmd: PmdRef,
-    mut ptl: LockId,
-    recheck_always: bool,
-) -> Result<Pmd, ScanResult> {
-    let mut pml = None;
-    let mut start_pte = None;
-    let mut nr_ptes = 0;
-    let result = 'abort: {
-        let Some((table, table_ptl)) = cx.pte_offset_map_lock(pmd, haddr) else {
-            break 'abort ScanResult::Fail;
+        let slips = v2_copy::Slips {
+            recheck_shared_only: SLIP == RECHECK_SHARED_ONLY,
+            forgets_cleared_on_non_present: SLIP == FORGETS_CLEARED_ON_NON_PRESENT,
+            ..v2_copy::Slips::default()
         };
-        (start_pte, ptl) = (Some(table), table_ptl);
-        let mut pass = Step::Clear;
-        'recheck: loop {
-            cx.step(pass);
-            if let Err(result) = clear_ptes(cx, vma, haddr, hpage, table, &mut nr_ptes) {
-                if SLIP == FORGETS_CLEARED_ON_NON_PRESENT && result == ScanResult::PteNonPresent {
-                    // BROKEN: "a non-present entry maps no subpage, so
-                    // there is nothing to give back" -- but the entries
-                    // cleared before it were.
-                    nr_ptes = 0;
-                }
-                break 'abort result;
-            }
-            if pml.is_none() {
-                let (lock, ptl_dropped) = lock_pml_under_ptl(cx, pmd, ptl);
-                pml = Some(lock);
-                let private = if SLIP == RECHECK_SHARED_ONLY {
-                    // BROKEN: the VM_SHARED test inverted.
-                    vma.flags & VM_SHARED != 0
-                } else {
-                    vma.flags & VM_SHARED == 0
-                };
-                if ptl_dropped && (recheck_always || userfaultfd_armed(vma) && private) {
-                    pass = Step::Recheck;
-                    continue 'recheck;
-                }
-            }
-            break;
-        }
-        let pml = pml.expect("taken at the lock point");
-        cx.step(Step::Account);
-        account_cleared(cx, hpage, nr_ptes);
-        cx.step(Step::RemoveTable);
-        return Ok(remove_table(cx, vma, haddr, pmd, Some(table), ptl, pml));
-    };
-    cx.step(Step::Abort);
-    if nr_ptes != 0 {
-        cx.flush_tlb_mm();
-        account_cleared(cx, hpage, nr_ptes);
+        v2_copy::collapse(cx, haddr, install_pmd, self.0.recheck_always, slips)
     }
-    abort_unlock(cx, start_pte, ptl, pml);
-    Err(result)
 }
 
 // ---------------------------------------------------------------------
-// v1 with a slip.
+// v1 with a slip (the copy of `v1_copy`).
 // ---------------------------------------------------------------------
 
-/// `v1` (policies/src/v1.rs) with slip `SLIP`.
+/// `v1` with slip `SLIP`.
 struct SlippedV1<const SLIP: u8>(NoParams);
 
 impl<const SLIP: u8> CollapsePolicy for SlippedV1<SLIP> {
@@ -157,105 +96,13 @@ impl<const SLIP: u8> CollapsePolicy for SlippedV1<SLIP> {
     }
 
     fn collapse<E: Engine>(&self, cx: &mut Cx<'_, E>, haddr: u64, install_pmd: bool) -> ScanResult {
-        collapse_pte_mapped_thp(cx, haddr, install_pmd, slipped_v1_steps_2_to_4::<E, SLIP>)
-    }
-}
-
-fn slipped_v1_steps_2_to_4<E: Engine, const SLIP: u8>(
-    cx: &mut Cx<'_, E>,
-    vma: &Vma,
-    haddr: u64,
-    hpage: Pfn,
-    pmd: PmdRef,
-    mut ptl: LockId,
-) -> Result<Pmd, ScanResult> {
-    let mut pml = None;
-    let mut start_pte = None;
-    let mut nr_ptes = 0;
-    let result = 'abort: {
-        if userfaultfd_armed(vma) && vma.flags & VM_SHARED == 0 {
-            pml = Some(cx.pmd_lock(pmd));
-        }
-        let Some((table, table_ptl)) = cx.pte_offset_map_nolock(pmd, haddr) else {
-            break 'abort ScanResult::Fail;
+        let slips = v1_copy::Slips {
+            no_flush_under_early_pml: SLIP == NO_FLUSH_UNDER_EARLY_PML,
+            step_2_trusts_step_1: SLIP == STEP_2_TRUSTS_STEP_1,
+            ..v1_copy::Slips::default()
         };
-        (start_pte, ptl) = (Some(table), table_ptl);
-        match pml {
-            None => cx.spin_lock(ptl),
-            Some(pml) if pml != ptl => cx.spin_lock_nested(ptl, SINGLE_DEPTH_NESTING),
-            Some(_) => {}
-        }
-        cx.step(Step::Clear);
-        let cleared = if SLIP == STEP_2_TRUSTS_STEP_1 {
-            clear_ptes_trusting_step_1(cx, vma, haddr, hpage, table, &mut nr_ptes)
-        } else {
-            clear_ptes(cx, vma, haddr, hpage, table, &mut nr_ptes)
-        };
-        if let Err(result) = cleared {
-            break 'abort result;
-        }
-        cx.pte_unmap(table);
-        if pml.is_none() {
-            cx.spin_unlock(ptl);
-        }
-        cx.step(Step::Account);
-        account_cleared(cx, hpage, nr_ptes);
-        cx.step(Step::RemoveTable);
-        let pml = match pml {
-            Some(pml) => pml,
-            None => {
-                let pml = cx.pmd_lock(pmd);
-                if ptl != pml {
-                    cx.spin_lock_nested(ptl, SINGLE_DEPTH_NESTING);
-                }
-                pml
-            }
-        };
-        return Ok(remove_table(cx, vma, haddr, pmd, None, ptl, pml));
-    };
-    cx.step(Step::Abort);
-    // BROKEN (NO_FLUSH_UNDER_EARLY_PML): "with pml held since before step
-    // 2 nobody can have walked to these entries" -- but the TLBs filled
-    // before step 1 still hold them.
-    let flush = SLIP != NO_FLUSH_UNDER_EARLY_PML || pml.is_none();
-    if nr_ptes != 0 {
-        if flush {
-            cx.flush_tlb_mm();
-        }
-        account_cleared(cx, hpage, nr_ptes);
+        v1_copy::collapse(cx, haddr, install_pmd, slips)
     }
-    abort_unlock(cx, start_pte, ptl, pml);
-    Err(result)
-}
-
-/// Step 2's loop with the slip: an entry is cleared if it is present,
-/// without asking again which page it maps.
-fn clear_ptes_trusting_step_1<E: Engine>(
-    cx: &mut Cx<'_, E>,
-    vma: &Vma,
-    haddr: u64,
-    hpage: Pfn,
-    start_pte: PteMap,
-    nr_ptes: &mut i32,
-) -> Result<(), ScanResult> {
-    for i in 0..HPAGE_PMD_NR {
-        let addr = haddr + i as u64 * PAGE_SIZE;
-        let pte = start_pte.at(i);
-        let ptent = cx.ptep_get(pte);
-        if ptent.is_none() {
-            continue;
-        }
-        if !ptent.is_present() {
-            return Err(ScanResult::PteNonPresent);
-        }
-        // BROKEN: "step 1 checked every present entry is hpage + i" -- but
-        // ptl was dropped since, and a COW or UFFDIO_COPY may have put an
-        // anonymous page here.
-        cx.ptep_clear(addr, pte);
-        cx.page_remove_rmap(hpage.nth(i), vma, false);
-        *nr_ptes += 1;
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------

@@ -15,14 +15,15 @@
 
 use bench_core::harness::Harness;
 use bench_core::kernel::{
-    entry, userfaultfd_armed, CollapsePolicy, Cx, Engine, LockId, NoParams, Pfn, Pmd, PmdRef, PolicyEntry, ScanResult,
-    Step, Vma, SINGLE_DEPTH_NESTING,
+    entry, CollapsePolicy, Cx, Engine, LockId, NoParams, Pfn, Pmd, PmdRef, PolicyEntry, ScanResult, Step, Vma,
+    SINGLE_DEPTH_NESTING,
 };
-use bench_core::mm::VM_SHARED;
 use bench_core::Oracle;
 use policies::khugepaged::{account_cleared, clear_ptes, collapse_pte_mapped_thp};
-use policies::recheck::{lock_pml_under_ptl, RecheckParams};
+use policies::recheck::RecheckParams;
 use policies::v1::V1;
+mod v2_copy;
+
 use workloads::conformance::{assert_conforms, conformance, ConformanceOptions, ConformanceReport, Expect};
 
 /// PCT schedules per preset.
@@ -60,70 +61,9 @@ impl CollapsePolicy for NoAbortFlush {
     }
 
     fn collapse<E: Engine>(&self, cx: &mut Cx<'_, E>, haddr: u64, install_pmd: bool) -> ScanResult {
-        let recheck_always = self.0.recheck_always;
-        collapse_pte_mapped_thp(cx, haddr, install_pmd, |cx, vma, haddr, hpage, pmd, ptl| {
-            no_abort_flush_steps_2_to_4(cx, vma, haddr, hpage, pmd, ptl, recheck_always)
-        })
+        let slips = v2_copy::Slips { no_abort_flush: true, ..v2_copy::Slips::default() };
+        v2_copy::collapse(cx, haddr, install_pmd, self.0.recheck_always, slips)
     }
-}
-
-fn no_abort_flush_steps_2_to_4<E: Engine>(
-    cx: &mut Cx<'_, E>,
-    vma: &Vma,
-    haddr: u64,
-    hpage: Pfn,
-    pmd: PmdRef,
-    mut ptl: LockId,
-    recheck_always: bool,
-) -> Result<Pmd, ScanResult> {
-    let mut pml = None;
-    let mut start_pte = None;
-    let mut nr_ptes = 0;
-    let result = 'abort: {
-        let Some((table, table_ptl)) = cx.pte_offset_map_lock(pmd, haddr) else {
-            break 'abort ScanResult::Fail;
-        };
-        (start_pte, ptl) = (Some(table), table_ptl);
-        let mut pass = Step::Clear;
-        'recheck: loop {
-            cx.step(pass);
-            if let Err(result) = clear_ptes(cx, vma, haddr, hpage, table, &mut nr_ptes) {
-                break 'abort result;
-            }
-            if pml.is_none() {
-                let (lock, ptl_dropped) = lock_pml_under_ptl(cx, pmd, ptl);
-                pml = Some(lock);
-                if ptl_dropped && (recheck_always || userfaultfd_armed(vma) && vma.flags & VM_SHARED == 0) {
-                    pass = Step::Recheck;
-                    continue 'recheck;
-                }
-            }
-            break;
-        }
-        let pml = pml.expect("taken at the lock point");
-        cx.step(Step::Account);
-        account_cleared(cx, hpage, nr_ptes);
-        cx.step(Step::RemoveTable);
-        let pgt_pmd = cx.pmdp_collapse_flush(vma, haddr, pmd);
-        cx.pte_unmap(table);
-        if ptl != pml {
-            cx.spin_unlock(ptl);
-        }
-        cx.spin_unlock(pml);
-        return Ok(pgt_pmd);
-    };
-    cx.step(Step::Abort);
-    // BROKEN: the entries step 2 cleared are never flushed.
-    account_cleared(cx, hpage, nr_ptes);
-    if let Some(start_pte) = start_pte {
-        cx.pte_unmap_unlock(start_pte, ptl);
-    }
-    if let Some(pml) = pml {
-        if pml != ptl {
-            cx.spin_unlock(pml);
-        }
-    }
-    Err(result)
 }
 
 // ---------------------------------------------------------------------

@@ -1,8 +1,8 @@
 //! The shipped `v1` (`policies::khugepaged::collapse_pte_mapped_thp` with
 //! `policies::v1`'s steps 2 to 4) copied whole, as a plugin author starts
 //! a port, so that a test can put one slip into it: the broken copies of
-//! `table_free.rs` and `api_contract.rs`. With no slip it is `v1`. Every
-//! slip is marked `BROKEN`.
+//! `table_free.rs`, `api_contract.rs` and `broken_copies.rs`. With no slip
+//! it is `v1`. Every slip is marked `BROKEN`.
 
 use bench_core::kernel::{
     pmd_pgtable, range_in_vma, userfaultfd_armed, userfaultfd_wp, Cx, Engine, LockId, Pfn, Pmd, PmdRef, PteMap,
@@ -23,6 +23,11 @@ pub struct Slips {
     pub normal_page_first: bool,
     /// Forget step 2's `pte_unmap()`: return with the table still mapped.
     pub keeps_map: bool,
+    /// Skip the abort path's flush when `pml` was taken before step 2.
+    pub no_flush_under_early_pml: bool,
+    /// In step 2, clear whatever is present without asking again which
+    /// page it maps.
+    pub step_2_trusts_step_1: bool,
 }
 
 /// `collapse_pte_mapped_thp()` as `v1`, with `slips`.
@@ -170,7 +175,21 @@ fn steps_2_to_4<E: Engine>(
         cx.step(Step::Clear);
         for i in 0..HPAGE_PMD_NR {
             let addr = haddr + i as u64 * PAGE_SIZE;
-            match check_pte(cx, vma, haddr, hpage, table, i, slips) {
+            let checked = if slips.step_2_trusts_step_1 {
+                // BROKEN (step_2_trusts_step_1): "step 1 checked every
+                // present entry is hpage + i" -- but ptl was dropped since,
+                // and a COW or UFFDIO_COPY may have put an anonymous page
+                // here.
+                let ptent = cx.ptep_get(table.at(i));
+                match (ptent.is_none(), ptent.is_present()) {
+                    (true, _) => Ok(false),
+                    (false, false) => Err(ScanResult::PteNonPresent),
+                    (false, true) => Ok(true),
+                }
+            } else {
+                check_pte(cx, vma, haddr, hpage, table, i, slips)
+            };
+            match checked {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(result) => break 'abort result,
@@ -205,7 +224,12 @@ fn steps_2_to_4<E: Engine>(
     };
     cx.step(Step::Abort);
     if nr_ptes != 0 {
-        cx.flush_tlb_mm();
+        // BROKEN (no_flush_under_early_pml): "with pml held since before
+        // step 2 nobody can have walked to these entries" -- but the TLBs
+        // filled before step 1 still hold them.
+        if !(slips.no_flush_under_early_pml && pml.is_some()) {
+            cx.flush_tlb_mm();
+        }
         account_cleared(cx, hpage, nr_ptes);
     }
     abort_unlock(cx, start_pte, ptl, pml);
