@@ -10,7 +10,7 @@ use crate::kernel::{pmd_offset, Cx, DynPolicy, Engine, PmdRef, PteMap, SINGLE_DE
 use crate::locks::LockId;
 use crate::metrics::Metrics;
 use crate::mm::{addr_range, vpn, Mm};
-use crate::oracle::{CachedTranslation, Oracle, Violation};
+use crate::oracle::{CachedTranslation, Oracle};
 use crate::pgtable::TableState;
 use crate::pte::{Pfn, Pmd, PmdKind, HPAGE_PMD_MASK, HPAGE_PMD_NR, HPAGE_PMD_SIZE, PAGE_SHIFT, PTRS_PER_PTE};
 use crate::role::{installer_code, Role};
@@ -342,14 +342,7 @@ impl<'a, E: Engine> Harness<'a> for Cx<'a, E> {
         match result? {
             Ok(pfn) => Some(pfn),
             Err(bad) => {
-                self.mm.violations.push(Violation {
-                    oracle: bad.oracle,
-                    cpu: Some(cpu),
-                    step: Some(self.place().to_owned()),
-                    message: bad.message,
-                    cached: bad.cached,
-                    freed_live: vec![],
-                });
+                self.violation_cached(bad.oracle, bad.message, bad.cached);
                 None
             }
         }
@@ -524,6 +517,7 @@ mod tests {
     use crate::engine::Native;
     use crate::kernel::Pte;
     use crate::mm::{range_addr, FileKind, MmConfig, VM_UFFD_MISSING};
+    use crate::oracle::Violation;
     use crate::pte::PAGE_SIZE;
     use std::time::Instant;
 

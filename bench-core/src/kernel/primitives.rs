@@ -183,6 +183,19 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
         self.mm.report(oracle, Some(self.cpu), Some(self.place()), message);
     }
 
+    /// [`Cx::violation`] naming the translations, cached by other CPUs, it
+    /// is about (a stale-TLB or stale-translation finding's evidence).
+    pub(crate) fn violation_cached(&self, oracle: Oracle, message: String, cached: Vec<CachedTranslation>) {
+        self.mm.violations.push(Violation {
+            oracle,
+            cpu: Some(self.cpu),
+            step: Some(self.place().to_owned()),
+            message,
+            cached,
+            freed_live: vec![],
+        });
+    }
+
     /// Where this CPU is, for a violation's "at ...": the collapse's step,
     /// or (any other role, the restore between collapses included) the
     /// kernel path the role runs, never a collapse step it is not in.
@@ -274,14 +287,8 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
                 vpn << PAGE_SHIFT,
                 self.clear_log.cleared.len()
             );
-            self.mm.violations.push(Violation {
-                oracle: Oracle::StaleTlb,
-                cpu: Some(self.cpu),
-                step: Some(self.place().to_owned()),
-                message,
-                cached: stale.iter().map(|&(vpn, pfn, cpu)| CachedTranslation { cpu, vpn, pfn }).collect(),
-                freed_live: vec![],
-            });
+            let cached = stale.iter().map(|&(vpn, pfn, cpu)| CachedTranslation { cpu, vpn, pfn }).collect();
+            self.violation_cached(Oracle::StaleTlb, message, cached);
         }
         self.clear_log.cleared.clear();
     }
@@ -731,14 +738,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
         let Some((message, first)) = found.next() else { return };
         let mut cached = vec![first];
         cached.extend(found.map(|(_, c)| c));
-        mm.violations.push(Violation {
-            oracle: Oracle::StaleTranslation,
-            cpu: Some(self.cpu),
-            step: Some(self.place().to_owned()),
-            message,
-            cached,
-            freed_live: vec![],
-        });
+        self.violation_cached(Oracle::StaleTranslation, message, cached);
     }
 
     /// `ptep_clear_flush()`: clear and flush this page from every TLB.
