@@ -132,7 +132,23 @@ fn a_short_soak_counts_operations_and_finds_nothing() {
     // forms survive (the others are caught now and then: a finding, not
     // a flake); so the clean soak is of one of those.
     let policy = "v2-flush-bool:recheck_always=true";
-    let o = bench(&["soak", "-p", policy, "--duration", "1s", "--round", "500ms"]);
+    // The actors that make a collapse abort (COW, uffd, swap, migration,
+    // markers) think 10 ms between operations, not mixed's 20 us: in a
+    // debug build on a loaded 2-core machine the collapser comes round a
+    // range only every few tens of ms, and unpaced they change an entry of
+    // nearly every range before it does (a CI run saw 197 collapses, none
+    // succeeding). Every role still runs, about a hundred times.
+    let mut args = vec!["soak", "-p", policy, "--duration", "1s", "--round", "500ms"];
+    for paced in [
+        "pace.cow=10000000",
+        "pace.uffd=10000000",
+        "pace.swap=10000000",
+        "pace.migrate=10000000",
+        "pace.markers=10000000",
+    ] {
+        args.extend(["--set", paced]);
+    }
+    let o = bench(&args);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.starts_with("soak: workload mixed on 9 threads, 1s per policy in rounds of 500ms"), "{out}");
