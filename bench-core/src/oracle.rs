@@ -146,7 +146,9 @@ impl fmt::Display for Violation {
 }
 
 /// Violations seen during a run. Rare, so a mutex is fine; the first
-/// [`Violations::KEEP`] are kept, the rest only counted.
+/// [`Violations::KEEP`] are kept, and beyond them the first of each
+/// oracle not yet kept (so a flood of one rule does not hide another);
+/// the rest are only counted.
 #[derive(Default)]
 pub struct Violations {
     inner: Mutex<(Vec<Violation>, u64)>,
@@ -160,7 +162,7 @@ impl Violations {
     pub fn push(&self, v: Violation) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.1 += 1;
-        if g.0.len() < Self::KEEP {
+        if g.0.len() < Self::KEEP || !g.0.iter().any(|k| k.oracle == v.oracle) {
             g.0.push(v);
         }
     }

@@ -91,7 +91,7 @@ pub struct PolicyRun {
     pub metrics: MetricsSummary,
     /// Lock totals per class ("pml", "ptl", "page_table_lock").
     pub locks: BTreeMap<String, LockStats>,
-    /// Violations found (the first [`crate::oracle::Violations::KEEP`]).
+    /// Violations found (the first [`crate::oracle::Violations::KEEP`], and the first of each other oracle).
     pub violations: Vec<Violation>,
     /// All violations found, kept or not.
     pub violations_total: u64,
