@@ -34,7 +34,7 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub workload: WorkloadArgs,
     /// Schedules to run per policy.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = CheckOptions::default().schedules)]
     pub schedules: u64,
     /// Search strategy: pct (probabilistic concurrency testing) or random.
     #[arg(long, default_value = "pct")]
@@ -222,8 +222,8 @@ pub struct CheckPlan<'a> {
     /// (no `-w`, no `--scenario`) every preset.
     scenarios: Vec<(Scenario, u64)>,
     opts: CheckOptions,
-    /// The schedule `--replay` names; None: search.
-    replay: Option<Vec<u32>>,
+    /// The schedule index and the schedule `--replay` names; None: search.
+    replay: Option<(u64, Vec<u32>)>,
 }
 
 impl<'a> CheckPlan<'a> {
@@ -321,7 +321,9 @@ impl<'a> CheckPlan<'a> {
         if let [(scenario, _)] = &self.scenarios[..] {
             result.scenario = to_json(scenario)?;
             let failed = match &self.replay {
-                Some(schedule) => replay_one(args, scenario, opts, &self.policies[0], schedule, &mut result)?,
+                Some((index, schedule)) => {
+                    replay_one(args, scenario, opts, &self.policies[0], *index, schedule, &mut result)?
+                }
                 None => search_all(args, scenario, opts, &self.policies, &mut result.policies, self.json.is_some())?.0,
             };
             return Ok((result, failed));
@@ -388,7 +390,7 @@ fn overall_verdicts(policies: &[Arc<dyn DynPolicy>], presets: &[(String, Vec<Che
                 None => format!("{name} PANIC"),
                 Some((_, r)) => match (r.by_oracle.keys().next(), counts_against(name, r)) {
                     (None, _) => format!("{name} ok"),
-                    (Some(_), true) => format!("{name} FAIL {}", r.first_beyond_guard_markers.expect("counted")),
+                    (Some(_), true) => format!("{name} FAIL {}", r.gravest_beyond_guard_markers.expect("counted")),
                     (Some(excused), false) => format!("[{name} FAIL {excused}]"),
                 },
             });
@@ -503,13 +505,14 @@ fn replay_one(
     scenario: &Scenario,
     opts: &CheckOptions,
     policy: &Arc<dyn DynPolicy>,
+    index: u64,
     schedule: &[u32],
     result: &mut CheckResult,
 ) -> Result<bool, CliError> {
     let token = args.replay.as_deref().unwrap_or_default();
     let label = policy.label();
     let t0 = Instant::now();
-    let outcome = replay(policy, scenario, opts, schedule)?;
+    let outcome = replay(policy, scenario, opts, index, schedule)?;
     let elapsed = t0.elapsed().as_secs_f64();
     let mut report = CheckReport { policy: label.clone(), schedules: 1, search_s: elapsed, ..Default::default() };
     let (failed, first) = match outcome {

@@ -129,33 +129,28 @@ fn bad_limits_exit_2_naming_the_flag_and_what_is_allowed() {
 #[test]
 fn a_short_soak_counts_operations_and_finds_nothing() {
     // mixed runs the guard-marker actor, which only the always-recheck
-    // forms survive (the others are caught now and then: a finding, not
-    // a flake); so the clean soak is of one of those.
-    let policy = "v2-flush-bool:recheck_always=true";
+    // forms survive, and those are v2 forms, whose window after a failed
+    // trylock shows as stale-translation (both findings, not flakes).
+    // The clean soak is of v1 with the marker actor off.
+    let policy = "v1";
     // The actors that make a collapse abort (COW, uffd, swap, migration,
     // markers) think 10 ms between operations, not mixed's 20 us: in a
     // debug build on a loaded 2-core machine the collapser comes round a
     // range only every few tens of ms, and unpaced they change an entry of
     // nearly every range before it does (a CI run saw 197 collapses, none
-    // succeeding). Every role still runs, about a hundred times.
-    let mut args = vec!["soak", "-p", policy, "--duration", "1s", "--round", "500ms"];
-    for paced in [
-        "pace.cow=10000000",
-        "pace.uffd=10000000",
-        "pace.swap=10000000",
-        "pace.migrate=10000000",
-        "pace.markers=10000000",
-    ] {
+    // succeeding). Every other role still runs, about a hundred times.
+    let mut args = vec!["soak", "-p", policy, "--duration", "1s", "--round", "500ms", "--set", "threads.markers=0"];
+    for paced in ["pace.cow=10000000", "pace.uffd=10000000", "pace.swap=10000000", "pace.migrate=10000000"] {
         args.extend(["--set", paced]);
     }
     let o = bench(&args);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
-    assert!(out.starts_with("soak: workload mixed on 9 threads, 1s per policy in rounds of 500ms"), "{out}");
+    assert!(out.starts_with("soak: workload mixed on 8 threads, 1s per policy in rounds of 500ms"), "{out}");
     let line = out.lines().find(|l| l.starts_with(&format!("{policy}: "))).expect("a line for the policy");
     assert!(line.ends_with(" 0 violations"), "{line}");
     let ops = out.lines().find(|l| l.starts_with("  operations: ")).expect("operation counts");
-    for role in ["cow", "faulter", "marker", "migrate", "neighbour", "reader", "restore", "swap", "uffd"] {
+    for role in ["cow", "faulter", "migrate", "neighbour", "reader", "restore", "swap", "uffd"] {
         assert!(ops.contains(&format!("{role} ")), "{role} in {ops}");
     }
     assert!(out.lines().any(|l| l.starts_with("  results: ") && l.contains("SCAN_SUCCEED")), "{out}");

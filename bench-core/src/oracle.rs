@@ -77,6 +77,41 @@ impl Oracle {
     pub fn name(self) -> &'static str {
         self.into()
     }
+
+    /// How grave breaking the rule is, 0 the gravest: a run that broke
+    /// several rules is judged by its gravest, since one bug often breaks
+    /// milder rules on the way (pre-fix's table freed live also leaves the
+    /// rss counters wrong, and the window it opens lets a reader see a
+    /// stale translation). In kernel terms, in order: freed memory read;
+    /// every CPU stuck; a mapped page freed with its table or leaked; a
+    /// TLB still translating to a page whose mapping (and reference) was
+    /// dropped, one free away from a use-after-free; a primitive used
+    /// against its contract (a VM_BUG_ON, or silent corruption); a lock
+    /// order that lockdep would report; counters that disagree with the
+    /// tables; two live translations of one address, where user space
+    /// reads data the page table no longer maps though no page is freed
+    /// or leaked.
+    pub fn gravity(self) -> u8 {
+        match self {
+            Oracle::UseAfterFree => 0,
+            Oracle::Deadlock => 1,
+            Oracle::TableFreedLive => 2,
+            Oracle::LostPage => 3,
+            Oracle::StaleTlb => 4,
+            Oracle::ApiContract => 5,
+            Oracle::LockOrder => 6,
+            Oracle::Accounting => 7,
+            Oracle::StaleTranslation => 8,
+        }
+    }
+
+    /// Every rule, gravest first ([`Oracle::gravity`]): the order verdicts
+    /// list what a search found.
+    pub fn by_gravity() -> Vec<Oracle> {
+        let mut all: Vec<Oracle> = <Oracle as strum::IntoEnumIterator>::iter().collect();
+        all.sort_by_key(|o| o.gravity());
+        all
+    }
 }
 
 impl fmt::Display for Oracle {
@@ -118,6 +153,13 @@ impl Violation {
         self.oracle == Oracle::TableFreedLive
             && !self.freed_live.is_empty()
             && self.freed_live.iter().all(|(_, pte)| pte.marker_kind() == Some(crate::pte::PteMarker::Guard))
+    }
+
+    /// Where this finding ranks in a run's verdict, gravest first: by
+    /// [`Oracle::gravity`], with the guard-marker race (reported apart)
+    /// after every other finding.
+    pub fn verdict_rank(&self) -> (bool, u8) {
+        (self.freed_with_guard_markers_only(), self.oracle.gravity())
     }
 }
 

@@ -7,8 +7,8 @@
 //! | name | verdict expected |
 //! |---|---|
 //! | `v1` | correct (merged) |
-//! | `v2-flush-bool` | correct |
-//! | `v2-step3-down` | correct |
+//! | `v2-flush-bool` | correct by the thread; the model finds a stale translation under `pml` contention |
+//! | `v2-step3-down` | correct by the thread; the model finds a stale translation under `pml` contention |
 //! | `v2-posted` | stale TLB after a recheck-pass abort (control) |
 //! | `pre-fix` | table freed with a live uffd PTE (control) |
 

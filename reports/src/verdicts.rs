@@ -3,7 +3,6 @@
 
 use crate::schema::{CounterexampleDoc, CounterexampleTimeline, PolicyCheck};
 use crate::timeline::{self, Timeline, WIDTH};
-use bench_core::IntoEnumIterator;
 use bench_core::Oracle;
 use std::fmt::Write as _;
 
@@ -16,7 +15,8 @@ pub fn verdict_table(checks: &[PolicyCheck]) -> String {
     let mut out = format!("{:<name_w$} {:>9}  {:<7}  oracles\n", "policy", "schedules", "verdict");
     let indent = name_w + 1 + 9 + 2 + 7 + 2;
     for c in checks {
-        let cells: Vec<String> = Oracle::iter()
+        let cells: Vec<String> = Oracle::by_gravity()
+            .into_iter()
             .filter_map(|o| c.by_oracle.get(o.name()).map(|n| (o, n)))
             .map(|(o, n)| format!("{o} {}/{} (first #{})", n.schedules, c.schedules, n.first))
             .collect();
@@ -115,8 +115,9 @@ mod tests {
     use std::collections::BTreeMap;
 
     #[test]
-    fn every_oracle_gets_its_cell_in_rule_order() {
-        let by_oracle: BTreeMap<String, OracleCount> = Oracle::iter()
+    fn every_oracle_gets_its_cell_gravest_first() {
+        let by_oracle: BTreeMap<String, OracleCount> = Oracle::by_gravity()
+            .into_iter()
             .enumerate()
             .map(|(i, o)| (o.name().to_owned(), OracleCount { schedules: i as u64 + 1, first: 3 }))
             .collect();
@@ -136,8 +137,8 @@ mod tests {
         let table = verdict_table(&[check]);
         let cells: Vec<&str> = table.lines().skip(1).map(|l| l.split("  ").last().unwrap().trim()).collect();
         let want: Vec<String> =
-            Oracle::iter().enumerate().map(|(i, o)| format!("{o} {}/100 (first #3)", i + 1)).collect();
+            Oracle::by_gravity().iter().enumerate().map(|(i, o)| format!("{o} {}/100 (first #3)", i + 1)).collect();
         assert_eq!(cells, want, "{table}");
-        assert!(table.contains("use-after-free 8/100") && table.contains("api-contract 9/100"), "{table}");
+        assert!(table.contains("use-after-free 1/100") && table.contains("stale-translation 9/100"), "{table}");
     }
 }

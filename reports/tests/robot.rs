@@ -211,7 +211,7 @@ fn counterexample() -> CounterexampleDoc {
         (34, 0, TimelineEvent::Unlock { lock: pml }),
         (35, 0, TimelineEvent::TableFree { table: 0 }),
     ]);
-    let token = "s1-0x13.1x19.0x38.1x6.2x1.3x1.4x1";
+    let token = "s2-21-0x13.1x19.0x38.1x6.2x1.3x1.4x1";
     CounterexampleDoc {
         index: 21,
         violations: vec![
@@ -630,7 +630,7 @@ fn every_line_fits_even_with_long_names() {
     }
     r.base = r.cells[0].policy.clone();
     if let Some(doc) = r.verdicts.iter_mut().find_map(|v| v.check.first.as_mut()) {
-        doc.token = format!("s1-{}", "0x13.1x19.".repeat(20));
+        doc.token = format!("s2-21-{}", "0x13.1x19.".repeat(20));
         doc.replay = format!("collapse-bench check -p pre-fix -w pml-contended --seed 1 --replay {}", doc.token);
     }
     let text = report_text(&r);

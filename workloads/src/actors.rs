@@ -14,7 +14,7 @@ use crate::scenario::{Scenario, VmaShare, ACTOR_ROLES};
 use bench_core::harness::Harness;
 use bench_core::kernel::{Cx, DynPolicy, Engine};
 use bench_core::mm::{pmd_table_of, range_addr};
-use bench_core::pte::{PAGE_SIZE, PTRS_PER_PTE};
+use bench_core::pte::{HPAGE_PMD_MASK, PAGE_SIZE, PTRS_PER_PTE};
 use bench_core::Role;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
@@ -109,6 +109,12 @@ pub struct Swapper {
     swap_in: bool,
 }
 
+/// A uffd monitor thread: UFFDIO_COPY of `pages` pages at a time.
+pub struct Copier {
+    state: ActorState,
+    pages: u32,
+}
+
 /// A `pml` neighbour: a THP fault, split, zap or mprotect of another huge
 /// PMD in the same PMD table, which takes the same `pml`.
 pub struct Neighbour {
@@ -125,8 +131,8 @@ pub enum Actor {
     Faulter(ActorState),
     /// `UFFDIO_COPY` into private uffd-armed VMAs: an anonymous page
     /// installed under `ptl` alone, without the page lock (the bug;
-    /// [`kernel_paths::uffdio_copy`]).
-    Uffd(ActorState),
+    /// [`kernel_paths::uffdio_copy`]), `uffd_copy_pages` per ioctl.
+    Uffd(Copier),
     /// `wp_page_copy()`: a write fault COWing a file subpage into an
     /// anonymous copy under `ptl` ([`kernel_paths::cow_fault`]).
     Cow(ActorState),
@@ -176,7 +182,7 @@ impl Actor {
                         })
                     }
                     Role::Faulter => Actor::Faulter(state(&all)),
-                    Role::Uffd => Actor::Uffd(state(&uffd)),
+                    Role::Uffd => Actor::Uffd(Copier { state: state(&uffd), pages: scenario.uffd_copy_pages }),
                     Role::Cow => Actor::Cow(state(&private)),
                     Role::Swap => Actor::Swap(Swapper { state: state(&private), swap_in: false }),
                     Role::Migrate => Actor::Migrate(state(&private)),
@@ -197,12 +203,8 @@ impl Actor {
             Actor::Collapser(c) => &c.state,
             Actor::Swap(s) => &s.state,
             Actor::Neighbour(n) => &n.state,
-            Actor::Faulter(s)
-            | Actor::Uffd(s)
-            | Actor::Cow(s)
-            | Actor::Migrate(s)
-            | Actor::Reader(s)
-            | Actor::Marker(s) => s,
+            Actor::Uffd(c) => &c.state,
+            Actor::Faulter(s) | Actor::Cow(s) | Actor::Migrate(s) | Actor::Reader(s) | Actor::Marker(s) => s,
         }
     }
 }
@@ -240,9 +242,16 @@ impl bench_core::actor::Actor for Actor {
                     kernel_paths::page_cache_fault(cx, addr);
                 }
             }
-            Actor::Uffd(s) => {
-                if let Some(addr) = s.pick_addr() {
-                    kernel_paths::uffdio_copy(cx, addr);
+            // One ioctl: page by page from the address picked, to the end
+            // of its range at most, until a page is not copied.
+            Actor::Uffd(c) => {
+                if let Some(addr) = c.state.pick_addr() {
+                    let left = PTRS_PER_PTE as u64 - (addr & !HPAGE_PMD_MASK) / PAGE_SIZE;
+                    for k in 0..u64::from(c.pages).min(left) {
+                        if kernel_paths::uffdio_copy(cx, addr + k * PAGE_SIZE) != kernel_paths::UffdCopy::Installed {
+                            break;
+                        }
+                    }
                 }
             }
             Actor::Cow(s) => {
@@ -327,12 +336,8 @@ mod tests {
                     Actor::Collapser(c) => &mut c.state,
                     Actor::Swap(s) => &mut s.state,
                     Actor::Neighbour(n) => &mut n.state,
-                    Actor::Faulter(s)
-                    | Actor::Uffd(s)
-                    | Actor::Cow(s)
-                    | Actor::Migrate(s)
-                    | Actor::Reader(s)
-                    | Actor::Marker(s) => s,
+                    Actor::Uffd(c) => &mut c.state,
+                    Actor::Faulter(s) | Actor::Cow(s) | Actor::Migrate(s) | Actor::Reader(s) | Actor::Marker(s) => s,
                 };
                 (0..4).map(|_| s.rng.next_u64()).collect()
             })

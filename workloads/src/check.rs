@@ -57,10 +57,10 @@ impl Default for CheckOptions {
     fn default() -> Self {
         CheckOptions {
             search: Search::Pct { depth: 3 },
-            schedules: 1000,
+            schedules: 4000,
             seed: 1,
             collapses: 2,
-            ops_per_cpu: 12,
+            ops_per_cpu: 24,
             max_steps: 100_000,
             stop_at_first: false,
             shrink_budget: 200,
@@ -71,9 +71,11 @@ impl Default for CheckOptions {
 /// A schedule that broke a rule, replayable.
 #[derive(Clone, Debug)]
 pub struct Counterexample {
-    /// Which schedule (0-based) of the search found it.
+    /// Which schedule (0-based) of the search found it; its actors drew
+    /// that schedule's streams ([`actor_seed`]), so a replay needs it.
     pub index: u64,
-    /// Every violation the schedule produced (the first one is the verdict).
+    /// Every violation the schedule produced, gravest first
+    /// ([`Violation::verdict_rank`]; the first is the verdict).
     pub violations: Vec<Violation>,
     /// The choices, one per step (after shrinking): [`token`] encodes it.
     pub schedule: Vec<u32>,
@@ -99,7 +101,7 @@ impl Counterexample {
 
     /// The replay token of the schedule.
     pub fn token(&self) -> String {
-        token(&self.schedule)
+        token(self.index, &self.schedule)
     }
 }
 
@@ -119,12 +121,14 @@ pub struct CheckReport {
     /// Of those, the schedules whose every violation is the guard-marker
     /// race ([`Violation::freed_with_guard_markers_only`]), reported apart.
     pub guard_marker_races: u64,
-    /// The oracle of the first violation, in search order, that is not the
-    /// guard-marker race.
-    pub first_beyond_guard_markers: Option<Oracle>,
+    /// The gravest verdict ([`Oracle::gravity`]) of a schedule whose
+    /// findings are not only the guard-marker race: what the policy is
+    /// judged by.
+    pub gravest_beyond_guard_markers: Option<Oracle>,
     /// Schedules that hit the step budget (possible livelock; not a verdict).
     pub step_limits: u64,
-    /// The first counterexample.
+    /// The counterexample: the first schedule whose verdict is the gravest
+    /// of the search ([`Violation::verdict_rank`]).
     pub first: Option<Counterexample>,
     /// Wall time of the search, s (shrinking and the timeline replay not
     /// included).
@@ -156,29 +160,45 @@ pub fn schedule_seed(seed: u64, i: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Run one schedule on a fresh model; returns the run and its violations
-/// (teardown included when the run finished; a deadlock is one violation).
+/// The seed of the actors' streams in schedule `i` of a search of a
+/// scenario seeded `seed` (splitmix64 of the seed's complement and `i`,
+/// so it is not the strategy's seed). Each schedule draws its own
+/// operations (the addresses uffd fills, a reader caches, COW copies) as
+/// well as its own interleaving: with one set of operations for every
+/// schedule, a race that needs two actors to pick the same entry is
+/// either in every schedule's operations or in none.
+pub fn actor_seed(seed: u64, i: u64) -> u64 {
+    schedule_seed(!seed, i)
+}
+
+/// Run schedule `index` of a search (its actors' streams,
+/// [`actor_seed`]) under `strategy` on a fresh model; returns the run and
+/// its violations (teardown included when the run finished; a deadlock is
+/// one violation).
 pub fn run_schedule(
     policy: &Arc<dyn DynPolicy>,
     scenario: &Scenario,
+    index: u64,
     strategy: Strategy,
     opts: &CheckOptions,
     record_trace: bool,
 ) -> Result<(ControlledRun, Vec<Violation>), ScenarioError> {
-    run_on_fresh_mm(policy, scenario, strategy, opts, record_trace).map(|(_, run, v)| (run, v))
+    run_on_fresh_mm(policy, scenario, index, strategy, opts, record_trace).map(|(_, run, v)| (run, v))
 }
 
 /// [`run_schedule`], also handing back the model (for naming its locks).
 fn run_on_fresh_mm(
     policy: &Arc<dyn DynPolicy>,
     scenario: &Scenario,
+    index: u64,
     strategy: Strategy,
     opts: &CheckOptions,
     record_trace: bool,
 ) -> Result<(Arc<Mm>, ControlledRun, Vec<Violation>), ScenarioError> {
     let mm =
         Arc::new(Mm::new(scenario.mm_config()).map_err(|e| ScenarioError::new(format!("building the model: {e}")))?);
-    let actors = Actor::for_scenario(scenario, policy);
+    let streams = Scenario { seed: actor_seed(scenario.seed, index), ..scenario.clone() };
+    let actors = Actor::for_scenario(&streams, policy);
     let cfg = ControlledConfig {
         strategy,
         ops: opts.collapses,
@@ -195,7 +215,10 @@ fn run_on_fresh_mm(
         End::Deadlock(who) => mm.report(Oracle::Deadlock, None, None, format!("every CPU is blocked: {who}")),
         End::StepLimit | End::Diverged | End::Stalled { .. } => {}
     }
-    let violations = mm.violations.snapshot().0;
+    // Gravest first (stable: each rule's findings in the order found), so
+    // the first is the schedule's verdict.
+    let mut violations = mm.violations.snapshot().0;
+    violations.sort_by_key(Violation::verdict_rank);
     Ok((mm, run, violations))
 }
 
@@ -212,7 +235,7 @@ pub fn check_policy(
     let mut found = None;
     for i in 0..opts.schedules {
         let strategy = strategy_for(opts, i, expected_steps);
-        let (run, violations) = run_schedule(policy, scenario, strategy, opts, false)?;
+        let (run, violations) = run_schedule(policy, scenario, i, strategy, opts, false)?;
         report.schedules += 1;
         report.steps += run.steps();
         expected_steps = run.steps().max(1);
@@ -223,11 +246,13 @@ pub fn check_policy(
             continue;
         }
         report.violating += 1;
-        match violations.iter().find(|v| !v.freed_with_guard_markers_only()) {
-            None => report.guard_marker_races += 1,
-            Some(v) => {
-                report.first_beyond_guard_markers.get_or_insert(v.oracle);
-            }
+        // Gravest first: the first is the verdict, and only a guard-marker
+        // race when the schedule found nothing else.
+        let verdict = &violations[0];
+        if verdict.freed_with_guard_markers_only() {
+            report.guard_marker_races += 1;
+        } else if report.gravest_beyond_guard_markers.is_none_or(|o| verdict.oracle.gravity() < o.gravity()) {
+            report.gravest_beyond_guard_markers = Some(verdict.oracle);
         }
         let mut seen = vec![];
         for v in &violations {
@@ -236,23 +261,23 @@ pub fn check_policy(
                 report.by_oracle.entry(v.oracle).or_insert((0, i)).0 += 1;
             }
         }
-        if found.is_none() {
-            report.first_found_s = Some(t0.elapsed().as_secs_f64());
-            found = Some((i, violations[0].oracle, run.schedule));
+        report.first_found_s.get_or_insert(t0.elapsed().as_secs_f64());
+        // Keep the first schedule of the gravest verdict found so far.
+        if found.as_ref().is_none_or(|(_, rank, _, _)| verdict.verdict_rank() < *rank) {
+            found = Some((i, verdict.verdict_rank(), verdict.oracle, run.schedule));
         }
         if opts.stop_at_first {
             break;
         }
     }
     report.search_s = t0.elapsed().as_secs_f64();
-    if let Some((index, oracle, original)) = found {
+    if let Some((index, _, oracle, original)) = found {
         let t1 = Instant::now();
-        let (schedule, shrink_replays) = shrink(policy, scenario, opts, &original, oracle)?;
+        let (schedule, shrink_replays) = shrink(policy, scenario, opts, index, &original, oracle)?;
         // Replay with a timeline: the same schedule gives the same run.
-        let ReplayOutcome::Violated(mut cx) = replay(policy, scenario, opts, &schedule)? else {
+        let ReplayOutcome::Violated(mut cx) = replay(policy, scenario, opts, index, &schedule)? else {
             return Err(ScenarioError::new("internal: a violating schedule did not replay".to_owned()));
         };
-        cx.index = index;
         cx.original = original;
         cx.shrink_replays = shrink_replays;
         report.first = Some(cx);
@@ -302,12 +327,18 @@ pub fn check_every_preset(
 }
 
 /// The overall verdict over presets, each given as (preset name, report),
-/// as [`check_every_preset`] gives them: the preset and oracle of the
-/// first report that [`counts_against`] the policy (None: ok).
+/// as [`check_every_preset`] gives them: the gravest verdict of the
+/// reports that [`counts_against`] the policy, and the first preset that
+/// found it (None: ok).
 pub fn overall_failure<'a>(reports: impl IntoIterator<Item = (&'a str, &'a CheckReport)>) -> Option<(&'a str, Oracle)> {
-    reports.into_iter().find(|(name, r)| counts_against(name, r)).map(|(name, r)| {
-        (name, r.first_beyond_guard_markers.expect("a report counts only with a finding beyond the guard-marker race"))
-    })
+    let counted = reports.into_iter().filter(|(name, r)| counts_against(name, r)).map(|(name, r)| {
+        (
+            name,
+            r.gravest_beyond_guard_markers.expect("a report counts only with a finding beyond the guard-marker race"),
+        )
+    });
+    // min_by_key keeps the first of equal keys: the earliest preset.
+    counted.min_by_key(|(_, oracle)| oracle.gravity())
 }
 
 /// The strategy of schedule `i`.
@@ -337,22 +368,31 @@ pub fn expand(runs: &[(u32, u32)]) -> Vec<u32> {
 }
 
 /// Version prefix of replay tokens.
-pub const TOKEN_PREFIX: &str = "s1-";
+pub const TOKEN_PREFIX: &str = "s2-";
 
 /// What a replay token looks like (for error messages).
-pub const TOKEN_FORMAT: &str = "s1-<cpu>x<steps>[.<cpu>x<steps>...], e.g. s1-0x12.1x3.0x40";
+pub const TOKEN_FORMAT: &str =
+    "s2-<schedule>-<cpu>x<steps>[.<cpu>x<steps>...], e.g. s2-38-0x12.1x3.0x40 (schedule 38 of the search)";
 
-/// The replay token of `schedule`: `s1-` then its runs as `<cpu>x<steps>`
-/// joined by `.`.
-pub fn token(schedule: &[u32]) -> String {
+/// The replay token of schedule `index` of a search, run as `schedule`:
+/// `s2-`, the index, `-`, then its runs as `<cpu>x<steps>` joined by `.`.
+pub fn token(index: u64, schedule: &[u32]) -> String {
     let runs: Vec<String> = runs(schedule).iter().map(|(cpu, n)| format!("{cpu}x{n}")).collect();
-    format!("{TOKEN_PREFIX}{}", runs.join("."))
+    format!("{TOKEN_PREFIX}{index}-{}", runs.join("."))
 }
 
-/// The schedule a replay token encodes; the error says what is wrong.
-pub fn parse_token(token: &str) -> Result<Vec<u32>, String> {
-    let body =
-        token.trim().strip_prefix(TOKEN_PREFIX).ok_or_else(|| format!("does not start with `{TOKEN_PREFIX}`"))?;
+/// The schedule index and the schedule a replay token encodes; the error
+/// says what is wrong.
+pub fn parse_token(token: &str) -> Result<(u64, Vec<u32>), String> {
+    let token = token.trim();
+    if token.starts_with("s1-") {
+        return Err("an s1- token comes from a collapse-bench whose schedules all ran one set of actor operations, \
+                    and this one cannot rebuild them: run the check again for an s2- token"
+            .to_owned());
+    }
+    let body = token.strip_prefix(TOKEN_PREFIX).ok_or_else(|| format!("does not start with `{TOKEN_PREFIX}`"))?;
+    let (index, body) = body.split_once('-').ok_or_else(|| "no `-` after the schedule number".to_owned())?;
+    let index: u64 = index.parse().map_err(|_| format!("`{index}` is not a schedule number"))?;
     let mut out = vec![];
     for run in body.split('.') {
         let (cpu, n) = run.split_once('x').ok_or_else(|| format!("`{run}` is not <cpu>x<steps>"))?;
@@ -366,7 +406,7 @@ pub fn parse_token(token: &str) -> Result<Vec<u32>, String> {
         }
         out.extend(std::iter::repeat_n(cpu, n as usize));
     }
-    Ok(out)
+    Ok((index, out))
 }
 
 /// Shrink a schedule whose run's first violation is of `oracle`: drop
@@ -382,6 +422,7 @@ pub fn shrink(
     policy: &Arc<dyn DynPolicy>,
     scenario: &Scenario,
     opts: &CheckOptions,
+    index: u64,
     schedule: &[u32],
     oracle: Oracle,
 ) -> Result<(Vec<u32>, u32), ScenarioError> {
@@ -391,7 +432,8 @@ pub fn shrink(
     // Try a candidate; on success it becomes `cur`.
     let attempt = |cur: &mut Vec<u32>, candidate: Vec<(u32, u32)>, spent: &mut u32| -> Result<bool, ScenarioError> {
         *spent += 1;
-        let (run, violations) = run_schedule(policy, scenario, Strategy::Guided(expand(&candidate)), opts, false)?;
+        let (run, violations) =
+            run_schedule(policy, scenario, index, Strategy::Guided(expand(&candidate)), opts, false)?;
         let same = violations.first().is_some_and(|v| v.oracle == oracle);
         let (new_runs, cur_runs) = (runs(&run.schedule).len(), runs(cur).len());
         let smaller = run.schedule.len() <= cur.len() && (new_runs < cur_runs || run.schedule.len() < cur.len());
@@ -481,18 +523,21 @@ pub enum ReplayOutcome {
         /// Steps.
         steps: u64,
     },
-    /// The run broke a rule (`index` 0, `original` the schedule itself).
+    /// The run broke a rule (`original` the schedule itself).
     Violated(Counterexample),
 }
 
-/// Replay `schedule` exactly ([`Strategy::Replay`]) with a timeline.
+/// Replay `schedule` exactly ([`Strategy::Replay`]) with a timeline, with
+/// the actors' streams of schedule `index` of the search.
 pub fn replay(
     policy: &Arc<dyn DynPolicy>,
     scenario: &Scenario,
     opts: &CheckOptions,
+    index: u64,
     schedule: &[u32],
 ) -> Result<ReplayOutcome, ScenarioError> {
-    let (mm, run, violations) = run_on_fresh_mm(policy, scenario, Strategy::Replay(schedule.to_vec()), opts, true)?;
+    let (mm, run, violations) =
+        run_on_fresh_mm(policy, scenario, index, Strategy::Replay(schedule.to_vec()), opts, true)?;
     let (at, len) = (run.steps(), schedule.len());
     if run.end == End::Diverged {
         let why = match schedule.get(at as usize) {
@@ -518,7 +563,7 @@ pub fn replay(
         })
         .collect();
     drop(mm);
-    let steps = violation_step(policy, scenario, opts, schedule, violations[0].oracle)?;
+    let steps = violation_step(policy, scenario, opts, index, schedule, violations[0].oracle)?;
     let mut violation_at = run.trace.iter().take_while(|t| t.step <= steps).count();
     // A step may go on past the report: drop the step markers the
     // reporting CPU passed after it (the violation names its step).
@@ -534,7 +579,7 @@ pub fn replay(
         }
     }
     Ok(ReplayOutcome::Violated(Counterexample {
-        index: 0,
+        index,
         violations,
         schedule: run.schedule.clone(),
         original: run.schedule,
@@ -552,11 +597,13 @@ fn violation_step(
     policy: &Arc<dyn DynPolicy>,
     scenario: &Scenario,
     opts: &CheckOptions,
+    index: u64,
     schedule: &[u32],
     oracle: Oracle,
 ) -> Result<u64, ScenarioError> {
     let seen = |len: usize| -> Result<bool, ScenarioError> {
-        let (_, violations) = run_schedule(policy, scenario, Strategy::Replay(schedule[..len].to_vec()), opts, false)?;
+        let (_, violations) =
+            run_schedule(policy, scenario, index, Strategy::Replay(schedule[..len].to_vec()), opts, false)?;
         Ok(violations.iter().any(|v| v.oracle == oracle))
     };
     // Prefixes shorter than the schedule end as diverged: no teardown.

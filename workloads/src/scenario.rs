@@ -6,6 +6,7 @@
 //! [`Scenario::validate`] checks ranges and combinations before a run.
 
 use bench_core::mm::{Layout, VM_SHARED, VM_UFFD_MINOR, VM_UFFD_MISSING, VM_UFFD_WP};
+use bench_core::pte::PTRS_PER_PTE;
 use bench_core::{FileKind, MmConfig, Role};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -300,6 +301,13 @@ pub struct Scenario {
     pub uffd_fraction: f64,
     /// The registration of armed VMAs.
     pub uffd_mode: UffdMode,
+    /// Pages per UFFDIO_COPY (1..=512): the uffd actor copies this many
+    /// pages from the address it picks, to the end of the range at most,
+    /// one page at a time as `mfill_atomic()` does, stopping at the first
+    /// page not copied (an entry already there is -EEXIST). Outside a
+    /// collapse's window that is the one hole it picked; inside it, the
+    /// run of entries the collapse cleared.
+    pub uffd_copy_pages: u32,
     /// One `pml` per PMD table (else `mm->page_table_lock`).
     pub split_pmd_ptlocks: bool,
     /// One `ptl` per PTE table (else `mm->page_table_lock`).
@@ -335,6 +343,7 @@ impl Default for Scenario {
             share: VmaShare::Private,
             uffd_fraction: 0.0,
             uffd_mode: UffdMode::Missing,
+            uffd_copy_pages: 16,
             split_pmd_ptlocks: true,
             split_pte_ptlocks: true,
             collapse_mode: CollapseMode::MadvCollapse,
@@ -351,7 +360,7 @@ impl Default for Scenario {
 
 impl Scenario {
     /// The top-level keys of a scenario file.
-    pub const KEYS: [&'static str; 17] = [
+    pub const KEYS: [&'static str; 18] = [
         "name",
         "ranges",
         "density",
@@ -359,6 +368,7 @@ impl Scenario {
         "share",
         "uffd_fraction",
         "uffd_mode",
+        "uffd_copy_pages",
         "split_pmd_ptlocks",
         "split_pte_ptlocks",
         "collapse_mode",
@@ -490,6 +500,9 @@ impl Scenario {
                     );
                 }
             }
+        }
+        if !(1..=PTRS_PER_PTE as u32).contains(&self.uffd_copy_pages) {
+            return bad("uffd_copy_pages", format!("{}; allowed 1..={PTRS_PER_PTE} pages", self.uffd_copy_pages));
         }
         if self.neighbour_hold_ns > MAX_WAIT_NS {
             return bad("neighbour_hold_ns", format!("{}; allowed 0..={MAX_WAIT_NS} (1 s)", self.neighbour_hold_ns));

@@ -189,10 +189,11 @@ fn marker_presets_a_finding_beside_the_guard_marker_race_counts() {
     let reports = check_every_preset(&policy, &default_options()).unwrap();
     let markers = &reports.iter().find(|(s, _)| s.name == "markers").unwrap().1;
     assert_eq!(markers.by_oracle.keys().copied().collect::<Vec<_>>(), [Oracle::StaleTlb, Oracle::Accounting]);
-    assert_eq!(markers.first_beyond_guard_markers, Some(Oracle::StaleTlb));
+    assert_eq!(markers.gravest_beyond_guard_markers, Some(Oracle::StaleTlb));
     // The default check names cow-swap first, where a COWed copy swapped
-    // out in the step 1 -> 2 window stops step 2 the same way.
-    assert_eq!(verdict(&reports), Some(("cow-swap".to_owned(), Oracle::Accounting)));
+    // out in the step 1 -> 2 window stops step 2 the same way, and the
+    // missing flush is the gravest of what that breaks.
+    assert_eq!(verdict(&reports), Some(("cow-swap".to_owned(), Oracle::StaleTlb)));
     // The suite on markers alone: a finding there that is not the
     // guard-marker race fails the policy.
     let only_markers =
@@ -221,9 +222,10 @@ fn step_1_to_step_2_a_step_2_that_trusts_step_1_fails_the_window_cases() {
     assert!(failed.iter().all(|n| present.iter().any(|p| n.starts_with(p))), "{failed:#?}");
     assert!(!report.passed(), "{report}");
     // UFFDIO_COPY into a hole in the window: step 2 clears the anonymous
-    // page as if it were hpage + i, and drops a mapcount the subpage
-    // never had.
-    assert_eq!(default_check(&e), Some(("uffd-private".to_owned(), Oracle::Accounting)));
+    // page as if it were hpage + i, so that page is left neither mapped
+    // nor freed (lost-page, the gravest), and drops a mapcount the subpage
+    // never had (accounting).
+    assert_eq!(default_check(&e), Some(("uffd-private".to_owned(), Oracle::LostPage)));
 }
 
 /// Time to the first finding, by the oracle that names it, of each broken

@@ -10,6 +10,7 @@
 //! PCT run of each on these presets (`collapse-bench check --schedules
 //! 10000`, release build).
 
+use bench_core::controlled::Strategy;
 use bench_core::kernel::DynPolicy;
 use bench_core::results::TimelineEvent;
 use bench_core::{LockClass, Oracle, Role};
@@ -74,11 +75,11 @@ fn v2_posted_leaves_a_stale_tlb_on_pml_contended() {
     assert!(cx.violations[0].message.contains("still cached"), "{:#?}", cx.violations);
 }
 
-/// v1, v2-flush-bool and v2-step3-down: no violation in CLEAN_SCHEDULES PCT schedules.
-fn correct_policies_pass(preset_name: &str) {
+/// `policies`: no violation in CLEAN_SCHEDULES PCT schedules.
+fn clean_on(preset_name: &str, policies: &[&str]) {
     let scenario = preset(preset_name).unwrap();
     let opts = CheckOptions { schedules: CLEAN_SCHEDULES, ..CheckOptions::default() };
-    for name in ["v1", "v2-flush-bool", "v2-step3-down"] {
+    for &name in policies {
         let report = check_policy(&plain(name), &scenario, &opts).unwrap();
         assert_eq!(report.schedules, CLEAN_SCHEDULES);
         assert!(
@@ -92,24 +93,55 @@ fn correct_policies_pass(preset_name: &str) {
     }
 }
 
+/// Where no trylock of `pml` fails (no neighbour; or `pml` and `ptl`
+/// are one lock), the v2 repairs never drop `ptl` with entries cleared
+/// and are as clean as v1.
+const CLEAN_WITHOUT_CONTENTION: [&str; 3] = ["v1", "v2-flush-bool", "v2-step3-down"];
+
 #[test]
 fn correct_policies_pass_uffd_private() {
-    correct_policies_pass("uffd-private");
+    clean_on("uffd-private", &CLEAN_WITHOUT_CONTENTION);
 }
 
 #[test]
 fn correct_policies_pass_cow_swap() {
-    correct_policies_pass("cow-swap");
+    clean_on("cow-swap", &CLEAN_WITHOUT_CONTENTION);
 }
 
 #[test]
-fn correct_policies_pass_pml_contended() {
-    correct_policies_pass("pml-contended");
+fn v1_passes_pml_contended() {
+    clean_on("pml-contended", &["v1"]);
+}
+
+/// The v2 repairs under `pml` contention: the trylock fails, `ptl` is
+/// dropped with step 2's entries cleared and unflushed, UFFDIO_COPY fills
+/// one, and a CPU that cached the old subpage still translates to it.
+/// That is all they break: no table freed live, no flush left unpaid.
+#[test]
+fn the_v2_repairs_leave_a_stale_translation_under_pml_contention() {
+    for name in ["v2-flush-bool", "v2-step3-down"] {
+        let (_, cx) = finds(&plain(name), "pml-contended", Oracle::StaleTranslation);
+        assert!(cx.violations.iter().all(|v| v.oracle == Oracle::StaleTranslation), "{name}: {:#?}", cx.violations);
+        let upto = &cx.timeline[..cx.violation_at];
+        let failed_trylock = upto
+            .iter()
+            .position(
+                |e| matches!(&e.event, TimelineEvent::Trylock { ok: false, lock } if lock.class == LockClass::PmdLock),
+            )
+            .unwrap_or_else(|| panic!("{name}: no failed trylock of pml:\n{}", timeline_text(&cx)));
+        let install = upto
+            .iter()
+            .rposition(|e| {
+                cx.roles[e.cpu as usize] == Role::Uffd && matches!(e.event, TimelineEvent::InstallAnon { .. })
+            })
+            .unwrap_or_else(|| panic!("{name}: no uffd install:\n{}", timeline_text(&cx)));
+        assert!(failed_trylock < install, "{name}:\n{}", timeline_text(&cx));
+    }
 }
 
 #[test]
 fn correct_policies_pass_no_split_locks() {
-    correct_policies_pass("no-split-locks");
+    clean_on("no-split-locks", &CLEAN_WITHOUT_CONTENTION);
 }
 
 #[test]
@@ -149,14 +181,13 @@ fn counterexamples_shrink_and_replay_exactly() {
     assert!(cx.schedule.len() <= cx.original.len(), "{} > {}", cx.schedule.len(), cx.original.len());
     assert!(cx.shrink_replays > 0 && cx.shrink_replays <= opts.shrink_budget);
     let (run, violations) =
-        run_schedule(&p, &scenario, bench_core::controlled::Strategy::Replay(cx.original.clone()), &opts, false)
-            .unwrap();
+        run_schedule(&p, &scenario, cx.index, Strategy::Replay(cx.original.clone()), &opts, false).unwrap();
     assert_eq!(run.schedule, cx.original, "the search's schedule replays");
     assert_eq!(violations[0].oracle, Oracle::TableFreedLive);
     // The token encodes the shrunk schedule; replaying it twice gives the
     // same run and the same timeline.
-    assert_eq!(parse_token(&cx.token()).unwrap(), cx.schedule);
-    let again = |n: usize| match replay(&p, &scenario, &opts, &cx.schedule).unwrap() {
+    assert_eq!(parse_token(&cx.token()).unwrap(), (cx.index, cx.schedule.clone()));
+    let again = |n: usize| match replay(&p, &scenario, &opts, cx.index, &cx.schedule).unwrap() {
         ReplayOutcome::Violated(r) => r,
         other => panic!("replay {n}: {other:?}"),
     };
@@ -181,16 +212,36 @@ fn counterexamples_shrink_and_replay_exactly() {
     // A token that does not fit this configuration diverges.
     let mut longer = cx.schedule.clone();
     longer.push(0);
-    assert!(matches!(replay(&p, &scenario, &opts, &longer).unwrap(), ReplayOutcome::Diverged { .. }));
+    assert!(matches!(replay(&p, &scenario, &opts, cx.index, &longer).unwrap(), ReplayOutcome::Diverged { .. }));
     assert!(matches!(
-        replay(&p, &scenario, &opts, &cx.schedule[..cx.schedule.len() / 2]).unwrap(),
+        replay(&p, &scenario, &opts, cx.index, &cx.schedule[..cx.schedule.len() / 2]).unwrap(),
         ReplayOutcome::Diverged { .. }
     ));
     // The same schedule under the correct policy does not fit either, or is clean.
-    match replay(&plain("v1"), &scenario, &opts, &cx.schedule).unwrap() {
+    match replay(&plain("v1"), &scenario, &opts, cx.index, &cx.schedule).unwrap() {
         ReplayOutcome::Violated(r) => panic!("v1 violated: {:#?}", r.violations),
         ReplayOutcome::Diverged { .. } | ReplayOutcome::Clean { .. } => {}
     }
+}
+
+/// Each schedule draws its own actor operations: the same interleaving
+/// with another schedule's streams is another run.
+#[test]
+fn schedules_draw_their_own_operations() {
+    let (p, scenario, opts) = (plain("v1"), preset("uffd-private").unwrap(), CheckOptions::default());
+    let run = |index: u64| {
+        let (run, _) = run_schedule(&p, &scenario, index, Strategy::Random { seed: 7 }, &opts, true).unwrap();
+        let installs: Vec<String> = run
+            .trace
+            .iter()
+            .filter(|t| matches!(t.event, bench_core::Event::PteSet(..)))
+            .map(|t| format!("{:?}", t.event))
+            .collect();
+        (run.schedule, installs)
+    };
+    assert_eq!(run(3), run(3));
+    let (a, b) = (run(3), run(4));
+    assert_ne!(a.1, b.1, "schedules 3 and 4 made the same uffd copies");
 }
 
 #[test]
@@ -214,12 +265,14 @@ fn same_options_same_report() {
 #[test]
 fn tokens_round_trip_and_reject_garbage() {
     let s = vec![0, 0, 1, 1, 1, 0, 2];
-    assert_eq!(token(&s), "s1-0x2.1x3.0x1.2x1");
+    assert_eq!(token(38, &s), "s2-38-0x2.1x3.0x1.2x1");
     assert_eq!(runs(&s), [(0, 2), (1, 3), (0, 1), (2, 1)]);
-    assert_eq!(parse_token("s1-0x2.1x3.0x1.2x1").unwrap(), s);
-    for bad in ["", "s1-", "0x2", "s2-0x1", "s1-0x0", "s1-0x", "s1-x3", "s1-0x1..1x1", "s1-ax1", "s1-0x1.1"] {
+    assert_eq!(parse_token("s2-38-0x2.1x3.0x1.2x1").unwrap(), (38, s));
+    for bad in ["", "s2-", "s2-1-", "0x2", "s2-0x1", "s2-x-0x1", "s2-1-0x0", "s2-1-0x", "s2-1-x3", "s2-1-0x1..1x1"] {
         assert!(parse_token(bad).is_err(), "{bad} accepted");
     }
+    let old = parse_token("s1-0x2.1x3").unwrap_err();
+    assert!(old.contains("run the check again"), "{old}");
 }
 
 #[test]

@@ -176,17 +176,37 @@ impl CollapsePolicy for LeaksRef {
 // ---------------------------------------------------------------------
 
 #[test]
-fn correct_shipped_policies_conform() {
-    for name in ["v1", "v2-flush-bool", "v2-step3-down"] {
-        let report = run(&shipped(name), Expect::Correct);
-        assert!(report.passed(), "{report}");
+fn v1_conforms() {
+    let report = run(&shipped("v1"), Expect::Correct);
+    assert!(report.passed(), "{report}");
+    assert!(report.cases.len() > 50 && report.cases.iter().all(|c| c.passed()), "{report}");
+    // The merged v1 loses the guard-marker race: reported apart, not a
+    // failure.
+    let markers = report.presets.iter().find(|p| p.preset == "markers").unwrap();
+    assert!(markers.found(Oracle::TableFreedLive), "{report}");
+    let text = report.to_string();
+    assert!(text.contains("CONFORMS") && text.contains("future ptl-only inserters (guard markers"), "{text}");
+}
+
+/// The two repairs of v2 pass every functional case, and the default
+/// suite finds their one window on `pml-contended`: when the trylock
+/// fails they drop `ptl` with step 2's entries cleared and unflushed,
+/// UFFDIO_COPY fills one, and a CPU that cached it reads the old subpage
+/// (stale-translation, and nothing graver).
+#[test]
+fn the_v2_repairs_are_caught_by_stale_translation_at_the_default_schedules() {
+    for name in ["v2-flush-bool", "v2-step3-down"] {
+        let report = conformance(&shipped(name), &serde_json::Value::Null, &ConformanceOptions::default());
+        println!("{report}");
         assert!(report.cases.len() > 50 && report.cases.iter().all(|c| c.passed()), "{report}");
-        // The merged v1 (and the v2 repairs without recheck_always) lose
-        // the guard-marker race: reported apart, not a failure.
-        let markers = report.presets.iter().find(|p| p.preset == "markers").unwrap();
-        assert!(markers.found(Oracle::TableFreedLive), "{report}");
-        let text = report.to_string();
-        assert!(text.contains("CONFORMS") && text.contains("future ptl-only inserters (guard markers"), "{text}");
+        let failing: Vec<(&str, Option<Oracle>)> = report
+            .presets
+            .iter()
+            .filter_map(|p| p.check.as_ref().filter(|c| c.failed_beyond_guard_markers()).map(|c| (p, c)))
+            .map(|(p, c)| (p.preset.as_str(), c.gravest_beyond_guard_markers))
+            .collect();
+        assert_eq!(failing, [("pml-contended", Some(Oracle::StaleTranslation))], "{name}: {report}");
+        assert!(!report.passed(), "{report}");
     }
 }
 
@@ -259,7 +279,7 @@ fn broken_copy_that_never_flushes_on_abort_is_caught_by_stale_tlb() {
     assert!(!report.passed());
     let text = report.to_string();
     assert!(
-        text.contains("DOES NOT CONFORM") && text.contains("stale-tlb") && text.contains("replay token: s1-"),
+        text.contains("DOES NOT CONFORM") && text.contains("stale-tlb") && text.contains("replay token: s2-"),
         "{text}"
     );
 }
@@ -291,6 +311,7 @@ fn broken_copy_that_drops_ptl_is_caught_by_table_freed_live() {
 #[ignore]
 fn default_suite_on_every_shipped_policy() {
     let expect = |name: &str| match name {
+        "v2-flush-bool" | "v2-step3-down" => Expect::Caught(Oracle::StaleTranslation),
         "v2-posted" => Expect::Caught(Oracle::StaleTlb),
         "pre-fix" => Expect::Caught(Oracle::TableFreedLive),
         _ => Expect::Correct,
