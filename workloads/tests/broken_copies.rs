@@ -242,7 +242,7 @@ fn time_to_first_violation() {
         (entry::<SlippedV2<RECHECK_SHARED_ONLY>>(), &null, Oracle::TableFreedLive),
         (entry::<SlippedV1<NO_FLUSH_UNDER_EARLY_PML>>(), &null, Oracle::StaleTlb),
         (entry::<SlippedV2<FORGETS_CLEARED_ON_NON_PRESENT>>(), &always, Oracle::StaleTlb),
-        (entry::<SlippedV1<STEP_2_TRUSTS_STEP_1>>(), &null, Oracle::Accounting),
+        (entry::<SlippedV1<STEP_2_TRUSTS_STEP_1>>(), &null, Oracle::LostPage),
     ];
     println!("{:<62} {:>6} {:>9} {:>9}  presets", "copy, oracle", "found", "schedules", "seconds");
     for (e, params, oracle) in copies {
