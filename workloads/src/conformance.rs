@@ -102,8 +102,7 @@ pub const CAUGHT_PRESETS: [&str; 2] = ["uffd-private", "pml-contended"];
 /// per CPU. The whole suite (functional cases and 7 presets, presets run
 /// in parallel) then takes about 2 s per policy in release on two cores,
 /// and several times that in a debug build. With 500, `pml-contended`
-/// finds the v2 repairs' stale translation at every seed tried (1 to 20
-/// at 571 schedules, the default `check`'s share).
+/// finds the v2 repairs' stale translation at every seed from 1 to 20.
 pub const DEFAULT_SCHEDULES: u64 = 500;
 
 /// Environment variable that overrides [`ConformanceOptions::schedules`]
