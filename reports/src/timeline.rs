@@ -10,7 +10,7 @@
 //!   11  step 2 (clear)
 //!   11  ptep_clear x512 0..511
 //!   17                                lock ptl
-//!   18                                install anon at idx 120
+//!   18                                install anon idx 120
 //!   22  pte_free_defer table 0
 //!       *** table-freed-live
 //! ```
@@ -18,7 +18,9 @@
 //! Events of other CPUs are kept only where they touch what the collapse
 //! touches: their lock, trylock and unlock of a lock the collapse takes in
 //! the window (and their hold of one when the window opens), and the PTEs
-//! they set or clear while holding one of those.
+//! they set or clear while holding one of those. A run of installs, each
+//! in its own `ptl` section (a UFFDIO_COPY of many pages), is one row
+//! (`anon x15 240..254`) but for its last, shown whole.
 
 use bench_core::kernel::{Step, PTRS_PER_PTE};
 use bench_core::results::{TimelineEntry, TimelineEvent, TimelineLock};
@@ -58,14 +60,14 @@ pub fn lock_label(lock: &TimelineLock) -> &'static str {
 pub fn numbered(event: &TimelineEvent) -> Option<(&'static str, u64)> {
     match *event {
         TimelineEvent::PteClear { idx } => Some(("ptep_clear idx", idx.into())),
-        TimelineEvent::InstallAnon { idx, .. } => Some(("install anon at idx", idx.into())),
+        TimelineEvent::InstallAnon { idx, .. } => Some(("install anon idx", idx.into())),
         TimelineEvent::TableFree { table } => Some(("pte_free_defer table", table.into())),
         TimelineEvent::TableFreeNow { table } => Some(("pte_free table", table.into())),
         _ => None,
     }
 }
 
-/// An event's short label ("lock ptl", "step 2 (clear)", "install anon at
+/// An event's short label ("lock ptl", "step 2 (clear)", "install anon idx
 /// idx 176", "return SCAN_FAIL").
 pub fn label(event: &TimelineEvent) -> String {
     match event {
@@ -116,6 +118,42 @@ struct Row {
     label: String,
     /// A run of `ptep_clear`: (count, lowest idx, highest idx).
     clears: Option<(u32, u16, u16)>,
+    /// The entry an `install anon` row installs.
+    install: Option<u16>,
+}
+
+/// Fold each run of three or more `lock L`, `install anon idx i`,
+/// `unlock L` triples of one CPU, but its last, into one row
+/// `anon xN lo..hi` at the first one's step.
+fn fold_installs(rows: Vec<Row>) -> Vec<Row> {
+    let triple = |r: &[Row]| -> Option<u16> {
+        let [lock, install, unlock] = r else { return None };
+        let same_cpu = lock.cpu == install.cpu && install.cpu == unlock.cpu;
+        let paired = lock.label.starts_with("lock ") && unlock.label == format!("un{}", lock.label);
+        install.install.filter(|_| same_cpu && paired)
+    };
+    let mut out: Vec<Row> = vec![];
+    let mut i = 0;
+    while i < rows.len() {
+        let mut idxs = vec![];
+        while let Some(idx) = rows.get(i + 3 * idxs.len()..i + 3 * idxs.len() + 3).and_then(triple) {
+            if idxs.first().is_some_and(|_| rows[i + 3 * idxs.len()].cpu != rows[i].cpu) {
+                break;
+            }
+            idxs.push(idx);
+        }
+        if idxs.len() < 3 {
+            out.push(Row { label: rows[i].label.clone(), clears: rows[i].clears, ..rows[i] });
+            i += 1;
+            continue;
+        }
+        let folded = &idxs[..idxs.len() - 1];
+        let (lo, hi) = (folded.iter().min().expect("two or more"), folded.iter().max().expect("two or more"));
+        let label = format!("anon x{} {lo}..{hi}", folded.len());
+        out.push(Row { step: rows[i].step, cpu: rows[i].cpu, label, clears: None, install: None });
+        i += 3 * folded.len();
+    }
+    out
 }
 
 /// The collapsing CPU the timeline follows: the reporter if it is a
@@ -191,17 +229,23 @@ fn rows(t: &Timeline<'_>) -> Vec<Row> {
                     continue;
                 }
             }
-            out.push(Row { step: Some(e.step), cpu: e.cpu, label: label(&e.event), clears: Some((1, idx, idx)) });
+            let clears = Some((1, idx, idx));
+            out.push(Row { step: Some(e.step), cpu: e.cpu, label: label(&e.event), clears, install: None });
             continue;
         }
-        out.push(Row { step: Some(e.step), cpu: e.cpu, label: label(&e.event), clears: None });
+        let install = match e.event {
+            TimelineEvent::InstallAnon { idx, .. } => Some(idx),
+            _ => None,
+        };
+        out.push(Row { step: Some(e.step), cpu: e.cpu, label: label(&e.event), clears: None, install });
     }
+    let mut out = fold_installs(out);
     for row in &mut out {
         if let Some((n, lo, hi)) = row.clears.filter(|c| c.0 > 1) {
             row.label = format!("ptep_clear x{n} {lo}..{hi}");
         }
     }
-    out.push(Row { step: None, cpu: t.cpu.unwrap_or(cpu), label: t.marker.clone(), clears: None });
+    out.push(Row { step: None, cpu: t.cpu.unwrap_or(cpu), label: t.marker.clone(), clears: None, install: None });
     out
 }
 
@@ -219,21 +263,24 @@ pub fn render(t: &Timeline<'_>) -> Vec<String> {
     let step_w = rows.iter().filter_map(|r| r.step).max().unwrap_or(0).to_string().len().max(4);
     // Each column as wide as its widest cell plus a gap (none after the
     // last); then the widest is narrowed until the line fits.
-    let mut widths: Vec<usize> = cpus
+    // Headers are cut before labels: a column wider than its rows only
+    // for its header ("CPU2 neighbour" over "lock pml") narrows first.
+    let gap = |k: usize| if k + 1 < cpus.len() { 2 } else { 0 };
+    let labels: Vec<usize> = cpus
         .iter()
         .enumerate()
-        .map(|(k, &c)| {
-            let widest = rows.iter().filter(|r| r.cpu == c).map(|r| r.label.len()).max().unwrap_or(0);
-            widest.max(header(c).len()) + if k + 1 < cpus.len() { 2 } else { 0 }
-        })
+        .map(|(k, &c)| rows.iter().filter(|r| r.cpu == c).map(|r| r.label.len()).max().unwrap_or(0).max(8) + gap(k))
         .collect();
+    let mut widths: Vec<usize> =
+        cpus.iter().enumerate().map(|(k, &c)| (header(c).len() + gap(k)).max(labels[k])).collect();
     let room = WIDTH.saturating_sub(step_w + 2);
     while widths.iter().sum::<usize>() > room {
-        let Some(widest) = widths.iter_mut().max() else { break };
-        if *widest <= 8 {
+        let header_only = (0..widths.len()).filter(|&k| widths[k] > labels[k]).max_by_key(|&k| widths[k]);
+        let Some(k) = header_only.or_else(|| (0..widths.len()).max_by_key(|&k| widths[k])) else { break };
+        if widths[k] <= 8 {
             break;
         }
-        *widest -= 1;
+        widths[k] -= 1;
     }
     let line = |step: &str, cells: &dyn Fn(u32) -> String| {
         let mut s = format!("{step:>step_w$}  ");
@@ -324,12 +371,46 @@ mod tests {
         assert!(!text.contains("CPU2"), "the marker CPU touched nothing the collapse touched:\n{text}");
         assert_eq!(lines.iter().filter(|l| l.contains("ptep_clear")).count(), 1, "{text}");
         assert!(text.contains("ptep_clear x512 0..511"), "{text}");
-        assert!(text.contains("install anon at idx 120"), "{text}");
+        assert!(text.contains("install anon idx 120"), "{text}");
         assert!(!text.contains("return"), "starts at the last prologue:\n{text}");
         assert!(lines.last().unwrap().trim_start().starts_with("*** table-freed-live"), "{text}");
         assert!(lines.last().unwrap().len() < marker.len(), "the marker is cut to its column:\n{text}");
         // 2 header lines, prologue, lock, clear, ptep_clear, unlock, 3 uffd rows, lock pml, free, marker.
         assert_eq!(lines.len(), 2 + 11, "{text}");
+    }
+
+    #[test]
+    fn a_run_of_installs_is_one_row_but_for_its_last() {
+        let ptl = lock(LockClass::PteLock, "ptl (PTE table 0)");
+        let anon = Pte::present(Pfn(0xc02));
+        let mut events = vec![
+            entry(1, 0, PROLOGUE),
+            entry(2, 0, TimelineEvent::Lock { lock: ptl.clone() }),
+            entry(2, 0, TimelineEvent::PteClear { idx: 3 }),
+            entry(3, 0, TimelineEvent::Unlock { lock: ptl.clone() }),
+        ];
+        for (k, idx) in [240u16, 241, 242, 250].into_iter().enumerate() {
+            let step = 10 + 3 * k as u64;
+            events.extend([
+                entry(step, 1, TimelineEvent::Lock { lock: ptl.clone() }),
+                entry(step + 1, 1, TimelineEvent::InstallAnon { idx, pte: anon }),
+                entry(step + 2, 1, TimelineEvent::Unlock { lock: ptl.clone() }),
+            ]);
+        }
+        let roles = [Role::Collapse, Role::Uffd];
+        let t = Timeline { events: &events, roles: &roles, cpu: Some(1), marker: "*** x".into(), cached: &[] };
+        let lines = render(&t);
+        let text = lines.join("\n");
+        let row = lines.iter().find(|l| l.contains("anon x3 ")).unwrap_or_else(|| panic!("{text}"));
+        assert!(row.trim_start().starts_with("10 ") && row.ends_with("anon x3 240..242"), "{text}");
+        let last: Vec<String> = lines[lines.len() - 4..lines.len() - 1]
+            .iter()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        assert_eq!(last, ["19 lock ptl", "20 install anon idx 250", "21 unlock ptl"], "{text}");
+        // Two installs stay as they are.
+        let t = Timeline { events: &events[..10], ..t };
+        assert_eq!(render(&t).iter().filter(|l| l.contains("install anon idx")).count(), 2);
     }
 
     #[test]
@@ -344,7 +425,7 @@ mod tests {
             (TimelineEvent::Unlock { lock: mm }, "unlock mm ptl"),
             (TimelineEvent::PteClear { idx: 5 }, "ptep_clear idx 5"),
             (TimelineEvent::PteSet { idx: 7, pte: Pte::NONE }, "set idx 7: none"),
-            (TimelineEvent::InstallAnon { idx: 252, pte: Pte::present(Pfn(0xc02)) }, "install anon at idx 252"),
+            (TimelineEvent::InstallAnon { idx: 252, pte: Pte::present(Pfn(0xc02)) }, "install anon idx 252"),
             (TimelineEvent::TableFree { table: 3 }, "pte_free_defer table 3"),
             (TimelineEvent::TableFreeNow { table: 4 }, "pte_free table 4"),
             (TimelineEvent::Returned { result: ScanResult::Fail }, "return SCAN_FAIL"),

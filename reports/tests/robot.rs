@@ -845,7 +845,7 @@ fn typed_timelines_render_as_check_prints_them() {
             "  12  step 4 (remove table)",
             "  13  lock pml",
             "  30                          lock ptl",
-            "  31                          install anon at idx 252",
+            "  31                          install anon idx 252",
             "  31                          unlock ptl",
             "  33  lock ptl",
             "  33  pmdp_collapse_flush",
