@@ -68,7 +68,7 @@ pub fn numbered(event: &TimelineEvent) -> Option<(&'static str, u64)> {
 }
 
 /// An event's short label ("lock ptl", "step 2 (clear)", "install anon idx
-/// idx 176", "return SCAN_FAIL").
+/// 176", "return SCAN_FAIL").
 pub fn label(event: &TimelineEvent) -> String {
     match event {
         TimelineEvent::Step { step } => step.label().to_owned(),
@@ -112,6 +112,7 @@ fn lock_of(event: &TimelineEvent) -> Option<&TimelineLock> {
 
 const PROLOGUE: TimelineEvent = TimelineEvent::Step { step: Step::Prologue };
 
+#[derive(Clone)]
 struct Row {
     step: Option<u64>,
     cpu: u32,
@@ -135,23 +136,21 @@ fn fold_installs(rows: Vec<Row>) -> Vec<Row> {
     let mut out: Vec<Row> = vec![];
     let mut i = 0;
     while i < rows.len() {
-        let mut idxs = vec![];
-        while let Some(idx) = rows.get(i + 3 * idxs.len()..i + 3 * idxs.len() + 3).and_then(triple) {
-            if idxs.first().is_some_and(|_| rows[i + 3 * idxs.len()].cpu != rows[i].cpu) {
-                break;
+        // The run of triples from row i, all on row i's CPU.
+        let idxs: Vec<u16> = rows[i..]
+            .chunks_exact(3)
+            .map_while(|r| triple(r).filter(|_| r[0].cpu == rows[i].cpu))
+            .collect();
+        if let [folded @ .., _last] = &idxs[..] {
+            if let (Some(lo), Some(hi), 2..) = (folded.iter().min(), folded.iter().max(), folded.len()) {
+                let label = format!("anon x{} {lo}..{hi}", folded.len());
+                out.push(Row { step: rows[i].step, cpu: rows[i].cpu, label, clears: None, install: None });
+                i += 3 * folded.len();
+                continue;
             }
-            idxs.push(idx);
         }
-        if idxs.len() < 3 {
-            out.push(Row { label: rows[i].label.clone(), clears: rows[i].clears, ..rows[i] });
-            i += 1;
-            continue;
-        }
-        let folded = &idxs[..idxs.len() - 1];
-        let (lo, hi) = (folded.iter().min().expect("two or more"), folded.iter().max().expect("two or more"));
-        let label = format!("anon x{} {lo}..{hi}", folded.len());
-        out.push(Row { step: rows[i].step, cpu: rows[i].cpu, label, clears: None, install: None });
-        i += 3 * folded.len();
+        out.push(rows[i].clone());
+        i += 1;
     }
     out
 }
@@ -262,9 +261,9 @@ pub fn render(t: &Timeline<'_>) -> Vec<String> {
     let header = |c: u32| format!("CPU{c} {}", role(c));
     let step_w = rows.iter().filter_map(|r| r.step).max().unwrap_or(0).to_string().len().max(4);
     // Each column as wide as its widest cell plus a gap (none after the
-    // last); then the widest is narrowed until the line fits.
-    // Headers are cut before labels: a column wider than its rows only
-    // for its header ("CPU2 neighbour" over "lock pml") narrows first.
+    // last); then columns are narrowed until the line fits: first one
+    // wider than its rows only for its header ("CPU2 neighbour" over
+    // "lock pml"), down to its rows, then the widest.
     let gap = |k: usize| if k + 1 < cpus.len() { 2 } else { 0 };
     let labels: Vec<usize> = cpus
         .iter()
