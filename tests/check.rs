@@ -96,7 +96,7 @@ fn v1_passes() {
     assert!(!stdout.contains("replay token"), "{stdout}");
 }
 
-/// The default scope (no `-w`): every preset, the default 1000 schedules
+/// The default scope (no `-w`): every preset, the default 4000 schedules
 /// split over them by the seed, one overall verdict per policy; the
 /// guard-marker presets are shown in brackets and not counted.
 #[test]
