@@ -51,6 +51,10 @@ pub struct CheckArgs {
     /// for presets).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Threads that run schedules (default: every core). The verdicts,
+    /// counts and counterexamples are the same for any number.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
     /// Run the schedule a counterexample printed, once (one policy, same
     /// workload, overrides and seed).
     #[arg(long, value_name = "TOKEN")]
@@ -238,6 +242,10 @@ impl<'a> CheckPlan<'a> {
         if args.ops_per_cpu == 0 {
             return Err(CliError::Usage("--ops-per-cpu: must be at least 1".into()));
         }
+        let jobs = args.jobs.unwrap_or_else(bench_core::machine::available_cores);
+        if jobs == 0 {
+            return Err(CliError::Usage("--jobs: must be at least 1".into()));
+        }
         let replay = match &args.replay {
             None => None,
             Some(token) => {
@@ -284,6 +292,7 @@ impl<'a> CheckPlan<'a> {
             schedules: args.schedules,
             seed: scenarios[0].0.seed,
             ops_per_cpu: args.ops_per_cpu,
+            jobs,
             ..CheckOptions::default()
         };
         Ok(CheckPlan { args, json, policies, scenarios, opts, replay })
@@ -427,8 +436,14 @@ fn search_all(
         Search::Pct { depth } => format!("pct depth {depth}"),
         Search::Random => "random".into(),
     };
+    let cores = bench_core::machine::available_cores();
+    let jobs = match opts.jobs {
+        1 => String::new(),
+        n if n > cores => format!(", {n} jobs on {cores} cores (more threads than cores: slower, same results)"),
+        n => format!(", {n} jobs"),
+    };
     let head = format!(
-        "check {}, seed {}, {} CPUs: {} schedules each, {how}",
+        "check {}, seed {}, {} CPUs: {} schedules each, {how}{jobs}",
         scenario.name,
         scenario.seed,
         scenario.threads.total(),

@@ -178,6 +178,7 @@ fn bad_input_exits_2_naming_the_flag() {
     rejects(&["check", "--strategy", "foo"], &["--strategy", "`foo`", "pct, random"]);
     rejects(&["check", "--depth", "0"], &["--depth", "at least 1"]);
     rejects(&["check", "--schedules", "0"], &["--schedules", "at least 1"]);
+    rejects(&["check", "--jobs", "0"], &["--jobs", "at least 1"]);
     rejects(&["check", "-p", "v1,pre-fix", "--replay", "s2-0-0x1"], &["--replay", "one policy", "v1, pre-fix"]);
     rejects(&["check", "-p", "v1", "--replay", "s2-0-0x1"], &["--replay", "name the workload", "-w"]);
     rejects(&["check", "-p", "v1", "-w", "uffd-private", "--replay", "s1-0x1"], &["--replay", "run the check again"]);
@@ -196,4 +197,39 @@ fn bad_input_exits_2_naming_the_flag() {
     );
     rejects(&["check", "-p", "v9"], &["--policies", "unknown policy `v9`", "pre-fix"]);
     rejects(&["check", "-w", "nope"], &["unknown preset `nope`", "uffd-private"]);
+}
+
+/// `--jobs 1` and `--jobs 2` write the same JSON but for wall times and
+/// the command line, and print the same verdicts.
+#[test]
+fn the_results_do_not_depend_on_the_number_of_jobs() {
+    let dir = scratch("jobs");
+    let run = |jobs: &str| {
+        let json = dir.join(format!("jobs-{jobs}.json"));
+        let args = ["check", "-p", "v2-posted,v1", "-w", "pml-contended", "--schedules", "300", "--jobs", jobs];
+        let out = bench(&[&args[..], &["--json", json.to_str().unwrap()]].concat());
+        assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        strip_times(&mut doc);
+        doc.as_object_mut().unwrap().remove("command");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let table: Vec<String> =
+            stdout.lines().filter(|l| l.contains(" FAIL ") || l.ends_with(" ok")).map(Into::into).collect();
+        (doc, table)
+    };
+    let (one, two) = (run("1"), run("2"));
+    assert!(!one.1.is_empty(), "a verdict table");
+    assert_eq!(one, two);
+}
+
+/// Drop every wall time (`*_s`) from a results document.
+fn strip_times(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            map.retain(|k, _| !k.ends_with("_s"));
+            map.values_mut().for_each(strip_times);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_times),
+        _ => {}
+    }
 }

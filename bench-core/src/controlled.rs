@@ -76,6 +76,7 @@ use crate::mm::Mm;
 use crate::role::Role;
 use crate::sched::{self, Runnable, Scheduler};
 use crate::watchdog::{describe_wait, locks_held_by};
+use corosensei::stack::DefaultStack;
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 use std::cell::Cell;
 use std::rc::Rc;
@@ -209,6 +210,39 @@ enum State {
 
 type Cpu = Coroutine<Resume, Suspend, Metrics>;
 
+/// Coroutine stacks a thread keeps for its next runs.
+const STACKS_KEPT: usize = 64;
+
+thread_local! {
+    /// Stacks of finished coroutines: a run takes its CPUs' stacks here
+    /// and gives back those whose coroutine finished, so the checker does
+    /// not map (and fault in, and unmap) a stack per CPU per schedule, all
+    /// under the process's `mmap_lock`, which threads running schedules
+    /// side by side would otherwise queue on.
+    static STACKS: std::cell::RefCell<Vec<DefaultStack>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A stack for a new coroutine: a kept one, or a new default one.
+fn take_stack() -> DefaultStack {
+    STACKS.with(|s| s.borrow_mut().pop()).unwrap_or_default()
+}
+
+/// Keep the stacks of the finished coroutines; the others are unwound
+/// and freed when dropped.
+fn keep_stacks(cpus: Vec<Cpu>) {
+    for cpu in cpus {
+        if cpu.done() {
+            let stack = cpu.into_stack();
+            let _ = STACKS.try_with(|s| {
+                let mut s = s.borrow_mut();
+                if s.len() < STACKS_KEPT {
+                    s.push(stack);
+                }
+            });
+        }
+    }
+}
+
 /// Run `actors` (actor `i` on model CPU `i`) under `cfg.strategy` until
 /// `cfg.ops` counted operations are done (or every CPU's clock reached
 /// `cfg.until_ns`) and every CPU has finished its current one. The caller
@@ -233,7 +267,7 @@ pub fn run_controlled<A: Actor + 'static>(mm: Arc<Mm>, actors: Vec<A>, cfg: &Con
             let (mm, shared, counted, stop) = (mm.clone(), shared.clone(), counted.clone(), stop.clone());
             let elapsed_ns = elapsed_ns.clone();
             let (ops, ops_per_cpu, until_ns) = (cfg.ops, cfg.ops_per_cpu, cfg.until_ns);
-            Coroutine::new(move |yielder: &Yielder<Resume, Suspend>, _first: Resume| {
+            Coroutine::with_stack(take_stack(), move |yielder: &Yielder<Resume, Suspend>, _first: Resume| {
                 let engine = Controlled { yielder, shared, cpu, clock_ps: 0, guard: StallGuard::new(0) };
                 let mut cx = Cx::new(&mm, cpu as u32, actor.role(), engine);
                 let mut done = 0;
@@ -259,7 +293,7 @@ pub fn run_controlled<A: Actor + 'static>(mm: Arc<Mm>, actors: Vec<A>, cfg: &Con
         run_loop(&mut cpus, &shared, scheduler.as_mut(), cfg.max_steps, &mut metrics, &mm, &roles);
     let trace = shared.trace.take();
     // Unfinished coroutines are unwound when dropped here.
-    drop(cpus);
+    keep_stacks(cpus);
     ControlledRun { schedule, steps, elapsed_ns: elapsed_ns.get(), trace, end, metrics, roles }
 }
 

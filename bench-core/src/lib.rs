@@ -16,8 +16,8 @@
 //! Modules import only from their own layer or those below it, never in a
 //! cycle (`tests/layers.rs` checks it against the sources):
 //!
-//! 1. the model's parts: [`pte`], [`page`], [`pgtable`], [`locks`],
-//!    [`tlb`], [`rcu`]; and the value types [`cost`], [`oracle`], [`role`],
+//! 1. the model's parts: [`pte`], [`page`], [`pgtable`] (their memory
+//!    from `anon_map`), [`locks`], [`tlb`], [`rcu`]; and the value types [`cost`], [`oracle`], [`role`],
 //!    [`scan`], [`machine`];
 //! 2. [`lockdep`]'s dependency graph; then [`mm`], the address space;
 //! 3. what a CPU passes and measures: [`event`], [`metrics`], [`watch`];
@@ -180,6 +180,7 @@
 #![warn(missing_docs)]
 
 pub mod actor;
+mod anon_map;
 pub mod controlled;
 pub mod cost;
 pub mod engine;

@@ -8,9 +8,9 @@
 //! `_mapcount` counts from -1); a PMD mapping is counted in the head's
 //! `entire_mapcount` only; refcount lives on the head page for a compound.
 
+use crate::anon_map::AnonMap;
 use crate::pte::Pfn;
 use crossbeam::queue::ArrayQueue;
-use memmap2::MmapMut;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 /// `PG_locked`: the page lock.
@@ -122,7 +122,7 @@ pub enum AllocError {
 
 /// Frame descriptors plus the anonymous-page free list.
 pub struct PageArray {
-    map: MmapMut,
+    map: AnonMap,
     len: usize,
     anon_base: u32,
     free_anon: ArrayQueue<u32>,
@@ -135,7 +135,7 @@ impl PageArray {
     /// `frames` descriptors, the last `anon` of which form the anonymous pool.
     pub fn new(frames: usize, anon: usize) -> std::io::Result<Self> {
         assert!(anon < frames);
-        let map = MmapMut::map_anon(frames * std::mem::size_of::<Page>())?;
+        let map = AnonMap::zeroed(frames * std::mem::size_of::<Page>())?;
         let anon_base = (frames - anon) as u32;
         let free_anon = ArrayQueue::new(anon.max(1));
         let pages = PageArray { map, len: frames, anon_base, free_anon, next_content: AtomicU64::new(frames as u64) };

@@ -5,9 +5,9 @@
 //! (free / live / waiting for a grace period) lets lockless walkers and the
 //! teardown detect use of freed table memory.
 
+use crate::anon_map::AnonMap;
 use crate::pte::{Pmd, Pte, PTRS_PER_PMD, PTRS_PER_PTE};
 use crossbeam::queue::ArrayQueue;
-use memmap2::MmapMut;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 /// Bytes of one PTE or PMD table (512 eight-byte entries: one page).
@@ -27,7 +27,7 @@ pub enum TableState {
 
 /// Fixed arena of PTE tables.
 pub struct TablePool {
-    map: MmapMut,
+    map: AnonMap,
     slots: usize,
     state: Box<[AtomicU8]>,
     /// How many times each slot has been released: a lockless walker
@@ -40,7 +40,7 @@ pub struct TablePool {
 impl TablePool {
     /// An arena of `slots` tables, all free.
     pub fn new(slots: usize) -> std::io::Result<Self> {
-        let map = MmapMut::map_anon(slots * TABLE_BYTES)?;
+        let map = AnonMap::zeroed(slots * TABLE_BYTES)?;
         let free = ArrayQueue::new(slots.max(1));
         for s in 0..slots as u32 {
             let _ = free.push(s);
@@ -123,14 +123,14 @@ impl TablePool {
 
 /// The PMD tables of the model's address space.
 pub struct PmdTables {
-    map: MmapMut,
+    map: AnonMap,
     tables: usize,
 }
 
 impl PmdTables {
     /// `tables` PMD tables, every entry none.
     pub fn new(tables: usize) -> std::io::Result<Self> {
-        Ok(PmdTables { map: MmapMut::map_anon(tables.max(1) * TABLE_BYTES)?, tables })
+        Ok(PmdTables { map: AnonMap::zeroed(tables.max(1) * TABLE_BYTES)?, tables })
     }
 
     /// Entry `idx` of PMD table `table`.

@@ -137,10 +137,8 @@ fn fold_installs(rows: Vec<Row>) -> Vec<Row> {
     let mut i = 0;
     while i < rows.len() {
         // The run of triples from row i, all on row i's CPU.
-        let idxs: Vec<u16> = rows[i..]
-            .chunks_exact(3)
-            .map_while(|r| triple(r).filter(|_| r[0].cpu == rows[i].cpu))
-            .collect();
+        let idxs: Vec<u16> =
+            rows[i..].chunks_exact(3).map_while(|r| triple(r).filter(|_| r[0].cpu == rows[i].cpu)).collect();
         if let [folded @ .., _last] = &idxs[..] {
             if let (Some(lo), Some(hi), 2..) = (folded.iter().min(), folded.iter().max(), folded.len()) {
                 let label = format!("anon x{} {lo}..{hi}", folded.len());

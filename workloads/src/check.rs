@@ -51,6 +51,10 @@ pub struct CheckOptions {
     /// Replays the shrinker may spend on the first counterexample (0: keep
     /// it as found).
     pub shrink_budget: u32,
+    /// Threads that run schedules (at least 1). The report does not
+    /// depend on it: schedule `i` is a function of the seed and `i`, and
+    /// results are taken in schedule order.
+    pub jobs: usize,
 }
 
 impl Default for CheckOptions {
@@ -64,6 +68,7 @@ impl Default for CheckOptions {
             max_steps: 100_000,
             stop_at_first: false,
             shrink_budget: 200,
+            jobs: 1,
         }
     }
 }
@@ -222,56 +227,66 @@ fn run_on_fresh_mm(
     Ok((mm, run, violations))
 }
 
-/// Search `opts.schedules` schedules of `policy` on `scenario`.
+/// Schedules between two updates of PCT's estimate of a run's length (the
+/// mean length of the batch before; 1000 for the first): a fixed batch,
+/// so a schedule's strategy depends on the seed and its number only,
+/// never on how many threads ran the schedules before it.
+pub const BATCH: u64 = 64;
+
+/// The schedules of one batch and their results, in schedule order.
+type BatchRuns = Result<Vec<(ControlledRun, Vec<Violation>)>, ScenarioError>;
+
+/// The schedule a search keeps to shrink into its counterexample: its
+/// number, the verdict's oracle, its choices.
+type Kept = (u64, Oracle, Vec<u32>);
+
+/// Search `opts.schedules` schedules of `policy` on `scenario`, on
+/// `opts.jobs` threads, in batches of [`BATCH`]; the report is the same
+/// for any number of threads.
 pub fn check_policy(
     policy: &Arc<dyn DynPolicy>,
     scenario: &Scenario,
     opts: &CheckOptions,
 ) -> Result<CheckReport, ScenarioError> {
     scenario.validate()?;
-    let mut report = CheckReport { policy: policy.label(), ..CheckReport::default() };
-    let mut expected_steps = 1000;
-    let t0 = Instant::now();
-    let mut found = None;
-    for i in 0..opts.schedules {
-        let strategy = strategy_for(opts, i, expected_steps);
-        let (run, violations) = run_schedule(policy, scenario, i, strategy, opts, false)?;
-        report.schedules += 1;
-        report.steps += run.steps();
-        expected_steps = run.steps().max(1);
-        if run.end == End::StepLimit {
-            report.step_limits += 1;
-        }
-        if violations.is_empty() {
-            continue;
-        }
-        report.violating += 1;
-        // Gravest first: the first is the verdict, and only a guard-marker
-        // race when the schedule found nothing else.
-        let verdict = &violations[0];
-        if verdict.freed_with_guard_markers_only() {
-            report.guard_marker_races += 1;
-        } else if report.gravest_beyond_guard_markers.is_none_or(|o| verdict.oracle.gravity() < o.gravity()) {
-            report.gravest_beyond_guard_markers = Some(verdict.oracle);
-        }
-        let mut seen = vec![];
-        for v in &violations {
-            if !seen.contains(&v.oracle) {
-                seen.push(v.oracle);
-                report.by_oracle.entry(v.oracle).or_insert((0, i)).0 += 1;
+    let one = |i: u64, expected_steps: u64| {
+        run_schedule(policy, scenario, i, strategy_for(opts, i, expected_steps), opts, false)
+    };
+    let jobs = opts.jobs.clamp(1, opts.schedules.clamp(1, BATCH) as usize);
+    let (mut report, found) = if jobs == 1 {
+        search(policy, opts, &mut |batch, expected| batch.map(|i| one(i, expected)).collect())
+    } else {
+        // Workers live for the whole search (each keeps its thread's
+        // recycled model memory and coroutine stacks), take schedule
+        // numbers from one channel and send results back on another.
+        let (work_tx, work_rx) = crossbeam::channel::unbounded::<(u64, u64)>();
+        let (done_tx, done_rx) = crossbeam::channel::unbounded();
+        std::thread::scope(|s| {
+            for _ in 0..jobs {
+                let (work_rx, done_tx) = (work_rx.clone(), done_tx.clone());
+                s.spawn(move || {
+                    for (i, expected) in work_rx {
+                        if done_tx.send((i, one(i, expected))).is_err() {
+                            return;
+                        }
+                    }
+                });
             }
-        }
-        report.first_found_s.get_or_insert(t0.elapsed().as_secs_f64());
-        // Keep the first schedule of the gravest verdict found so far.
-        if found.as_ref().is_none_or(|(_, rank, _, _)| verdict.verdict_rank() < *rank) {
-            found = Some((i, verdict.verdict_rank(), verdict.oracle, run.schedule));
-        }
-        if opts.stop_at_first {
-            break;
-        }
-    }
-    report.search_s = t0.elapsed().as_secs_f64();
-    if let Some((index, _, oracle, original)) = found {
+            let mut batch_on_workers = |batch: std::ops::Range<u64>, expected: u64| -> BatchRuns {
+                let n = batch.end - batch.start;
+                for i in batch {
+                    work_tx.send((i, expected)).expect("the workers outlive the search");
+                }
+                let mut done: Vec<_> = (0..n).map(|_| done_rx.recv().expect("a worker panicked")).collect();
+                done.sort_by_key(|(i, _)| *i);
+                done.into_iter().map(|(_, r)| r).collect()
+            };
+            let result = search(policy, opts, &mut batch_on_workers);
+            drop(work_tx);
+            result
+        })
+    }?;
+    if let Some((index, oracle, original)) = found {
         let t1 = Instant::now();
         let (schedule, shrink_replays) = shrink(policy, scenario, opts, index, &original, oracle)?;
         // Replay with a timeline: the same schedule gives the same run.
@@ -284,6 +299,64 @@ pub fn check_policy(
         report.shrink_s = t1.elapsed().as_secs_f64();
     }
     Ok(report)
+}
+
+/// The search itself, batch by batch (`run_batch` runs one, given PCT's
+/// length estimate): the report without its counterexample, and the
+/// schedule to shrink into one.
+fn search(
+    policy: &Arc<dyn DynPolicy>,
+    opts: &CheckOptions,
+    run_batch: &mut dyn FnMut(std::ops::Range<u64>, u64) -> BatchRuns,
+) -> Result<(CheckReport, Option<Kept>), ScenarioError> {
+    let mut report = CheckReport { policy: policy.label(), ..CheckReport::default() };
+    let mut expected_steps = 1000;
+    let t0 = Instant::now();
+    let mut found = None;
+    let mut start = 0;
+    'search: while start < opts.schedules {
+        let end = (start + BATCH).min(opts.schedules);
+        let runs = run_batch(start..end, expected_steps)?;
+        let batch_steps: u64 = runs.iter().map(|(run, _)| run.steps()).sum();
+        expected_steps = (batch_steps / (end - start)).max(1);
+        for (i, (run, violations)) in (start..end).zip(runs) {
+            report.schedules += 1;
+            report.steps += run.steps();
+            if run.end == End::StepLimit {
+                report.step_limits += 1;
+            }
+            if violations.is_empty() {
+                continue;
+            }
+            report.violating += 1;
+            // Gravest first: the first is the verdict, and only a guard-marker
+            // race when the schedule found nothing else.
+            let verdict = &violations[0];
+            if verdict.freed_with_guard_markers_only() {
+                report.guard_marker_races += 1;
+            } else if report.gravest_beyond_guard_markers.is_none_or(|o| verdict.oracle.gravity() < o.gravity()) {
+                report.gravest_beyond_guard_markers = Some(verdict.oracle);
+            }
+            let mut seen = vec![];
+            for v in &violations {
+                if !seen.contains(&v.oracle) {
+                    seen.push(v.oracle);
+                    report.by_oracle.entry(v.oracle).or_insert((0, i)).0 += 1;
+                }
+            }
+            report.first_found_s.get_or_insert(t0.elapsed().as_secs_f64());
+            // Keep the first schedule of the gravest verdict found so far.
+            if found.as_ref().is_none_or(|(_, rank, _, _)| verdict.verdict_rank() < *rank) {
+                found = Some((i, verdict.verdict_rank(), verdict.oracle, run.schedule));
+            }
+            if opts.stop_at_first {
+                break 'search;
+            }
+        }
+        start = end;
+    }
+    report.search_s = t0.elapsed().as_secs_f64();
+    Ok((report, found.map(|(index, _, oracle, original)| (index, oracle, original))))
 }
 
 /// `total` schedules split among `parts` workloads: as evenly as they

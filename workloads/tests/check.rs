@@ -257,6 +257,11 @@ fn same_options_same_report() {
     let (fa, fb) = (a.first.unwrap(), b.first.unwrap());
     assert_eq!((fa.index, &fa.original, &fa.schedule), (fb.index, &fb.original, &fb.schedule));
     assert_eq!(timeline_text(&fa), timeline_text(&fb));
+    // Three threads give the same report, counterexample included.
+    let c = check_policy(&p, &scenario, &CheckOptions { jobs: 3, ..opts.clone() }).unwrap();
+    assert_eq!((c.schedules, c.steps, c.violating, &c.by_oracle), (a.schedules, a.steps, a.violating, &a.by_oracle));
+    let fc = c.first.unwrap();
+    assert_eq!((fc.index, &fc.original, &fc.schedule), (fa.index, &fa.original, &fa.schedule));
     // Another seed searches other schedules.
     let c = check_policy(&p, &scenario, &CheckOptions { seed: 2, ..opts }).unwrap();
     assert_ne!((c.steps, c.first.map(|f| f.original)), (a.steps, Some(fa.original)));
