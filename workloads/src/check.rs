@@ -227,11 +227,16 @@ fn run_on_fresh_mm(
     Ok((mm, run, violations))
 }
 
-/// Schedules between two updates of PCT's estimate of a run's length (the
-/// mean length of the batch before; 1000 for the first): a fixed batch,
-/// so a schedule's strategy depends on the seed and its number only,
-/// never on how many threads ran the schedules before it.
-pub const BATCH: u64 = 64;
+/// The schedules that give PCT its estimate of a run's length: the first
+/// `PILOT` run with an estimate of 1000 steps, every later one with their
+/// mean length. A schedule's strategy then depends on the seed and its
+/// number only, never on how many threads ran the schedules before it,
+/// and after the pilot nothing waits for a batch to finish.
+pub const PILOT: u64 = 64;
+
+/// Schedules handed to the workers at a time after the pilot, per worker:
+/// only how the work is cut, never what it computes.
+const WINDOW_PER_JOB: u64 = 16;
 
 /// The schedules of one batch and their results, in schedule order.
 type BatchRuns = Result<Vec<(ControlledRun, Vec<Violation>)>, ScenarioError>;
@@ -241,8 +246,8 @@ type BatchRuns = Result<Vec<(ControlledRun, Vec<Violation>)>, ScenarioError>;
 type Kept = (u64, Oracle, Vec<u32>);
 
 /// Search `opts.schedules` schedules of `policy` on `scenario`, on
-/// `opts.jobs` threads, in batches of [`BATCH`]; the report is the same
-/// for any number of threads.
+/// `opts.jobs` threads (the [`PILOT`] first, then the rest); the report
+/// is the same for any number of threads.
 pub fn check_policy(
     policy: &Arc<dyn DynPolicy>,
     scenario: &Scenario,
@@ -252,7 +257,7 @@ pub fn check_policy(
     let one = |i: u64, expected_steps: u64| {
         run_schedule(policy, scenario, i, strategy_for(opts, i, expected_steps), opts, false)
     };
-    let jobs = opts.jobs.clamp(1, opts.schedules.clamp(1, BATCH) as usize);
+    let jobs = opts.jobs.clamp(1, opts.schedules.max(1) as usize);
     let (mut report, found) = if jobs == 1 {
         search(policy, opts, &mut |batch, expected| batch.map(|i| one(i, expected)).collect())
     } else {
@@ -302,8 +307,8 @@ pub fn check_policy(
 }
 
 /// The search itself, batch by batch (`run_batch` runs one, given PCT's
-/// length estimate): the report without its counterexample, and the
-/// schedule to shrink into one.
+/// length estimate: the pilot, then windows of the rest): the report
+/// without its counterexample, and the schedule to shrink into one.
 fn search(
     policy: &Arc<dyn DynPolicy>,
     opts: &CheckOptions,
@@ -315,10 +320,13 @@ fn search(
     let mut found = None;
     let mut start = 0;
     'search: while start < opts.schedules {
-        let end = (start + BATCH).min(opts.schedules);
+        let window = if start == 0 { PILOT } else { WINDOW_PER_JOB * opts.jobs.max(1) as u64 };
+        let end = (start + window).min(opts.schedules);
         let runs = run_batch(start..end, expected_steps)?;
-        let batch_steps: u64 = runs.iter().map(|(run, _)| run.steps()).sum();
-        expected_steps = (batch_steps / (end - start)).max(1);
+        if start == 0 {
+            let pilot_steps: u64 = runs.iter().map(|(run, _)| run.steps()).sum();
+            expected_steps = (pilot_steps / end).max(1);
+        }
         for (i, (run, violations)) in (start..end).zip(runs) {
             report.schedules += 1;
             report.steps += run.steps();
