@@ -47,8 +47,13 @@ fn a_short_run_writes_its_results_and_the_reproducer() {
     assert_eq!(r.runs[1].policy, "v2-step3-down:recheck_always=true");
     for run in &r.runs {
         assert!(run.collapses >= 30, "{}: {}", run.policy, run.collapses);
-        assert_eq!(run.violations_total, 0, "{}: {:?}", run.policy, run.violations);
     }
+    // v1 breaks nothing. The v2 form may show its one window (a failed
+    // trylock: here when uffd's __pte_alloc() holds pml for the none PMD
+    // that step 4 left before step 5), and nothing else.
+    assert_eq!(r.runs[0].violations_total, 0, "v1: {:?}", r.runs[0].violations);
+    let v2 = &r.runs[1];
+    assert!(v2.violations.iter().all(|v| v.oracle == bench_core::Oracle::StaleTranslation), "{:?}", v2.violations);
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "only the result file");
 }
 

@@ -238,8 +238,9 @@ pub const PILOT: u64 = 64;
 /// only how the work is cut, never what it computes.
 const WINDOW_PER_JOB: u64 = 16;
 
-/// The schedules of one batch and their results, in schedule order.
-type BatchRuns = Result<Vec<(ControlledRun, Vec<Violation>)>, ScenarioError>;
+/// One schedule's run and violations; a worker thread's panic, caught
+/// to be resumed where the search reaches that schedule.
+type Outcome = std::thread::Result<Result<(ControlledRun, Vec<Violation>), ScenarioError>>;
 
 /// The schedule a search keeps to shrink into its counterexample: its
 /// number, the verdict's oracle, its choices.
@@ -259,11 +260,13 @@ pub fn check_policy(
     };
     let jobs = opts.jobs.clamp(1, opts.schedules.max(1) as usize);
     let (mut report, found) = if jobs == 1 {
-        search(policy, opts, &mut |batch, expected| batch.map(|i| one(i, expected)).collect())
+        search(policy, opts, &mut |batch, expected| batch.map(|i| Ok(one(i, expected))).collect())
     } else {
         // Workers live for the whole search (each keeps its thread's
         // recycled model memory and coroutine stacks), take schedule
-        // numbers from one channel and send results back on another.
+        // numbers from one channel and send results back on another. A
+        // policy that panics panics the search, as on one thread: the
+        // worker sends the panic back and the caller resumes it.
         let (work_tx, work_rx) = crossbeam::channel::unbounded::<(u64, u64)>();
         let (done_tx, done_rx) = crossbeam::channel::unbounded();
         std::thread::scope(|s| {
@@ -271,20 +274,21 @@ pub fn check_policy(
                 let (work_rx, done_tx) = (work_rx.clone(), done_tx.clone());
                 s.spawn(move || {
                     for (i, expected) in work_rx {
-                        if done_tx.send((i, one(i, expected))).is_err() {
+                        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| one(i, expected)));
+                        if done_tx.send((i, run)).is_err() {
                             return;
                         }
                     }
                 });
             }
-            let mut batch_on_workers = |batch: std::ops::Range<u64>, expected: u64| -> BatchRuns {
+            let mut batch_on_workers = |batch: std::ops::Range<u64>, expected: u64| -> Vec<Outcome> {
                 let n = batch.end - batch.start;
                 for i in batch {
                     work_tx.send((i, expected)).expect("the workers outlive the search");
                 }
-                let mut done: Vec<_> = (0..n).map(|_| done_rx.recv().expect("a worker panicked")).collect();
+                let mut done: Vec<_> = (0..n).map(|_| done_rx.recv().expect("every worker answers")).collect();
                 done.sort_by_key(|(i, _)| *i);
-                done.into_iter().map(|(_, r)| r).collect()
+                done.into_iter().map(|(_, run)| run).collect()
             };
             let result = search(policy, opts, &mut batch_on_workers);
             drop(work_tx);
@@ -312,7 +316,7 @@ pub fn check_policy(
 fn search(
     policy: &Arc<dyn DynPolicy>,
     opts: &CheckOptions,
-    run_batch: &mut dyn FnMut(std::ops::Range<u64>, u64) -> BatchRuns,
+    run_batch: &mut dyn FnMut(std::ops::Range<u64>, u64) -> Vec<Outcome>,
 ) -> Result<(CheckReport, Option<Kept>), ScenarioError> {
     let mut report = CheckReport { policy: policy.label(), ..CheckReport::default() };
     let mut expected_steps = 1000;
@@ -322,12 +326,13 @@ fn search(
     'search: while start < opts.schedules {
         let window = if start == 0 { PILOT } else { WINDOW_PER_JOB * opts.jobs.max(1) as u64 };
         let end = (start + window).min(opts.schedules);
-        let runs = run_batch(start..end, expected_steps)?;
-        if start == 0 {
-            let pilot_steps: u64 = runs.iter().map(|(run, _)| run.steps()).sum();
-            expected_steps = (pilot_steps / end).max(1);
-        }
-        for (i, (run, violations)) in (start..end).zip(runs) {
+        let outcomes = run_batch(start..end, expected_steps);
+        let mut window_steps = 0;
+        for (i, outcome) in (start..end).zip(outcomes) {
+            // In schedule order: an error or a panic surfaces where it
+            // would on one thread, and not if the search stopped before.
+            let (run, violations) = outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            window_steps += run.steps();
             report.schedules += 1;
             report.steps += run.steps();
             if run.end == End::StepLimit {
@@ -360,6 +365,9 @@ fn search(
             if opts.stop_at_first {
                 break 'search;
             }
+        }
+        if start == 0 {
+            expected_steps = (window_steps / end).max(1);
         }
         start = end;
     }
