@@ -227,12 +227,13 @@ fn run_on_fresh_mm(
     Ok((mm, run, violations))
 }
 
-/// The schedules that give PCT its estimate of a run's length: the first
-/// `PILOT` run with an estimate of 1000 steps, every later one with their
-/// mean length. A schedule's strategy then depends on the seed and its
-/// number only, never on how many threads ran the schedules before it,
-/// and after the pilot nothing waits for a batch to finish.
-pub const PILOT: u64 = 64;
+/// The schedules that give PCT its estimate of a run's length. They run
+/// one at a time, each with the length of the one before as its estimate
+/// (1000 steps for the first); every later schedule takes their mean. A
+/// schedule's strategy then depends on the seed and its number only,
+/// never on how many threads ran the schedules before it, and after the
+/// pilot nothing waits for another schedule to finish.
+pub const PILOT: u64 = 16;
 
 /// Schedules handed to the workers at a time after the pilot, per worker:
 /// only how the work is cut, never what it computes.
@@ -322,17 +323,22 @@ fn search(
     let mut expected_steps = 1000;
     let t0 = Instant::now();
     let mut found = None;
-    let mut start = 0;
+    let (mut start, mut pilot_steps) = (0, 0);
     'search: while start < opts.schedules {
-        let window = if start == 0 { PILOT } else { WINDOW_PER_JOB * opts.jobs.max(1) as u64 };
+        let window = if start < PILOT { 1 } else { WINDOW_PER_JOB * opts.jobs.max(1) as u64 };
         let end = (start + window).min(opts.schedules);
         let outcomes = run_batch(start..end, expected_steps);
-        let mut window_steps = 0;
         for (i, outcome) in (start..end).zip(outcomes) {
             // In schedule order: an error or a panic surfaces where it
             // would on one thread, and not if the search stopped before.
             let (run, violations) = outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-            window_steps += run.steps();
+            if i < PILOT {
+                pilot_steps += run.steps();
+                expected_steps = run.steps().max(1);
+                if i + 1 == PILOT {
+                    expected_steps = (pilot_steps / PILOT).max(1);
+                }
+            }
             report.schedules += 1;
             report.steps += run.steps();
             if run.end == End::StepLimit {
@@ -365,9 +371,6 @@ fn search(
             if opts.stop_at_first {
                 break 'search;
             }
-        }
-        if start == 0 {
-            expected_steps = (window_steps / end).max(1);
         }
         start = end;
     }
