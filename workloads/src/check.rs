@@ -292,6 +292,9 @@ pub fn check_policy(
                 done.into_iter().map(|(_, run)| run).collect()
             };
             let result = search(policy, opts, &mut batch_on_workers);
+            // This closure owns `work_tx` (the drop moves it in): dropped
+            // here, or by a panic unwinding the closure, it ends the
+            // workers' loops, so the scope can join them either way.
             drop(work_tx);
             result
         })
