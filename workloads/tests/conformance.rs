@@ -189,10 +189,12 @@ fn v1_conforms() {
 }
 
 /// The two repairs of v2 pass every functional case, and the default
-/// suite finds their one window on `pml-contended`: when the trylock
-/// fails they drop `ptl` with step 2's entries cleared and unflushed,
-/// UFFDIO_COPY fills one, and a CPU that cached it reads the old subpage
-/// (stale-translation, and nothing graver).
+/// suite finds their one window on `pml-contended` (and on `mixed`, the
+/// other preset with a `pml` neighbour and uffd-armed VMAs, when its
+/// search reaches it): when the trylock fails they drop `ptl` with step
+/// 2's entries cleared and unflushed, UFFDIO_COPY fills one, and a CPU
+/// that cached it reads the old subpage (stale-translation, and nothing
+/// graver).
 #[test]
 fn the_v2_repairs_are_caught_by_stale_translation_at_the_default_schedules() {
     for name in ["v2-flush-bool", "v2-step3-down"] {
@@ -205,7 +207,9 @@ fn the_v2_repairs_are_caught_by_stale_translation_at_the_default_schedules() {
             .filter_map(|p| p.check.as_ref().filter(|c| c.failed_beyond_guard_markers()).map(|c| (p, c)))
             .map(|(p, c)| (p.preset.as_str(), c.gravest_beyond_guard_markers))
             .collect();
-        assert_eq!(failing, [("pml-contended", Some(Oracle::StaleTranslation))], "{name}: {report}");
+        assert_eq!(failing.first(), Some(&("pml-contended", Some(Oracle::StaleTranslation))), "{name}: {report}");
+        let elsewhere: Vec<_> = failing[1..].to_vec();
+        assert!(elsewhere.iter().all(|f| *f == ("mixed", Some(Oracle::StaleTranslation))), "{name}: {report}");
         assert!(!report.passed(), "{report}");
     }
 }
@@ -329,8 +333,9 @@ fn default_suite_on_every_shipped_policy() {
 /// UFFDIO_COPY installed) fails a policy expected correct.
 #[test]
 fn only_the_guard_marker_race_is_excused_on_the_marker_presets() {
+    // The suite's default schedules: pre-fix's race on `mixed` is rare
+    // (3 in 1000 schedules at seed 1, the first #207).
     let only = |preset: &str| ConformanceOptions {
-        schedules: SCHEDULES,
         functional: false,
         presets: vec![preset.into()],
         ..ConformanceOptions::default()
