@@ -73,6 +73,7 @@ use crate::harness::Harness;
 use crate::kernel::Cx;
 use crate::metrics::Metrics;
 use crate::mm::Mm;
+use crate::recycle::{self, FreeList};
 use crate::role::Role;
 use crate::sched::{self, Runnable, Scheduler};
 use crate::watchdog::{describe_wait, locks_held_by};
@@ -216,30 +217,21 @@ const STACKS_KEPT: usize = 64;
 thread_local! {
     /// Stacks of finished coroutines: a run takes its CPUs' stacks here
     /// and gives back those whose coroutine finished, so the checker does
-    /// not map (and fault in, and unmap) a stack per CPU per schedule, all
-    /// under the process's `mmap_lock`, which threads running schedules
-    /// side by side would otherwise queue on.
-    static STACKS: std::cell::RefCell<Vec<DefaultStack>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// not map, fault in and unmap a stack per CPU per schedule
+    /// ([`crate::recycle`]).
+    static STACKS: FreeList<DefaultStack> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A stack for a new coroutine: a kept one, or a new default one.
 fn take_stack() -> DefaultStack {
-    STACKS.with(|s| s.borrow_mut().pop()).unwrap_or_default()
+    recycle::take(&STACKS, |_| true).unwrap_or_default()
 }
 
 /// Keep the stacks of the finished coroutines; the others are unwound
 /// and freed when dropped.
 fn keep_stacks(cpus: Vec<Cpu>) {
-    for cpu in cpus {
-        if cpu.done() {
-            let stack = cpu.into_stack();
-            let _ = STACKS.try_with(|s| {
-                let mut s = s.borrow_mut();
-                if s.len() < STACKS_KEPT {
-                    s.push(stack);
-                }
-            });
-        }
+    for cpu in cpus.into_iter().filter(|cpu| cpu.done()) {
+        recycle::keep(&STACKS, cpu.into_stack(), STACKS_KEPT);
     }
 }
 

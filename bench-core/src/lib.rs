@@ -17,7 +17,7 @@
 //! cycle (`tests/layers.rs` checks it against the sources):
 //!
 //! 1. the model's parts: [`pte`], [`page`], [`pgtable`] (their memory
-//!    from `anon_map`), [`locks`], [`tlb`], [`rcu`]; and the value types [`cost`], [`oracle`], [`role`],
+//!    from `recycle`), [`locks`], [`tlb`], [`rcu`]; and the value types [`cost`], [`oracle`], [`role`],
 //!    [`scan`], [`machine`];
 //! 2. [`lockdep`]'s dependency graph; then [`mm`], the address space;
 //! 3. what a CPU passes and measures: [`event`], [`metrics`], [`watch`];
@@ -180,7 +180,6 @@
 #![warn(missing_docs)]
 
 pub mod actor;
-mod anon_map;
 pub mod controlled;
 pub mod cost;
 pub mod engine;
@@ -199,6 +198,7 @@ pub mod page;
 pub mod pgtable;
 pub mod pte;
 pub mod rcu;
+mod recycle;
 pub mod results;
 pub mod role;
 pub mod scan;

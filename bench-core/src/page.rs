@@ -8,8 +8,8 @@
 //! `_mapcount` counts from -1); a PMD mapping is counted in the head's
 //! `entire_mapcount` only; refcount lives on the head page for a compound.
 
-use crate::anon_map::AnonMap;
 use crate::pte::Pfn;
+use crate::recycle::AnonMap;
 use crossbeam::queue::ArrayQueue;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 

@@ -5,8 +5,8 @@
 //! (free / live / waiting for a grace period) lets lockless walkers and the
 //! teardown detect use of freed table memory.
 
-use crate::anon_map::AnonMap;
 use crate::pte::{Pmd, Pte, PTRS_PER_PMD, PTRS_PER_PTE};
+use crate::recycle::AnonMap;
 use crossbeam::queue::ArrayQueue;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 

@@ -10,7 +10,7 @@ use std::path::Path;
 
 /// The layers, lowest first, as the crate documentation lists them.
 const LAYERS: &[&[&str]] = &[
-    &["anon_map", "pte", "page", "pgtable", "locks", "tlb", "rcu", "cost", "oracle", "role", "scan", "machine"],
+    &["recycle", "pte", "page", "pgtable", "locks", "tlb", "rcu", "cost", "oracle", "role", "scan", "machine"],
     &["lockdep"],
     &["mm"],
     &["event", "metrics", "watch"],

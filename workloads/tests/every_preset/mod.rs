@@ -19,6 +19,13 @@ pub fn check_every_preset(policy: &Arc<dyn DynPolicy>, seed: u64) -> Vec<(&'stat
     PRESETS.iter().zip(reports).map(|(&(name, _), (_, report))| (name, report)).collect()
 }
 
+/// The overall verdict of [`check_every_preset`]'s reports, as the
+/// default `check` prints it: the preset and the gravest oracle that
+/// counts against the policy (None: ok).
+pub fn verdict<'a>(reports: &'a [(&'static str, CheckReport)]) -> Option<(&'a str, Oracle)> {
+    workloads::check::overall_failure(reports.iter().map(|(name, r)| (*name, r)))
+}
+
 /// Every oracle any preset found.
 pub fn oracles(reports: &[(&str, CheckReport)]) -> BTreeSet<Oracle> {
     reports.iter().flat_map(|(_, r)| r.by_oracle.keys().copied()).collect()
