@@ -48,6 +48,14 @@
 //!   The `mixed`/64 figure times 2 ms of virtual time; the target (1
 //!   virtual second in <= 30 s) is that figure times 500, or run
 //!   `collapse-bench run --engine sim -w mixed --cpus 64 --duration 1s`.
+//! * `exhaustive` — one cell of the exhaustive checker: every interleaving
+//!   of a preset's scope for one policy (`uffd-private/v1`,
+//!   `uffd-private/pre-fix`, `shmem-shared/v1`; target <= 1 s a cell).
+//!   Throughput is interleavings explored. The bigger scopes
+//!   (`markers`, `pml-contended`: 5 s to a minute a cell) are timed by
+//!   `cargo test --release -p workloads --test exhaustive por_table --
+//!   --ignored --nocapture`, which also estimates the interleavings
+//!   without the reduction.
 //!
 //! # Running
 //!
@@ -327,6 +335,28 @@ fn simulation(c: &mut Criterion) {
     group.finish();
 }
 
+// ---------------------------------------------------------------------
+// Group 6: the exhaustive checker
+// ---------------------------------------------------------------------
+
+fn exhaustive(c: &mut Criterion) {
+    use workloads::check::CheckOptions;
+    use workloads::exhaustive::{check_exhaustive, scope, ExhaustiveOptions};
+    let mut group = c.benchmark_group("exhaustive");
+    group.sampling_mode(SamplingMode::Flat).sample_size(10).measurement_time(Duration::from_secs(3));
+    // No shrinking: the cell is the exploration.
+    let opts = CheckOptions { shrink_budget: 0, ..CheckOptions::default() };
+    for (preset, name) in [("uffd-private", "v1"), ("uffd-private", "pre-fix"), ("shmem-shared", "v1")] {
+        let scenario = scope(&workloads::preset(preset).expect("preset"));
+        let p = policy(name);
+        let cell = || check_exhaustive(&p, &scenario, &opts, &ExhaustiveOptions::default()).expect("explore");
+        let interleavings = cell().exhaustive.expect("exhaustive").stats.interleavings();
+        group.throughput(Throughput::Elements(interleavings));
+        group.bench_function(format!("{preset}/{name}"), |b| b.iter(|| cell().schedules));
+    }
+    group.finish();
+}
+
 /// Criterion draws its own plots with plotters, which (sharing the
 /// workspace's plotters features) needs the embedded font registered.
 fn config() -> Criterion {
@@ -337,6 +367,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = uncontended_collapse, native_collapses_per_sec, primitives, presets, simulation
+    targets = uncontended_collapse, native_collapses_per_sec, primitives, presets, simulation, exhaustive
 }
 criterion_main!(benches);

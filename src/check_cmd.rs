@@ -7,7 +7,9 @@ use crate::cli::{parse_policies, quote, scenario, CliError, WorkloadArgs, GIT_RE
 use crate::output_file::OutputFile;
 use bench_core::kernel::DynPolicy;
 use bench_core::results::Environment;
-use reports::schema::{CounterexampleDoc, CounterexampleTimeline, OracleCount, PolicyCheck, PolicyFailure, SCHEMA};
+use reports::schema::{
+    CounterexampleDoc, CounterexampleTimeline, ExhaustiveDoc, OracleCount, PolicyCheck, PolicyFailure, SCHEMA,
+};
 use reports::verdicts::{print_counterexample, verdict_table, wrap};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -18,6 +20,7 @@ use workloads::check::{
     check_policy, counts_against, overall_failure, parse_token, replay, runs, split_schedules, CheckOptions,
     CheckReport, Counterexample, ReplayOutcome, Search, TOKEN_FORMAT,
 };
+use workloads::exhaustive::{self, check_exhaustive, scope_options, ExhaustiveOptions, Reach};
 use workloads::{Scenario, FUTURE_INSERTER_PRESETS, PRESETS};
 
 /// Strategies `--strategy` takes.
@@ -56,9 +59,21 @@ pub struct CheckArgs {
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
     /// Run the schedule a counterexample printed, once (one policy, same
-    /// workload, overrides and seed).
+    /// workload, overrides and seed; with `--exhaustive` for a token an
+    /// exhaustive check printed).
     #[arg(long, value_name = "TOKEN")]
     pub replay: Option<String>,
+    /// Explore every interleaving of each workload's exhaustive scope
+    /// (one range, one operation per actor, every actor aimed at one
+    /// entry) instead of sampling schedules: `verified` when every one was
+    /// explored and none broke a rule.
+    #[arg(long, conflicts_with_all = ["schedules", "strategy", "depth", "ops_per_cpu"])]
+    pub exhaustive: bool,
+    /// With `--exhaustive`: at most K preemptions per interleaving (a
+    /// bound for scopes too big to finish; a bounded exploration that
+    /// left any interleaving out is never `verified`).
+    #[arg(long, value_name = "K", requires = "exhaustive")]
+    pub bound: Option<u32>,
     /// Also write the results as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -130,6 +145,16 @@ pub struct OptionsDoc {
     pub shrink_budget: u32,
     /// The token replayed (replay only).
     pub replay: Option<String>,
+    /// Exhaustive: the preemption bound (null: none); absent when sampled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exhaustive: Option<ExhaustiveOptionsDoc>,
+}
+
+/// How an exhaustive check explored.
+#[derive(Serialize, Debug)]
+pub struct ExhaustiveOptionsDoc {
+    /// Preemptions per interleaving at most (null: no bound).
+    pub bound: Option<u32>,
 }
 
 fn parse_search(args: &CheckArgs) -> Result<Search, CliError> {
@@ -162,7 +187,9 @@ pub fn replay_command(
     for kv in &workload.set {
         words.extend(["--set".into(), kv.clone()]);
     }
-    if opts.ops_per_cpu != CheckOptions::default().ops_per_cpu {
+    if scenario.scope.is_some() {
+        words.push("--exhaustive".into());
+    } else if opts.ops_per_cpu != CheckOptions::default().ops_per_cpu {
         words.extend(["--ops-per-cpu".into(), opts.ops_per_cpu.to_string()]);
     }
     words.extend(["--seed".into(), scenario.seed.to_string(), "--replay".into(), token.to_owned()]);
@@ -189,11 +216,18 @@ pub fn counterexample_doc(cx: &Counterexample, replay: String) -> Counterexample
     }
 }
 
-pub fn policy_doc(policy: &Arc<dyn DynPolicy>, report: &CheckReport, first: Option<CounterexampleDoc>) -> PolicyCheck {
+/// One policy's check as result files keep it (`scenario`: the one it
+/// ran on, for an exhaustive check's scope).
+pub fn policy_doc(
+    policy: &Arc<dyn DynPolicy>,
+    scenario: &Scenario,
+    report: &CheckReport,
+    first: Option<CounterexampleDoc>,
+) -> PolicyCheck {
     PolicyCheck {
         policy: report.policy.clone(),
         params: policy.params_json(),
-        verdict: if report.failed() { "FAIL" } else { "ok" }.into(),
+        verdict: report.verdict_word().into(),
         schedules: report.schedules,
         steps: report.steps,
         step_limits: report.step_limits,
@@ -206,6 +240,15 @@ pub fn policy_doc(policy: &Arc<dyn DynPolicy>, report: &CheckReport, first: Opti
             .map(|(o, &(n, first))| (o.name().to_owned(), OracleCount { schedules: n, first }))
             .collect(),
         first,
+        exhaustive: report.exhaustive.as_ref().map(|e| ExhaustiveDoc {
+            scope: exhaustive::describe(scenario),
+            interleavings: e.stats.interleavings(),
+            runs: e.stats.runs,
+            sleep_blocked: e.stats.sleep_blocked,
+            bound: e.bound,
+            bound_hit: e.stats.bound_hit,
+            complete: e.complete(),
+        }),
     }
 }
 
@@ -228,6 +271,9 @@ pub struct CheckPlan<'a> {
     opts: CheckOptions,
     /// The schedule index and the schedule `--replay` names; None: search.
     replay: Option<(u64, Vec<u32>)>,
+    /// `--exhaustive`: explore each scenario's scope (the scenarios above
+    /// are the scopes then).
+    exhaustive: Option<ExhaustiveOptions>,
 }
 
 impl<'a> CheckPlan<'a> {
@@ -295,7 +341,27 @@ impl<'a> CheckPlan<'a> {
             jobs,
             ..CheckOptions::default()
         };
-        Ok(CheckPlan { args, json, policies, scenarios, opts, replay })
+        let exhaustive = args.exhaustive.then_some(ExhaustiveOptions { bound: args.bound, reduce: true });
+        // Exhaustively: each workload's scope, except, over every preset,
+        // one whose scope is beyond reach: that one is sampled.
+        let scenarios = match exhaustive {
+            Some(_) => scenarios
+                .into_iter()
+                .map(|(s, n)| match exhaustive::default_reach(&s.name) {
+                    Reach::Sampled if default_scope => (s, n),
+                    _ => (exhaustive::scope(&s), n),
+                })
+                .collect(),
+            None => scenarios,
+        };
+        Ok(CheckPlan { args, json, policies, scenarios, opts, replay, exhaustive })
+    }
+
+    /// How `scenario` is explored: exhaustively when it is a scope (with
+    /// `--bound`, else the preset's default), else sampled (None).
+    fn how(&self, scenario: &Scenario) -> Option<ExhaustiveOptions> {
+        let e = self.exhaustive.filter(|_| scenario.scope.is_some())?;
+        Some(ExhaustiveOptions { bound: e.bound.or_else(|| exhaustive::default_bound(&scenario.name)), ..e })
     }
 
     /// Search (or replay), printing as it goes. Returns the results and
@@ -303,9 +369,13 @@ impl<'a> CheckPlan<'a> {
     pub fn run(&self) -> Result<(CheckResult, bool), CliError> {
         let (args, opts) = (self.args, &self.opts);
         let options = OptionsDoc {
-            strategy: if args.replay.is_some() { "replay".into() } else { args.strategy.clone() },
+            strategy: match (&args.replay, &self.exhaustive) {
+                (Some(_), _) => "replay".into(),
+                (None, Some(_)) => "exhaustive".into(),
+                (None, None) => args.strategy.clone(),
+            },
             depth: match opts.search {
-                Search::Pct { depth } if args.replay.is_none() => Some(depth),
+                Search::Pct { depth } if args.replay.is_none() && self.exhaustive.is_none() => Some(depth),
                 _ => None,
             },
             schedules: if args.replay.is_some() { 1 } else { args.schedules },
@@ -315,6 +385,7 @@ impl<'a> CheckPlan<'a> {
             max_steps: opts.max_steps,
             shrink_budget: opts.shrink_budget,
             replay: args.replay.clone(),
+            exhaustive: self.exhaustive.map(|e| ExhaustiveOptionsDoc { bound: e.bound }),
         };
         let seed = opts.seed;
         let mut result = CheckResult {
@@ -333,22 +404,35 @@ impl<'a> CheckPlan<'a> {
                 Some((index, schedule)) => {
                     replay_one(args, scenario, opts, &self.policies[0], *index, schedule, &mut result)?
                 }
-                None => search_all(args, scenario, opts, &self.policies, &mut result.policies, self.json.is_some())?.0,
+                None => self.search_all(scenario, opts, &mut result.policies)?.0,
             };
             return Ok((result, failed));
         }
-        let shares: Vec<String> = self.scenarios.iter().map(|(s, n)| format!("{} {n}", s.name)).collect();
-        let head = format!(
-            "check on every preset, seed {seed}: {} schedules per policy, split by the seed: {}",
-            args.schedules,
-            shares.join(", ")
-        );
+        let head = match self.exhaustive {
+            Some(how) => {
+                let sampled: Vec<&str> =
+                    self.scenarios.iter().filter(|(s, _)| s.scope.is_none()).map(|(s, _)| s.name.as_str()).collect();
+                let sampled = match sampled[..] {
+                    [] => String::new(),
+                    _ => format!(" ({} sampled: its scope is beyond reach)", sampled.join(", ")),
+                };
+                format!("check on every preset's scope, exhaustively{}, seed {seed}{sampled}", bound_words(how.bound))
+            }
+            None => {
+                let shares: Vec<String> = self.scenarios.iter().map(|(s, n)| format!("{} {n}", s.name)).collect();
+                format!(
+                    "check on every preset, seed {seed}: {} schedules per policy, split by the seed: {}",
+                    args.schedules,
+                    shares.join(", ")
+                )
+            }
+        };
         sayln!("{}\n", wrap(&head, "", "  "));
         let mut by_preset = vec![];
         for (scenario, schedules) in &self.scenarios {
             let opts = CheckOptions { schedules: *schedules, ..opts.clone() };
             let mut policies = vec![];
-            let (_, reports) = search_all(args, scenario, &opts, &self.policies, &mut policies, self.json.is_some())?;
+            let (_, reports) = self.search_all(scenario, &opts, &mut policies)?;
             let beyond_guard_markers =
                 reports.iter().filter(|r| r.failed_beyond_guard_markers()).map(|r| r.policy.clone()).collect();
             result.presets.push(PresetCheck {
@@ -398,20 +482,23 @@ fn overall_verdicts(policies: &[Arc<dyn DynPolicy>], presets: &[(String, Vec<Che
             cells.push(match by_preset.iter().find(|(n, _)| n == name) {
                 None => format!("{name} PANIC"),
                 Some((_, r)) => match (r.by_oracle.keys().next(), counts_against(name, r)) {
-                    (None, _) => format!("{name} ok"),
+                    (None, _) => format!("{name} {}", r.verdict_word()),
                     (Some(_), true) => format!("{name} FAIL {}", r.gravest_beyond_guard_markers.expect("counted")),
                     (Some(excused), false) => format!("[{name} FAIL {excused}]"),
                 },
             });
         }
+        let verified = by_preset.iter().all(|(_, r)| r.exhaustive.as_ref().is_some_and(|e| e.complete()));
         let overall = match overall_failure(by_preset.iter().copied()) {
             Some((_, oracle)) => format!("FAIL {oracle}"),
             None if by_preset.len() < presets.len() => "PANIC".to_owned(),
+            // Verified only when every preset's exploration was complete.
+            None if verified => "verified".to_owned(),
             None => "ok".to_owned(),
         };
         let line = format!("{label}: {overall}; {}", cells.join(", "));
         out.push_str(&wrap(&line, "", "    "));
-        any_failed |= overall != "ok";
+        any_failed |= overall != "ok" && overall != "verified";
     }
     (out, any_failed)
 }
@@ -424,95 +511,159 @@ pub fn check(args: &CheckArgs) -> Result<bool, CliError> {
     Ok(failed)
 }
 
-fn search_all(
-    args: &CheckArgs,
-    scenario: &Scenario,
-    opts: &CheckOptions,
-    policies: &[Arc<dyn DynPolicy>],
-    checks: &mut Vec<PolicyCheck>,
-    writes_json: bool,
-) -> Result<(bool, Vec<CheckReport>), CliError> {
-    let how = match opts.search {
-        Search::Pct { depth } => format!("pct depth {depth}"),
-        Search::Random => "random".into(),
-    };
-    let cores = bench_core::machine::available_cores();
-    let jobs = match opts.jobs {
-        1 => String::new(),
-        n if n > cores => format!(", {n} jobs on {cores} cores (more threads than cores: slower, same results)"),
-        n => format!(", {n} jobs"),
-    };
-    let head = format!(
-        "check {}, seed {}, {} CPUs: {} schedules each, {how}{jobs}",
-        scenario.name,
-        scenario.seed,
-        scenario.threads.total(),
-        opts.schedules
-    );
-    say!("{}", wrap(&head, "", "  "));
-    let t0 = Instant::now();
-    let mut reports = vec![];
-    let mut panicked = vec![];
-    for policy in policies {
-        if !writes_json {
-            // Nobody reads the verdicts any more, and no file keeps them.
-            crate::console::end_if_stdout_closed();
-        }
-        tell!("checking {} ...", policy.label());
-        let report = match bench_core::oops::catch(|| check_policy(policy, scenario, opts)) {
-            Ok(report) => report?,
-            Err(panic) => {
-                let failure = PolicyFailure {
-                    policy: policy.label(),
-                    workload: scenario.name.clone(),
-                    part: "check".into(),
-                    failure: crate::cli::panic_failure(panic),
+/// ", at most K preemptions" for a bound.
+fn bound_words(bound: Option<u32>) -> String {
+    bound.map_or_else(String::new, |k| format!(" with at most {k} preemptions per interleaving"))
+}
+
+impl CheckPlan<'_> {
+    /// Check every policy on `scenario` (sampled, or exhaustively on its
+    /// scope), print the verdict table and the counterexamples, and add each
+    /// policy's result to `checks`. Returns whether any failed, and the reports.
+    fn search_all(
+        &self,
+        scenario: &Scenario,
+        opts: &CheckOptions,
+        checks: &mut Vec<PolicyCheck>,
+    ) -> Result<(bool, Vec<CheckReport>), CliError> {
+        let (args, policies, writes_json) = (self.args, &self.policies, self.json.is_some());
+        let how = self.how(scenario);
+        let head = match how {
+            Some(how) => format!(
+                "check {} exhaustively{}, seed {}: scope {}",
+                scenario.name,
+                bound_words(how.bound),
+                scenario.seed,
+                exhaustive::describe(scenario)
+            ),
+            None => {
+                let how = match opts.search {
+                    Search::Pct { depth } => format!("pct depth {depth}"),
+                    Search::Random => "random".into(),
                 };
-                crate::cli::print_failure(&failure);
-                panicked.push(failure);
-                continue;
+                let cores = bench_core::machine::available_cores();
+                let jobs = match opts.jobs {
+                    1 => String::new(),
+                    n if n > cores => {
+                        format!(", {n} jobs on {cores} cores (more threads than cores: slower, same results)")
+                    }
+                    n => format!(", {n} jobs"),
+                };
+                format!(
+                    "check {}, seed {}, {} CPUs: {} schedules each, {how}{jobs}",
+                    scenario.name,
+                    scenario.seed,
+                    scenario.threads.total(),
+                    opts.schedules
+                )
             }
         };
-        let first = report.first.as_ref().map(|cx| {
-            counterexample_doc(cx, replay_command(&args.workload, scenario, opts, &report.policy, &cx.token()))
-        });
-        checks.push(policy_doc(policy, &report, first));
-        reports.push(report);
-    }
-    let elapsed = t0.elapsed().as_secs_f64();
-    let mut out = String::from("\n");
-    out.push_str(&verdict_table(checks));
-    let (schedules, steps): (u64, u64) = reports.iter().fold((0, 0), |(a, b), r| (a + r.schedules, b + r.steps));
-    let search_s: f64 = reports.iter().map(|r| r.search_s).sum::<f64>().max(1e-9);
-    let _ = writeln!(
-        out,
-        "{schedules} schedules, {steps} steps in {elapsed:.2}s: {:.0} schedules/s, {:.0} steps/s",
-        schedules as f64 / search_s,
-        steps as f64 / search_s
-    );
-    for c in checks.iter() {
-        let Some(doc) = &c.first else { continue };
-        let head = format!(
-            "{}: {} first in schedule #{}; shrunk from {} steps ({} runs) to {} steps ({} runs) in {} replays:",
-            c.policy,
-            doc.violations[0].oracle,
-            doc.index,
-            doc.original_steps,
-            doc.original_runs,
-            doc.steps,
-            doc.runs,
-            doc.shrink_replays
+        say!("{}", wrap(&head, "", "  "));
+        let t0 = Instant::now();
+        let mut reports = vec![];
+        let mut panicked = vec![];
+        let check_one = |policy: &Arc<dyn DynPolicy>| {
+            if !writes_json {
+                // Nobody reads the verdicts any more, and no file keeps them.
+                crate::console::end_if_stdout_closed();
+            }
+            tell!("checking {} ...", policy.label());
+            bench_core::oops::catch(|| match &how {
+                Some(how) => check_exhaustive(policy, scenario, opts, how),
+                None => check_policy(policy, scenario, opts),
+            })
+        };
+        // A sampled check spreads its schedules over the jobs; an exhaustive
+        // exploration is one thread's, so the policies are spread instead.
+        let outcomes: Vec<_> = match how {
+            Some(_) if opts.jobs > 1 && policies.len() > 1 => {
+                let next = std::sync::atomic::AtomicUsize::new(0);
+                let mut done: Vec<_> = std::thread::scope(|s| {
+                    let workers: Vec<_> = (0..opts.jobs.min(policies.len()))
+                        .map(|_| {
+                            s.spawn(|| {
+                                let mut mine = vec![];
+                                loop {
+                                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                    let Some(policy) = policies.get(i) else { return mine };
+                                    mine.push((i, check_one(policy)));
+                                }
+                            })
+                        })
+                        .collect();
+                    workers.into_iter().flat_map(|w| w.join().expect("a worker catches its policy's panic")).collect()
+                });
+                done.sort_by_key(|(i, _)| *i);
+                done.into_iter().map(|(_, outcome)| outcome).collect()
+            }
+            _ => policies.iter().map(check_one).collect(),
+        };
+        for (policy, outcome) in policies.iter().zip(outcomes) {
+            let report = match outcome {
+                Ok(report) => report?,
+                Err(panic) => {
+                    let failure = PolicyFailure {
+                        policy: policy.label(),
+                        workload: scenario.name.clone(),
+                        part: "check".into(),
+                        failure: crate::cli::panic_failure(panic),
+                    };
+                    crate::cli::print_failure(&failure);
+                    panicked.push(failure);
+                    continue;
+                }
+            };
+            let first = report.first.as_ref().map(|cx| {
+                counterexample_doc(cx, replay_command(&args.workload, scenario, opts, &report.policy, &cx.token()))
+            });
+            checks.push(policy_doc(policy, scenario, &report, first));
+            reports.push(report);
+        }
+        let elapsed = t0.elapsed().as_secs_f64();
+        let mut out = String::from("\n");
+        out.push_str(&verdict_table(checks));
+        let (schedules, steps): (u64, u64) = reports.iter().fold((0, 0), |(a, b), r| (a + r.schedules, b + r.steps));
+        let search_s: f64 = reports.iter().map(|r| r.search_s).sum::<f64>().max(1e-9);
+        let what = if how.is_some() { "runs" } else { "schedules" };
+        let _ = writeln!(
+            out,
+            "{schedules} {what}, {steps} steps in {elapsed:.2}s: {:.0} {what}/s, {:.0} steps/s",
+            schedules as f64 / search_s,
+            steps as f64 / search_s
         );
-        out.push('\n');
-        out.push_str(&wrap(&head, "", ""));
-        print_counterexample(&mut out, doc);
+        for (c, r) in checks.iter().zip(&reports) {
+            if let Some(e) = &c.exhaustive {
+                let _ = writeln!(out, "{}: {} in {:.2}s", c.policy, e.phrase(r.failed()), r.search_s);
+            }
+        }
+        for c in checks.iter() {
+            let Some(doc) = &c.first else { continue };
+            let head = format!(
+                "{}: {} first in {} #{}; shrunk from {} steps ({} runs) to {} steps ({} runs) in {} replays:",
+                c.policy,
+                doc.violations[0].oracle,
+                if c.exhaustive.is_some() { "interleaving" } else { "schedule" },
+                match &c.exhaustive {
+                    Some(_) => c.by_oracle.get(doc.violations[0].oracle.name()).map_or(doc.index, |n| n.first),
+                    None => doc.index,
+                },
+                doc.original_steps,
+                doc.original_runs,
+                doc.steps,
+                doc.runs,
+                doc.shrink_replays
+            );
+            out.push('\n');
+            out.push_str(&wrap(&head, "", ""));
+            print_counterexample(&mut out, doc);
+        }
+        for f in &panicked {
+            let _ = writeln!(out, "{}", f.summary());
+        }
+        say!("{out}");
+        let failed = !panicked.is_empty() || checks.iter().any(|c| c.first.is_some() || c.verdict == "FAIL");
+        Ok((failed, reports))
     }
-    for f in &panicked {
-        let _ = writeln!(out, "{}", f.summary());
-    }
-    say!("{out}");
-    let failed = !panicked.is_empty() || checks.iter().any(|c| c.first.is_some() || c.verdict == "FAIL");
-    Ok((failed, reports))
 }
 
 fn replay_one(
@@ -527,6 +678,15 @@ fn replay_one(
     let token = args.replay.as_deref().unwrap_or_default();
     let label = policy.label();
     let t0 = Instant::now();
+    // A scope's token replays with the scope's options (one operation a CPU).
+    let scoped;
+    let opts = match scenario.scope {
+        Some(_) => {
+            scoped = scope_options(opts);
+            &scoped
+        }
+        None => opts,
+    };
     let outcome = replay(policy, scenario, opts, index, schedule)?;
     let elapsed = t0.elapsed().as_secs_f64();
     let mut report = CheckReport { policy: label.clone(), schedules: 1, search_s: elapsed, ..Default::default() };
@@ -562,6 +722,6 @@ fn replay_one(
             (true, Some(doc))
         }
     };
-    result.policies.push(policy_doc(policy, &report, first));
+    result.policies.push(policy_doc(policy, scenario, &report, first));
     Ok(failed)
 }

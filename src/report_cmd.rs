@@ -524,7 +524,7 @@ fn verdicts(
             let first = report.first.as_ref().map(|cx| {
                 counterexample_doc(cx, replay_command(&workload, &scenario, &opts, &report.policy, &cx.token()))
             });
-            verdicts.push(Verdict { workload: name.into(), check: policy_doc(policy, &report, first) });
+            verdicts.push(Verdict { workload: name.into(), check: policy_doc(policy, &scenario, &report, first) });
             ledger.finished.push(format!("check {} on {name}", policy.label()));
         }
     }

@@ -233,3 +233,54 @@ fn strip_times(v: &mut serde_json::Value) {
         _ => {}
     }
 }
+
+/// `check --exhaustive`: `verified` with its count for a complete clean
+/// exploration, FAIL with a counterexample whose printed command replays
+/// it on the scope, the same JSON for any `--jobs`, and flags that only
+/// make sense with it, or without it, refused.
+#[test]
+fn an_exhaustive_check_says_verified_only_when_complete_and_its_token_replays() {
+    let dir = scratch("exhaustive");
+    let run = |policies: &str, jobs: &str, extra: &[&str], code: i32| {
+        let json = dir.join(format!("x-{jobs}-{}.json", extra.len()));
+        let args = ["check", "--exhaustive", "-p", policies, "-w", "uffd-private", "--jobs", jobs];
+        let out = bench(&[&args[..], extra, &["--json", json.to_str().unwrap()]].concat());
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(code), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        let mut doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        strip_times(&mut doc);
+        doc.as_object_mut().unwrap().remove("command");
+        (stdout, doc)
+    };
+    let (stdout, one) = run("v1,pre-fix", "1", &[], 1);
+    assert!(stdout.contains("scope 3 CPUs, one 2 MiB range"), "{stdout}");
+    assert!(stdout.contains("v1: verified (1085 interleavings, complete)"), "{stdout}");
+    assert!(stdout.contains("pre-fix: every one of 1517 interleavings explored"), "{stdout}");
+    let row = stdout.lines().find(|l| l.starts_with("pre-fix ")).expect("a verdict row");
+    assert!(row.contains(" 1517 ") && row.contains("FAIL") && row.contains("table-freed-live "), "{row}");
+    assert_eq!(one["policies"][0]["verdict"], "verified");
+    assert_eq!(one["policies"][0]["exhaustive"]["complete"], true);
+    assert_eq!(one["policies"][1]["exhaustive"]["interleavings"], 1517);
+    assert_eq!(one["options"]["strategy"], "exhaustive");
+    let (_, two) = run("v1,pre-fix", "2", &[], 1);
+    assert_eq!(one, two, "--jobs changes nothing but the time");
+
+    let replay = stdout.lines().find_map(|l| l.strip_prefix("replay: ")).expect("a replay command");
+    assert!(replay.contains(" --exhaustive ") && replay.contains("--replay s2-0-"), "{replay}");
+    let args: Vec<&str> = replay.split_whitespace().skip(1).collect();
+    let out = bench(&args);
+    let again = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{again}");
+    assert!(again.contains("table-freed-live"), "{again}");
+
+    // Cut short by a bound: never verified.
+    let (stdout, doc) = run("v1", "1", &["--bound", "0"], 0);
+    assert!(stdout.contains("v1: ") && stdout.contains("not verified"), "{stdout}");
+    assert!(!stdout.lines().any(|l| l.starts_with("v1:") && l.contains("verified (")), "{stdout}");
+    assert_eq!(doc["policies"][0]["verdict"], "bounded");
+
+    for bad in [&["check", "--bound", "2", "-w", "uffd-private"][..], &["check", "--exhaustive", "--schedules", "9"]] {
+        let out = bench(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+}

@@ -159,8 +159,6 @@ pub enum End {
 /// How much each run does.
 #[derive(Clone, Debug)]
 pub struct ControlledConfig {
-    /// The strategy.
-    pub strategy: Strategy,
     /// Counted operations (collapses) after which every CPU stops.
     pub ops: u64,
     /// Operations each CPU may do at most (bounds runs under PCT, where a
@@ -235,14 +233,35 @@ fn keep_stacks(cpus: Vec<Cpu>) {
     }
 }
 
-/// Run `actors` (actor `i` on model CPU `i`) under `cfg.strategy` until
+/// Run `actors` (actor `i` on model CPU `i`) under `strategy` until
 /// `cfg.ops` counted operations are done (or every CPU's clock reached
 /// `cfg.until_ns`) and every CPU has finished its current one. The caller
 /// tears down (`mm.exit_mmap()`) and reads `mm.violations`; a run that did
 /// not finish leaves the model mid-flight.
-pub fn run_controlled<A: Actor + 'static>(mm: Arc<Mm>, actors: Vec<A>, cfg: &ControlledConfig) -> ControlledRun {
+pub fn run_controlled<A: Actor + 'static>(
+    mm: Arc<Mm>,
+    actors: Vec<A>,
+    cfg: &ControlledConfig,
+    strategy: &Strategy,
+) -> ControlledRun {
+    let mut scheduler = strategy.scheduler(actors.len());
+    run_controlled_with(mm, actors, cfg, scheduler.as_mut())
+}
+
+/// [`run_controlled`] with a scheduler the caller keeps: the exhaustive
+/// checker's [`sched::Explorer`], which carries what it learnt from one
+/// run into the next. A scheduler that
+/// [`wants_footprints`](Scheduler::wants_footprints) is told what each
+/// step touched, named by `mm`'s allocations; it needs a step clock and
+/// no operation quota (`cfg.ops` = `u64::MAX`): the quota is a count
+/// every CPU reads and the last collapse writes, outside the model.
+pub fn run_controlled_with<A: Actor + 'static>(
+    mm: Arc<Mm>,
+    actors: Vec<A>,
+    cfg: &ControlledConfig,
+    scheduler: &mut dyn Scheduler,
+) -> ControlledRun {
     let n = actors.len();
-    let mut scheduler = cfg.strategy.scheduler(n);
     let clock = match scheduler.costs() {
         Some(costs) => Clock::Cost(CostClock::new(costs.clone())),
         None => Clock::Step,
@@ -281,8 +300,14 @@ pub fn run_controlled<A: Actor + 'static>(mm: Arc<Mm>, actors: Vec<A>, cfg: &Con
         })
         .collect();
     let mut metrics = Metrics::default();
+    let footprints = scheduler.wants_footprints().then(|| {
+        assert!(matches!(shared.clock, Clock::Step), "footprints are kept on a step clock only");
+        assert_eq!(cfg.ops, u64::MAX, "footprints do not name the operation quota: explore without one");
+        (mm.footprint_regions(), crate::footprint::Recording::start())
+    });
     let (schedule, steps, end) =
-        run_loop(&mut cpus, &shared, scheduler.as_mut(), cfg.max_steps, &mut metrics, &mm, &roles);
+        run_loop(&mut cpus, &shared, scheduler, cfg.max_steps, &mut metrics, &mm, &roles, footprints.as_ref());
+    drop(footprints);
     let trace = shared.trace.take();
     // Unfinished coroutines are unwound when dropped here.
     keep_stacks(cpus);
@@ -342,7 +367,10 @@ impl Queues {
 
 /// The loop: probe, offer the runnable CPUs to the scheduler, resume the
 /// one it picks until it stops. Returns the schedule (kept on a step
-/// clock), the steps taken and how the run ended.
+/// clock), the steps taken and how the run ended. With `footprints`, each
+/// step's accesses (its probes' included) go to the scheduler before it
+/// picks again.
+#[allow(clippy::too_many_arguments)]
 fn run_loop(
     cpus: &mut [Cpu],
     shared: &Shared,
@@ -351,14 +379,19 @@ fn run_loop(
     metrics: &mut Metrics,
     mm: &Mm,
     roles: &[Role],
+    footprints: Option<&(crate::footprint::Regions, crate::footprint::Recording)>,
 ) -> (Vec<u32>, u64, End) {
     let mut state = vec![State::Runnable; cpus.len()];
     let mut queues = Queues::new(cpus.len(), &shared.clock);
     let mut schedule = vec![];
     let mut steps = 0u64;
+    let mut last = None;
     let end = loop {
         if let Clock::Step = shared.clock {
             probe(cpus, shared, &mut state, &mut queues, metrics, None);
+        }
+        if let (Some((regions, recording)), Some(cpu)) = (footprints, last.take()) {
+            scheduler.stepped(cpu, regions.footprint(&recording.take()));
         }
         if queues.runnable.is_empty() {
             if queues.blocked.is_empty() {
@@ -384,6 +417,7 @@ fn run_loop(
         };
         steps += 1;
         shared.steps.set(steps);
+        last = Some(cpu);
         let c = cpu as usize;
         match &shared.clock {
             Clock::Step => schedule.push(cpu),

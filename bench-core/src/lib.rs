@@ -17,7 +17,8 @@
 //! cycle (`tests/layers.rs` checks it against the sources):
 //!
 //! 1. the model's parts: [`pte`], [`page`], [`pgtable`] (their memory
-//!    from `recycle`), [`locks`], [`tlb`], [`rcu`]; and the value types [`cost`], [`oracle`], [`role`],
+//!    from `recycle`, their words [`footprint`]'s noted atomics), [`locks`],
+//!    [`tlb`], [`rcu`]; and the value types [`cost`], [`oracle`], [`role`],
 //!    [`scan`], [`machine`];
 //! 2. [`lockdep`]'s dependency graph; then [`mm`], the address space;
 //! 3. what a CPU passes and measures: [`event`], [`metrics`], [`watch`];
@@ -184,6 +185,7 @@ pub mod controlled;
 pub mod cost;
 pub mod engine;
 pub mod event;
+pub mod footprint;
 pub mod harness;
 pub mod kernel;
 pub mod lockdep;

@@ -36,10 +36,11 @@
 //! 24 × 24 edges ([`MAX_LOCKDEP_SUBCLASSES`] subclasses of 3 classes), so
 //! the mutex is taken a handful of times per run, whatever its length.
 
+use crate::footprint::AtomicU64;
 use crate::locks::LockClass;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Mutex, MutexGuard};
 use strum::EnumCount;
 
@@ -365,6 +366,7 @@ fn bit(from: LockNode, to: LockNode) -> Option<(usize, u64)> {
 
 impl Lockdep {
     fn graph(&self) -> MutexGuard<'_, Graph> {
+        crate::footprint::note(&self.graph as *const _ as *const (), true);
         self.graph.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -12,9 +12,10 @@
 //! decide who runs while a CPU spins. Statistics live on the lock's own cache
 //! line and are written only by the holder.
 
+use crate::footprint::{AtomicU32, AtomicU64};
 use enum_map::Enum;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use strum::{EnumCount, EnumIter, IntoStaticStr};
 
 /// Identifies a model spinlock.

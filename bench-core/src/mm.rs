@@ -8,6 +8,7 @@
 //! huge page of the file, already in the page cache (the state
 //! `collapse_pte_mapped_thp()` starts from).
 
+use crate::footprint::{AtomicI64, AtomicU32, AtomicU64};
 use crate::locks::{LockClass, LockId, LockStats, SpinLock};
 use crate::oracle::{CachedTranslation, Oracle, Violation, Violations};
 use crate::page::{PageArray, PG_SHMEM};
@@ -21,7 +22,7 @@ use crate::role::installer_name;
 use crate::tlb::Tlbs;
 use crossbeam::utils::CachePadded;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 /// Where the mapping starts (1 TiB: PMD-table aligned).
 pub const MAP_BASE: u64 = 1 << 40;
@@ -93,6 +94,25 @@ pub struct MmConfig {
     pub spare_tables: u32,
     /// Run the oracles (stale-TLB clock, per-collapse accounting).
     pub oracles: bool,
+}
+
+impl MmConfig {
+    /// The smallest useful model: one private shmem range, split locks,
+    /// every PTE mapped, small pools, oracles on, `cpus` CPUs (tests and
+    /// benches override what they need).
+    pub fn one_range(cpus: u32) -> MmConfig {
+        MmConfig {
+            ranges: vec![0],
+            file: FileKind::Shmem,
+            split_pmd_ptlocks: true,
+            split_pte_ptlocks: true,
+            cpus,
+            density: 512,
+            anon_pages: 64,
+            spare_tables: 64,
+            oracles: true,
+        }
+    }
 }
 
 /// A VMA.
@@ -205,6 +225,22 @@ pub enum MmError {
 }
 
 impl Mm {
+    /// Every allocation of the model's shared state, in a fixed order: the
+    /// names the exhaustive checker gives the words a step touches
+    /// ([`crate::footprint::Regions`]). The model itself holds the
+    /// inline ones (RCU's epoch, the TLB clock, the free lists, the
+    /// violation list, lockdep's edge bits).
+    pub fn footprint_regions(&self) -> crate::footprint::Regions {
+        use crate::footprint::{region_of, region_of_value};
+        let mut out = vec![region_of_value(self), region_of(&self.locks), region_of(&self.percpu)];
+        self.pages.footprint_regions(&mut out);
+        self.tables.footprint_regions(&mut out);
+        self.pmds.footprint_regions(&mut out);
+        self.tlbs.footprint_regions(&mut out);
+        self.rcu.footprint_regions(&mut out);
+        crate::footprint::Regions::new(out)
+    }
+
     /// Build and populate: every range's PMD points to a PTE table with
     /// `density` entries mapping its huge page's subpages.
     pub fn new(config: MmConfig) -> Result<Mm, MmError> {

@@ -202,6 +202,7 @@ impl Violations {
 
     /// Record one.
     pub fn push(&self, v: Violation) {
+        crate::footprint::note(&self.inner as *const _ as *const (), true);
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.1 += 1;
         if g.0.len() < Self::KEEP || !g.0.iter().any(|k| k.oracle == v.oracle) {

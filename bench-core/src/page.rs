@@ -8,10 +8,11 @@
 //! `_mapcount` counts from -1); a PMD mapping is counted in the head's
 //! `entire_mapcount` only; refcount lives on the head page for a compound.
 
+use crate::footprint::{AtomicI32, AtomicU32, AtomicU64};
 use crate::pte::Pfn;
 use crate::recycle::AnonMap;
 use crossbeam::queue::ArrayQueue;
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 /// `PG_locked`: the page lock.
 pub const PG_LOCKED: u32 = 1 << 0;
@@ -159,6 +160,11 @@ impl PageArray {
         unsafe { &*(self.map.as_ptr() as *const Page).add(pfn.0 as usize) }
     }
 
+    /// The frame descriptors' allocation ([`crate::footprint::Regions`]).
+    pub(crate) fn footprint_regions(&self, out: &mut Vec<(usize, usize)>) {
+        out.push((self.map.as_ptr() as usize, self.len * std::mem::size_of::<Page>()));
+    }
+
     /// Number of frames.
     pub fn len(&self) -> usize {
         self.len
@@ -187,6 +193,7 @@ impl PageArray {
     /// tagged for virtual page `tag`, with a fresh content id. `None` when
     /// the pool is exhausted.
     pub fn alloc_anon(&self, tag: u64, installer: u32) -> Option<Pfn> {
+        crate::footprint::note(&self.free_anon as *const _ as *const (), true);
         let pfn = Pfn(self.free_anon.pop()?);
         let page = self.get(pfn);
         debug_assert!(page.is_free());
@@ -213,6 +220,7 @@ impl PageArray {
         // Poison the content so a reader through a stale TLB sees a mismatch.
         page.tag.store(u64::MAX, Ordering::Relaxed);
         page.content.store(u64::MAX, Ordering::Relaxed);
+        crate::footprint::note(&self.free_anon as *const _ as *const (), true);
         self.free_anon.push(pfn.0).expect("anon free list holds every pool frame");
         Ok(())
     }

@@ -5,10 +5,11 @@
 //! (free / live / waiting for a grace period) lets lockless walkers and the
 //! teardown detect use of freed table memory.
 
+use crate::footprint::{AtomicU64, AtomicU8};
 use crate::pte::{Pmd, Pte, PTRS_PER_PMD, PTRS_PER_PTE};
 use crate::recycle::AnonMap;
 use crossbeam::queue::ArrayQueue;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 
 /// Bytes of one PTE or PMD table (512 eight-byte entries: one page).
 pub const TABLE_BYTES: usize = PTRS_PER_PTE * 8;
@@ -76,6 +77,7 @@ impl TablePool {
 
     /// `pte_alloc_one()`: a zeroed table, or `None` when the arena is exhausted.
     pub fn alloc(&self) -> Option<u32> {
+        crate::footprint::note(&self.free as *const _ as *const (), true);
         let slot = self.free.pop()?;
         self.state[slot as usize].store(TableState::Live as u8, Ordering::Release);
         Some(slot)
@@ -93,6 +95,7 @@ impl TablePool {
         }
         self.state[slot as usize].store(TableState::Free as u8, Ordering::Release);
         self.releases[slot as usize].fetch_add(1, Ordering::AcqRel);
+        crate::footprint::note(&self.free as *const _ as *const (), true);
         self.free.push(slot).expect("free list holds every slot");
     }
 
@@ -108,6 +111,13 @@ impl TablePool {
             1 => TableState::Live,
             _ => TableState::Deferred,
         }
+    }
+
+    /// The tables' allocations ([`crate::footprint::Regions`]).
+    pub(crate) fn footprint_regions(&self, out: &mut Vec<(usize, usize)>) {
+        out.push((self.map.as_ptr() as usize, self.slots * TABLE_BYTES));
+        out.push(crate::footprint::region_of(&self.state));
+        out.push(crate::footprint::region_of(&self.releases));
     }
 
     /// Number of slots.
@@ -145,6 +155,11 @@ impl PmdTables {
     #[inline]
     pub fn get(&self, table: u32, idx: u32) -> Pmd {
         Pmd(self.entry(table, idx).load(Ordering::Acquire))
+    }
+
+    /// The tables' allocation ([`crate::footprint::Regions`]).
+    pub(crate) fn footprint_regions(&self, out: &mut Vec<(usize, usize)>) {
+        out.push((self.map.as_ptr() as usize, self.tables.max(1) * TABLE_BYTES));
     }
 
     /// Number of PMD tables.

@@ -8,9 +8,10 @@
 //! must reclaim deterministically). The RCU machinery itself is not a
 //! modelled lock and takes no part in the lock statistics.
 
+use crate::footprint::AtomicU64;
 use crossbeam::utils::CachePadded;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 /// Per-CPU read-side announcements and the queue of deferred frees.
@@ -46,6 +47,7 @@ impl Rcu {
     /// queued slot whose grace period has ended.
     pub(crate) fn defer(&self, slot: u32, mut reclaim: impl FnMut(u32)) {
         let e = self.epoch.fetch_add(1, Ordering::SeqCst);
+        crate::footprint::note(&self.pending as *const _ as *const (), true);
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         pending.push_back((e, slot));
         self.reclaim_locked(&mut pending, &mut reclaim);
@@ -53,6 +55,7 @@ impl Rcu {
 
     /// Reclaim whatever is past its grace period (`rcu_barrier`-lite).
     pub(crate) fn reclaim(&self, mut reclaim: impl FnMut(u32)) {
+        crate::footprint::note(&self.pending as *const _ as *const (), true);
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         self.reclaim_locked(&mut pending, &mut reclaim);
     }
@@ -70,8 +73,14 @@ impl Rcu {
         }
     }
 
+    /// The readers' allocation ([`crate::footprint::Regions`]).
+    pub(crate) fn footprint_regions(&self, out: &mut Vec<(usize, usize)>) {
+        out.push(crate::footprint::region_of(&self.readers));
+    }
+
     /// Tables still waiting for a grace period.
     pub fn pending(&self) -> usize {
+        crate::footprint::note(&self.pending as *const _ as *const (), false);
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }

@@ -14,9 +14,10 @@
 //! Simplifications: direct-mapped, [`TLB_ENTRIES`] entries; CPUs never leave
 //! `mm_cpumask` (the kernel clears bits lazily; this counts the upper bound).
 
+use crate::footprint::{AtomicU64, AtomicU8};
 use crate::pte::Pfn;
 use crossbeam::utils::CachePadded;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 /// Entries per CPU TLB (direct-mapped, indexed by virtual page number).
 pub const TLB_ENTRIES: usize = 1024;
@@ -43,7 +44,10 @@ fn decode(e: u64) -> Option<(u64, Pfn)> {
 /// All CPUs' TLBs for one mm.
 pub struct Tlbs {
     cpus: Box<[CpuTlb]>,
-    cpumask: Box<[AtomicU64]>,
+    /// A byte per CPU rather than a bit: each CPU sets only its own, so
+    /// the first switches of two CPUs touch different words and commute
+    /// for the exhaustive checker ([`crate::footprint`]).
+    cpumask: Box<[AtomicU8]>,
     /// Orders fills against clears for the stale-TLB oracle.
     clock: CachePadded<AtomicU64>,
 }
@@ -56,8 +60,18 @@ impl Tlbs {
             cpus: (0..cpus)
                 .map(|_| CpuTlb { flush_gen: CachePadded::new(AtomicU64::new(0)), entries: mk(), fill_seq: mk() })
                 .collect(),
-            cpumask: (0..cpus.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+            cpumask: (0..cpus).map(|_| AtomicU8::new(0)).collect(),
             clock: CachePadded::new(AtomicU64::new(1)),
+        }
+    }
+
+    /// The TLBs' allocations ([`crate::footprint::Regions`]).
+    pub(crate) fn footprint_regions(&self, out: &mut Vec<(usize, usize)>) {
+        out.push(crate::footprint::region_of(&self.cpus));
+        out.push(crate::footprint::region_of(&self.cpumask));
+        for tlb in self.cpus.iter() {
+            out.push(crate::footprint::region_of(&tlb.entries));
+            out.push(crate::footprint::region_of(&tlb.fill_seq));
         }
     }
 
@@ -67,26 +81,15 @@ impl Tlbs {
     }
 
     /// Mark `cpu` as having run the mm.
-    pub(crate) fn cpumask_set(&self, cpu: u32) {
-        let word = &self.cpumask[cpu as usize / 64];
-        let bit = 1u64 << (cpu % 64);
-        if word.load(Ordering::Relaxed) & bit == 0 {
-            word.fetch_or(bit, Ordering::SeqCst);
+    pub fn cpumask_set(&self, cpu: u32) {
+        let flag = &self.cpumask[cpu as usize];
+        if flag.load(Ordering::Relaxed) == 0 {
+            flag.store(1, Ordering::SeqCst);
         }
     }
 
     fn cpumask_iter(&self) -> impl Iterator<Item = usize> + '_ {
-        self.cpumask.iter().enumerate().flat_map(|(w, word)| {
-            // One step per set bit, not per bit position.
-            let mut bits = word.load(Ordering::SeqCst);
-            std::iter::from_fn(move || {
-                let b = bits.trailing_zeros() as usize;
-                (bits != 0).then(|| {
-                    bits &= bits - 1;
-                    w * 64 + b
-                })
-            })
-        })
+        self.cpumask.iter().enumerate().filter(|(_, flag)| flag.load(Ordering::SeqCst) != 0).map(|(cpu, _)| cpu)
     }
 
     /// A cached translation for `vpn` on `cpu`.

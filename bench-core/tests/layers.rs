@@ -10,7 +10,21 @@ use std::path::Path;
 
 /// The layers, lowest first, as the crate documentation lists them.
 const LAYERS: &[&[&str]] = &[
-    &["recycle", "pte", "page", "pgtable", "locks", "tlb", "rcu", "cost", "oracle", "role", "scan", "machine"],
+    &[
+        "footprint",
+        "recycle",
+        "pte",
+        "page",
+        "pgtable",
+        "locks",
+        "tlb",
+        "rcu",
+        "cost",
+        "oracle",
+        "role",
+        "scan",
+        "machine",
+    ],
     &["lockdep"],
     &["mm"],
     &["event", "metrics", "watch"],

@@ -5,6 +5,8 @@
 //! stall guard: a loop that costs nothing ends the run, named, instead of
 //! spinning forever at one instant.
 
+mod common;
+
 use bench_core::actor::Actor;
 use bench_core::controlled::{run_controlled, ControlledConfig, ControlledRun, End, Strategy};
 use bench_core::engine::STALL_CALLS;
@@ -12,38 +14,21 @@ use bench_core::harness::Harness;
 use bench_core::kernel::{Cx, Engine, PmdRef};
 use bench_core::mm::NEIGHBOUR_SLOT;
 use bench_core::IntoEnumIterator;
-use bench_core::{Cost, CostModel, FileKind, Mm, MmConfig, Role};
+use bench_core::{Cost, CostModel, Mm, Role};
+use common::model;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
-fn model(cpus: u32) -> Arc<Mm> {
-    Arc::new(
-        Mm::new(MmConfig {
-            ranges: vec![0],
-            file: FileKind::Shmem,
-            split_pmd_ptlocks: true,
-            split_pte_ptlocks: true,
-            cpus,
-            density: 512,
-            anon_pages: 64,
-            spare_tables: 64,
-            oracles: true,
-        })
-        .expect("valid model"),
-    )
-}
 
 /// Run each actor's one operation under `costs`.
 fn simulate_under(costs: &CostModel, mm: &Arc<Mm>, actors: Vec<Step>) -> ControlledRun {
     let cfg = ControlledConfig {
-        strategy: Strategy::TimeOrdered(costs.table()),
         ops: u64::MAX,
         ops_per_cpu: 1,
         max_steps: 1_000_000,
         until_ns: u64::MAX,
         record_trace: false,
     };
-    run_controlled(mm.clone(), actors, &cfg)
+    run_controlled(mm.clone(), actors, &cfg, &Strategy::TimeOrdered(costs.table()))
 }
 
 fn simulate(mm: &Arc<Mm>, actors: Vec<Step>) -> End {
@@ -242,14 +227,13 @@ fn operations_that_cost_nothing_end_the_run_as_stalled() {
         zero.set(c, 0.0);
     }
     let cfg = ControlledConfig {
-        strategy: Strategy::TimeOrdered(zero.table()),
         ops: u64::MAX,
         ops_per_cpu: u64::MAX,
         max_steps: u64::MAX,
         until_ns: 1_000_000,
         record_trace: false,
     };
-    let run = run_controlled(model(2), vec![Step::JoinMm, Step::JoinMm], &cfg);
+    let run = run_controlled(model(2), vec![Step::JoinMm, Step::JoinMm], &cfg, &Strategy::TimeOrdered(zero.table()));
     let End::Stalled { cpu: 0, report } = &run.end else { panic!("{:?}", run.end) };
     assert!(
         report.starts_with(&format!(

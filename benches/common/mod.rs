@@ -7,7 +7,7 @@ use bench_core::harness::{new_cpu, Harness};
 use bench_core::kernel::{Cx, DynPolicy, ScanResult};
 use bench_core::mm::MmConfig;
 use bench_core::pte::PTRS_PER_PTE;
-use bench_core::{FileKind, Mm, Native, Role};
+use bench_core::{Mm, Native, Role};
 use memmap2::MmapMut;
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,18 +30,7 @@ pub fn policy(name: &str) -> Arc<dyn DynPolicy> {
 /// A one-range model: a plain private shmem VMA, split locks, every PTE
 /// mapped, oracles off (so nothing but the framework itself is measured).
 pub fn model(cpus: u32) -> Mm {
-    Mm::new(MmConfig {
-        ranges: vec![0],
-        file: FileKind::Shmem,
-        split_pmd_ptlocks: true,
-        split_pte_ptlocks: true,
-        cpus,
-        density: 512,
-        anon_pages: 64,
-        spare_tables: 64,
-        oracles: false,
-    })
-    .expect("valid model")
+    Mm::new(MmConfig { oracles: false, ..MmConfig::one_range(cpus) }).expect("valid model")
 }
 
 /// A native CPU context for model CPU `cpu`.

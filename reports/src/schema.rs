@@ -86,9 +86,10 @@ pub struct PolicyCheck {
     pub policy: String,
     /// Its parameters.
     pub params: serde_json::Value,
-    /// "ok" or "FAIL".
+    /// "FAIL"; else "verified" (exhaustive, complete), "bounded"
+    /// (exhaustive, cut short by its bound) or "ok" (sampled).
     pub verdict: String,
-    /// Schedules run.
+    /// Schedules run (exhaustive: interleavings explored).
     pub schedules: u64,
     /// Scheduling steps over all schedules.
     pub steps: u64,
@@ -104,6 +105,45 @@ pub struct PolicyCheck {
     pub by_oracle: BTreeMap<String, OracleCount>,
     /// The first counterexample, shrunk.
     pub first: Option<CounterexampleDoc>,
+    /// How far an exhaustive check went (absent for a sampled one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exhaustive: Option<ExhaustiveDoc>,
+}
+
+/// An exhaustive check's reach.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExhaustiveDoc {
+    /// The scope explored, in words.
+    pub scope: String,
+    /// Interleavings explored to their end.
+    pub interleavings: u64,
+    /// Runs made, counting those cut as equivalent to an explored one
+    /// (sleep-set blocked) or by the bound.
+    pub runs: u64,
+    /// Runs cut as equivalent to one explored.
+    pub sleep_blocked: u64,
+    /// The preemption bound, if any.
+    pub bound: Option<u32>,
+    /// Whether the bound forbade a choice (then not complete).
+    pub bound_hit: bool,
+    /// Whether every interleaving of the scope was explored.
+    pub complete: bool,
+}
+
+impl ExhaustiveDoc {
+    /// The reach in words: `verified (N interleavings, complete)` only
+    /// when nothing was left out and nothing broke.
+    pub fn phrase(&self, failed: bool) -> String {
+        let n = self.interleavings;
+        match (failed, self.complete, self.bound) {
+            (false, true, _) => format!("verified ({n} interleavings, complete)"),
+            (true, true, _) => format!("every one of {n} interleavings explored"),
+            (_, false, Some(k)) if self.bound_hit => {
+                format!("{n} interleavings within {k} preemptions; the bound left others out: not verified")
+            }
+            (_, false, _) => format!("{n} interleavings before it stopped at the first violation: not complete"),
+        }
+    }
 }
 
 /// A counterexample: how it was found and shrunk, the command that

@@ -10,10 +10,19 @@ use std::fmt::Write as _;
 const SHOW_VIOLATIONS: usize = 3;
 
 /// The verdict table: one row per policy, one more per further oracle.
+/// An exhaustive check's table counts interleavings, a sampled one's
+/// schedules; the verdict column says `verified` only for a complete
+/// exploration.
 pub fn verdict_table(checks: &[PolicyCheck]) -> String {
     let name_w = checks.iter().map(|c| c.policy.len()).max().unwrap_or(6).clamp(6, 20);
-    let mut out = format!("{:<name_w$} {:>9}  {:<7}  oracles\n", "policy", "schedules", "verdict");
-    let indent = name_w + 1 + 9 + 2 + 7 + 2;
+    let (what, verdict_w) = if checks.iter().any(|c| c.exhaustive.is_some()) {
+        ("interleavings", "verified".len())
+    } else {
+        ("schedules", 7)
+    };
+    let runs_w = what.len();
+    let mut out = format!("{:<name_w$} {what:>runs_w$}  {:<verdict_w$}  oracles\n", "policy", "verdict");
+    let indent = name_w + 1 + runs_w + 2 + verdict_w + 2;
     for c in checks {
         let cells: Vec<String> = Oracle::by_gravity()
             .into_iter()
@@ -24,7 +33,7 @@ pub fn verdict_table(checks: &[PolicyCheck]) -> String {
             let _ = writeln!(out, "{}", c.policy);
         }
         let name = if c.policy.len() > name_w { "" } else { &c.policy };
-        let mut line = format!("{name:<name_w$} {:>9}  {:<7}", c.schedules, c.verdict);
+        let mut line = format!("{name:<name_w$} {:>runs_w$}  {:<verdict_w$}", c.schedules, c.verdict);
         for (k, cell) in cells.iter().enumerate() {
             if k > 0 {
                 out.push_str(line.trim_end());
@@ -133,6 +142,7 @@ mod tests {
             shrink_s: 0.0,
             by_oracle,
             first: None,
+            exhaustive: None,
         };
         let table = verdict_table(&[check]);
         let cells: Vec<&str> = table.lines().skip(1).map(|l| l.split("  ").last().unwrap().trim()).collect();

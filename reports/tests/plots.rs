@@ -129,6 +129,7 @@ fn check(policy: &str, first: Option<CounterexampleDoc>) -> PolicyCheck {
         shrink_s: 0.1,
         by_oracle: BTreeMap::new(),
         first,
+        exhaustive: None,
     }
 }
 

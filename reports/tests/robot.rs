@@ -270,6 +270,7 @@ fn check(policy: &str, fail: bool) -> PolicyCheck {
             BTreeMap::new()
         },
         first: fail.then(counterexample),
+        exhaustive: None,
     }
 }
 

@@ -26,15 +26,17 @@ pub struct ActorState {
     rng: ChaCha8Rng,
     ranges: Vec<u32>,
     pace_ns: u64,
+    /// The entry every operation aims at (an exhaustive scope), else drawn.
+    target: Option<u32>,
 }
 
 impl ActorState {
     /// The stream of actor `index` (its CPU number) under `seed`.
-    fn new(seed: u64, index: u32, ranges: Vec<u32>, pace_ns: u64) -> Self {
+    fn new(seed: u64, index: u32, ranges: Vec<u32>, pace_ns: u64, target: Option<u32>) -> Self {
         let mut key = [0u8; 32];
         key[..8].copy_from_slice(&seed.to_le_bytes());
         key[8..12].copy_from_slice(&index.to_le_bytes());
-        ActorState { rng: ChaCha8Rng::from_seed(key), ranges, pace_ns }
+        ActorState { rng: ChaCha8Rng::from_seed(key), ranges, pace_ns, target }
     }
 
     /// Uniform in `0..n` (Lemire's multiply-shift; `n` > 0).
@@ -51,9 +53,12 @@ impl ActorState {
         Some(self.ranges[k])
     }
 
-    /// A PTE index in a table.
+    /// A PTE index in a table: the scope's target, else drawn.
     fn pick_index(&mut self) -> usize {
-        self.below(PTRS_PER_PTE)
+        match self.target {
+            Some(t) => t as usize,
+            None => self.below(PTRS_PER_PTE),
+        }
     }
 
     /// An address in one of this actor's ranges: the range, then the
@@ -81,6 +86,8 @@ pub struct Collapser {
     policy: Arc<dyn DynPolicy>,
     install_pmd: bool,
     next: usize,
+    /// Put the range back after each collapse (not in an exhaustive scope).
+    restore: bool,
 }
 
 impl Collapser {
@@ -92,6 +99,9 @@ impl Collapser {
         cx.run_collapse(&*self.policy, range_addr(r), self.install_pmd);
         if cx.oracles_enabled() {
             cx.check_range_accounting(r);
+        }
+        if !self.restore {
+            return;
         }
         cx.set_role(Role::Restore);
         let t0 = cx.now_ns();
@@ -169,8 +179,10 @@ impl Actor {
         for role in ACTOR_ROLES {
             for k in 0..scenario.threads.of(role) {
                 let index = actors.len() as u32;
-                let state =
-                    |ranges: &[u32]| ActorState::new(scenario.seed, index, ranges.to_vec(), scenario.pace.of(role));
+                let target = scenario.scope.map(|s| s.target);
+                let state = |ranges: &[u32]| {
+                    ActorState::new(scenario.seed, index, ranges.to_vec(), scenario.pace.of(role), target)
+                };
                 actors.push(match role {
                     Role::Collapse => {
                         let own: Vec<u32> = all.iter().copied().filter(|r| r % collapsers == k).collect();
@@ -179,6 +191,7 @@ impl Actor {
                             policy: policy.clone(),
                             install_pmd: scenario.collapse_mode.install_pmd(),
                             next: 0,
+                            restore: scenario.scope.is_none(),
                         })
                     }
                     Role::Faulter => Actor::Faulter(state(&all)),
@@ -196,6 +209,12 @@ impl Actor {
             }
         }
         actors
+    }
+
+    /// Whether the actor runs in the mm (joins `mm_cpumask`): every one
+    /// but khugepaged, a kernel thread that borrows no user mm.
+    pub fn runs_the_mm(&self) -> bool {
+        !matches!(self, Actor::Collapser(c) if !c.install_pmd)
     }
 
     fn state(&self) -> &ActorState {
@@ -229,7 +248,7 @@ impl bench_core::actor::Actor for Actor {
     /// its restore as a `restore` operation; every other operation,
     /// skipped or not, is timed into the actor's role.
     fn op<E: Engine>(&mut self, cx: &mut Cx<'_, E>) -> bool {
-        if !matches!(self, Actor::Collapser(c) if !c.install_pmd) {
+        if self.runs_the_mm() {
             cx.switch_mm();
         }
         let t0 = cx.now_ns();

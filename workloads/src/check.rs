@@ -11,9 +11,10 @@
 use crate::actors::Actor;
 use crate::presets::{preset, FUTURE_INSERTER_PRESETS, PRESETS};
 use crate::scenario::{Scenario, ScenarioError};
-use bench_core::controlled::{run_controlled, ControlledConfig, ControlledRun, End, Strategy};
+use bench_core::controlled::{run_controlled_with, ControlledConfig, ControlledRun, End, Strategy};
 use bench_core::kernel::{DynPolicy, LockId};
 use bench_core::results::{TimelineEntry, TimelineEvent, TimelineLock};
+use bench_core::sched::{Exploration, Scheduler};
 use bench_core::{Event, Mm, Oracle, Role, Violation};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -143,6 +144,27 @@ pub struct CheckReport {
     pub first_found_s: Option<f64>,
     /// Wall time of shrinking and replaying the first counterexample, s.
     pub shrink_s: f64,
+    /// For an exhaustive check ([`crate::exhaustive`]): how far the
+    /// exploration went. Its runs are the report's schedules.
+    pub exhaustive: Option<ExhaustiveRun>,
+}
+
+/// How far an exhaustive check went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExhaustiveRun {
+    /// The explorer's counts.
+    pub stats: Exploration,
+    /// The preemption bound, if one was set.
+    pub bound: Option<u32>,
+    /// Whether it stopped at its first violation (then it is not complete).
+    pub stopped_at_first: bool,
+}
+
+impl ExhaustiveRun {
+    /// Whether every interleaving of the scope was explored.
+    pub fn complete(&self) -> bool {
+        self.stats.complete && !self.stopped_at_first
+    }
 }
 
 impl CheckReport {
@@ -154,6 +176,19 @@ impl CheckReport {
     /// Whether a schedule broke a rule other than by the guard-marker race.
     pub fn failed_beyond_guard_markers(&self) -> bool {
         self.violating > self.guard_marker_races
+    }
+
+    /// The verdict in one word: `FAIL` when a rule was broken; else
+    /// `verified` for an exhaustive check that explored every
+    /// interleaving of its scope, `bounded` for one its bound (or its
+    /// first violation) cut short, `ok` for a sampled one.
+    pub fn verdict_word(&self) -> &'static str {
+        match &self.exhaustive {
+            _ if self.failed() => "FAIL",
+            Some(e) if e.complete() => "verified",
+            Some(_) => "bounded",
+            None => "ok",
+        }
     }
 }
 
@@ -200,19 +235,41 @@ fn run_on_fresh_mm(
     opts: &CheckOptions,
     record_trace: bool,
 ) -> Result<(Arc<Mm>, ControlledRun, Vec<Violation>), ScenarioError> {
+    let mut scheduler = strategy.scheduler(scenario.threads.total() as usize);
+    run_under(policy, scenario, index, scheduler.as_mut(), opts, record_trace)
+}
+
+/// [`run_on_fresh_mm`] under a scheduler the caller keeps (the
+/// exhaustive checker's explorer).
+pub(crate) fn run_under(
+    policy: &Arc<dyn DynPolicy>,
+    scenario: &Scenario,
+    index: u64,
+    scheduler: &mut dyn Scheduler,
+    opts: &CheckOptions,
+    record_trace: bool,
+) -> Result<(Arc<Mm>, ControlledRun, Vec<Violation>), ScenarioError> {
     let mm =
         Arc::new(Mm::new(scenario.mm_config()).map_err(|e| ScenarioError::new(format!("building the model: {e}")))?);
     let streams = Scenario { seed: actor_seed(scenario.seed, index), ..scenario.clone() };
     let actors = Actor::for_scenario(&streams, policy);
+    if scenario.scope.is_some() {
+        // A scope's threads have all run the mm before it starts, so no
+        // flush races a thread's first switch into it.
+        for (cpu, actor) in actors.iter().enumerate() {
+            if actor.runs_the_mm() {
+                mm.tlbs.cpumask_set(cpu as u32);
+            }
+        }
+    }
     let cfg = ControlledConfig {
-        strategy,
         ops: opts.collapses,
         ops_per_cpu: opts.ops_per_cpu,
         max_steps: opts.max_steps,
         until_ns: u64::MAX,
         record_trace,
     };
-    let run = run_controlled(mm.clone(), actors, &cfg);
+    let run = run_controlled_with(mm.clone(), actors, &cfg, scheduler);
     match &run.end {
         End::Finished => {
             mm.exit_mmap();
@@ -245,7 +302,7 @@ type Outcome = std::thread::Result<Result<(ControlledRun, Vec<Violation>), Scena
 
 /// The schedule a search keeps to shrink into its counterexample: its
 /// number, the verdict's oracle, its choices.
-type Kept = (u64, Oracle, Vec<u32>);
+pub(crate) type Kept = (u64, Oracle, Vec<u32>);
 
 /// Search `opts.schedules` schedules of `policy` on `scenario`, on
 /// `opts.jobs` threads (the [`PILOT`] first, then the rest); the report
@@ -299,19 +356,33 @@ pub fn check_policy(
             result
         })
     }?;
-    if let Some((index, oracle, original)) = found {
-        let t1 = Instant::now();
-        let (schedule, shrink_replays) = shrink(policy, scenario, opts, index, &original, oracle)?;
-        // Replay with a timeline: the same schedule gives the same run.
-        let ReplayOutcome::Violated(mut cx) = replay(policy, scenario, opts, index, &schedule)? else {
-            return Err(ScenarioError::new("internal: a violating schedule did not replay".to_owned()));
-        };
-        cx.original = original;
-        cx.shrink_replays = shrink_replays;
-        report.first = Some(cx);
-        report.shrink_s = t1.elapsed().as_secs_f64();
+    if let Some(kept) = found {
+        attach_counterexample(policy, scenario, opts, &mut report, kept)?;
     }
     Ok(report)
+}
+
+/// Shrink the schedule a search kept (its actors' streams are those of
+/// schedule `index`), replay it with a timeline, and make it the report's
+/// counterexample.
+pub(crate) fn attach_counterexample(
+    policy: &Arc<dyn DynPolicy>,
+    scenario: &Scenario,
+    opts: &CheckOptions,
+    report: &mut CheckReport,
+    (index, oracle, original): Kept,
+) -> Result<(), ScenarioError> {
+    let t1 = Instant::now();
+    let (schedule, shrink_replays) = shrink(policy, scenario, opts, index, &original, oracle)?;
+    // Replay with a timeline: the same schedule gives the same run.
+    let ReplayOutcome::Violated(mut cx) = replay(policy, scenario, opts, index, &schedule)? else {
+        return Err(ScenarioError::new("internal: a violating schedule did not replay".to_owned()));
+    };
+    cx.original = original;
+    cx.shrink_replays = shrink_replays;
+    report.first = Some(cx);
+    report.shrink_s = t1.elapsed().as_secs_f64();
+    Ok(())
 }
 
 /// The search itself, batch by batch (`run_batch` runs one, given PCT's
@@ -325,7 +396,7 @@ fn search(
     let mut report = CheckReport { policy: policy.label(), ..CheckReport::default() };
     let mut expected_steps = 1000;
     let t0 = Instant::now();
-    let mut found = None;
+    let mut found: Found = None;
     let (mut start, mut pilot_steps) = (0, 0);
     'search: while start < opts.schedules {
         let window = if start < PILOT { 1 } else { WINDOW_PER_JOB * opts.jobs.max(1) as u64 };
@@ -342,36 +413,7 @@ fn search(
                     expected_steps = (pilot_steps / PILOT).max(1);
                 }
             }
-            report.schedules += 1;
-            report.steps += run.steps();
-            if run.end == End::StepLimit {
-                report.step_limits += 1;
-            }
-            if violations.is_empty() {
-                continue;
-            }
-            report.violating += 1;
-            // Gravest first: the first is the verdict, and only a guard-marker
-            // race when the schedule found nothing else.
-            let verdict = &violations[0];
-            if verdict.freed_with_guard_markers_only() {
-                report.guard_marker_races += 1;
-            } else if report.gravest_beyond_guard_markers.is_none_or(|o| verdict.oracle.gravity() < o.gravity()) {
-                report.gravest_beyond_guard_markers = Some(verdict.oracle);
-            }
-            let mut seen = vec![];
-            for v in &violations {
-                if !seen.contains(&v.oracle) {
-                    seen.push(v.oracle);
-                    report.by_oracle.entry(v.oracle).or_insert((0, i)).0 += 1;
-                }
-            }
-            report.first_found_s.get_or_insert(t0.elapsed().as_secs_f64());
-            // Keep the first schedule of the gravest verdict found so far.
-            if found.as_ref().is_none_or(|(_, rank, _, _)| verdict.verdict_rank() < *rank) {
-                found = Some((i, verdict.verdict_rank(), verdict.oracle, run.schedule));
-            }
-            if opts.stop_at_first {
+            if tally(&mut report, &mut found, i, run, &violations, &t0) && opts.stop_at_first {
                 break 'search;
             }
         }
@@ -379,6 +421,49 @@ fn search(
     }
     report.search_s = t0.elapsed().as_secs_f64();
     Ok((report, found.map(|(index, _, oracle, original)| (index, oracle, original))))
+}
+
+/// The schedule a search keeps while it goes: its number, its verdict's
+/// rank, the verdict's oracle, its choices.
+pub(crate) type Found = Option<(u64, (bool, u8), Oracle, Vec<u32>)>;
+
+/// Count schedule `i` (its run and its violations, gravest first) into
+/// `report`, and keep it in `found` if its verdict is the gravest so far
+/// (the first such schedule). Returns whether it broke a rule.
+pub(crate) fn tally(
+    report: &mut CheckReport,
+    found: &mut Found,
+    i: u64,
+    run: ControlledRun,
+    violations: &[Violation],
+    t0: &Instant,
+) -> bool {
+    report.schedules += 1;
+    report.steps += run.steps();
+    if run.end == End::StepLimit {
+        report.step_limits += 1;
+    }
+    let Some(verdict) = violations.first() else { return false };
+    report.violating += 1;
+    // Gravest first: the first is the verdict, and only a guard-marker
+    // race when the schedule found nothing else.
+    if verdict.freed_with_guard_markers_only() {
+        report.guard_marker_races += 1;
+    } else if report.gravest_beyond_guard_markers.is_none_or(|o| verdict.oracle.gravity() < o.gravity()) {
+        report.gravest_beyond_guard_markers = Some(verdict.oracle);
+    }
+    let mut seen = vec![];
+    for v in violations {
+        if !seen.contains(&v.oracle) {
+            seen.push(v.oracle);
+            report.by_oracle.entry(v.oracle).or_insert((0, i)).0 += 1;
+        }
+    }
+    report.first_found_s.get_or_insert(t0.elapsed().as_secs_f64());
+    if found.as_ref().is_none_or(|(_, rank, _, _)| verdict.verdict_rank() < *rank) {
+        *found = Some((i, verdict.verdict_rank(), verdict.oracle, run.schedule));
+    }
+    true
 }
 
 /// `total` schedules split among `parts` workloads: as evenly as they

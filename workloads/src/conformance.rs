@@ -30,7 +30,10 @@
 //!    `exit_mmap()` tears the model down cleanly.
 //! 2. **The checker on every preset** ([`crate::PRESETS`]):
 //!    [`check_policy`] with PCT, [`ConformanceOptions::schedules`]
-//!    schedules per preset.
+//!    schedules per preset; and every interleaving of the exhaustive
+//!    scope of the presets in [`ConformanceOptions::exhaustive`]
+//!    ([`crate::exhaustive`]), listed as `<preset> scope` and `verified`
+//!    when complete and clean. Both count in the verdict below.
 //!
 //! What passing means depends on [`Expect`]:
 //!
@@ -132,6 +135,11 @@ pub struct ConformanceOptions {
     /// A reader that reads more caches more of a table, and only an address
     /// it caches can show a stale translation.
     pub ops_per_cpu: u64,
+    /// Presets whose exhaustive scope ([`crate::exhaustive::scope`]) is
+    /// explored as well as sampled, every interleaving (default:
+    /// `uffd-private` and `shmem-shared`, whose scopes finish in under a
+    /// second); reported as complete beside the sampled verdicts.
+    pub exhaustive: Vec<String>,
 }
 
 impl Default for ConformanceOptions {
@@ -145,6 +153,7 @@ impl Default for ConformanceOptions {
             seed: 1,
             shrink_budget: 100,
             ops_per_cpu: CheckOptions::default().ops_per_cpu,
+            exhaustive: vec!["uffd-private".to_owned(), "shmem-shared".to_owned()],
         }
     }
 }
@@ -260,9 +269,19 @@ impl fmt::Display for ConformanceReport {
             }
         }
         if !self.presets.is_empty() {
+            let scopes: Vec<&str> = self
+                .presets
+                .iter()
+                .filter(|p| p.check.as_ref().is_some_and(|c| c.exhaustive.is_some()))
+                .map(|p| p.preset.as_str())
+                .collect();
+            let scopes = match scopes[..] {
+                [] => String::new(),
+                _ => format!("; every interleaving of the exhaustive scope of {}", scopes.join(", ")),
+            };
             writeln!(
                 f,
-                "checker: PCT depth {}, {} schedules per preset, seed {} ({:.2} s)",
+                "checker: PCT depth {}, {} schedules per preset{scopes}, seed {} ({:.2} s)",
                 self.depth, self.schedules, self.seed, self.checker_s
             )?;
             let (future, main): (Vec<&PresetOutcome>, Vec<&PresetOutcome>) =
@@ -291,17 +310,27 @@ fn write_preset(f: &mut fmt::Formatter<'_>, p: &PresetOutcome) -> fmt::Result {
     let Some(check) = &p.check else {
         return writeln!(f, "  {:<15} ERROR {}", p.preset, p.error.as_deref().unwrap_or("?"));
     };
+    // An exhaustive scope's line says so, and whether it was complete.
+    let (name, what) = match &check.exhaustive {
+        Some(_) => (format!("{} scope", p.preset), "interleavings"),
+        None => (p.preset.clone(), "schedules"),
+    };
     if !check.failed() {
         let limits =
             if check.step_limits > 0 { format!(", {} hit the step limit", check.step_limits) } else { String::new() };
-        return writeln!(f, "  {:<15} clean ({} schedules{limits}, {:.2} s)", p.preset, check.schedules, p.seconds);
+        return match &check.exhaustive {
+            Some(e) if e.complete() => {
+                writeln!(f, "  {name:<15} verified ({} {what}, complete{limits}, {:.2} s)", check.schedules, p.seconds)
+            }
+            _ => writeln!(f, "  {name:<15} clean ({} {what}{limits}, {:.2} s)", check.schedules, p.seconds),
+        };
     }
     let found: Vec<String> = check
         .by_oracle
         .iter()
         .map(|(o, (n, first))| format!("{o} in {n}/{} (first #{first})", check.schedules))
         .collect();
-    writeln!(f, "  {:<15} FOUND {} ({:.2} s)", p.preset, found.join(", "), p.seconds)?;
+    writeln!(f, "  {name:<15} FOUND {} ({:.2} s)", found.join(", "), p.seconds)?;
     if let Some(cx) = &check.first {
         let v = &cx.violations[0];
         writeln!(f, "      first violation: {}", first_line(&v.to_string()))?;
@@ -366,6 +395,9 @@ pub fn conformance(entry: &PolicyEntry, params: &serde_json::Value, opts: &Confo
     if opts.schedules > 0 {
         let t0 = Instant::now();
         report.presets = run_presets(&policy, &report.policy, opts);
+        for name in &opts.exhaustive {
+            report.presets.push(run_preset(&policy, &report.policy, name, opts, true));
+        }
         report.checker_s = t0.elapsed().as_secs_f64();
     }
     judge_checker(&mut report, opts);
@@ -384,15 +416,13 @@ fn run_presets(policy: &Arc<dyn DynPolicy>, label: &str, opts: &ConformanceOptio
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(name) = opts.presets.get(i) else { break };
-                let outcome =
-                    catch_unwind(AssertUnwindSafe(|| run_preset(policy, label, name, opts))).unwrap_or_else(|panic| {
-                        PresetOutcome {
-                            preset: name.clone(),
-                            check: None,
-                            error: Some(format!("the checker panicked: {}", panic_message(&*panic))),
-                            replay_command: None,
-                            seconds: 0.0,
-                        }
+                let outcome = catch_unwind(AssertUnwindSafe(|| run_preset(policy, label, name, opts, false)))
+                    .unwrap_or_else(|panic| PresetOutcome {
+                        preset: name.clone(),
+                        check: None,
+                        error: Some(format!("the checker panicked: {}", panic_message(&*panic))),
+                        replay_command: None,
+                        seconds: 0.0,
                     });
                 done.lock().unwrap_or_else(|p| p.into_inner()).push((i, outcome));
             });
@@ -411,7 +441,15 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("(no message)")
 }
 
-fn run_preset(policy: &Arc<dyn DynPolicy>, label: &str, name: &str, opts: &ConformanceOptions) -> PresetOutcome {
+/// The checker on preset `name`: PCT schedules, or with `exhaustive`
+/// every interleaving of its scope ([`crate::exhaustive::scope`]).
+fn run_preset(
+    policy: &Arc<dyn DynPolicy>,
+    label: &str,
+    name: &str,
+    opts: &ConformanceOptions,
+    exhaustive: bool,
+) -> PresetOutcome {
     let t0 = Instant::now();
     let mut out =
         PresetOutcome { preset: name.to_owned(), check: None, error: None, replay_command: None, seconds: 0.0 };
@@ -425,17 +463,24 @@ fn run_preset(policy: &Arc<dyn DynPolicy>, label: &str, name: &str, opts: &Confo
             ops_per_cpu: opts.ops_per_cpu,
             ..CheckOptions::default()
         };
-        check_policy(policy, &scenario, &check)
+        if exhaustive {
+            let how = crate::exhaustive::ExhaustiveOptions::default();
+            crate::exhaustive::check_exhaustive(policy, &crate::exhaustive::scope(&scenario), &check, &how)
+        } else {
+            check_policy(policy, &scenario, &check)
+        }
     });
     match result {
         Ok(check) => {
             out.replay_command = check.first.as_ref().map(|cx| {
-                let ops = if opts.ops_per_cpu == CheckOptions::default().ops_per_cpu {
+                let how = if exhaustive {
+                    " --exhaustive".to_owned()
+                } else if opts.ops_per_cpu == CheckOptions::default().ops_per_cpu {
                     String::new()
                 } else {
                     format!(" --ops-per-cpu {}", opts.ops_per_cpu)
                 };
-                format!("collapse-bench check -p '{label}' -w {name}{ops} --seed {} --replay {}", opts.seed, cx.token())
+                format!("collapse-bench check -p '{label}' -w {name}{how} --seed {} --replay {}", opts.seed, cx.token())
             });
             out.check = Some(check);
         }

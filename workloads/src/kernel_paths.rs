@@ -471,23 +471,13 @@ fn zap_table<E: Engine>(cx: &mut Cx<'_, E>, haddr: u64, map: PteMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bench_core::{FileKind, Mm, MmConfig, Native, Role};
+    use bench_core::{Mm, MmConfig, Native, Role};
     use std::time::Instant;
 
     /// One private range whose density leaves two none slots.
     fn model() -> Mm {
-        Mm::new(MmConfig {
-            ranges: vec![0],
-            file: FileKind::Shmem,
-            split_pmd_ptlocks: true,
-            split_pte_ptlocks: true,
-            cpus: 1,
-            density: 510,
-            anon_pages: 16,
-            spare_tables: 4,
-            oracles: true,
-        })
-        .expect("a valid one-range model")
+        Mm::new(MmConfig { density: 510, anon_pages: 16, spare_tables: 4, ..MmConfig::one_range(1) })
+            .expect("a valid one-range model")
     }
 
     fn addr(i: usize) -> u64 {

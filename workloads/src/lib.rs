@@ -15,6 +15,7 @@
 pub mod actors;
 pub mod check;
 pub mod conformance;
+pub mod exhaustive;
 pub mod kernel_paths;
 pub mod presets;
 pub mod runner;

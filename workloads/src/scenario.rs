@@ -331,6 +331,21 @@ pub struct Scenario {
     /// PTE tables beyond one per range; None: 2 per range + 64.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spare_tables: Option<u32>,
+    /// Set when this is a preset's exhaustive scope
+    /// ([`crate::exhaustive::scope`]), never by a file or an override.
+    #[serde(skip)]
+    pub scope: Option<ExhaustiveScope>,
+}
+
+/// How the actors of an exhaustive scope differ from a sampled run's: each
+/// aims every operation at entry `target` of its range, and the collapser
+/// leaves its range as its one collapse left it (no restore: the scope
+/// ends with the collapse, and a restore would only add steps that race
+/// nothing the scope asks about).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ExhaustiveScope {
+    /// The PTE index every actor aims at.
+    pub target: u32,
 }
 
 impl Default for Scenario {
@@ -354,6 +369,7 @@ impl Default for Scenario {
             oracles: true,
             anon_pages: None,
             spare_tables: None,
+            scope: None,
         }
     }
 }

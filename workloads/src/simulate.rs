@@ -53,14 +53,13 @@ pub fn simulate_policy(
         Limit::Ops { ops, cap } => (ops, cap),
     };
     let cfg = ControlledConfig {
-        strategy: Strategy::TimeOrdered(opts.costs.table()),
         ops,
         ops_per_cpu: u64::MAX,
         max_steps: u64::MAX,
         until_ns: u64::try_from(until.as_nanos()).unwrap_or(u64::MAX),
         record_trace: false,
     };
-    let sim = run_controlled(mm.clone(), actors, &cfg);
+    let sim = run_controlled(mm.clone(), actors, &cfg, &Strategy::TimeOrdered(opts.costs.table()));
     if let End::Stalled { cpu, report } = sim.end {
         return Err(RunError::Failed(Box::new(RunFailure::Stalled { cpu, report })));
     }

@@ -13,6 +13,7 @@
 use crate::cost::Cost;
 use crate::engine::CpuEngine;
 use crate::event::{Event, Step};
+use crate::footprint::AtomicU64;
 use crate::locks::{LockClass, LockId};
 use crate::metrics::Metrics;
 use crate::mm::{
@@ -23,7 +24,7 @@ use crate::pgtable::TableState;
 use crate::pte::{Pfn, Pmd, PmdKind, Pte, HPAGE_PMD_NR, HPAGE_PMD_SIZE, PAGE_SHIFT, PAGE_SIZE, PTRS_PER_PTE};
 use crate::role::{installer_name, Role};
 use crate::scan::ScanResult;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 /// `SINGLE_DEPTH_NESTING` for [`Cx::spin_lock_nested`].
 pub const SINGLE_DEPTH_NESTING: u32 = 1;
@@ -1252,23 +1253,12 @@ mod contract_checks {
     use super::*;
     use crate::engine::Native;
     use crate::harness::Harness;
-    use crate::mm::{range_addr, FileKind, MmConfig};
+    use crate::mm::{range_addr, MmConfig};
     use crate::pte::PteMarker;
     use std::time::Instant;
 
     fn mm(density: u32) -> Mm {
-        Mm::new(MmConfig {
-            ranges: vec![0],
-            file: FileKind::Shmem,
-            split_pmd_ptlocks: true,
-            split_pte_ptlocks: true,
-            cpus: 2,
-            density,
-            anon_pages: 4,
-            spare_tables: 2,
-            oracles: true,
-        })
-        .unwrap()
+        Mm::new(MmConfig { density, anon_pages: 4, spare_tables: 2, ..MmConfig::one_range(2) }).unwrap()
     }
 
     fn cx(mm: &Mm, cpu: u32) -> Cx<'_, Native> {

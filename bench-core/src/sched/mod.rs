@@ -39,15 +39,19 @@
 //! # The schedulers
 //!
 //! One file each: [`Random`], [`Pct`], [`Replay`] and [`Guided`] are the
-//! checker's, on a step clock; [`TimeOrdered`] is the simulation's, on a
+//! sampling checker's, on a step clock, and [`Explorer`] the exhaustive
+//! checker's, which also sees what each step touched
+//! ([`Scheduler::stepped`]); [`TimeOrdered`] is the simulation's, on a
 //! cost clock.
 
+mod explore;
 mod guided;
 mod pct;
 mod random;
 mod replay;
 mod time_ordered;
 
+pub use explore::{Exploration, Explorer};
 pub use guided::Guided;
 pub use pct::Pct;
 pub use random::Random;
@@ -55,6 +59,7 @@ pub use replay::Replay;
 pub use time_ordered::TimeOrdered;
 
 use crate::cost::CostTable;
+use crate::footprint::Footprint;
 
 /// A CPU that can run, as a scheduler sees it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -77,4 +82,16 @@ pub trait Scheduler {
     fn costs(&self) -> Option<&CostTable> {
         None
     }
+
+    /// Whether the loop should record what each step touches and hand it
+    /// to [`Scheduler::stepped`] (the [`Explorer`]'s need; on a step
+    /// clock only). Default: no.
+    fn wants_footprints(&self) -> bool {
+        false
+    }
+
+    /// What the step just taken by `cpu` (the last one [`Scheduler::next`]
+    /// chose) touched, with the probes that followed it: called before
+    /// the next call to `next`, and once after the run's last step.
+    fn stepped(&mut self, _cpu: u32, _footprint: Footprint) {}
 }

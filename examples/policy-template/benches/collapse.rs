@@ -13,7 +13,7 @@
 use bench_core::harness::{new_cpu, Harness};
 use bench_core::kernel::{CollapsePolicy, ScanResult};
 use bench_core::mm::{range_addr, MmConfig};
-use bench_core::{FileKind, Mm, Native, Role};
+use bench_core::{Mm, Native, Role};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use policies::v1::V1;
@@ -25,18 +25,7 @@ use policy_template::TemplateV1;
 /// One uncontended khugepaged-mode collapse of a full table by `P`, timed
 /// through the framework; the range is put back untimed after each.
 fn uncontended<P: CollapsePolicy>(group: &mut BenchmarkGroup<'_, WallTime>) {
-    let mm = Mm::new(MmConfig {
-        ranges: vec![0],
-        file: FileKind::Shmem,
-        split_pmd_ptlocks: true,
-        split_pte_ptlocks: true,
-        cpus: 1,
-        density: 512,
-        anon_pages: 64,
-        spare_tables: 64,
-        oracles: false,
-    })
-    .expect("valid model");
+    let mm = Mm::new(MmConfig { oracles: false, ..MmConfig::one_range(1) }).expect("valid model");
     let policy = P::new(Default::default());
     let haddr = range_addr(0);
     let mut cx = new_cpu(&mm, 0, Role::Collapse, Native::new(Instant::now(), None, false));
