@@ -391,7 +391,7 @@ fn run_loop(
             probe(cpus, shared, &mut state, &mut queues, metrics, None);
         }
         if let (Some((regions, recording)), Some(cpu)) = (footprints, last.take()) {
-            scheduler.stepped(cpu, regions.footprint(&recording.take()));
+            scheduler.stepped(cpu, recording.footprint(regions));
         }
         if queues.runnable.is_empty() {
             if queues.blocked.is_empty() {

@@ -73,9 +73,17 @@ impl Recording {
         Recording(())
     }
 
-    /// The accesses since the start or the last take, in the order made.
-    pub fn take(&self) -> Vec<(usize, bool)> {
-        ACCESSES.with(|a| a.borrow_mut().as_mut().map(std::mem::take).unwrap_or_default())
+    /// The footprint of the accesses since the start or the last call,
+    /// named by `regions`; the record starts again empty (its buffer kept,
+    /// so a step costs no allocation for it).
+    pub fn footprint(&self, regions: &Regions) -> Footprint {
+        ACCESSES.with(|a| {
+            let mut a = a.borrow_mut();
+            let list = a.as_mut().expect("a recording thread has a record");
+            let fp = regions.footprint(list);
+            list.clear();
+            fp
+        })
     }
 }
 
@@ -122,15 +130,10 @@ impl Regions {
 
     /// The stable name of the line holding the word at `addr`: its
     /// allocation's place and the line's number in it (an allocation's
-    /// lines counted from its start).
-    pub fn name(&self, addr: usize) -> u64 {
-        self.name_near(addr, &mut 0)
-    }
-
-    /// [`Regions::name`], trying the allocation `*hint` (an index into
-    /// the list by start) first and leaving there the one found: accesses
-    /// come in runs within one allocation.
-    fn name_near(&self, addr: usize, hint: &mut usize) -> u64 {
+    /// lines counted from its start). The allocation `*hint` (an index
+    /// into the list by start) is tried first, and the one found is left
+    /// there: accesses come in runs within one allocation.
+    fn name(&self, addr: usize, hint: &mut usize) -> u64 {
         let inside = |i: usize| self.by_start.get(i).filter(|&&(start, len, _)| start <= addr && addr < start + len);
         let found = inside(*hint).copied().or_else(|| {
             let at = self.by_start.partition_point(|&(start, _, _)| start <= addr).checked_sub(1)?;
@@ -144,27 +147,29 @@ impl Regions {
     }
 
     /// The footprint of `accesses`.
-    pub fn footprint(&self, accesses: &[(usize, bool)]) -> Footprint {
+    fn footprint(&self, accesses: &[(usize, bool)]) -> Footprint {
+        // One entry per line: a later access of the line kept before it
+        // adds its write bit to it.
+        let same_line = |later: &mut u64, kept: &mut u64| {
+            let same = *later >> 1 == *kept >> 1;
+            if same {
+                *kept |= *later & 1;
+            }
+            same
+        };
         let mut hint = 0;
         let mut words: Vec<u64> = Vec::with_capacity(accesses.len());
         for &(addr, write) in accesses {
-            let w = (self.name_near(addr, &mut hint) << 1) | write as u64;
-            // A scan touches each line several times in a row: keep one.
-            match words.last_mut() {
-                Some(last) if *last >> 1 == w >> 1 => *last |= w & 1,
-                _ => words.push(w),
+            let mut w = (self.name(addr, &mut hint) << 1) | write as u64;
+            // A scan touches each line several times in a row: keep one
+            // (and sort fewer).
+            if !words.last_mut().is_some_and(|kept| same_line(&mut w, kept)) {
+                words.push(w);
             }
         }
         words.sort_unstable();
-        // Per word, keep one entry: the write if there is one (it sorts last).
-        let mut out: Vec<u64> = Vec::with_capacity(words.len());
-        for w in words {
-            match out.last_mut() {
-                Some(last) if *last >> 1 == w >> 1 => *last |= w & 1,
-                _ => out.push(w),
-            }
-        }
-        Footprint(out.into())
+        words.dedup_by(|later, kept| same_line(later, kept));
+        Footprint(words.into())
     }
 }
 
@@ -175,6 +180,11 @@ impl Regions {
 pub struct Footprint(std::sync::Arc<[u64]>);
 
 impl Footprint {
+    /// Whether the step touched nothing shared.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Each word touched: (name, wrote).
     pub fn words(&self) -> impl Iterator<Item = (u64, bool)> + '_ {
         self.0.iter().map(|&w| (w >> 1, w & 1 == 1))
@@ -189,7 +199,7 @@ impl Footprint {
     /// them writes, or an unlisted word in either (when the other touched
     /// anything).
     pub fn conflicts(&self, other: &Footprint) -> bool {
-        if (self.has_unknown() && !other.0.is_empty()) || (other.has_unknown() && !self.0.is_empty()) {
+        if (self.has_unknown() && !other.is_empty()) || (other.has_unknown() && !self.is_empty()) {
             return true;
         }
         let (mut a, mut b) = (self.0.iter().peekable(), other.0.iter().peekable());
@@ -304,16 +314,16 @@ mod tests {
         words[3].store(1, Ordering::Relaxed);
         words[3].load(Ordering::Relaxed);
         other.fetch_add(1, Ordering::Relaxed);
-        let fp = regions.footprint(&rec.take());
+        let fp = rec.footprint(&regions);
         assert_eq!(fp.words().collect::<Vec<_>>(), [(0, true), (UNKNOWN, true)], "one line, written");
         let regions = Regions::new([(words.as_ptr() as usize - LINE, 2 * LINE)]);
         words[0].load(Ordering::Relaxed);
-        assert_eq!(regions.footprint(&rec.take()).words().collect::<Vec<_>>(), [(1, false)], "the second line");
-        assert!(rec.take().is_empty(), "taken");
+        assert_eq!(rec.footprint(&regions).words().collect::<Vec<_>>(), [(1, false)], "the second line");
+        assert!(rec.footprint(&regions).is_empty(), "taken");
         drop(rec);
         words[0].store(1, Ordering::Relaxed);
         let rec = Recording::start();
-        assert!(rec.take().is_empty(), "nothing is noted while no recording runs");
+        assert!(rec.footprint(&regions).is_empty(), "nothing is noted while no recording runs");
     }
 
     #[test]

@@ -44,6 +44,17 @@ fn bit(cpu: u32) -> Cpus {
     1 << cpu
 }
 
+/// The CPUs of `set`, lowest first.
+fn members(mut set: Cpus) -> impl Iterator<Item = u32> {
+    std::iter::from_fn(move || {
+        (set != 0).then(|| {
+            let cpu = set.trailing_zeros();
+            set &= set - 1;
+            cpu
+        })
+    })
+}
+
 /// A state on the current path: what could run there, what was and is to
 /// be tried, and who sleeps.
 #[derive(Clone, Debug)]
@@ -245,13 +256,12 @@ impl Explorer {
         for i in 0..n {
             let p = self.path[i].chosen as usize;
             count[p] += 1;
-            let base = latest[p].clone();
             let mut deps: Vec<usize> = vec![];
             let fp = &self.path[i].footprint;
             if fp.has_unknown() {
                 deps.extend(&touching);
                 unknown_steps.push(i);
-            } else if fp.words().next().is_some() {
+            } else if !fp.is_empty() {
                 deps.extend(&unknown_steps);
             }
             for (word, write) in fp.words() {
@@ -270,9 +280,11 @@ impl Explorer {
                     reads.entry(word).or_default().push(i);
                 }
             }
-            if fp.words().next().is_some() {
+            if !fp.is_empty() {
                 touching.push(i);
             }
+            // What this CPU's own earlier steps already ordered before it.
+            let base = &latest[p];
             let mut clock = base.clone();
             for &j in &deps {
                 let q = self.path[j].chosen as usize;
@@ -293,10 +305,7 @@ impl Explorer {
             if self.path[j].enabled & bit(cpu) != 0 {
                 self.add_backtrack(j, cpu);
             } else {
-                let mut rest = self.path[j].enabled;
-                while rest != 0 {
-                    let c = rest.trailing_zeros();
-                    rest &= rest - 1;
+                for c in members(self.path[j].enabled) {
                     self.add_backtrack(j, c);
                 }
             }
@@ -347,7 +356,7 @@ impl Scheduler for Explorer {
                 (Some(parent.chosen), preemptions, sleep)
             }
         };
-        let mut node = Node {
+        self.path.push(Node {
             enabled,
             last,
             preemptions,
@@ -357,21 +366,11 @@ impl Scheduler for Explorer {
             backtrack: 0,
             sleep,
             explored: vec![],
-        };
-        let awake = enabled & !node.asleep();
-        let fits = |cpu: u32| !node.preempts(cpu) || self.bound.is_none_or(|b| preemptions < b);
-        let mut allowed = 0;
-        let mut rest = awake;
-        while rest != 0 {
-            let c = rest.trailing_zeros();
-            rest &= rest - 1;
-            if fits(c) {
-                allowed |= bit(c);
-            } else {
-                self.stats.bound_hit = true;
-            }
-        }
+        });
+        let awake = enabled & !self.path[s].asleep();
+        let allowed = members(awake).filter(|&c| self.within_bound(s, c)).fold(0, |m, c| m | bit(c));
         if allowed == 0 {
+            self.path.pop();
             self.cut = Some(if awake == 0 { Cut::Sleep } else { Cut::Bound });
             return None;
         }
@@ -381,10 +380,10 @@ impl Scheduler for Explorer {
             Some(l) if allowed & bit(l) != 0 => l,
             _ => allowed.trailing_zeros(),
         };
+        let node = &mut self.path[s];
         node.chosen = cpu;
         node.done = bit(cpu);
         node.backtrack = if self.reduce { bit(cpu) } else { allowed };
-        self.path.push(node);
         self.at += 1;
         Some(cpu)
     }
