@@ -48,15 +48,19 @@
 //!   The `mixed`/64 figure times 2 ms of virtual time; the target (1
 //!   virtual second in <= 30 s) is that figure times 500, or run
 //!   `collapse-bench run --engine sim -w mixed --cpus 64 --duration 1s`.
-//! * `exhaustive` — one cell of the exhaustive checker: every interleaving
-//!   of a preset's scope for one policy (`uffd-private/v1`,
-//!   `uffd-private/pre-fix`, `shmem-shared/v1`; target <= 1 s a cell).
-//!   Throughput is interleavings explored. The bigger scopes
-//!   (`markers`, `pml-contended`: 5 s to a minute a cell) are timed by
-//!   `cargo test --release -p workloads --test exhaustive por_table --
-//!   --ignored --nocapture`, which also estimates the interleavings
-//!   without the reduction.
-//!
+//! * `exhaustive` — every cell of the exhaustive checker's verdict matrix:
+//!   every interleaving of a preset's scope for one policy
+//!   (`uffd-private`, `pml-contended` and `markers` for the five shipped
+//!   policies, `markers` for the v2 forms with `recheck_always=true`;
+//!   target <= 1 s a cell). `cargo test --release -p workloads --test
+//!   exhaustive por_table -- --ignored --nocapture` prints the cells'
+//!   interleavings beside an estimate of their number without the
+//!   reduction.
+//! * `sampling` — the sampling checker's speed: 4,000 schedules of `v1` on
+//!   `uffd-private` (the default PCT search, 24 operations per CPU) on one
+//!   job and on two (target >= 10,000 schedules/s on one, and two >= 1.6
+//!   times one on a 2-core machine). Throughput is schedules.
+
 //! # Running
 //!
 //! ```text
@@ -75,14 +79,16 @@ mod common;
 
 use bench_core::actor::Limit;
 use bench_core::harness::Harness;
+use bench_core::kernel::DynPolicy;
 use bench_core::kernel::{pmd_offset, PmdKind};
 use bench_core::mm::{range_addr, vpn};
 use bench_core::pte::{HPAGE_PMD_SIZE, PTRS_PER_PTE};
 use bench_core::CostModel;
-use common::{assert_clean, cpu, framework_round, model, policy, Reference};
+use common::{assert_clean, cpu, framework_round, model, policy, policy_with, Reference};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use std::hint::black_box;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 use workloads::{run_policy, simulate_policy, RunOptions, SimOptions};
 
@@ -346,13 +352,39 @@ fn exhaustive(c: &mut Criterion) {
     group.sampling_mode(SamplingMode::Flat).sample_size(10).measurement_time(Duration::from_secs(3));
     // No shrinking: the cell is the exploration.
     let opts = CheckOptions { shrink_budget: 0, ..CheckOptions::default() };
-    for (preset, name) in [("uffd-private", "v1"), ("uffd-private", "pre-fix"), ("shmem-shared", "v1")] {
+    let five = ["v1", "v2-flush-bool", "v2-step3-down", "v2-posted", "pre-fix"];
+    let mut cells: Vec<(&str, Arc<dyn DynPolicy>)> = vec![];
+    for preset in ["uffd-private", "pml-contended", "markers"] {
+        cells.extend(five.iter().map(|name| (preset, policy(name))));
+    }
+    let always = serde_json::json!({"recheck_always": true});
+    cells.extend(five[1..4].iter().map(|name| ("markers", policy_with(name, &always))));
+    for (preset, p) in cells {
         let scenario = scope(&workloads::preset(preset).expect("preset"));
-        let p = policy(name);
         let cell = || check_exhaustive(&p, &scenario, &opts, &ExhaustiveOptions::default()).expect("explore");
-        let interleavings = cell().exhaustive.expect("exhaustive").stats.interleavings();
-        group.throughput(Throughput::Elements(interleavings));
-        group.bench_function(format!("{preset}/{name}"), |b| b.iter(|| cell().schedules));
+        group.bench_function(format!("{preset}/{}", p.label()), |b| b.iter(|| cell().schedules));
+    }
+    group.finish();
+}
+
+// ---------------------------------------------------------------------
+// Group 7: the sampling checker
+// ---------------------------------------------------------------------
+
+fn sampling(c: &mut Criterion) {
+    use workloads::check::{check_policy, CheckOptions};
+    let mut group = c.benchmark_group("sampling");
+    group.sampling_mode(SamplingMode::Flat).sample_size(10).measurement_time(Duration::from_secs(3));
+    let scenario = workloads::preset("uffd-private").expect("preset");
+    let v1 = policy("v1");
+    const SCHEDULES: u64 = 4000;
+    group.throughput(Throughput::Elements(SCHEDULES));
+    for jobs in [1, 2] {
+        // No shrinking: the figure is the search.
+        let opts = CheckOptions { schedules: SCHEDULES, jobs, shrink_budget: 0, ..CheckOptions::default() };
+        group.bench_function(format!("uffd-private/v1/jobs-{jobs}"), |b| {
+            b.iter(|| check_policy(&v1, &scenario, &opts).expect("check").schedules)
+        });
     }
     group.finish();
 }
@@ -367,6 +399,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = uncontended_collapse, native_collapses_per_sec, primitives, presets, simulation, exhaustive
+    targets = uncontended_collapse, native_collapses_per_sec, primitives, presets, simulation, exhaustive, sampling
 }
 criterion_main!(benches);

@@ -281,6 +281,9 @@ pub fn run_controlled_with<A: Actor + 'static>(
             Coroutine::with_stack(take_stack(), move |yielder: &Yielder<Resume, Suspend>, _first: Resume| {
                 let engine = Controlled { yielder, shared, cpu, clock_ps: 0, guard: StallGuard::new(0) };
                 let mut cx = Cx::new(&mm, cpu as u32, actor.role(), engine);
+                if let Clock::Step = cx.engine.shared.clock {
+                    cx.metrics = Metrics::counts_only();
+                }
                 let mut done = 0;
                 while !stop.get() && done < ops_per_cpu && cx.now_ns() < until_ns {
                     cx.engine.start_op();
@@ -303,7 +306,7 @@ pub fn run_controlled_with<A: Actor + 'static>(
     let footprints = scheduler.wants_footprints().then(|| {
         assert!(matches!(shared.clock, Clock::Step), "footprints are kept on a step clock only");
         assert_eq!(cfg.ops, u64::MAX, "footprints do not name the operation quota: explore without one");
-        (mm.footprint_regions(), crate::footprint::Recording::start())
+        crate::footprint::Recording::start(mm.footprint_regions())
     });
     let (schedule, steps, end) =
         run_loop(&mut cpus, &shared, scheduler, cfg.max_steps, &mut metrics, &mm, &roles, footprints.as_ref());
@@ -379,7 +382,7 @@ fn run_loop(
     metrics: &mut Metrics,
     mm: &Mm,
     roles: &[Role],
-    footprints: Option<&(crate::footprint::Regions, crate::footprint::Recording)>,
+    footprints: Option<&crate::footprint::Recording>,
 ) -> (Vec<u32>, u64, End) {
     let mut state = vec![State::Runnable; cpus.len()];
     let mut queues = Queues::new(cpus.len(), &shared.clock);
@@ -388,10 +391,12 @@ fn run_loop(
     let mut last = None;
     let end = loop {
         if let Clock::Step = shared.clock {
-            probe(cpus, shared, &mut state, &mut queues, metrics, None);
+            probe(cpus, shared, &mut state, &mut queues, metrics, None, footprints);
         }
-        if let (Some((regions, recording)), Some(cpu)) = (footprints, last.take()) {
-            scheduler.stepped(cpu, recording.footprint(regions));
+        if let (Some(recording), Some(cpu)) = (footprints, last.take()) {
+            if recording.active() {
+                scheduler.stepped(cpu, recording.footprint());
+            }
         }
         if queues.runnable.is_empty() {
             if queues.blocked.is_empty() {
@@ -399,7 +404,7 @@ fn run_loop(
             }
             if let Clock::Cost(_) = shared.clock {
                 // Nothing can run: a last look at every waiter before calling it a deadlock.
-                probe(cpus, shared, &mut state, &mut queues, metrics, None);
+                probe(cpus, shared, &mut state, &mut queues, metrics, None, None);
                 if !queues.runnable.is_empty() {
                     continue;
                 }
@@ -415,6 +420,10 @@ fn run_loop(
         else {
             break End::Diverged;
         };
+        if let Some(recording) = footprints {
+            // The step and the probes after it, or neither.
+            recording.set_active(scheduler.records_step(steps));
+        }
         steps += 1;
         shared.steps.set(steps);
         last = Some(cpu);
@@ -440,7 +449,7 @@ fn run_loop(
             clock.now_ps.set(shared.clocks[c].get());
             let released = clock.released.take();
             if !queues.blocked.is_empty() {
-                probe(cpus, shared, &mut state, &mut queues, metrics, Some(released));
+                probe(cpus, shared, &mut state, &mut queues, metrics, Some(released), None);
             }
         }
     };
@@ -453,7 +462,15 @@ fn run_loop(
 /// released, and one release wakes one waiter: both hand over to one CPU,
 /// and on a cost clock the queue is in blocking order, which for the
 /// ticket lock is ticket order. Without, every blocked CPU is probed.
+///
+/// With `recording` (the exhaustive checker), a probe that takes what its
+/// CPU waits for belongs to the step just taken: the release and the
+/// hand-off are one transition, as no step can come between them. A probe
+/// that finds its CPU still blocked changed nothing, so what it touched
+/// is forgotten: otherwise every step taken while a CPU waits would seem
+/// to read the lock it waits for, and race with that lock's holder.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn probe(
     cpus: &mut [Cpu],
     shared: &Shared,
@@ -461,6 +478,7 @@ fn probe(
     queues: &mut Queues,
     metrics: &mut Metrics,
     mut released: Option<Vec<Event>>,
+    recording: Option<&crate::footprint::Recording>,
 ) {
     let mut blocked = std::mem::take(&mut queues.blocked);
     blocked.retain(|&cpu| {
@@ -476,16 +494,16 @@ fn probe(
             if let Some(release) = release {
                 // Not released: not worth a look.
                 let Some(at) = list.iter().position(|&r| r == release) else { return true };
-                state[c] = resume(&mut cpus[c], Resume::Probe, metrics);
+                state[c] = look(&mut cpus[c], metrics, recording);
                 if state[c] == State::Runnable {
                     // That release has handed over.
                     list.swap_remove(at);
                 }
             } else {
-                state[c] = resume(&mut cpus[c], Resume::Probe, metrics);
+                state[c] = look(&mut cpus[c], metrics, recording);
             }
         } else {
-            state[c] = resume(&mut cpus[c], Resume::Probe, metrics);
+            state[c] = look(&mut cpus[c], metrics, recording);
         }
         match state[c] {
             State::Blocked(_) => true,
@@ -500,6 +518,21 @@ fn probe(
     if let Clock::Cost(clock) = &shared.clock {
         clock.blocked.set(queues.blocked.len());
     }
+}
+
+/// Probe one blocked CPU: whether it can go on now. With `recording`, what
+/// the probe touched joins the step just taken if the CPU took what it
+/// waited for, and is forgotten if not (see [`probe`]).
+#[inline]
+fn look(co: &mut Cpu, metrics: &mut Metrics, recording: Option<&crate::footprint::Recording>) -> State {
+    if let Some(recording) = recording {
+        recording.begin_probe();
+    }
+    let state = resume(co, Resume::Probe, metrics);
+    if let Some(recording) = recording {
+        recording.end_probe(state == State::Runnable);
+    }
+    state
 }
 
 #[inline]

@@ -2,12 +2,14 @@
 //! exhaustive checker's partial-order reduction ([`crate::sched::Explorer`]).
 //!
 //! Every word of model state a CPU can share with another (PTEs, PMDs,
-//! page descriptors, locks, TLBs, RCU readers, table slots, lockdep's
-//! edge bits) is one of this module's atomics. They behave as the std
+//! page descriptors, locks, TLBs, RCU readers, table slots) is one of
+//! this module's atomics (lockdep's graph is not: an observer whose
+//! verdict does not depend on the order of its edges, see
+//! [`crate::lockdep`]). They behave as the std
 //! atomics they wrap; while a thread records ([`Recording`]), each access
 //! also notes its address and whether it wrote, as loom's instrumented
 //! atomics do. State kept behind a mutex (the violation list, RCU's
-//! deferred frees, lockdep's graph, the free lists) is noted by hand, with
+//! deferred frees, the free lists) is noted by hand, with
 //! [`note`], at each use. Two steps of different CPUs are independent when
 //! their footprints share no word that one of them writes; then running
 //! them in either order reaches the same state.
@@ -31,66 +33,199 @@
 //! When no thread records, an access costs one relaxed load of a static
 //! that nothing writes (the native engine and the sampling checker).
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Threads recording now.
 static RECORDERS: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
-    /// This thread's accesses since the last [`take`], when it records:
-    /// (address, wrote).
-    static ACCESSES: RefCell<Option<Vec<(usize, bool)>>> = const { RefCell::new(None) };
+    /// This thread's record, while it records (the [`Recording`] owns it;
+    /// null otherwise). A plain pointer, not a `RefCell`: a noted access
+    /// is the hottest path of an exploration, and a thread-local without
+    /// a destructor is one load.
+    static RECORD: Cell<*mut Record> = const { Cell::new(std::ptr::null_mut()) };
 }
 
 /// Note an access to the word at `addr` (a write if `write`), when this
-/// thread records.
+/// thread records. Inline up to the call that notes: a thread that does
+/// not record now (most of an exploration's steps replay a known prefix)
+/// pays a load of a static and of a thread-local, not a call.
 #[inline(always)]
 pub fn note(addr: *const (), write: bool) {
     if RECORDERS.load(Ordering::Relaxed) != 0 {
-        note_recording(addr as usize, write);
+        let record = RECORD.get();
+        if !record.is_null() {
+            note_recording(record, addr as usize, write);
+        }
     }
 }
 
 #[cold]
 #[inline(never)]
-fn note_recording(addr: usize, write: bool) {
-    ACCESSES.with(|a| {
-        if let Some(list) = a.borrow_mut().as_mut() {
-            list.push((addr, write));
+fn note_recording(record: *mut Record, addr: usize, write: bool) {
+    // SAFETY: a non-null `RECORD` is this thread's live `Recording`'s
+    // record (set by `Recording::start` and `set_active`, cleared by its
+    // drop before the record is freed), and nothing else borrows it now:
+    // the recording's methods hold their borrow only while they run, and
+    // they note no access.
+    let record = unsafe { &mut *record };
+    if record.probing {
+        record.held_back.push((addr, write));
+    } else {
+        record.add(addr, write);
+    }
+}
+
+/// What a recording thread has noted since the footprint was last taken:
+/// each line once, named as it is noted.
+struct Record {
+    regions: Regions,
+    /// This step's lines: `(name << 1) | wrote`, and the line's index
+    /// among every listed allocation's lines ([`Regions`]' dense index).
+    lines: Vec<(u64, u32)>,
+    /// Per dense index: 1 + the line's place in `lines`, 0 if not there.
+    slot: Vec<u32>,
+    /// Whether the step touched an unlisted word, and wrote one.
+    unknown: Option<bool>,
+    /// The allocations (places by start) found last, tried first.
+    hint: [usize; HINTS],
+    /// The addresses of the line noted last, and its place in `lines`:
+    /// accesses in a row to one line (a scan, or one page's fields) go
+    /// there without a look-up.
+    last: (usize, usize, usize),
+    /// Whether a probe runs: its accesses are held back until it is known
+    /// whether it took what it waited for ([`Recording::end_probe`]).
+    probing: bool,
+    held_back: Vec<(usize, bool)>,
+}
+
+impl Record {
+    fn add(&mut self, addr: usize, write: bool) {
+        let (lo, hi, at) = self.last;
+        if lo <= addr && addr < hi {
+            self.lines[at].0 |= write as u64;
+            return;
         }
-    });
+        match self.regions.find(addr, &mut self.hint) {
+            Some((dense, name, lo, hi)) => {
+                let mut at = self.slot[dense as usize] as usize;
+                if at == 0 {
+                    self.lines.push(((name << 1) | write as u64, dense));
+                    at = self.lines.len();
+                    self.slot[dense as usize] = at as u32;
+                } else if write {
+                    self.lines[at - 1].0 |= 1;
+                }
+                self.last = (lo, hi, at - 1);
+            }
+            None => self.unknown = Some(self.unknown.unwrap_or(false) | write),
+        }
+    }
+
+    fn take(&mut self) -> Footprint {
+        let mut words: Vec<u64> = Vec::with_capacity(self.lines.len() + 1);
+        for &(word, dense) in &self.lines {
+            self.slot[dense as usize] = 0;
+            words.push(word);
+        }
+        self.lines.clear();
+        self.last = (0, 0, 0);
+        if let Some(wrote) = self.unknown.take() {
+            words.push((UNKNOWN << 1) | wrote as u64);
+        }
+        words.sort_unstable();
+        Footprint(words.into())
+    }
 }
 
 /// This thread records accesses while the value lives.
-pub struct Recording(());
+pub struct Recording {
+    /// The record, owned (made by `Box::into_raw`), and this thread's
+    /// [`RECORD`] while the value lives.
+    record: *mut Record,
+}
 
 impl Recording {
-    /// Start recording on this thread (nothing recorded yet).
-    pub fn start() -> Recording {
-        ACCESSES.with(|a| *a.borrow_mut() = Some(Vec::with_capacity(1024)));
+    /// Start recording on this thread, naming the words noted by
+    /// `regions` (nothing recorded yet). One recording per thread at a
+    /// time.
+    pub fn start(regions: Regions) -> Recording {
+        assert!(RECORD.get().is_null(), "one recording per thread at a time");
+        let slot = vec![0; regions.lines];
+        let record = Box::into_raw(Box::new(Record {
+            regions,
+            lines: Vec::with_capacity(1024),
+            slot,
+            unknown: None,
+            hint: [0; HINTS],
+            last: (0, 0, 0),
+            probing: false,
+            held_back: vec![],
+        }));
+        RECORD.set(record);
         RECORDERS.fetch_add(1, Ordering::SeqCst);
-        Recording(())
+        Recording { record }
     }
 
-    /// The footprint of the accesses since the start or the last call,
-    /// named by `regions`; the record starts again empty (its buffer kept,
-    /// so a step costs no allocation for it).
-    pub fn footprint(&self, regions: &Regions) -> Footprint {
-        ACCESSES.with(|a| {
-            let mut a = a.borrow_mut();
-            let list = a.as_mut().expect("a recording thread has a record");
-            let fp = regions.footprint(list);
-            list.clear();
-            fp
-        })
+    /// Run `f` on the record.
+    fn with_record<R>(&self, f: impl FnOnce(&mut Record) -> R) -> R {
+        // SAFETY: the pointer is live while `self` is (freed only by its
+        // drop), and used on its own thread only (`Recording` is neither
+        // Send nor Sync: it holds a raw pointer). The borrow lasts while
+        // `f` runs, and `f` (one of the methods below) notes no access,
+        // so `note_recording` takes no second one meanwhile.
+        f(unsafe { &mut *self.record })
+    }
+
+    /// Record (the default) or not: while inactive nothing is noted, and
+    /// this thread's accesses cost a check of a null pointer.
+    pub fn set_active(&self, active: bool) {
+        RECORD.set(if active { self.record } else { std::ptr::null_mut() });
+    }
+
+    /// Whether it records now ([`Recording::set_active`]).
+    pub fn active(&self) -> bool {
+        RECORD.get() == self.record
+    }
+
+    /// The footprint of the accesses since the start or the last call; the
+    /// record starts again empty.
+    pub fn footprint(&self) -> Footprint {
+        self.with_record(Record::take)
+    }
+
+    /// A probe starts: hold back what it touches.
+    pub fn begin_probe(&self) {
+        self.with_record(|record| record.probing = true);
+    }
+
+    /// The probe ended: keep what it touched (it took what its CPU waited
+    /// for, in the step just taken), or forget it (its CPU is still
+    /// blocked, and the look changed nothing: see
+    /// [`crate::engine::CpuEngine::spin_until`]).
+    pub fn end_probe(&self, keep: bool) {
+        self.with_record(|record| {
+            record.probing = false;
+            let held_back = std::mem::take(&mut record.held_back);
+            if keep {
+                for &(addr, write) in &held_back {
+                    record.add(addr, write);
+                }
+            }
+            record.held_back = held_back;
+            record.held_back.clear();
+        });
     }
 }
 
 impl Drop for Recording {
     fn drop(&mut self) {
-        ACCESSES.with(|a| *a.borrow_mut() = None);
+        RECORD.set(std::ptr::null_mut());
         RECORDERS.fetch_sub(1, Ordering::SeqCst);
+        // SAFETY: made by `Box::into_raw` in `start`, freed only here, and
+        // no longer reachable through `RECORD`.
+        drop(unsafe { Box::from_raw(self.record) });
     }
 }
 
@@ -104,6 +239,10 @@ pub(crate) fn region_of_value<T>(v: &T) -> (usize, usize) {
     (v as *const T as usize, std::mem::size_of::<T>())
 }
 
+/// Allocations a record remembers having found last: one step's
+/// accesses cycle through a few (a PTE, its page, the TLBs, the mm).
+const HINTS: usize = 4;
+
 /// The name of a word no listed allocation holds: it conflicts with every
 /// access.
 pub const UNKNOWN: u64 = u64::MAX >> 1;
@@ -115,61 +254,54 @@ pub const LINE: usize = 64;
 /// name is its allocation's place in that list and its offset in it.
 #[derive(Clone, Debug, Default)]
 pub struct Regions {
-    /// (start, length, place in the list), by start.
-    by_start: Vec<(usize, usize, u64)>,
+    /// By start: (start, length, place in the list, dense index of its
+    /// first line: the lines of every allocation counted one after the
+    /// other).
+    by_start: Vec<(usize, usize, u64, u32)>,
+    /// Lines of every allocation together.
+    lines: usize,
 }
 
 impl Regions {
     /// The allocations `list` gives as (start address, bytes), in a fixed order.
     pub fn new(list: impl IntoIterator<Item = (usize, usize)>) -> Regions {
-        let mut by_start: Vec<(usize, usize, u64)> =
-            list.into_iter().enumerate().map(|(i, (start, len))| (start, len, i as u64)).collect();
+        let mut by_start: Vec<(usize, usize, u64, u32)> =
+            list.into_iter().enumerate().map(|(i, (start, len))| (start, len, i as u64, 0)).collect();
         by_start.sort_unstable();
-        Regions { by_start }
-    }
-
-    /// The stable name of the line holding the word at `addr`: its
-    /// allocation's place and the line's number in it (an allocation's
-    /// lines counted from its start). The allocation `*hint` (an index
-    /// into the list by start) is tried first, and the one found is left
-    /// there: accesses come in runs within one allocation.
-    fn name(&self, addr: usize, hint: &mut usize) -> u64 {
-        let inside = |i: usize| self.by_start.get(i).filter(|&&(start, len, _)| start <= addr && addr < start + len);
-        let found = inside(*hint).copied().or_else(|| {
-            let at = self.by_start.partition_point(|&(start, _, _)| start <= addr).checked_sub(1)?;
-            *hint = at;
-            inside(at).copied()
-        });
-        match found {
-            Some((start, _, place)) => (place << 40) | ((addr - start) / LINE) as u64,
-            None => UNKNOWN,
+        let mut lines = 0;
+        for r in &mut by_start {
+            r.3 = lines as u32;
+            lines += r.1.div_ceil(LINE);
         }
+        Regions { by_start, lines }
     }
 
-    /// The footprint of `accesses`.
-    fn footprint(&self, accesses: &[(usize, bool)]) -> Footprint {
-        // One entry per line: a later access of the line kept before it
-        // adds its write bit to it.
-        let same_line = |later: &mut u64, kept: &mut u64| {
-            let same = *later >> 1 == *kept >> 1;
-            if same {
-                *kept |= *later & 1;
+    /// The line holding the word at `addr`: its dense index, its stable
+    /// name (its allocation's place and the line's number in it, an
+    /// allocation's lines counted from its start), and the addresses it
+    /// spans. The allocations `hint` names (indexes into the list by
+    /// start, most recent first) are tried first, and the one found is put
+    /// first there.
+    fn find(&self, addr: usize, hint: &mut [usize; HINTS]) -> Option<(u32, u64, usize, usize)> {
+        let inside = |i: usize| self.by_start.get(i).filter(|&&(start, len, _, _)| start <= addr && addr < start + len);
+        let at = match hint.iter().position(|&h| inside(h).is_some()) {
+            Some(k) => {
+                // Most recent first.
+                hint[..=k].rotate_right(1);
+                hint[0]
             }
-            same
+            None => {
+                let at = self.by_start.partition_point(|&(start, _, _, _)| start <= addr).checked_sub(1)?;
+                inside(at)?;
+                hint.rotate_right(1);
+                hint[0] = at;
+                at
+            }
         };
-        let mut hint = 0;
-        let mut words: Vec<u64> = Vec::with_capacity(accesses.len());
-        for &(addr, write) in accesses {
-            let mut w = (self.name(addr, &mut hint) << 1) | write as u64;
-            // A scan touches each line several times in a row: keep one
-            // (and sort fewer).
-            if !words.last_mut().is_some_and(|kept| same_line(&mut w, kept)) {
-                words.push(w);
-            }
-        }
-        words.sort_unstable();
-        words.dedup_by(|later, kept| same_line(later, kept));
-        Footprint(words.into())
+        let (start, len, place, base) = self.by_start[at];
+        let line = (addr - start) / LINE;
+        let lo = start + line * LINE;
+        Some((base + line as u32, (place << 40) | line as u64, lo, (lo + LINE).min(start + len)))
     }
 }
 
@@ -307,23 +439,33 @@ mod tests {
     fn a_recording_thread_notes_its_accesses_by_allocation_and_offset() {
         let words: Box<[AtomicU64]> = (0..4).map(|_| AtomicU64::new(0)).collect();
         let other = AtomicU32::new(0);
-        let regions = Regions::new([(words.as_ptr() as usize, 32)]);
-        let rec = Recording::start();
+        let rec = Recording::start(Regions::new([(words.as_ptr() as usize, 32)]));
         words[1].load(Ordering::Relaxed);
         words[1].load(Ordering::Relaxed);
         words[3].store(1, Ordering::Relaxed);
         words[3].load(Ordering::Relaxed);
         other.fetch_add(1, Ordering::Relaxed);
-        let fp = rec.footprint(&regions);
+        let fp = rec.footprint();
         assert_eq!(fp.words().collect::<Vec<_>>(), [(0, true), (UNKNOWN, true)], "one line, written");
-        let regions = Regions::new([(words.as_ptr() as usize - LINE, 2 * LINE)]);
+        assert!(rec.footprint().is_empty(), "taken");
+        // A probe's accesses count only if it is kept.
+        rec.begin_probe();
+        words[0].store(1, Ordering::Relaxed);
+        rec.end_probe(false);
+        words[2].load(Ordering::Relaxed);
+        assert_eq!(rec.footprint().words().collect::<Vec<_>>(), [(0, false)], "the forgotten probe's write");
+        rec.begin_probe();
+        words[0].store(1, Ordering::Relaxed);
+        rec.end_probe(true);
+        assert_eq!(rec.footprint().words().collect::<Vec<_>>(), [(0, true)], "the kept probe's write");
+        drop(rec);
+        let rec = Recording::start(Regions::new([(words.as_ptr() as usize - LINE, 2 * LINE)]));
         words[0].load(Ordering::Relaxed);
-        assert_eq!(rec.footprint(&regions).words().collect::<Vec<_>>(), [(1, false)], "the second line");
-        assert!(rec.footprint(&regions).is_empty(), "taken");
+        assert_eq!(rec.footprint().words().collect::<Vec<_>>(), [(1, false)], "the second line");
         drop(rec);
         words[0].store(1, Ordering::Relaxed);
-        let rec = Recording::start();
-        assert!(rec.footprint(&regions).is_empty(), "nothing is noted while no recording runs");
+        let rec = Recording::start(Regions::default());
+        assert!(rec.footprint().is_empty(), "nothing is noted while no recording runs");
     }
 
     #[test]

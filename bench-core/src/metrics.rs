@@ -17,8 +17,10 @@ fn new_hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 2).expect("valid histogram bounds")
 }
 
-fn record(slot: &mut Option<Box<Histogram<u64>>>, v: u64) {
-    slot.get_or_insert_with(|| Box::new(new_hist())).saturating_record(v.max(1));
+fn record(counts_only: bool, slot: &mut Option<Box<Histogram<u64>>>, v: u64) {
+    if !counts_only {
+        slot.get_or_insert_with(|| Box::new(new_hist())).saturating_record(v.max(1));
+    }
 }
 
 /// Event counters.
@@ -141,30 +143,41 @@ pub struct Metrics {
     op: EnumMap<Role, Hist>,
     /// Event counters.
     pub counts: Counts,
+    /// Counters only: the latencies are not recorded ([`Metrics::counts_only`]).
+    counts_only: bool,
 }
 
 impl Metrics {
+    /// Measurements that keep the counters and drop the latencies: a
+    /// checker's run, whose clock counts scheduling points rather than
+    /// time, so its latencies would mean nothing, and whose histograms
+    /// (tens of KiB each to allocate and zero) would cost more than the
+    /// run itself.
+    pub fn counts_only() -> Metrics {
+        Metrics { counts_only: true, ..Metrics::default() }
+    }
+
     /// Record a collapse's latency and result.
     pub fn record_collapse(&mut self, result: ScanResult, ns: u64) {
-        record(&mut self.collapse[result], ns.max(1));
+        record(self.counts_only, &mut self.collapse[result], ns.max(1));
         self.counts.results[result] += 1;
     }
 
     /// Record how long `role` held a lock of `class`.
     #[inline]
     pub fn record_hold(&mut self, role: Role, class: LockClass, ns: u64) {
-        record(&mut self.hold[role][class], ns);
+        record(self.counts_only, &mut self.hold[role][class], ns);
     }
 
     /// Record how long `role` waited for a lock of `class` (contended only).
     #[inline]
     pub fn record_wait(&mut self, role: Role, class: LockClass, ns: u64) {
-        record(&mut self.wait[role][class], ns);
+        record(self.counts_only, &mut self.wait[role][class], ns);
     }
 
     /// Record one operation of `role` and its latency.
     pub fn record_op(&mut self, role: Role, ns: u64) {
-        record(&mut self.op[role], ns);
+        record(self.counts_only, &mut self.op[role], ns);
         self.counts.ops[role] += 1;
     }
 
@@ -178,7 +191,7 @@ impl Metrics {
             (None, Some(b)) => *a = Some(b),
             (Some(a), Some(b)) => a.add(&*b).expect("same bounds"),
         };
-        let Metrics { collapse, mut hold, mut wait, mut op, counts } = o;
+        let Metrics { collapse, mut hold, mut wait, mut op, counts, counts_only: _ } = o;
         for (result, h) in collapse {
             add(&mut self.collapse[result], h);
         }

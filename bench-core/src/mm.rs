@@ -229,7 +229,7 @@ impl Mm {
     /// names the exhaustive checker gives the words a step touches
     /// ([`crate::footprint::Regions`]). The model itself holds the
     /// inline ones (RCU's epoch, the TLB clock, the free lists, the
-    /// violation list, lockdep's edge bits).
+    /// violation list).
     pub fn footprint_regions(&self) -> crate::footprint::Regions {
         use crate::footprint::{region_of, region_of_value};
         let mut out = vec![region_of_value(self), region_of(&self.locks), region_of(&self.percpu)];
@@ -591,7 +591,7 @@ impl Mm {
                 }
             }
         }
-        for pfn in self.pages.anon_range() {
+        for pfn in self.pages.anon_used() {
             let page = self.pages.get(Pfn(pfn));
             if !page.is_free() {
                 let tag = page.tag.load(Ordering::Relaxed);

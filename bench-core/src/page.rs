@@ -11,7 +11,7 @@
 use crate::footprint::{AtomicI32, AtomicU32, AtomicU64};
 use crate::pte::Pfn;
 use crate::recycle::AnonMap;
-use crossbeam::queue::ArrayQueue;
+use crossbeam::queue::SegQueue;
 use std::sync::atomic::Ordering;
 
 /// `PG_locked`: the page lock.
@@ -71,7 +71,9 @@ impl Page {
     pub fn order(&self) -> u32 {
         (self.flags() >> ORDER_SHIFT) & 0xff
     }
-    /// Whether the page is on the free list.
+    /// Whether the page was freed and is on the free list (a frame of the
+    /// pool never handed out is all zero, and is not asked:
+    /// [`PageArray::anon_used`]).
     pub fn is_free(&self) -> bool {
         self.flags() & PG_FREE != 0
     }
@@ -126,7 +128,15 @@ pub struct PageArray {
     map: AnonMap,
     len: usize,
     anon_base: u32,
-    free_anon: ArrayQueue<u32>,
+    /// The anonymous free list, in two parts that make one FIFO: the pool
+    /// frames never handed out, `fresh..len` (a counter, so a model of
+    /// thousands of frames is built without queueing each), then the
+    /// frames freed since, in the order freed. A frame never handed out
+    /// is all zero and nothing reads or writes it: the pool is built
+    /// without touching it, and a reuse of the mapping zeroes the frames
+    /// below `fresh` only.
+    fresh: std::sync::atomic::AtomicU32,
+    free_anon: SegQueue<u32>,
     /// The next anonymous content id; ids start past every frame number,
     /// so they never equal a file subpage's.
     next_content: AtomicU64,
@@ -138,14 +148,17 @@ impl PageArray {
         assert!(anon < frames);
         let map = AnonMap::zeroed(frames * std::mem::size_of::<Page>())?;
         let anon_base = (frames - anon) as u32;
-        let free_anon = ArrayQueue::new(anon.max(1));
-        let pages = PageArray { map, len: frames, anon_base, free_anon, next_content: AtomicU64::new(frames as u64) };
+        let free_anon = SegQueue::new();
+        let pages = PageArray {
+            map,
+            len: frames,
+            anon_base,
+            fresh: std::sync::atomic::AtomicU32::new(anon_base),
+            free_anon,
+            next_content: AtomicU64::new(frames as u64),
+        };
         for pfn in 0..anon_base {
             pages.get(Pfn(pfn)).content.store(pfn as u64, Ordering::Relaxed);
-        }
-        for pfn in anon_base..frames as u32 {
-            pages.get(Pfn(pfn)).flags.store(PG_FREE | PG_ANON, Ordering::Relaxed);
-            let _ = pages.free_anon.push(pfn);
         }
         Ok(pages)
     }
@@ -180,6 +193,12 @@ impl PageArray {
         self.anon_base..self.len as u32
     }
 
+    /// Frames of the anonymous pool handed out at least once (the others
+    /// are free and have never been touched).
+    pub fn anon_used(&self) -> std::ops::Range<u32> {
+        self.anon_base..self.fresh.load(Ordering::Relaxed)
+    }
+
     /// Set up a compound page of `1 << order` frames starting at `head`.
     pub(crate) fn make_compound(&self, head: Pfn, order: u32, extra_flags: u32) {
         let n = 1usize << order;
@@ -194,9 +213,9 @@ impl PageArray {
     /// the pool is exhausted.
     pub fn alloc_anon(&self, tag: u64, installer: u32) -> Option<Pfn> {
         crate::footprint::note(&self.free_anon as *const _ as *const (), true);
-        let pfn = Pfn(self.free_anon.pop()?);
+        let pfn = Pfn(self.take_free()?);
         let page = self.get(pfn);
-        debug_assert!(page.is_free());
+        debug_assert!(page.is_free() || page.flags() == 0, "{pfn} handed out twice");
         page.refcount.store(1, Ordering::Relaxed);
         page.mapcount.store(0, Ordering::Relaxed);
         page.tag.store(tag, Ordering::Relaxed);
@@ -206,10 +225,27 @@ impl PageArray {
         Some(pfn)
     }
 
+    /// The head of the free list: a frame never handed out while any is
+    /// left, then the longest freed.
+    fn take_free(&self) -> Option<u32> {
+        let mut next = self.fresh.load(Ordering::Relaxed);
+        while (next as usize) < self.len {
+            match self.fresh.compare_exchange_weak(next, next + 1, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return Some(next),
+                Err(now) => next = now,
+            }
+        }
+        self.free_anon.pop()
+    }
+
     /// `free_page()`: detects double free and frees of non-pool frames.
     pub fn free_anon(&self, pfn: Pfn) -> Result<(), AllocError> {
         if !self.anon_range().contains(&pfn.0) {
             return Err(AllocError::NotAnon(pfn));
+        }
+        if pfn.0 >= self.fresh.load(Ordering::Relaxed) {
+            // Never handed out: free already.
+            return Err(AllocError::DoubleFree(pfn));
         }
         let page = self.get(pfn);
         if page.flags.fetch_or(PG_FREE, Ordering::AcqRel) & PG_FREE != 0 {
@@ -221,13 +257,21 @@ impl PageArray {
         page.tag.store(u64::MAX, Ordering::Relaxed);
         page.content.store(u64::MAX, Ordering::Relaxed);
         crate::footprint::note(&self.free_anon as *const _ as *const (), true);
-        self.free_anon.push(pfn.0).expect("anon free list holds every pool frame");
+        self.free_anon.push(pfn.0);
         Ok(())
     }
 
     /// Anonymous pages currently allocated.
     pub fn anon_in_use(&self) -> usize {
-        (self.len - self.anon_base as usize) - self.free_anon.len()
+        let never = self.len - self.fresh.load(Ordering::Relaxed) as usize;
+        (self.len - self.anon_base as usize) - never - self.free_anon.len()
+    }
+}
+
+impl Drop for PageArray {
+    fn drop(&mut self) {
+        let used = self.fresh.load(Ordering::Relaxed) as usize;
+        self.map.written_below(used * std::mem::size_of::<Page>());
     }
 }
 

@@ -8,7 +8,7 @@
 use crate::footprint::{AtomicU64, AtomicU8};
 use crate::pte::{Pmd, Pte, PTRS_PER_PMD, PTRS_PER_PTE};
 use crate::recycle::AnonMap;
-use crossbeam::queue::ArrayQueue;
+use crossbeam::queue::SegQueue;
 use std::sync::atomic::Ordering;
 
 /// Bytes of one PTE or PMD table (512 eight-byte entries: one page).
@@ -35,20 +35,21 @@ pub struct TablePool {
     /// reads it with the PMD and again after the PTE, and a change means
     /// the table it walked was freed (and maybe reused) under it.
     releases: Box<[AtomicU64]>,
-    free: ArrayQueue<u32>,
+    /// The free list, in two parts that make one FIFO: the slots never
+    /// handed out, `fresh..slots` (zero, and never touched: a reuse of
+    /// the arena's mapping zeroes the slots below `fresh` only), then the
+    /// slots released since, in the order released.
+    fresh: std::sync::atomic::AtomicU32,
+    free: SegQueue<u32>,
 }
 
 impl TablePool {
     /// An arena of `slots` tables, all free.
     pub fn new(slots: usize) -> std::io::Result<Self> {
         let map = AnonMap::zeroed(slots * TABLE_BYTES)?;
-        let free = ArrayQueue::new(slots.max(1));
-        for s in 0..slots as u32 {
-            let _ = free.push(s);
-        }
         let state = (0..slots).map(|_| AtomicU8::new(TableState::Free as u8)).collect();
         let releases = (0..slots).map(|_| AtomicU64::new(0)).collect();
-        Ok(TablePool { map, slots, state, releases, free })
+        Ok(TablePool { map, slots, state, releases, fresh: Default::default(), free: SegQueue::new() })
     }
 
     /// All 512 entries of table `slot`, for whole-table scans: one bounds
@@ -78,9 +79,22 @@ impl TablePool {
     /// `pte_alloc_one()`: a zeroed table, or `None` when the arena is exhausted.
     pub fn alloc(&self) -> Option<u32> {
         crate::footprint::note(&self.free as *const _ as *const (), true);
-        let slot = self.free.pop()?;
+        let slot = self.take_free()?;
         self.state[slot as usize].store(TableState::Live as u8, Ordering::Release);
         Some(slot)
+    }
+
+    /// The head of the free list: a slot never handed out while any is
+    /// left, then the longest released.
+    fn take_free(&self) -> Option<u32> {
+        let mut next = self.fresh.load(Ordering::Relaxed);
+        while (next as usize) < self.slots {
+            match self.fresh.compare_exchange_weak(next, next + 1, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return Some(next),
+                Err(now) => next = now,
+            }
+        }
+        self.free.pop()
     }
 
     /// Move a live table to the deferred state (it was passed to `pte_free_defer`).
@@ -96,7 +110,7 @@ impl TablePool {
         self.state[slot as usize].store(TableState::Free as u8, Ordering::Release);
         self.releases[slot as usize].fetch_add(1, Ordering::AcqRel);
         crate::footprint::note(&self.free as *const _ as *const (), true);
-        self.free.push(slot).expect("free list holds every slot");
+        self.free.push(slot);
     }
 
     /// How many times `slot` has been released so far.
@@ -127,7 +141,14 @@ impl TablePool {
 
     /// Tables not on the free list.
     pub fn in_use(&self) -> usize {
-        self.slots - self.free.len()
+        self.fresh.load(Ordering::Relaxed) as usize - self.free.len()
+    }
+}
+
+impl Drop for TablePool {
+    fn drop(&mut self) {
+        let used = self.fresh.load(Ordering::Relaxed) as usize;
+        self.map.written_below(used * TABLE_BYTES);
     }
 }
 

@@ -10,7 +10,10 @@
 //! descriptors and page tables are anonymous mappings of about a
 //! megabyte. A mapping dropped goes to its thread's list, and the next
 //! request of the same length on that thread takes it back zeroed by a
-//! memset, with its pages already present. A thread keeps at most
+//! memset, with its pages already present. The memset covers only what
+//! the last owner wrote: the frames and tables a schedule handed out are
+//! a small prefix of the pools ([`AnonMap::written_below`]), so a model
+//! is reset rather than rebuilt. A thread keeps at most
 //! [`KEPT_PER_THREAD`] mappings, each of at most [`KEPT_BYTES`]; larger
 //! ones (big scenarios, built once) are unmapped.
 
@@ -22,14 +25,18 @@ use std::thread::LocalKey;
 /// One thread's free list of one kind of buffer.
 pub(crate) type FreeList<T> = RefCell<Vec<T>>;
 
-/// Put `item` on this thread's `list`, unless the list already holds
-/// `cap` items or the thread is being torn down: then it is dropped.
+/// Put `item` on this thread's `list`; when the list already holds `cap`
+/// items, the one kept longest is dropped to make room (the thread has
+/// moved on to other sizes: a checker that explored one scenario's scope
+/// and then samples another scenario must not find its list full of the
+/// first one's buffers). While the thread is torn down, `item` is dropped.
 pub(crate) fn keep<T: 'static>(list: &'static LocalKey<FreeList<T>>, item: T, cap: usize) {
     let _ = list.try_with(|free| {
         let mut free = free.borrow_mut();
-        if free.len() < cap {
-            free.push(item);
+        if free.len() >= cap {
+            free.remove(0);
         }
+        free.push(item);
     });
 }
 
@@ -38,7 +45,7 @@ pub(crate) fn take<T: 'static>(list: &'static LocalKey<FreeList<T>>, fits: impl 
     list.try_with(|free| {
         let mut free = free.borrow_mut();
         let at = free.iter().position(fits)?;
-        Some(free.swap_remove(at))
+        Some(free.remove(at))
     })
     .ok()
     .flatten()
@@ -51,43 +58,67 @@ pub const KEPT_PER_THREAD: usize = 8;
 pub const KEPT_BYTES: usize = 16 << 20;
 
 thread_local! {
-    static MAPS: FreeList<MmapMut> = const { RefCell::new(Vec::new()) };
+    /// Kept mappings, each with how many of its first bytes may be
+    /// written ([`AnonMap::written_below`]).
+    static MAPS: FreeList<(MmapMut, usize)> = const { RefCell::new(Vec::new()) };
 }
 
 /// An anonymous mapping of `len` bytes, all zero, as `MmapMut::map_anon`
 /// gives; back to this thread's free list when dropped.
-pub struct AnonMap(Option<MmapMut>);
+pub struct AnonMap {
+    map: Option<MmapMut>,
+    /// Bytes from the start that may have been written: a reuse zeroes
+    /// these and trusts the rest to be zero still.
+    written: usize,
+}
 
 impl AnonMap {
-    /// `len` zero bytes: a kept mapping of that length, zeroed, or a new one.
+    /// `len` zero bytes: a kept mapping of that length, the part of it
+    /// its last user wrote zeroed again, or a new one.
     pub fn zeroed(len: usize) -> std::io::Result<AnonMap> {
-        match take(&MAPS, |m| m.len() == len) {
-            Some(mut map) => {
-                map.fill(0);
-                Ok(AnonMap(Some(map)))
+        let map = match take(&MAPS, |(m, _)| m.len() == len) {
+            Some((mut map, written)) => {
+                map[..written].fill(0);
+                map
             }
-            None => Ok(AnonMap(Some(MmapMut::map_anon(len)?))),
-        }
+            None => MmapMut::map_anon(len)?,
+        };
+        Ok(AnonMap { map: Some(map), written: len })
+    }
+
+    /// Declare that no byte at or past `bytes` was written (and none will
+    /// be before the drop): the next user of the mapping zeroes only the
+    /// bytes below. The owner answers for it; by default every byte
+    /// counts as written.
+    pub fn written_below(&mut self, bytes: usize) {
+        self.written = bytes.min(self.written);
     }
 }
 
 impl Deref for AnonMap {
     type Target = MmapMut;
     fn deref(&self) -> &MmapMut {
-        self.0.as_ref().expect("present until dropped")
+        self.map.as_ref().expect("present until dropped")
     }
 }
 
 impl DerefMut for AnonMap {
     fn deref_mut(&mut self) -> &mut MmapMut {
-        self.0.as_mut().expect("present until dropped")
+        self.map.as_mut().expect("present until dropped")
     }
 }
 
 impl Drop for AnonMap {
     fn drop(&mut self) {
-        if let Some(map) = self.0.take().filter(|m| m.len() <= KEPT_BYTES) {
-            keep(&MAPS, map, KEPT_PER_THREAD);
+        if let Some(map) = self.map.take().filter(|m| m.len() <= KEPT_BYTES) {
+            // The first byte of every 64-byte line (a frame descriptor's
+            // flags, the low byte of one PTE in eight) past the mark.
+            debug_assert!(
+                map[self.written..].iter().step_by(64).all(|&b| b == 0),
+                "a mapping written past the {} bytes its owner declared",
+                self.written
+            );
+            keep(&MAPS, (map, self.written), KEPT_PER_THREAD);
         }
     }
 }
@@ -110,5 +141,16 @@ mod tests {
         let c = AnonMap::zeroed(4096).unwrap();
         assert_ne!(c.as_ptr() as usize, addr);
         assert!(c.iter().all(|&x| x == 0));
+        drop(b);
+        // Written below 100 only, as its owner declares: zeroed there.
+        let addr = {
+            let mut d = AnonMap::zeroed(8192).unwrap();
+            d[99] = 5;
+            d.written_below(100);
+            d.as_ptr() as usize
+        };
+        let e = AnonMap::zeroed(8192).unwrap();
+        assert_eq!(e.as_ptr() as usize, addr);
+        assert!(e.iter().all(|&x| x == 0));
     }
 }

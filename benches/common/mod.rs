@@ -20,11 +20,16 @@ use workloads::kernel_paths;
 /// A registered policy (`collapse_bench::registry()`: here the shipped
 /// ones) with default parameters.
 pub fn policy(name: &str) -> Arc<dyn DynPolicy> {
+    policy_with(name, &serde_json::Value::Null)
+}
+
+/// The registered policy `name` built with `params`.
+pub fn policy_with(name: &str, params: &serde_json::Value) -> Arc<dyn DynPolicy> {
     let entry = collapse_bench::registry()
         .into_iter()
         .find(|e| e.name == name)
         .unwrap_or_else(|| panic!("policy {name} is not registered"));
-    (entry.build)(&serde_json::Value::Null).expect("default parameters build")
+    (entry.build)(params).expect("parameters build")
 }
 
 /// A one-range model: a plain private shmem VMA, split locks, every PTE

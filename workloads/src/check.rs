@@ -239,9 +239,11 @@ fn run_on_fresh_mm(
     run_under(policy, scenario, index, scheduler.as_mut(), opts, record_trace)
 }
 
-/// [`run_on_fresh_mm`] under a scheduler the caller keeps (the
-/// exhaustive checker's explorer).
-pub(crate) fn run_under(
+/// Schedule `index` of a search of `policy` on `scenario` (its actors'
+/// streams, [`actor_seed`]), on a fresh model, under a scheduler the
+/// caller keeps (the exhaustive checker's explorer, or any other):
+/// the model, the run, and its violations, gravest first.
+pub fn run_under(
     policy: &Arc<dyn DynPolicy>,
     scenario: &Scenario,
     index: u64,
@@ -292,9 +294,11 @@ pub(crate) fn run_under(
 /// pilot nothing waits for another schedule to finish.
 pub const PILOT: u64 = 16;
 
-/// Schedules handed to the workers at a time after the pilot, per worker:
-/// only how the work is cut, never what it computes.
-const WINDOW_PER_JOB: u64 = 16;
+/// Schedules started ahead of the one the search takes next, per worker,
+/// after the pilot: enough that no worker waits for the search to take a
+/// result, few enough that a search stopped at its first finding wastes
+/// little. Only how the work is cut, never what it computes.
+const AHEAD_PER_JOB: u64 = 16;
 
 /// One schedule's run and violations; a worker thread's panic, caught
 /// to be resumed where the search reaches that schedule.
@@ -303,6 +307,57 @@ type Outcome = std::thread::Result<Result<(ControlledRun, Vec<Violation>), Scena
 /// The schedule a search keeps to shrink into its counterexample: its
 /// number, the verdict's oracle, its choices.
 pub(crate) type Kept = (u64, Oracle, Vec<u32>);
+
+/// Where a search's schedules run: started in schedule order, each with
+/// PCT's length estimate, and taken back in the same order.
+trait Runner {
+    /// Start schedule `i`.
+    fn start(&mut self, i: u64, expected_steps: u64);
+    /// The outcome of the earliest schedule started and not yet taken.
+    fn take(&mut self) -> Outcome;
+}
+
+/// On the calling thread: a schedule runs when it is taken.
+struct OnThisThread<F> {
+    run: F,
+    started: std::collections::VecDeque<(u64, u64)>,
+}
+
+impl<F: FnMut(u64, u64) -> Outcome> Runner for OnThisThread<F> {
+    fn start(&mut self, i: u64, expected_steps: u64) {
+        self.started.push_back((i, expected_steps));
+    }
+    fn take(&mut self) -> Outcome {
+        let (i, expected_steps) = self.started.pop_front().expect("a schedule was started");
+        (self.run)(i, expected_steps)
+    }
+}
+
+/// On worker threads fed through a channel: outcomes come back in any
+/// order and wait in `done` until their turn.
+struct OnWorkers {
+    work: crossbeam::channel::Sender<(u64, u64)>,
+    results: crossbeam::channel::Receiver<(u64, Outcome)>,
+    done: BTreeMap<u64, Outcome>,
+    next: u64,
+}
+
+impl Runner for OnWorkers {
+    fn start(&mut self, i: u64, expected_steps: u64) {
+        self.work.send((i, expected_steps)).expect("the workers outlive the search");
+    }
+    fn take(&mut self) -> Outcome {
+        let outcome = loop {
+            if let Some(outcome) = self.done.remove(&self.next) {
+                break outcome;
+            }
+            let (i, outcome) = self.results.recv().expect("every worker answers");
+            self.done.insert(i, outcome);
+        };
+        self.next += 1;
+        outcome
+    }
+}
 
 /// Search `opts.schedules` schedules of `policy` on `scenario`, on
 /// `opts.jobs` threads (the [`PILOT`] first, then the rest); the report
@@ -318,7 +373,8 @@ pub fn check_policy(
     };
     let jobs = opts.jobs.clamp(1, opts.schedules.max(1) as usize);
     let (mut report, found) = if jobs == 1 {
-        search(policy, opts, &mut |batch, expected| batch.map(|i| Ok(one(i, expected))).collect())
+        let mut runner = OnThisThread { run: |i, expected| Ok(one(i, expected)), started: Default::default() };
+        search(policy, opts, jobs, &mut runner)
     } else {
         // Workers live for the whole search (each keeps its thread's
         // recycled model memory and coroutine stacks), take schedule
@@ -339,21 +395,12 @@ pub fn check_policy(
                     }
                 });
             }
-            let mut batch_on_workers = |batch: std::ops::Range<u64>, expected: u64| -> Vec<Outcome> {
-                let n = batch.end - batch.start;
-                for i in batch {
-                    work_tx.send((i, expected)).expect("the workers outlive the search");
-                }
-                let mut done: Vec<_> = (0..n).map(|_| done_rx.recv().expect("every worker answers")).collect();
-                done.sort_by_key(|(i, _)| *i);
-                done.into_iter().map(|(_, run)| run).collect()
-            };
-            let result = search(policy, opts, &mut batch_on_workers);
-            // This closure owns `work_tx` (the drop moves it in): dropped
-            // here, or by a panic unwinding the closure, it ends the
-            // workers' loops, so the scope can join them either way.
-            drop(work_tx);
-            result
+            // The runner owns the work channel's sender: dropped when the
+            // search returns, or by a panic unwinding this closure, it
+            // ends the workers' loops (after the schedules already
+            // started), so the scope can join them either way.
+            let mut runner = OnWorkers { work: work_tx, results: done_rx, done: BTreeMap::new(), next: 0 };
+            search(policy, opts, jobs, &mut runner)
         })
     }?;
     if let Some(kept) = found {
@@ -385,39 +432,41 @@ pub(crate) fn attach_counterexample(
     Ok(())
 }
 
-/// The search itself, batch by batch (`run_batch` runs one, given PCT's
-/// length estimate: the pilot, then windows of the rest): the report
-/// without its counterexample, and the schedule to shrink into one.
+/// The search itself, schedule by schedule in order, on `runner` (the
+/// pilot one at a time, then [`AHEAD_PER_JOB`] times `jobs` schedules
+/// started ahead): the report without its counterexample, and the
+/// schedule to shrink into one.
 fn search(
     policy: &Arc<dyn DynPolicy>,
     opts: &CheckOptions,
-    run_batch: &mut dyn FnMut(std::ops::Range<u64>, u64) -> Vec<Outcome>,
+    jobs: usize,
+    runner: &mut dyn Runner,
 ) -> Result<(CheckReport, Option<Kept>), ScenarioError> {
     let mut report = CheckReport { policy: policy.label(), ..CheckReport::default() };
     let mut expected_steps = 1000;
     let t0 = Instant::now();
     let mut found: Found = None;
-    let (mut start, mut pilot_steps) = (0, 0);
-    'search: while start < opts.schedules {
-        let window = if start < PILOT { 1 } else { WINDOW_PER_JOB * opts.jobs.max(1) as u64 };
-        let end = (start + window).min(opts.schedules);
-        let outcomes = run_batch(start..end, expected_steps);
-        for (i, outcome) in (start..end).zip(outcomes) {
-            // In schedule order: an error or a panic surfaces where it
-            // would on one thread, and not if the search stopped before.
-            let (run, violations) = outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-            if i < PILOT {
-                pilot_steps += run.steps();
-                expected_steps = run.steps().max(1);
-                if i + 1 == PILOT {
-                    expected_steps = (pilot_steps / PILOT).max(1);
-                }
-            }
-            if tally(&mut report, &mut found, i, run, &violations, &t0) && opts.stop_at_first {
-                break 'search;
+    let (mut started, mut pilot_steps) = (0, 0);
+    for i in 0..opts.schedules {
+        let ahead = if i < PILOT { i + 1 } else { (i + AHEAD_PER_JOB * jobs as u64).min(opts.schedules) };
+        while started < ahead {
+            runner.start(started, expected_steps);
+            started += 1;
+        }
+        // In schedule order: an error or a panic surfaces where it would
+        // on one thread, and not if the search stopped before.
+        let outcome = runner.take();
+        let (run, violations) = outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        if i < PILOT {
+            pilot_steps += run.steps();
+            expected_steps = run.steps().max(1);
+            if i + 1 == PILOT {
+                expected_steps = (pilot_steps / PILOT).max(1);
             }
         }
-        start = end;
+        if tally(&mut report, &mut found, i, run, &violations, &t0) && opts.stop_at_first {
+            break;
+        }
     }
     report.search_s = t0.elapsed().as_secs_f64();
     Ok((report, found.map(|(index, _, oracle, original)| (index, oracle, original))))

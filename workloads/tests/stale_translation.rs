@@ -98,7 +98,7 @@ fn race(policy: &Arc<dyn DynPolicy>) -> (Outcome, Vec<Finding>, Option<Pfn>) {
         (collapser.join().unwrap(), uffd, read)
     });
     let installed = (uffd == UffdCopy::Installed).then(|| {
-        let page = mm.pages.anon_range().find(|&p| !mm.pages.get(Pfn(p)).is_free());
+        let page = mm.pages.anon_used().find(|&p| !mm.pages.get(Pfn(p)).is_free());
         Pfn(page.expect("uffd's page is allocated"))
     });
     let (violations, _) = mm.violations.snapshot();

@@ -40,7 +40,9 @@ pub trait CpuEngine: Sealed + Sized {
     fn now_ns(&mut self) -> u64;
     /// Busy-wait until `ready` (a spinlock waiter: burns its CPU); `on` says
     /// what for. `ready` may take what it waits for (a hand-off) and is not
-    /// called again once it returned true.
+    /// called again once it returned true. When it returns false it must
+    /// leave the model as it found it: the exhaustive checker forgets what
+    /// a failed look touched ([`crate::footprint::Recording::end_probe`]).
     fn spin_until(&mut self, on: Event, ready: impl FnMut() -> bool);
     /// Block until `ready` (a sleeping lock: gives its CPU away).
     fn sleep_until(&mut self, on: Event, ready: impl FnMut() -> bool);

@@ -35,7 +35,6 @@
 
 use super::{Runnable, Scheduler};
 use crate::footprint::{Footprint, UNKNOWN};
-use std::collections::HashMap;
 
 /// A set of CPUs (exploration needs at most 64).
 type Cpus = u64;
@@ -123,12 +122,18 @@ pub struct Explorer {
     path: Vec<Node>,
     /// Steps of the current run so far.
     at: usize,
+    /// The state the current run branches at: the steps before it replay
+    /// the run before, whose footprints the path keeps, so they are not
+    /// recorded again ([`Scheduler::records_step`]).
+    branch: usize,
     bound: Option<u32>,
     reduce: bool,
     /// Whether the current run was cut, and why.
     cut: Option<Cut>,
     stats: Exploration,
     error: Option<String>,
+    /// The race analysis, kept from run to run.
+    races: Races,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -142,7 +147,17 @@ impl Explorer {
     /// bound). With `reduce` false every CPU that can run is tried at
     /// every state (no partial-order reduction: for comparison).
     pub fn new(bound: Option<u32>, reduce: bool) -> Explorer {
-        Explorer { path: vec![], at: 0, bound, reduce, cut: None, stats: Exploration::default(), error: None }
+        Explorer {
+            path: vec![],
+            at: 0,
+            branch: 0,
+            bound,
+            reduce,
+            cut: None,
+            stats: Exploration::default(),
+            error: None,
+            races: Races::default(),
+        }
     }
 
     /// The counts so far.
@@ -197,6 +212,7 @@ impl Explorer {
                 node.explored.push((node.chosen, step));
                 node.chosen = cpu;
                 node.done |= bit(cpu);
+                self.branch = self.path.len() - 1;
                 return true;
             }
             self.path.pop();
@@ -239,69 +255,15 @@ impl Explorer {
     /// The races of the run just made: for each step, the earlier steps of
     /// other CPUs it depends on that happen-before did not already order
     /// before it; each adds a backtrack point at the state before it.
+    /// The steps before the run's branch point replayed the run before
+    /// (same choices, same footprints), whose races were added then: only
+    /// the steps from there on are analysed ([`Races`]).
     fn add_backtrack_points(&mut self) {
-        let n = self.path.len();
-        let cpus = self.path.iter().map(|node| 64 - node.enabled.leading_zeros()).max().unwrap_or(0) as usize;
-        // Vector clock of each step: steps of each CPU that happen before
-        // it or are it; and each step's number among its CPU's.
-        let mut clocks: Vec<Vec<u32>> = Vec::with_capacity(n);
-        let mut nth: Vec<u32> = Vec::with_capacity(n);
-        let mut latest: Vec<Vec<u32>> = vec![vec![0; cpus]; cpus];
-        let mut count = vec![0u32; cpus];
-        let mut last_write: HashMap<u64, usize> = HashMap::new();
-        let mut reads: HashMap<u64, Vec<usize>> = HashMap::new();
-        let mut unknown_steps: Vec<usize> = vec![];
-        let mut touching: Vec<usize> = vec![];
-        let mut races = vec![];
-        for i in 0..n {
-            let p = self.path[i].chosen as usize;
-            count[p] += 1;
-            let mut deps: Vec<usize> = vec![];
-            let fp = &self.path[i].footprint;
-            if fp.has_unknown() {
-                deps.extend(&touching);
-                unknown_steps.push(i);
-            } else if !fp.is_empty() {
-                deps.extend(&unknown_steps);
-            }
-            for (word, write) in fp.words() {
-                if word == UNKNOWN {
-                    continue;
-                }
-                if let Some(&j) = last_write.get(&word) {
-                    deps.push(j);
-                }
-                if write {
-                    if let Some(rs) = reads.get_mut(&word) {
-                        deps.append(rs);
-                    }
-                    last_write.insert(word, i);
-                } else {
-                    reads.entry(word).or_default().push(i);
-                }
-            }
-            if !fp.is_empty() {
-                touching.push(i);
-            }
-            // What this CPU's own earlier steps already ordered before it.
-            let base = &latest[p];
-            let mut clock = base.clone();
-            for &j in &deps {
-                let q = self.path[j].chosen as usize;
-                if q != p && base[q] < nth[j] {
-                    races.push((j, i));
-                }
-                for (c, &t) in clock.iter_mut().zip(&clocks[j]) {
-                    *c = (*c).max(t);
-                }
-            }
-            clock[p] = count[p];
-            latest[p] = clock.clone();
-            clocks.push(clock);
-            nth.push(count[p]);
-        }
-        for (j, i) in races {
-            let cpu = self.path[i].chosen;
+        let mut races = std::mem::take(&mut self.races);
+        let found = races.analyse(&self.path, self.branch);
+        for &(j, i) in found {
+            let cpu = self.path[i as usize].chosen;
+            let j = j as usize;
             if self.path[j].enabled & bit(cpu) != 0 {
                 self.add_backtrack(j, cpu);
             } else {
@@ -310,7 +272,157 @@ impl Explorer {
                 }
             }
         }
+        self.races = races;
     }
+}
+
+/// The race analysis of a path, kept from run to run and rewound to the
+/// branch point of each: happens-before as vector clocks, and per line its
+/// last write and the reads since.
+#[derive(Default)]
+struct Races {
+    /// CPUs the clocks count (fixed by the first run: each run of an
+    /// exploration starts with the same CPUs).
+    cpus: usize,
+    /// Vector clock of each step analysed (row i: the steps of each CPU
+    /// that happen before step i or are it).
+    clocks: Vec<u32>,
+    /// Each step's number among its CPU's steps (from 1).
+    nth: Vec<u32>,
+    /// Per line: its last write and the first of the reads since.
+    lines: rustc_hash::FxHashMap<u64, Line>,
+    /// The read lists, threaded (step, next), newest first.
+    reads: Vec<(u32, u32)>,
+    /// Steps that touched an unlisted word, and steps that touched any.
+    unknown_steps: Vec<u32>,
+    touching: Vec<u32>,
+    /// Per step: where its entries of `undo` start, and the length of
+    /// `reads` before it.
+    marks: Vec<(u32, u32)>,
+    /// Each line's value before a step changed it, in order: what a rewind
+    /// restores.
+    undo: Vec<(u64, Line)>,
+    /// The races the last analysis found: (earlier step, later step).
+    found: Vec<(u32, u32)>,
+}
+
+impl Races {
+    /// Analyse `path` from step `from` on (the steps before are those
+    /// analysed last time, unchanged); the races whose later step is one
+    /// of those analysed now.
+    fn analyse(&mut self, path: &[Node], from: usize) -> &[(u32, u32)] {
+        let cpus = path.iter().map(|node| 64 - node.enabled.leading_zeros()).max().unwrap_or(0) as usize;
+        let from = if cpus == self.cpus { from.min(self.nth.len()) } else { 0 };
+        self.cpus = cpus;
+        self.rewind(from);
+        self.found.clear();
+        // Each CPU's latest clock and its steps so far, at `from`.
+        let mut latest: Vec<u32> = vec![0; cpus * cpus];
+        let mut count = vec![0u32; cpus];
+        let mut seen = 0;
+        for j in (0..from).rev() {
+            let q = path[j].chosen as usize;
+            if count[q] == 0 {
+                count[q] = self.nth[j];
+                latest[q * cpus..(q + 1) * cpus].copy_from_slice(&self.clocks[j * cpus..(j + 1) * cpus]);
+                seen += 1;
+                if seen == cpus {
+                    break;
+                }
+            }
+        }
+        let mut deps: Vec<u32> = vec![];
+        let mut clock = vec![0u32; cpus];
+        for (i, node) in path.iter().enumerate().skip(from) {
+            let p = node.chosen as usize;
+            count[p] += 1;
+            self.marks.push((self.undo.len() as u32, self.reads.len() as u32));
+            deps.clear();
+            let fp = &node.footprint;
+            if fp.has_unknown() {
+                deps.extend(&self.touching);
+                self.unknown_steps.push(i as u32);
+            } else if !fp.is_empty() {
+                deps.extend(&self.unknown_steps);
+            }
+            for (word, write) in fp.words() {
+                if word == UNKNOWN {
+                    continue;
+                }
+                let line = self.lines.entry(word).or_insert(Line { write: NONE, reads: NONE });
+                self.undo.push((word, *line));
+                if line.write != NONE {
+                    deps.push(line.write);
+                }
+                if write {
+                    let mut r = line.reads;
+                    while r != NONE {
+                        let (step, next) = self.reads[r as usize];
+                        deps.push(step);
+                        r = next;
+                    }
+                    *line = Line { write: i as u32, reads: NONE };
+                } else {
+                    self.reads.push((i as u32, line.reads));
+                    line.reads = (self.reads.len() - 1) as u32;
+                }
+            }
+            if !fp.is_empty() {
+                self.touching.push(i as u32);
+            }
+            // What this CPU's own earlier steps already ordered before it.
+            clock.copy_from_slice(&latest[p * cpus..(p + 1) * cpus]);
+            for &j in &deps {
+                let q = path[j as usize].chosen as usize;
+                if q != p && latest[p * cpus + q] < self.nth[j as usize] {
+                    self.found.push((j, i as u32));
+                }
+                let row = j as usize * cpus;
+                for (c, &t) in clock.iter_mut().zip(&self.clocks[row..row + cpus]) {
+                    *c = (*c).max(t);
+                }
+            }
+            clock[p] = count[p];
+            latest[p * cpus..(p + 1) * cpus].copy_from_slice(&clock);
+            self.clocks.extend_from_slice(&clock);
+            self.nth.push(count[p]);
+        }
+        &self.found
+    }
+
+    /// Forget the steps from `to` on: the analysis as it stood after step
+    /// `to - 1`.
+    fn rewind(&mut self, to: usize) {
+        if to == 0 {
+            self.lines.clear();
+            self.undo.clear();
+            self.marks.clear();
+            self.reads.clear();
+        }
+        while self.marks.len() > to {
+            let (undo, reads) = self.marks.pop().expect("a step to forget");
+            for (word, before) in self.undo.drain(undo as usize..).rev() {
+                *self.lines.get_mut(&word).expect("an undone line is in the table") = before;
+            }
+            self.reads.truncate(reads as usize);
+        }
+        self.clocks.truncate(to * self.cpus);
+        self.nth.truncate(to);
+        let kept = |steps: &mut Vec<u32>| steps.truncate(steps.partition_point(|&s| (s as usize) < to));
+        kept(&mut self.unknown_steps);
+        kept(&mut self.touching);
+    }
+}
+
+/// No step (a line not written yet, the end of a read list).
+const NONE: u32 = u32::MAX;
+
+/// A line's accesses so far in the race analysis: the step that last
+/// wrote it and the first of the reads since.
+#[derive(Copy, Clone, Debug)]
+struct Line {
+    write: u32,
+    reads: u32,
 }
 
 impl Scheduler for Explorer {
@@ -390,6 +502,10 @@ impl Scheduler for Explorer {
 
     fn wants_footprints(&self) -> bool {
         true
+    }
+
+    fn records_step(&self, step: u64) -> bool {
+        step as usize >= self.branch
     }
 
     fn stepped(&mut self, cpu: u32, footprint: Footprint) {

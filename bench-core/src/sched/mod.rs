@@ -90,8 +90,18 @@ pub trait Scheduler {
         false
     }
 
+    /// Whether step `step` (just chosen by [`Scheduler::next`]) is to be
+    /// recorded, when the scheduler wants footprints at all. Default: every
+    /// step. The [`Explorer`] already knows the steps of the prefix it
+    /// replays (a run is a function of its schedule), and recording costs
+    /// more than the step itself.
+    fn records_step(&self, _step: u64) -> bool {
+        true
+    }
+
     /// What the step just taken by `cpu` (the last one [`Scheduler::next`]
     /// chose) touched, with the probes that followed it: called before
-    /// the next call to `next`, and once after the run's last step.
+    /// the next call to `next`, and once after the run's last step, for
+    /// each step [`Scheduler::records_step`] asked for.
     fn stepped(&mut self, _cpu: u32, _footprint: Footprint) {}
 }
