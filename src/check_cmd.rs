@@ -10,7 +10,7 @@ use bench_core::results::Environment;
 use reports::schema::{
     CounterexampleDoc, CounterexampleTimeline, ExhaustiveDoc, OracleCount, PolicyCheck, PolicyFailure, SCHEMA,
 };
-use reports::verdicts::{print_counterexample, verdict_table, wrap};
+use reports::verdicts::{counterexample_head, print_counterexample, verdict_table, wrap};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -637,22 +637,7 @@ impl CheckPlan<'_> {
             }
         }
         for c in checks.iter() {
-            let Some(doc) = &c.first else { continue };
-            let head = format!(
-                "{}: {} first in {} #{}; shrunk from {} steps ({} runs) to {} steps ({} runs) in {} replays:",
-                c.policy,
-                doc.violations[0].oracle,
-                if c.exhaustive.is_some() { "interleaving" } else { "schedule" },
-                match &c.exhaustive {
-                    Some(_) => c.by_oracle.get(doc.violations[0].oracle.name()).map_or(doc.index, |n| n.first),
-                    None => doc.index,
-                },
-                doc.original_steps,
-                doc.original_runs,
-                doc.steps,
-                doc.runs,
-                doc.shrink_replays
-            );
+            let (Some(doc), Some(head)) = (&c.first, counterexample_head(c, &scenario.name)) else { continue };
             out.push('\n');
             out.push_str(&wrap(&head, "", ""));
             print_counterexample(&mut out, doc);

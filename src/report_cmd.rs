@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use workloads::check::{check_policy, CheckOptions};
+use workloads::exhaustive::{self, check_exhaustive, ExhaustiveOptions};
 use workloads::scenario::available_memory;
 use workloads::{preset, RunOptions, Scenario, PRESETS};
 
@@ -266,7 +267,8 @@ impl ReportPlan {
         let cells_total = (self.scenarios.len() * measured.len()) as u64 * work.repetitions as u64;
         let scaling_total = (work.scaling.len() * measured.len()) as u64;
         let sweep_total = (work.cpu_sweep.len() * measured.len()) as u64;
-        let checks_total = (CHECKED_WORKLOADS.len() * self.checked.len()) as u64;
+        // Each workload's scope explored, then sampled.
+        let checks_total = (2 * CHECKED_WORKLOADS.len() * self.checked.len()) as u64;
         let bar = progress(cells_total + scaling_total + sweep_total + checks_total);
         let mut ledger = Ledger { bar: bar.clone(), out: self.out.clone(), finished: vec![], failures: vec![] };
         let mut cells = vec![];
@@ -498,6 +500,12 @@ fn sweep(
     Ok(points)
 }
 
+/// The verdict of every policy on each of [`CHECKED_WORKLOADS`]: first
+/// every interleaving of the workload's exhaustive scope (about a second
+/// a policy; under the preset's default bound where it has one, and then
+/// the verdict says `bounded`), then `work.schedules` sampled schedules
+/// of the workload itself, which reach what the scope leaves out (actors
+/// acting more than once, on more than one entry).
 fn verdicts(
     policies: &[Arc<dyn DynPolicy>],
     work: &Work,
@@ -510,22 +518,35 @@ fn verdicts(
         scenario.seed = seed;
         let opts = CheckOptions { schedules: work.schedules, seed, ..CheckOptions::default() };
         let workload = WorkloadArgs { workload: Some(name.into()), scenario: None, threads: None, set: vec![] };
-        for policy in policies {
-            ledger.checkpoint()?;
-            ledger.bar.set_message(format!("checking {} on {name}", policy.label()));
-            ledger.bar.inc(1);
-            let report = match bench_core::oops::catch(|| check_policy(policy, &scenario, &opts)) {
-                Ok(report) => report?,
-                Err(panic) => {
-                    ledger.fail(&policy.label(), name, "check", panic_failure(panic));
-                    continue;
-                }
-            };
-            let first = report.first.as_ref().map(|cx| {
-                counterexample_doc(cx, replay_command(&workload, &scenario, &opts, &report.policy, &cx.token()))
-            });
-            verdicts.push(Verdict { workload: name.into(), check: policy_doc(policy, &scenario, &report, first) });
-            ledger.finished.push(format!("check {} on {name}", policy.label()));
+        let scope = exhaustive::scope(&scenario);
+        let how = ExhaustiveOptions { bound: exhaustive::default_bound(name), reduce: true };
+        for (scenario, explore) in [(&scope, true), (&scenario, false)] {
+            let part = if explore { "explore" } else { "check" };
+            for policy in policies {
+                ledger.checkpoint()?;
+                ledger.bar.set_message(format!("{part} {} on {}", policy.label(), scenario.name));
+                ledger.bar.inc(1);
+                let searched = bench_core::oops::catch(|| match explore {
+                    true => check_exhaustive(policy, scenario, &opts, &how),
+                    false => check_policy(policy, scenario, &opts),
+                });
+                let report = match searched {
+                    Ok(report) => report?,
+                    Err(panic) => {
+                        ledger.fail(&policy.label(), name, part, panic_failure(panic));
+                        continue;
+                    }
+                };
+                let first = report.first.as_ref().map(|cx| {
+                    counterexample_doc(cx, replay_command(&workload, scenario, &opts, &report.policy, &cx.token()))
+                });
+                verdicts.push(Verdict { workload: name.into(), check: policy_doc(policy, scenario, &report, first) });
+                ledger.finished.push(format!(
+                    "{part} {} on {name}{}",
+                    policy.label(),
+                    if explore { " scope" } else { "" }
+                ));
+            }
         }
     }
     Ok(verdicts)

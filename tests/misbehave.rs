@@ -88,17 +88,27 @@ fn report_leaves_a_failing_policy_out_and_says_why() {
         [
             ("test-panic", "uffd-private", "measure"),
             ("test-panic", "pml-contended", "scaling threads.neighbours=1"),
+            ("test-panic", "uffd-private", "explore"),
             ("test-panic", "uffd-private", "check"),
+            ("test-panic", "pml-contended", "explore"),
             ("test-panic", "pml-contended", "check"),
         ]
     );
-    // The hanging and deadlocking policies get verdicts, from the checker.
-    let verdict = |policy: &str, workload: &str| {
-        let v = result.verdicts.iter().find(|v| v.check.policy == policy && v.workload == workload).unwrap();
-        v.check.by_oracle.keys().cloned().collect::<Vec<_>>()
+    // The hanging and deadlocking policies get verdicts, from the checker:
+    // on each workload's scope, and sampled.
+    let verdict = |policy: &str, workload: &str, explored: bool| {
+        let v = result
+            .verdicts
+            .iter()
+            .find(|v| v.check.policy == policy && v.workload == workload && v.check.exhaustive.is_some() == explored)
+            .unwrap();
+        (v.check.verdict.clone(), v.check.by_oracle.keys().cloned().collect::<Vec<_>>())
     };
-    assert_eq!(verdict("test-hang", "uffd-private"), ["deadlock", "lock-order"]);
-    assert_eq!(verdict("v1", "uffd-private"), Vec::<String>::new());
+    for explored in [true, false] {
+        assert_eq!(verdict("test-hang", "uffd-private", explored).1, ["deadlock", "lock-order"]);
+    }
+    assert_eq!(verdict("v1", "uffd-private", true), ("verified".into(), vec![]));
+    assert_eq!(verdict("v1", "uffd-private", false), ("ok".into(), vec![]));
     let text = std::fs::read_to_string(out.join("report.txt")).unwrap();
     assert!(text.lines().all(|l| l.len() <= 72 && l.is_ascii()), "{text}");
     let section = &text[text.find("failed (abandoned").expect("a failures section")..];

@@ -36,7 +36,19 @@ fn quick_report_writes_every_output() {
     assert_eq!(results.base, "v1");
     assert_eq!(results.cells.len(), 2);
     assert!(results.cells.iter().all(|c| c.runs.len() == results.repetitions as usize));
-    assert_eq!(results.verdicts.len(), 10, "five policies on two checked workloads");
+    // Five policies on two checked workloads, each explored on its scope
+    // (complete, so `verified` or FAIL), then sampled.
+    assert_eq!(results.verdicts.len(), 20);
+    for v in &results.verdicts {
+        let word = v.check.verdict.as_str();
+        match &v.check.exhaustive {
+            Some(e) => assert!(e.complete && ["verified", "FAIL"].contains(&word), "{v:?}"),
+            None => assert!(["ok", "FAIL"].contains(&word), "{v:?}"),
+        }
+    }
+    assert_eq!(results.verdicts.iter().filter(|v| v.check.exhaustive.is_some()).count(), 10);
+    assert!(text.contains("uffd-private, every interleaving of its scope"), "{text}");
+    assert!(text.contains("pre-fix on uffd-private scope: table-freed-live first in"), "{text}");
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("collapses_per_s"));
     for stem in ["throughput", "latency-cdf-uffd-private", "pml-hold-uffd-private"] {

@@ -12,6 +12,7 @@ use crate::schema::{Cell, CounterexampleDoc, CounterexampleTimeline, CpuSweep, R
 use crate::stats::mean_stddev;
 use crate::summary::{fmt_ns, neighbour_wait, pml_hold};
 use crate::timeline;
+use crate::verdicts::shown_counterexamples;
 use bench_core::metrics::HistSummary;
 use bench_core::results::{PolicyRun, TimelineEvent, TimelineLock};
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
@@ -872,13 +873,20 @@ fn cpu_sweep(sweep: &CpuSweep, policies: &Policies) -> Vec<Page> {
     out
 }
 
+/// The counterexamples the text shows ([`shown_counterexamples`]), drawn.
+/// A file is named by the policy, and by the workload (and `scope` for an
+/// exhaustive check's) where the policy has several.
 fn timelines(r: &ReportResults) -> Vec<Page> {
-    let with_cx: Vec<&Verdict> = r.verdicts.iter().filter(|v| v.check.first.as_ref().is_some_and(drawable)).collect();
+    let with_cx: Vec<&Verdict> = shown_counterexamples(&r.verdicts)
+        .into_iter()
+        .filter(|v| v.check.first.as_ref().is_some_and(drawable))
+        .collect();
     let mut out = Vec::new();
     for v in &with_cx {
         let several = with_cx.iter().filter(|o| o.check.policy == v.check.policy).count() > 1;
+        let scope = if v.check.exhaustive.is_some() { "-scope" } else { "" };
         let stem = if several {
-            format!("timeline-{}-{}", file_stem(&v.check.policy), file_stem(&v.workload))
+            format!("timeline-{}-{}{scope}", file_stem(&v.check.policy), file_stem(&v.workload))
         } else {
             format!("timeline-{}", file_stem(&v.check.policy))
         };
@@ -1000,11 +1008,20 @@ fn timeline(v: &Verdict, stem: String) -> Option<Page> {
         .collect();
     Some(Page {
         stem,
-        title: format!("Counterexample: {} breaks {oracle} ({})", v.check.policy, v.workload),
-        subtitle: format!(
-            "schedule #{}, shrunk to {} steps in {} runs (from {} steps, {} runs)",
-            cx.index, cx.steps, cx.runs, cx.original_steps, cx.original_runs
-        ),
+        title: match v.check.exhaustive {
+            Some(_) => format!("Counterexample: {} breaks {oracle} ({} scope)", v.check.policy, v.workload),
+            None => format!("Counterexample: {} breaks {oracle} ({})", v.check.policy, v.workload),
+        },
+        subtitle: match v.check.exhaustive {
+            Some(_) => format!(
+                "one interleaving of the scope, shrunk to {} steps in {} runs (from {} steps, {} runs)",
+                cx.steps, cx.runs, cx.original_steps, cx.original_runs
+            ),
+            None => format!(
+                "schedule #{}, shrunk to {} steps in {} runs (from {} steps, {} runs)",
+                cx.index, cx.steps, cx.runs, cx.original_steps, cx.original_runs
+            ),
+        },
         legend,
         footer,
         body: Body::Timeline(TimelinePlot {

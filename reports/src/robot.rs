@@ -37,7 +37,7 @@
 
 use crate::figures::{cpu_sweep_figures, figures, Figure, Stat};
 use crate::schema::{Cell, CpuSweep, PolicyCheck, PolicyFailure, ReportResults};
-use crate::verdicts::{print_counterexample, verdict_table, wrap};
+use crate::verdicts::{counterexample_head, print_counterexample, shown_counterexamples, verdict_table, wrap};
 use bench_core::results::PolicyRun;
 use std::fmt::Write as _;
 
@@ -535,15 +535,9 @@ fn cpu_sweep_section(base: &str, sweep: &CpuSweep) -> String {
 /// most [`WIDTH`] wide (the replay command continued with `\`).
 fn counterexample(workload: &str, c: &PolicyCheck) -> Option<String> {
     let doc = c.first.as_ref()?;
-    let first = doc.violations.first().map_or_else(|| "a violation".to_owned(), |v| v.oracle.to_string());
-    let head = format!(
-        "{} on {workload}: {first} first in schedule #{}; shrunk from {} steps ({} runs) to {} steps ({} runs) in {} \
-         replays:",
-        c.policy, doc.index, doc.original_steps, doc.original_runs, doc.steps, doc.runs, doc.shrink_replays
-    );
     let mut body = String::new();
     print_counterexample(&mut body, doc);
-    let mut out = wrap(&head, "", "");
+    let mut out = wrap(&counterexample_head(c, workload)?, "", "");
     for line in body.lines() {
         match line.strip_prefix("replay: ") {
             Some(cmd) if line.len() > WIDTH => out.push_str(&shell_lines(cmd, "replay: ", "    ")),
@@ -555,18 +549,31 @@ fn counterexample(workload: &str, c: &PolicyCheck) -> Option<String> {
 
 fn verdict_section(r: &ReportResults) -> String {
     let mut out = rule();
-    out.push_str("verdicts (collapse-bench check: controlled schedules, every oracle)\n");
+    out.push_str("verdicts (collapse-bench check, every oracle)\n");
     if r.verdicts.is_empty() {
         out.push_str("\nnone in this result\n");
         return out;
     }
+    out.push_str(&wrap(VERDICT_LEGEND, "", ""));
     for workload in distinct(r.verdicts.iter().map(|v| v.workload.as_str())) {
-        let checks: Vec<PolicyCheck> =
-            r.verdicts.iter().filter(|v| v.workload == workload).map(|v| v.check.clone()).collect();
-        let _ = writeln!(out, "\n{workload}:");
-        out.push_str(&fit(&verdict_table(&checks)));
+        for exhaustive in [true, false] {
+            let checks: Vec<PolicyCheck> = r
+                .verdicts
+                .iter()
+                .filter(|v| v.workload == workload && v.check.exhaustive.is_some() == exhaustive)
+                .map(|v| v.check.clone())
+                .collect();
+            let Some(first) = checks.first() else { continue };
+            let heading = match &first.exhaustive {
+                Some(e) => format!("{workload}, every interleaving of its scope ({}):", e.scope),
+                None => format!("{workload}, {} sampled schedules:", first.schedules),
+            };
+            out.push('\n');
+            out.push_str(&wrap(&heading, "", "  "));
+            out.push_str(&fit(&verdict_table(&checks)));
+        }
     }
-    for v in &r.verdicts {
+    for v in shown_counterexamples(&r.verdicts) {
         if let Some(text) = counterexample(&v.workload, &v.check) {
             out.push('\n');
             out.push_str(&text);
@@ -574,6 +581,11 @@ fn verdict_section(r: &ReportResults) -> String {
     }
     out
 }
+
+/// What the verdict words mean, above the tables.
+const VERDICT_LEGEND: &str = "\nverified: every interleaving of the scope was explored and none broke a \
+    rule (a bounded exploration says bounded). ok: no rule broken in the sampled schedules, which is not \
+    a proof. FAIL: the gravest rule broken, with its counterexample below.";
 
 /// The whole `report.txt`: header, one section per workload with a table
 /// per patch against `r.base`, the CPU sweep's tables where `r` has one,

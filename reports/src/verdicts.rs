@@ -1,7 +1,7 @@
 //! The checker's verdicts as text: the policy-by-oracle table and a
 //! counterexample with its replay token and timeline.
 
-use crate::schema::{CounterexampleDoc, CounterexampleTimeline, PolicyCheck};
+use crate::schema::{CounterexampleDoc, CounterexampleTimeline, PolicyCheck, Verdict};
 use crate::timeline::{self, Timeline, WIDTH};
 use bench_core::Oracle;
 use std::fmt::Write as _;
@@ -22,40 +22,84 @@ pub fn verdict_table(checks: &[PolicyCheck]) -> String {
     };
     let runs_w = what.len();
     let mut out = format!("{:<name_w$} {what:>runs_w$}  {:<verdict_w$}  oracles\n", "policy", "verdict");
-    let indent = name_w + 1 + runs_w + 2 + verdict_w + 2;
-    for c in checks {
-        let cells: Vec<String> = Oracle::by_gravity()
+    let column = name_w + 1 + runs_w + 2 + verdict_w + 2;
+    let cells_of = |c: &PolicyCheck| -> Vec<String> {
+        Oracle::by_gravity()
             .into_iter()
             .filter_map(|o| c.by_oracle.get(o.name()).map(|n| (o, n)))
             .map(|(o, n)| format!("{o} {}/{} (first #{})", n.schedules, c.schedules, n.first))
-            .collect();
+            .collect()
+    };
+    // The cells in the oracles column, the first beside the verdict; or,
+    // when one of the table's is too wide for that column, every cell on
+    // a line of its own, indented 4.
+    let widest = checks.iter().flat_map(cells_of).map(|cell| cell.len()).max().unwrap_or(0);
+    let indent = if column + widest <= WIDTH { column } else { 4 };
+    for c in checks {
         if c.policy.len() > name_w {
             let _ = writeln!(out, "{}", c.policy);
         }
         let name = if c.policy.len() > name_w { "" } else { &c.policy };
         let mut line = format!("{name:<name_w$} {:>runs_w$}  {:<verdict_w$}", c.schedules, c.verdict);
-        for (k, cell) in cells.iter().enumerate() {
-            if k > 0 {
-                out.push_str(line.trim_end());
-                out.push('\n');
-                line = " ".repeat(indent - 2);
-            }
-            if line.len() + 2 + cell.len() > WIDTH {
-                out.push_str(line.trim_end());
-                out.push('\n');
-                line = " ".repeat(4);
-            } else {
+        for (k, cell) in cells_of(c).iter().enumerate() {
+            if k == 0 && indent == column {
                 line.push_str("  ");
+            } else {
+                let _ = writeln!(out, "{}", line.trim_end());
+                line = " ".repeat(indent);
             }
             line.push_str(cell);
         }
-        out.push_str(line.trim_end());
-        out.push('\n');
+        let _ = writeln!(out, "{}", line.trim_end());
         if c.step_limits > 0 {
             let _ = writeln!(out, "    ({} schedules hit the step budget: possible livelock)", c.step_limits);
         }
     }
     out
+}
+
+/// The line that introduces `c`'s counterexample on `workload`,
+/// unwrapped: `{policy} on {workload}: {oracle} first in schedule #N`, or
+/// for an exhaustive check `{policy} on {workload} scope: ... first in
+/// interleaving #N` (the first of its interleavings to break that rule),
+/// and how far it was shrunk.
+pub fn counterexample_head(c: &PolicyCheck, workload: &str) -> Option<String> {
+    let doc = c.first.as_ref()?;
+    let oracle = doc.violations.first().map_or_else(|| "a violation".to_owned(), |v| v.oracle.to_string());
+    let (place, what, number) = match &c.exhaustive {
+        Some(_) => (
+            " scope",
+            "interleaving",
+            doc.violations.first().and_then(|v| c.by_oracle.get(v.oracle.name())).map_or(doc.index, |n| n.first),
+        ),
+        None => ("", "schedule", doc.index),
+    };
+    Some(format!(
+        "{} on {workload}{place}: {oracle} first in {what} #{number}; shrunk from {} steps ({} runs) to {} steps \
+         ({} runs) in {} replays:",
+        c.policy, doc.original_steps, doc.original_runs, doc.steps, doc.runs, doc.shrink_replays
+    ))
+}
+
+/// The verdicts whose counterexample a report shows: every exhaustive
+/// one, and a sampled one unless the exhaustive check of the same policy
+/// on the same workload already shows a counterexample of the same rule
+/// (the scope's is the smaller and the certain one). In `verdicts` order,
+/// exhaustive ones first.
+pub fn shown_counterexamples(verdicts: &[Verdict]) -> Vec<&Verdict> {
+    let oracle = |v: &Verdict| v.check.first.as_ref().and_then(|cx| cx.violations.first()).map(|x| x.oracle);
+    let explored = verdicts.iter().filter(|v| v.check.exhaustive.is_some() && v.check.first.is_some());
+    let sampled = verdicts.iter().filter(|v| {
+        v.check.exhaustive.is_none()
+            && v.check.first.is_some()
+            && !verdicts.iter().any(|e| {
+                e.check.exhaustive.is_some()
+                    && e.workload == v.workload
+                    && e.check.policy == v.check.policy
+                    && oracle(e) == oracle(v)
+            })
+    });
+    explored.chain(sampled).collect()
 }
 
 /// The violations (first few, wrapped), the replay command and the timeline.
@@ -150,5 +194,46 @@ mod tests {
             Oracle::by_gravity().iter().enumerate().map(|(i, o)| format!("{o} {}/100 (first #3)", i + 1)).collect();
         assert_eq!(cells, want, "{table}");
         assert!(table.contains("use-after-free 1/100") && table.contains("stale-translation 9/100"), "{table}");
+    }
+
+    #[test]
+    fn cells_too_wide_for_the_oracles_column_go_one_a_line_under_the_row() {
+        let explored = |policy: &str, by_oracle: &[(&str, u64)]| PolicyCheck {
+            policy: policy.into(),
+            params: serde_json::json!({}),
+            verdict: if by_oracle.is_empty() { "verified" } else { "FAIL" }.into(),
+            schedules: 8356,
+            steps: 0,
+            step_limits: 0,
+            search_s: 0.7,
+            first_found_s: None,
+            shrink_s: 0.0,
+            by_oracle: by_oracle
+                .iter()
+                .map(|&(o, n)| (o.to_owned(), OracleCount { schedules: n, first: 1672 }))
+                .collect(),
+            first: None,
+            exhaustive: Some(crate::schema::ExhaustiveDoc {
+                scope: "a scope".into(),
+                interleavings: 8356,
+                runs: 9000,
+                sleep_blocked: 644,
+                bound: None,
+                bound_hit: false,
+                complete: true,
+            }),
+        };
+        let table = verdict_table(&[
+            explored("v2-flush-bool", &[]),
+            explored("pre-fix", &[("table-freed-live", 978), ("lost-page", 978)]),
+        ]);
+        assert_eq!(
+            table,
+            "policy        interleavings  verdict   oracles\n\
+             v2-flush-bool          8356  verified\n\
+             pre-fix                8356  FAIL\n\
+             \x20   table-freed-live 978/8356 (first #1672)\n\
+             \x20   lost-page 978/8356 (first #1672)\n"
+        );
     }
 }

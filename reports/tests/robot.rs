@@ -14,8 +14,8 @@ use bench_core::{CostModel, LockClass, Role};
 use reports::compare::{compare, load, CompareError};
 use reports::robot::{comparison, report_text, WIDTH};
 use reports::schema::{
-    Cell, CounterexampleDoc, CounterexampleTimeline, CpuSweep, OracleCount, PolicyCheck, ReportResults, RunResult,
-    ScalingPoint, Verdict, SCHEMA,
+    Cell, CounterexampleDoc, CounterexampleTimeline, CpuSweep, ExhaustiveDoc, OracleCount, PolicyCheck, ReportResults,
+    RunResult, ScalingPoint, Verdict, SCHEMA,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -274,6 +274,40 @@ fn check(policy: &str, fail: bool) -> PolicyCheck {
     }
 }
 
+/// The exhaustive scope's verdict of `policy` (the report's first table
+/// per workload): verified, or pre-fix's FAIL with the same race as its
+/// sampled counterexample, found on the scope.
+fn explored(policy: &str, fail: bool) -> PolicyCheck {
+    let interleavings = if fail { 8356 } else { 7540 };
+    let mut c = check(policy, fail);
+    c.verdict = if fail { "FAIL" } else { "verified" }.into();
+    c.schedules = interleavings;
+    if fail {
+        c.by_oracle = BTreeMap::from([
+            ("table-freed-live".to_owned(), OracleCount { schedules: 978, first: 1672 }),
+            ("lost-page".to_owned(), OracleCount { schedules: 978, first: 1672 }),
+        ]);
+        let mut cx = counterexample();
+        cx.index = 0;
+        cx.token = "s2-0-0x13.1x7.0x9.2x2".into();
+        cx.replay =
+            format!("collapse-bench check -p pre-fix -w pml-contended --exhaustive --seed 1 --replay {}", cx.token);
+        c.first = Some(cx);
+    }
+    c.exhaustive = Some(ExhaustiveDoc {
+        scope: "4 CPUs, one 2 MiB range, 1 operation each aimed at PTE index 2 (the collapse without its restore; \
+                UFFDIO_COPY of 1 page)"
+            .into(),
+        interleavings,
+        runs: interleavings + 2000,
+        sleep_blocked: 2000,
+        bound: None,
+        bound_hit: false,
+        complete: true,
+    });
+    c
+}
+
 /// CPU counts of the fixture's CPU sweep.
 const SWEEP_CPUS: [u32; 4] = [1, 4, 16, 64];
 
@@ -333,14 +367,18 @@ fn fixture_report() -> ReportResults {
             })
         })
         .collect();
+    // As `report` orders them: per workload, its scope explored, then
+    // sampled.
     let mut verdicts = vec![];
     for w in WORKLOADS {
-        for p in POLICIES.iter().chain(&["pre-fix"]) {
-            let fail = *p == "pre-fix" && w == "pml-contended";
-            if *p == "pre-fix" && !fail {
-                continue;
+        for verdict in [explored, check] {
+            for p in POLICIES.iter().chain(&["pre-fix"]) {
+                let fail = *p == "pre-fix" && w == "pml-contended";
+                if *p == "pre-fix" && !fail {
+                    continue;
+                }
+                verdicts.push(Verdict { workload: w.into(), check: verdict(p, fail) });
             }
-            verdicts.push(Verdict { workload: w.into(), check: check(p, fail) });
         }
     }
     ReportResults {
@@ -516,8 +554,24 @@ fn report_text_golden() {
     assert!(sweep.contains("\n  64     126.0          63.00          63.00\n"), "{sweep}");
     assert!(text.contains("engine/repetitions/run_seconds/seed/git_revision:\n  native/5/1.5/1/7b232fb1c0de\n"));
     assert!(text.contains("workload/threads/pinned/oversubscribed:\n  pml-contended/5/no/yes\n"));
-    assert!(text.contains("pre-fix on pml-contended: table-freed-live first in schedule #21"));
-    assert!(text.contains("*** table-freed-live"));
+    // Each workload's scope explored, then sampled, under its own heading.
+    let verdicts = &text[text.find("verdicts (collapse-bench check").unwrap()..];
+    let at = |s: &str| verdicts.find(s).unwrap_or_else(|| panic!("{s:?} in\n{verdicts}"));
+    assert!(at("uffd-private, every interleaving of its scope (4 CPUs") < at("uffd-private, 2000 sampled schedules:"));
+    assert!(at("uffd-private, 2000 sampled") < at("pml-contended, every interleaving of its scope"));
+    assert!(at("pml-contended, every interleaving") < at("pml-contended, 2000 sampled schedules:"));
+    assert!(
+        verdicts.contains("\npolicy        interleavings  verdict   oracles\nv1                     7540  verified\n")
+    );
+    assert!(
+        verdicts.contains("\npolicy        schedules  verdict  oracles\nv1                 2000  ok\n"),
+        "{verdicts}"
+    );
+    // The scope's counterexample is shown; the sampled one of the same
+    // rule is not (the scope's is the certain one).
+    assert!(text.contains("pre-fix on pml-contended scope: table-freed-live first in interleaving\n#1672;"));
+    assert!(!text.contains("first in schedule #21"), "{text}");
+    assert_eq!(text.matches("*** table-freed-live").count(), 1);
     // The replay command, continued with `\`, is still the command.
     let replay = text.split("replay: ").last().unwrap();
     let replay: String = replay.split("\n\n").next().unwrap().replace(" \\\n    ", " ");

@@ -136,9 +136,10 @@ pub struct ConformanceOptions {
     /// it caches can show a stale translation.
     pub ops_per_cpu: u64,
     /// Presets whose exhaustive scope ([`crate::exhaustive::scope`]) is
-    /// explored as well as sampled, every interleaving (default:
-    /// `uffd-private` and `shmem-shared`, whose scopes finish in under a
-    /// second); reported as complete beside the sampled verdicts.
+    /// explored as well as sampled, every interleaving (default: every
+    /// preset whose scope finishes, [`crate::exhaustive::Reach::Complete`]:
+    /// about 1.5 s a policy together in a release build); reported as
+    /// complete beside the sampled verdicts.
     pub exhaustive: Vec<String>,
 }
 
@@ -153,7 +154,12 @@ impl Default for ConformanceOptions {
             seed: 1,
             shrink_budget: 100,
             ops_per_cpu: CheckOptions::default().ops_per_cpu,
-            exhaustive: vec!["uffd-private".to_owned(), "shmem-shared".to_owned()],
+            exhaustive: PRESETS
+                .iter()
+                .map(|p| p.0)
+                .filter(|name| crate::exhaustive::default_reach(name) == crate::exhaustive::Reach::Complete)
+                .map(str::to_owned)
+                .collect(),
         }
     }
 }
@@ -395,28 +401,28 @@ pub fn conformance(entry: &PolicyEntry, params: &serde_json::Value, opts: &Confo
     if opts.schedules > 0 {
         let t0 = Instant::now();
         report.presets = run_presets(&policy, &report.policy, opts);
-        for name in &opts.exhaustive {
-            report.presets.push(run_preset(&policy, &report.policy, name, opts, true));
-        }
         report.checker_s = t0.elapsed().as_secs_f64();
     }
     judge_checker(&mut report, opts);
     report
 }
 
-/// The checker on every preset of `opts`, spread over the machine's CPUs
+/// The checker on every preset of `opts`, then every interleaving of the
+/// scope of each of `opts.exhaustive`, spread over the machine's CPUs
 /// (each schedule is deterministic, so the outcome does not depend on how
-/// the presets are spread); in `opts.presets` order.
+/// the work is spread); in that order.
 fn run_presets(policy: &Arc<dyn DynPolicy>, label: &str, opts: &ConformanceOptions) -> Vec<PresetOutcome> {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(opts.presets.len()).max(1);
+    let work: Vec<(&String, bool)> =
+        opts.presets.iter().map(|p| (p, false)).chain(opts.exhaustive.iter().map(|p| (p, true))).collect();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(work.len()).max(1);
     let next = AtomicUsize::new(0);
-    let done = Mutex::new(Vec::with_capacity(opts.presets.len()));
+    let done = Mutex::new(Vec::with_capacity(work.len()));
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(name) = opts.presets.get(i) else { break };
-                let outcome = catch_unwind(AssertUnwindSafe(|| run_preset(policy, label, name, opts, false)))
+                let Some(&(name, explore)) = work.get(i) else { break };
+                let outcome = catch_unwind(AssertUnwindSafe(|| run_preset(policy, label, name, opts, explore)))
                     .unwrap_or_else(|panic| PresetOutcome {
                         preset: name.clone(),
                         check: None,

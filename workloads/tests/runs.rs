@@ -29,30 +29,43 @@ fn opts(ops: u64) -> RunOptions {
 static NATIVE: Mutex<()> = Mutex::new(());
 
 /// 50 collapses of `name` under the correct policy: no violation during
-/// the run or at teardown, and every actor did something.
+/// the run or at teardown, and every actor did something. On a loaded
+/// machine a thread may not get a CPU before the collapser has made its
+/// 50 (a millisecond or two): then the run is made again with ten times
+/// as many collapses, up to 5000, each run held to the same rules.
 fn runs_clean(name: &str) {
     let _serial = NATIVE.lock().unwrap_or_else(|p| p.into_inner());
     let scenario = preset(name).unwrap();
-    let run = run_policy(common::early_pml(), &scenario, &opts(50)).unwrap();
-    assert_eq!(run.violations_total, 0, "{name}: {:#?}", run.violations);
-    assert!(run.collapses >= 50, "{name}: {} collapses", run.collapses);
-    assert_eq!(run.workload, name);
-    assert_eq!(run.policy, "test-early-pml");
-    assert_eq!(run.threads, scenario.threads.total() as usize);
-    let classes: Vec<&str> = run.locks.keys().map(String::as_str).collect();
-    if scenario.split_pte_ptlocks {
-        assert_eq!(classes, ["pml", "ptl"], "{name}");
-    } else {
-        assert_eq!(classes, ["page_table_lock"], "{name}");
+    for collapses in [50, 500, 5000] {
+        let run = run_policy(common::early_pml(), &scenario, &opts(collapses)).unwrap();
+        assert_eq!(run.violations_total, 0, "{name}: {:#?}", run.violations);
+        assert!(run.collapses >= collapses, "{name}: {} collapses", run.collapses);
+        assert_eq!(run.workload, name);
+        assert_eq!(run.policy, "test-early-pml");
+        assert_eq!(run.threads, scenario.threads.total() as usize);
+        let classes: Vec<&str> = run.locks.keys().map(String::as_str).collect();
+        if scenario.split_pte_ptlocks {
+            assert_eq!(classes, ["pml", "ptl"], "{name}");
+        } else {
+            assert_eq!(classes, ["page_table_lock"], "{name}");
+        }
+        assert!(run.locks.values().all(|s| s.hold_ns > 0), "{name}");
+        let ops = &run.metrics.counters.ops;
+        assert_eq!(ops["restore"], run.collapses, "{name}: one restore per collapse");
+        let idle: Vec<Role> = workloads::scenario::ACTOR_ROLES
+            .into_iter()
+            .filter(|&role| role != Role::Collapse)
+            .filter(|&role| {
+                let done = ops.get(role.name()).copied().unwrap_or(0);
+                assert!(scenario.threads.of(role) > 0 || done == 0, "{name}: {done} ops of absent {role}");
+                scenario.threads.of(role) > 0 && done == 0
+            })
+            .collect();
+        if idle.is_empty() {
+            return;
+        }
+        assert!(collapses < 5000, "{name}: {idle:?} did nothing in {} collapses", run.collapses);
     }
-    assert!(run.locks.values().all(|s| s.hold_ns > 0), "{name}");
-    let ops = &run.metrics.counters.ops;
-    for role in workloads::scenario::ACTOR_ROLES {
-        let want = scenario.threads.of(role) > 0 && role != Role::Collapse;
-        let done = ops.get(role.name()).copied().unwrap_or(0);
-        assert_eq!(done > 0, want, "{name}: {done} {role} ops");
-    }
-    assert_eq!(ops["restore"], run.collapses, "{name}: one restore per collapse");
 }
 
 macro_rules! preset_tests {
