@@ -17,9 +17,10 @@
 //! cycle (`tests/layers.rs` checks it against the sources):
 //!
 //! 1. the model's parts: [`pte`], [`page`], [`pgtable`] (their memory
-//!    from `recycle`, their words [`footprint`]'s noted atomics), [`locks`],
-//!    [`tlb`], [`rcu`]; and the value types [`cost`], [`oracle`], [`role`],
-//!    [`scan`], [`machine`];
+//!    from `recycle`, their free lists from `pool`, their words
+//!    [`footprint`]'s noted atomics), [`locks`], [`tlb`], [`rcu`]; and
+//!    the value types [`cost`], [`oracle`], [`role`], [`scan`],
+//!    [`machine`];
 //! 2. [`lockdep`]'s dependency graph; then [`mm`], the address space;
 //! 3. what a CPU passes and measures: [`event`], [`metrics`], [`watch`];
 //! 4. the engines a CPU runs on: [`engine`]; the schedulers that pick
@@ -198,6 +199,7 @@ pub mod oops;
 pub mod oracle;
 pub mod page;
 pub mod pgtable;
+mod pool;
 pub mod pte;
 pub mod rcu;
 mod recycle;

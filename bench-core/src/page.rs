@@ -11,7 +11,6 @@
 use crate::footprint::{AtomicI32, AtomicU32, AtomicU64};
 use crate::pte::Pfn;
 use crate::recycle::AnonMap;
-use crossbeam::queue::SegQueue;
 use std::sync::atomic::Ordering;
 
 /// `PG_locked`: the page lock.
@@ -128,15 +127,10 @@ pub struct PageArray {
     map: AnonMap,
     len: usize,
     anon_base: u32,
-    /// The anonymous free list, in two parts that make one FIFO: the pool
-    /// frames never handed out, `fresh..len` (a counter, so a model of
-    /// thousands of frames is built without queueing each), then the
-    /// frames freed since, in the order freed. A frame never handed out
-    /// is all zero and nothing reads or writes it: the pool is built
-    /// without touching it, and a reuse of the mapping zeroes the frames
-    /// below `fresh` only.
-    fresh: std::sync::atomic::AtomicU32,
-    free_anon: SegQueue<u32>,
+    /// The anonymous free list. A frame never handed out is all zero and
+    /// nothing reads or writes it: the pool is built without touching it,
+    /// and a reuse of the mapping zeroes the frames handed out only.
+    free_anon: crate::pool::FreeNumbers,
     /// The next anonymous content id; ids start past every frame number,
     /// so they never equal a file subpage's.
     next_content: AtomicU64,
@@ -148,13 +142,11 @@ impl PageArray {
         assert!(anon < frames);
         let map = AnonMap::zeroed(frames * std::mem::size_of::<Page>())?;
         let anon_base = (frames - anon) as u32;
-        let free_anon = SegQueue::new();
         let pages = PageArray {
             map,
             len: frames,
             anon_base,
-            fresh: std::sync::atomic::AtomicU32::new(anon_base),
-            free_anon,
+            free_anon: crate::pool::FreeNumbers::new(anon_base, frames as u32),
             next_content: AtomicU64::new(frames as u64),
         };
         for pfn in 0..anon_base {
@@ -196,7 +188,7 @@ impl PageArray {
     /// Frames of the anonymous pool handed out at least once (the others
     /// are free and have never been touched).
     pub fn anon_used(&self) -> std::ops::Range<u32> {
-        self.anon_base..self.fresh.load(Ordering::Relaxed)
+        self.anon_base..self.free_anon.touched_below()
     }
 
     /// Set up a compound page of `1 << order` frames starting at `head`.
@@ -213,7 +205,7 @@ impl PageArray {
     /// the pool is exhausted.
     pub fn alloc_anon(&self, tag: u64, installer: u32) -> Option<Pfn> {
         crate::footprint::note(&self.free_anon as *const _ as *const (), true);
-        let pfn = Pfn(self.take_free()?);
+        let pfn = Pfn(self.free_anon.take()?);
         let page = self.get(pfn);
         debug_assert!(page.is_free() || page.flags() == 0, "{pfn} handed out twice");
         page.refcount.store(1, Ordering::Relaxed);
@@ -225,25 +217,12 @@ impl PageArray {
         Some(pfn)
     }
 
-    /// The head of the free list: a frame never handed out while any is
-    /// left, then the longest freed.
-    fn take_free(&self) -> Option<u32> {
-        let mut next = self.fresh.load(Ordering::Relaxed);
-        while (next as usize) < self.len {
-            match self.fresh.compare_exchange_weak(next, next + 1, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return Some(next),
-                Err(now) => next = now,
-            }
-        }
-        self.free_anon.pop()
-    }
-
     /// `free_page()`: detects double free and frees of non-pool frames.
     pub fn free_anon(&self, pfn: Pfn) -> Result<(), AllocError> {
         if !self.anon_range().contains(&pfn.0) {
             return Err(AllocError::NotAnon(pfn));
         }
-        if pfn.0 >= self.fresh.load(Ordering::Relaxed) {
+        if pfn.0 >= self.free_anon.touched_below() {
             // Never handed out: free already.
             return Err(AllocError::DoubleFree(pfn));
         }
@@ -257,20 +236,19 @@ impl PageArray {
         page.tag.store(u64::MAX, Ordering::Relaxed);
         page.content.store(u64::MAX, Ordering::Relaxed);
         crate::footprint::note(&self.free_anon as *const _ as *const (), true);
-        self.free_anon.push(pfn.0);
+        self.free_anon.give_back(pfn.0);
         Ok(())
     }
 
     /// Anonymous pages currently allocated.
     pub fn anon_in_use(&self) -> usize {
-        let never = self.len - self.fresh.load(Ordering::Relaxed) as usize;
-        (self.len - self.anon_base as usize) - never - self.free_anon.len()
+        self.free_anon.out(self.anon_base)
     }
 }
 
 impl Drop for PageArray {
     fn drop(&mut self) {
-        let used = self.fresh.load(Ordering::Relaxed) as usize;
+        let used = self.free_anon.touched_below() as usize;
         self.map.written_below(used * std::mem::size_of::<Page>());
     }
 }

@@ -8,7 +8,6 @@
 use crate::footprint::{AtomicU64, AtomicU8};
 use crate::pte::{Pmd, Pte, PTRS_PER_PMD, PTRS_PER_PTE};
 use crate::recycle::AnonMap;
-use crossbeam::queue::SegQueue;
 use std::sync::atomic::Ordering;
 
 /// Bytes of one PTE or PMD table (512 eight-byte entries: one page).
@@ -35,12 +34,9 @@ pub struct TablePool {
     /// reads it with the PMD and again after the PTE, and a change means
     /// the table it walked was freed (and maybe reused) under it.
     releases: Box<[AtomicU64]>,
-    /// The free list, in two parts that make one FIFO: the slots never
-    /// handed out, `fresh..slots` (zero, and never touched: a reuse of
-    /// the arena's mapping zeroes the slots below `fresh` only), then the
-    /// slots released since, in the order released.
-    fresh: std::sync::atomic::AtomicU32,
-    free: SegQueue<u32>,
+    /// The free list. A slot never handed out is zero and never touched:
+    /// a reuse of the arena's mapping zeroes the slots handed out only.
+    free: crate::pool::FreeNumbers,
 }
 
 impl TablePool {
@@ -49,7 +45,7 @@ impl TablePool {
         let map = AnonMap::zeroed(slots * TABLE_BYTES)?;
         let state = (0..slots).map(|_| AtomicU8::new(TableState::Free as u8)).collect();
         let releases = (0..slots).map(|_| AtomicU64::new(0)).collect();
-        Ok(TablePool { map, slots, state, releases, fresh: Default::default(), free: SegQueue::new() })
+        Ok(TablePool { map, slots, state, releases, free: crate::pool::FreeNumbers::new(0, slots as u32) })
     }
 
     /// All 512 entries of table `slot`, for whole-table scans: one bounds
@@ -79,22 +75,9 @@ impl TablePool {
     /// `pte_alloc_one()`: a zeroed table, or `None` when the arena is exhausted.
     pub fn alloc(&self) -> Option<u32> {
         crate::footprint::note(&self.free as *const _ as *const (), true);
-        let slot = self.take_free()?;
+        let slot = self.free.take()?;
         self.state[slot as usize].store(TableState::Live as u8, Ordering::Release);
         Some(slot)
-    }
-
-    /// The head of the free list: a slot never handed out while any is
-    /// left, then the longest released.
-    fn take_free(&self) -> Option<u32> {
-        let mut next = self.fresh.load(Ordering::Relaxed);
-        while (next as usize) < self.slots {
-            match self.fresh.compare_exchange_weak(next, next + 1, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return Some(next),
-                Err(now) => next = now,
-            }
-        }
-        self.free.pop()
     }
 
     /// Move a live table to the deferred state (it was passed to `pte_free_defer`).
@@ -110,7 +93,7 @@ impl TablePool {
         self.state[slot as usize].store(TableState::Free as u8, Ordering::Release);
         self.releases[slot as usize].fetch_add(1, Ordering::AcqRel);
         crate::footprint::note(&self.free as *const _ as *const (), true);
-        self.free.push(slot);
+        self.free.give_back(slot);
     }
 
     /// How many times `slot` has been released so far.
@@ -141,13 +124,13 @@ impl TablePool {
 
     /// Tables not on the free list.
     pub fn in_use(&self) -> usize {
-        self.fresh.load(Ordering::Relaxed) as usize - self.free.len()
+        self.free.out(0)
     }
 }
 
 impl Drop for TablePool {
     fn drop(&mut self) {
-        let used = self.fresh.load(Ordering::Relaxed) as usize;
+        let used = self.free.touched_below() as usize;
         self.map.written_below(used * TABLE_BYTES);
     }
 }

@@ -13,6 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &[
         "footprint",
         "recycle",
+        "pool",
         "pte",
         "page",
         "pgtable",
