@@ -169,32 +169,34 @@ fn the_reduction_explores_a_small_fraction_of_the_interleavings() {
     assert!(all > 100.0 * explored as f64, "{explored} explored of about {all:.0}");
 }
 
-/// The table of the closing note: per cell, the interleavings the
-/// reduction explored, its runs, and the estimated interleavings without
-/// it. `cargo test --release -p workloads --test exhaustive por_table --
-/// --ignored --nocapture`.
+/// The table of the closing note: per cell of the matrix (and two more
+/// scopes), the interleavings the reduction explored, its runs, and the
+/// estimated interleavings without it. `cargo test --release -p
+/// workloads --test exhaustive por_table -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn por_table() {
-    let cells = [
-        ("shmem-shared", "v1"),
-        ("uffd-private", "v1"),
-        ("uffd-private", "pre-fix"),
-        ("no-split-locks", "v1"),
-        ("markers", "v1"),
-        ("pml-contended", "v1"),
+    let mut cells: Vec<(&str, Arc<dyn DynPolicy>)> = vec![
+        ("shmem-shared", policy("v1", serde_json::json!({}))),
+        ("no-split-locks", policy("v1", serde_json::json!({}))),
     ];
-    println!("| scope | policy | interleavings (DPOR) | runs | sleep-set blocked | s | without reduction (Knuth estimate, 1000 descents) |");
-    for (preset_name, name) in cells {
-        let p = policy(name, serde_json::json!({}));
+    for preset_name in ["uffd-private", "pml-contended", "markers"] {
+        cells.extend(five(serde_json::json!({})).into_iter().map(|p| (preset_name, p)));
+    }
+    let always = serde_json::json!({"recheck_always": true});
+    cells.extend(five(always)[1..4].iter().map(|p| ("markers", p.clone())));
+    println!("| scope | policy | verdict | interleavings (DPOR) | runs | sleep-set blocked | s | without reduction (Knuth estimate, 1000 descents) |");
+    for (preset_name, p) in cells {
         let t0 = std::time::Instant::now();
         let r = explore(&p, preset_name, ExhaustiveOptions::default());
-        let s = t0.elapsed().as_secs_f64();
-        let e = r.exhaustive.unwrap().stats;
+        let s = t0.elapsed().as_secs_f64() - r.shrink_s;
+        let e = r.exhaustive.as_ref().unwrap().stats;
         let scenario = scope(&preset(preset_name).unwrap());
         let all = estimate_interleavings(&p, &scenario, &CheckOptions::default(), 1000).unwrap();
         println!(
-            "| {preset_name} | {name} | {} | {} | {} | {s:.2} | {all:.2e} |",
+            "| {preset_name} | {} | {} | {} | {} | {} | {s:.2} | {all:.2e} |",
+            p.label(),
+            r.verdict_word(),
             e.interleavings(),
             e.runs,
             e.sleep_blocked

@@ -22,6 +22,16 @@
 //! (a waiter woken by its release takes the lock or page lock then): the
 //! run loop hands its footprint to [`Scheduler::stepped`].
 //!
+//! The work per run is kept to the run's new part. The steps before the
+//! state a run branches at replay the run before it, choice for choice,
+//! and a run is a function of its schedule, so their footprints are
+//! those the path already holds: they are not recorded again
+//! ([`Scheduler::records_step`]). The race analysis keeps its vector
+//! clocks and its table of each line's last write and reads, with an
+//! undo log, and rewinds them to the branch point instead of analysing
+//! the whole run again ([`Races`]); the races of the replayed steps were
+//! added when they first ran.
+//!
 //! An optional preemption bound (as in loom and CHESS): a choice that
 //! switches away from a CPU that could go on is a preemption, and a run
 //! may make at most that many. Choices the bound forbids are not
