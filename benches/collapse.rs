@@ -324,8 +324,7 @@ fn simulation(c: &mut Criterion) {
     group.sampling_mode(SamplingMode::Flat).sample_size(10).measurement_time(Duration::from_secs(3));
     let opts = SimOptions { costs: CostModel::default(), limit: Limit::Duration(SIM_VIRTUAL) };
     for (preset, cpus) in [("pml-contended", 5), ("mixed", 64)] {
-        let mut scenario = workloads::preset(preset).expect("preset");
-        scenario.threads = scenario.threads.scaled_to(cpus);
+        let scenario = workloads::preset(preset).expect("preset").scaled_to(cpus);
         let p = policy("v2-flush-bool");
         // The run is deterministic: its step count is the throughput unit.
         let steps = simulate_policy(p.clone(), &scenario, &opts).expect("simulate").steps;

@@ -108,6 +108,31 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<(), CliError> {
 /// file's text (checked to read back), whose header names `out`.
 fn measure(out: &Path) -> Result<String, CliError> {
     let cores = bench_core::machine::available_cores();
+    let (model, notes) = measure_model(|line| sayln!("{line}"));
+    let header = format!(
+        "collapse-bench cost model, measured by `collapse-bench calibrate` on {cores} core(s) of\n{}\n\
+         Values in ns. Use with: collapse-bench run --engine sim --costs {}",
+        bench_core::results::Environment::capture("sim", 0, crate::cli::GIT_REVISION).cpu_model,
+        out.display()
+    );
+    let text = model.to_toml(&header, &notes);
+    CostModel::parse(&text, "calibrate output")
+        .map_err(|e| CliError::Failed(format!("calibrate wrote an unreadable cost file: {e}")))?;
+    Ok(text)
+}
+
+/// The cost model measured on this machine (the built-in values where a
+/// cost cannot be measured from user space), with a note per measured
+/// cost saying how; each step is told to `say` as a line. About a second.
+/// The measuring pins threads to cores: it runs on a thread of its own,
+/// so the caller's affinity (and the cores its later runs see) stays as
+/// it was.
+pub fn measure_model(say: impl Fn(&str) + Sync) -> (CostModel, Vec<(Cost, String)>) {
+    std::thread::scope(|s| s.spawn(|| measure_pinned(&say)).join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+}
+
+fn measure_pinned(say: &dyn Fn(&str)) -> (CostModel, Vec<(Cost, String)>) {
+    let cores = bench_core::machine::available_cores();
     // Before anything is pinned: a pinned thread sees only its own core.
     let core_ids = core_affinity::get_core_ids().unwrap_or_default();
     let mut model = CostModel::default();
@@ -122,9 +147,9 @@ fn measure(out: &Path) -> Result<String, CliError> {
         };
         model.set(c, ns);
         notes.push((c, format!("measured: {how}{floor}")));
-        sayln!("  {:<20} {ns:>9.2} ns  {how}", c.key());
+        say(&format!("  {:<20} {ns:>9.2} ns  {how}", c.key()));
     };
-    sayln!("calibrating on {cores} core(s) (median of five batches each):");
+    say(&format!("calibrating on {cores} core(s) (median of five batches each):"));
 
     // A ticket lock's uncontended acquire and release.
     let (next, owner) = (AtomicU32::new(0), AtomicU32::new(0));
@@ -196,20 +221,11 @@ fn measure(out: &Path) -> Result<String, CliError> {
         let ns = wakeup_round_trip(&core_ids, 5_000);
         measured(&mut model, Cost::Wakeup, ns, "futex wake of a parked thread, until it runs");
     } else {
-        sayln!("  (one core: cache-line transfer, hand-off and wake-up keep their defaults)");
+        say("  (one core: cache-line transfer, hand-off and wake-up keep their defaults)");
     }
     let kept: Vec<&str> = Cost::iter().filter(|c| !notes.iter().any(|n| n.0 == *c)).map(|c| c.key()).collect();
-    sayln!("  kept defaults (not measurable from user space): {}", kept.join(", "));
-    let header = format!(
-        "collapse-bench cost model, measured by `collapse-bench calibrate` on {cores} core(s) of\n{}\n\
-         Values in ns. Use with: collapse-bench run --engine sim --costs {}",
-        bench_core::results::Environment::capture("sim", 0, crate::cli::GIT_REVISION).cpu_model,
-        out.display()
-    );
-    let text = model.to_toml(&header, &notes);
-    CostModel::parse(&text, "calibrate output")
-        .map_err(|e| CliError::Failed(format!("calibrate wrote an unreadable cost file: {e}")))?;
-    Ok(text)
+    say(&format!("  kept defaults (not measurable from user space): {}", kept.join(", ")));
+    (model, notes)
 }
 
 /// ns from `unpark` of a parked thread until it runs, one way.

@@ -127,8 +127,9 @@ pub struct EngineArgs {
     /// `native` (threads on this machine) or `sim` (virtual CPUs and time).
     #[arg(long, value_enum, default_value_t)]
     pub engine: EngineKind,
-    /// Run the workload's mix on N CPUs (1 to 256): the collapsers stay,
-    /// the other actors are scaled in proportion.
+    /// Run the workload on a machine of N CPUs (1 to 256): every actor
+    /// kind and the ranges grown in proportion together, as copies of the
+    /// workload side by side in one mm.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_CPUS as i64))]
     pub cpus: Option<u32>,
     /// Cost model of `--engine sim` (TOML, e.g. from `calibrate`; default:
@@ -173,7 +174,7 @@ impl EngineArgs {
     /// `scenario` on `--cpus` CPUs, validated.
     pub fn apply(&self, scenario: &mut Scenario) -> Result<(), CliError> {
         if let Some(cpus) = self.cpus {
-            scenario.threads = scenario.threads.scaled_to(cpus);
+            *scenario = scenario.scaled_to(cpus);
             scenario.validate().map_err(|e| CliError::Usage(format!("--cpus {cpus}: {e}")))?;
         }
         Ok(())

@@ -19,10 +19,13 @@ use crate::cli::{
 use crate::interrupt;
 use bench_core::actor::Limit;
 use bench_core::kernel::DynPolicy;
+use bench_core::machine::available_cores;
 use bench_core::results::{Environment, PolicyRun, RunFailure};
 use bench_core::CostModel;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use reports::schema::{Cell, CpuSweep, PolicyFailure, ReportResults, ScalingPoint, Verdict, SCHEMA};
+use reports::schema::{
+    Cell, CpuSweep, Measured, PolicyFailure, ReportResults, ScalingPoint, SimCosts, Verdict, SCHEMA,
+};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -67,9 +70,12 @@ pub struct ReportArgs {
     /// Checker schedules per policy and workload (default 2000, 300 with --quick).
     #[arg(long)]
     pub schedules: Option<u64>,
-    /// The engine of the measured matrix (the CPU sweep is always
-    /// simulated; the verdicts always come from the checker). Under `sim`
-    /// each repetition of a cell uses the next seed.
+    /// The engine of the measured matrix: `native` (the default) measures
+    /// natively what fits the cores and simulates what does not; `sim`
+    /// simulates everything. `--costs` is the cost model of whatever is
+    /// simulated (default: calibrated on this machine at the start).
+    /// Each run of a cell uses the next seed. The CPU sweep is always
+    /// simulated; the verdicts always come from the checker.
     #[command(flatten)]
     pub engine: EngineArgs,
     /// CPU counts of the simulated sweep, comma-separated (1 to 256;
@@ -104,33 +110,78 @@ fn sweep_cpus(spec: &str) -> Result<Vec<u32>, CliError> {
 
 /// How much work each part of the report does.
 struct Work {
-    repetitions: u32,
+    /// Runs a cell makes at least, and at most: between the two, a
+    /// workload's cells stop once every headline figure of every policy
+    /// has settled ([`SETTLED`]) or their time is up (`group_time`).
+    min_runs: u32,
+    max_runs: u32,
+    group_time: Duration,
+    /// Wall time of a native run.
     run_time: Duration,
+    /// Virtual time of a simulated run (matrix, scaling sweep, CPU sweep).
+    sim_time: Duration,
     scaling: &'static [u32],
+    /// Runs per point of the scaling sweep and of the CPU sweep.
+    sweep_runs: u32,
     cpu_sweep: Vec<u32>,
-    /// Virtual time of each point of the CPU sweep.
-    sweep_time: Duration,
     schedules: u64,
 }
 
+/// A headline figure has settled when half its interval is within this
+/// share of its median.
+const SETTLED: f64 = 0.05;
+
 impl Work {
-    fn new(quick: bool, engine: &EngineChoice) -> Work {
-        // Virtual time per simulated cell: long enough for hundreds of collapses.
-        let sim_time = Duration::from_millis(if quick { 10 } else { 20 });
-        let run_time = match (engine, quick) {
-            (EngineChoice::Simulated(_), _) => sim_time,
-            (EngineChoice::Native, true) => Duration::from_millis(150),
-            (EngineChoice::Native, false) => Duration::from_millis(1500),
-        };
+    fn new(quick: bool) -> Work {
         Work {
-            repetitions: 5,
-            run_time,
+            // Ten runs: two halves of five, each of which can show a
+            // change at p < 0.05 ([`reports::stats::reproduced`]).
+            min_runs: 10,
+            max_runs: if quick { 10 } else { 20 },
+            group_time: Duration::from_secs(if quick { 5 } else { 30 }),
+            run_time: Duration::from_millis(if quick { 80 } else { 300 }),
+            sim_time: Duration::from_millis(if quick { 10 } else { 20 }),
             scaling: if quick { &[1, 2, 4] } else { &[1, 2, 4, 8] },
+            sweep_runs: if quick { 3 } else { 5 },
             cpu_sweep: if quick { vec![2, 8, 32] } else { vec![1, 2, 4, 8, 16, 32, 64, 128, 256] },
-            sweep_time: sim_time,
             schedules: if quick { 300 } else { 2000 },
         }
     }
+}
+
+/// One workload measured one way: the scenario as it runs, how it is
+/// measured, and on which engine.
+struct Measure {
+    scenario: Scenario,
+    measured: Measured,
+    engine: EngineChoice,
+}
+
+/// How `scenario` is measured on a machine of `cores` cores: natively as
+/// it is when its threads fit the cores (one pinned thread per core);
+/// when they do not, natively fitted to the cores (the collapsers and
+/// their share of the others, `Threads::fitted_to`) and, with every actor,
+/// simulated on `sim_costs`. Under `--engine sim` (`native` false), only
+/// simulated.
+fn measures_of(scenario: &Scenario, native: bool, cores: u32, sim_costs: &CostModel) -> Vec<Measure> {
+    let simulated = || Measure {
+        scenario: scenario.clone(),
+        measured: Measured::Simulated,
+        engine: EngineChoice::Simulated(sim_costs.clone()),
+    };
+    if !native {
+        return vec![simulated()];
+    }
+    if scenario.threads.total() <= cores {
+        return vec![Measure { scenario: scenario.clone(), measured: Measured::Native, engine: EngineChoice::Native }];
+    }
+    let threads = scenario.threads.fitted_to(cores);
+    let fitted = Measure {
+        measured: Measured::Fitted { actors: threads.kinds() },
+        scenario: Scenario { threads, ..scenario.clone() },
+        engine: EngineChoice::Native,
+    };
+    vec![fitted, simulated()]
 }
 
 fn workloads(args: &ReportArgs) -> Result<Vec<Scenario>, CliError> {
@@ -183,10 +234,11 @@ pub struct ReportPlan {
     checked: Vec<Arc<dyn DynPolicy>>,
     /// The workloads of the matrix, seeded and scaled to `--cpus`.
     scenarios: Vec<Scenario>,
-    /// The engine of the matrix and the scaling sweep.
-    engine: EngineChoice,
-    /// The cost model of the simulated CPU sweep (`--costs`, or built in).
-    sweep_costs: CostModel,
+    /// `--engine native`: measure natively what fits the cores.
+    native: bool,
+    /// `--costs`: the cost model of everything simulated; None: calibrate
+    /// on this machine when the report starts.
+    cost_file: Option<CostModel>,
     /// How much each part does.
     work: Work,
     /// The run options of the matrix (the watchdog among them).
@@ -213,11 +265,12 @@ impl ReportPlan {
         // Every registered policy gets a verdict (a plugin's too).
         let checked = parse_policies(&crate::registered_names())?;
         let scenarios = workloads(args)?;
-        // `--costs` is the model of whatever is simulated: the matrix under
-        // `--engine sim`, and the CPU sweep always.
+        // `--costs` is the model of whatever is simulated: what does not
+        // fit the cores (everything under `--engine sim`), and the CPU
+        // sweep.
         let cost_file = args.engine.cost_file()?;
-        let engine = args.engine.engine_with(cost_file.clone());
-        let mut work = Work::new(args.quick, &engine);
+        let native = !args.engine.engine_with(None).is_simulated();
+        let mut work = Work::new(args.quick);
         match args.schedules {
             Some(0) => return Err(CliError::Usage("--schedules: must be at least 1".into())),
             Some(n) => work.schedules = n,
@@ -226,12 +279,16 @@ impl ReportPlan {
         if let Some(spec) = &args.sweep_cpus {
             work.cpu_sweep = sweep_cpus(spec)?;
         }
-        if cost_file.is_some() && !engine.is_simulated() && work.cpu_sweep.is_empty() {
-            return Err(CliError::Usage(
-                "--costs: nothing is simulated (a native matrix and --sweep-cpus none); drop --costs, or add \
-                 --engine sim or a CPU sweep"
-                    .into(),
-            ));
+        let cores = available_cores() as u32;
+        let simulates = !native
+            || !work.cpu_sweep.is_empty()
+            || scenarios.iter().any(|s| s.threads.total() > cores)
+            || scaling_scenarios(work.scaling, args.seed)?.iter().any(|(_, s)| s.threads.total() > cores);
+        if cost_file.is_some() && !simulates {
+            return Err(CliError::Usage(format!(
+                "--costs: nothing is simulated (every workload fits the {cores} cores and --sweep-cpus none); drop \
+                 --costs, or add --engine sim or a CPU sweep"
+            )));
         }
         let watchdog = args.watchdog.timeout(&scenarios)?;
         let opts = RunOptions {
@@ -248,8 +305,8 @@ impl ReportPlan {
             base,
             checked,
             scenarios,
-            engine,
-            sweep_costs: cost_file.unwrap_or_default(),
+            native,
+            cost_file,
             work,
             opts,
             seed: args.seed,
@@ -263,60 +320,49 @@ impl ReportPlan {
     /// the others go on.
     pub fn run(&self) -> Result<(ReportResults, Ledger), CliError> {
         let work = &self.work;
+        let cores = available_cores() as u32;
         let measured = &self.measured;
-        let cells_total = (self.scenarios.len() * measured.len()) as u64 * work.repetitions as u64;
-        let scaling_total = (work.scaling.len() * measured.len()) as u64;
-        let sweep_total = (work.cpu_sweep.len() * measured.len()) as u64;
         // Each workload's scope explored, then sampled.
-        let checks_total = (2 * CHECKED_WORKLOADS.len() * self.checked.len()) as u64;
-        let bar = progress(cells_total + scaling_total + sweep_total + checks_total);
-        let mut ledger = Ledger { bar: bar.clone(), out: self.out.clone(), finished: vec![], failures: vec![] };
+        let checks = (2 * CHECKED_WORKLOADS.len() * self.checked.len()) as u64;
+        let mut ledger = Ledger::new(self.out.clone(), checks);
+        // The cost model of everything simulated: given, or measured here.
+        let (sim_costs, calibrated) = match &self.cost_file {
+            Some(costs) => (costs.clone(), false),
+            None => {
+                ledger.say("calibrating the simulation's costs on this machine");
+                (crate::calibrate_cmd::measure_model(|_| {}).0, true)
+            }
+        };
         let mut cells = vec![];
+        let mut simulated = false;
         for scenario in &self.scenarios {
-            for policy in measured {
-                bar.set_message(format!("{} on {}", policy.label(), scenario.name));
-                let mut runs = vec![];
-                for k in 0..work.repetitions {
-                    ledger.checkpoint()?;
-                    // A simulated repetition with the same seed would repeat itself exactly.
-                    let mut scenario = scenario.clone();
-                    if self.engine.is_simulated() {
-                        scenario.seed = scenario.seed.wrapping_add(k.into());
-                    }
-                    let outcome = run_on_engine(policy.clone(), &scenario, &self.engine, &self.opts)?;
-                    bar.inc(1);
-                    match ledger.ran(outcome, &policy.label(), &scenario.name, "measure") {
-                        Some(run) => runs.push(run),
-                        // The cell is left out: its other repetitions would fail the same way.
-                        None => break,
-                    }
-                }
-                if runs.len() == work.repetitions as usize {
-                    ledger.finished.push(format!(
-                        "measure {} on {} ({} runs)",
-                        policy.label(),
-                        scenario.name,
-                        runs.len()
-                    ));
-                    cells.push(Cell { workload: scenario.name.clone(), policy: policy.label(), runs });
-                } else {
-                    bar.inc(work.repetitions as u64 - runs.len() as u64 - 1);
-                }
+            for measure in measures_of(scenario, self.native, cores, &sim_costs) {
+                simulated |= measure.engine.is_simulated();
+                cells.extend(measure_cells(measured, &measure, work, &self.opts, &mut ledger)?);
             }
         }
-        let scaling = scaling_sweep(measured, work, self.seed, (&self.engine, &self.opts), &mut ledger)?;
-        let cpu_sweep = simulated_cpu_sweep(measured, work, self.seed, (&self.sweep_costs, &self.opts), &mut ledger)?;
+        let scaling = scaling_sweep(measured, work, self.seed, (cores, &sim_costs, &self.opts), &mut ledger)?;
+        simulated |= scaling.iter().any(|p| p.measured == Measured::Simulated);
+        let cpu_sweep = simulated_cpu_sweep(measured, work, self.seed, (&sim_costs, &self.opts), &mut ledger)?;
         let verdicts = verdicts(&self.checked, work, self.seed, &mut ledger)?;
-        bar.finish_and_clear();
+        ledger.bar.finish_and_clear();
+        let engine = match (self.native, simulated) {
+            (false, _) => "sim",
+            (true, false) => "native",
+            (true, true) => "native+sim",
+        };
+        let repetitions = cells.iter().map(|c: &Cell| c.runs.len() as u32).min().unwrap_or(0);
         let result = ReportResults {
             schema: SCHEMA,
             tool: format!("collapse-bench {}", env!("CARGO_PKG_VERSION")),
-            environment: Environment::capture(self.engine.name(), self.seed, GIT_REVISION),
+            environment: Environment::capture(engine, self.seed, GIT_REVISION),
             command: reproducer(self.seed, true),
             base: self.base.clone(),
             quick: self.quick,
-            repetitions: work.repetitions,
+            repetitions,
             run_seconds: work.run_time.as_secs_f64(),
+            sim_seconds: simulated.then_some(work.sim_time.as_secs_f64()),
+            sim_costs: (simulated || cpu_sweep.is_some()).then_some(SimCosts { calibrated, costs: sim_costs }),
             cells,
             scaling,
             cpu_sweep,
@@ -333,11 +379,14 @@ impl ReportPlan {
     pub fn write(&self, result: &ReportResults, ledger: &Ledger, started: Instant) -> Result<(), CliError> {
         let text = reports::robot::report_text(result);
         write_outputs(&self.out, result, &text, ledger)?;
-        say!("{text}");
-        tell!(
-            "report written to {}/ in {:.1}s (report.txt, results.json, index.html, plots)",
-            self.out_given.display(),
-            started.elapsed().as_secs_f64()
+        // The terminal gets the gist; the mail is report.txt.
+        say!("{}", reports::robot::terminal_summary(result));
+        let dir = self.out_given.display();
+        sayln!(
+            "report written to {dir}/ in {:.1}s: {dir}/report.txt ({} lines, to paste), {dir}/index.html, \
+             {dir}/results.json, plots",
+            started.elapsed().as_secs_f64(),
+            text.lines().count()
         );
         if !result.failures.is_empty() {
             return Err(failures_error(&result.failures, &format!("{}/", self.out_given.display())));
@@ -359,13 +408,54 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
 /// What the report has finished so far (for Ctrl-C), and the runs and
 /// checks it abandoned.
 pub struct Ledger {
+    /// The progress bar, on a terminal (hidden elsewhere).
     bar: ProgressBar,
+    /// Where progress goes when there is no bar: a line per finished run
+    /// or check on stderr, so a log shows where the time went.
+    lines: bool,
+    /// Runs and checks done so far.
+    done: u64,
+    started: Instant,
     out: PathBuf,
     finished: Vec<String>,
     failures: Vec<PolicyFailure>,
 }
 
 impl Ledger {
+    /// A ledger for a report into `out` that will make `checks` checks
+    /// besides its runs (announced with [`Ledger::expect`] as they come).
+    fn new(out: PathBuf, checks: u64) -> Ledger {
+        let bar = progress(checks);
+        let lines = bar.is_hidden();
+        Ledger { bar, lines, done: 0, started: Instant::now(), out, finished: vec![], failures: vec![] }
+    }
+
+    /// `n` more runs are coming (for the bar's length).
+    fn expect(&mut self, n: u64) {
+        self.bar.inc_length(n);
+    }
+
+    /// Say what the report does now: on the bar, or as a line.
+    fn say(&self, what: &str) {
+        if self.lines {
+            tell!("report: {what}");
+        } else {
+            self.bar.set_message(what.to_owned());
+        }
+    }
+
+    /// One run or check is over (`what`, in words): the bar moves on, or a
+    /// line says so with the time since the report began.
+    fn step_done(&mut self, what: &str) {
+        self.done += 1;
+        self.bar.inc(1);
+        if self.lines {
+            tell!("report: [{} {:.1}s] {what}", self.done, self.started.elapsed().as_secs_f64());
+        } else {
+            self.bar.set_message(what.to_owned());
+        }
+    }
+
     /// Stop here if Ctrl-C was pressed: print what was finished and return
     /// the error that exits 130. Nothing has been written yet, so the
     /// output directory keeps what it had.
@@ -401,8 +491,10 @@ impl Ledger {
         self.failures.push(failure);
     }
 
-    /// The run of an outcome, or None after recording why there is none.
-    fn ran(&mut self, outcome: Outcome, policy: &str, workload: &str, part: &str) -> Option<PolicyRun> {
+    /// The run of an outcome (`what`, in words, for the progress), or
+    /// None after recording why there is none.
+    fn ran(&mut self, outcome: Outcome, policy: &str, workload: &str, part: &str, what: &str) -> Option<PolicyRun> {
+        self.step_done(what);
         match outcome {
             Ok((run, _)) => Some(run),
             Err(failure) => {
@@ -413,26 +505,116 @@ impl Ledger {
     }
 }
 
-fn scaling_sweep(
+/// Every policy on one workload measured one way, as cells: the policies
+/// take turns, one run each per round, so each cell's runs spread over
+/// the whole time the workload takes and a drift of the machine hits
+/// every policy alike; round `k` runs with seed + `k`. Rounds go on from
+/// `work.min_runs` until every headline figure of every policy has
+/// settled ([`SETTLED`]), `work.max_runs`, or `work.group_time` is up, in
+/// pairs (the halves a change is judged on stay alike). A policy whose run
+/// fails is left out of the rest and has no cell.
+fn measure_cells(
     policies: &[Arc<dyn DynPolicy>],
+    measure: &Measure,
     work: &Work,
-    seed: u64,
-    (engine, opts): (&EngineChoice, &RunOptions),
+    opts: &RunOptions,
     ledger: &mut Ledger,
-) -> Result<Vec<ScalingPoint>, CliError> {
+) -> Result<Vec<Cell>, CliError> {
+    let limit = if measure.engine.is_simulated() { work.sim_time } else { work.run_time };
+    let opts = RunOptions { limit: Limit::Duration(limit), ..opts.clone() };
+    let name = &measure.scenario.name;
+    let part = format!("measure ({})", measure.measured.tag());
+    let mut cells: Vec<Cell> = policies
+        .iter()
+        .map(|p| Cell { workload: name.clone(), policy: p.label(), measured: measure.measured.clone(), runs: vec![] })
+        .collect();
+    ledger.expect((policies.len() as u32 * work.min_runs).into());
+    let t0 = Instant::now();
+    for round in 0..work.max_runs {
+        let enough = round >= work.min_runs && round % 2 == 0;
+        if enough && (settled(&cells) || t0.elapsed() >= work.group_time) {
+            break;
+        }
+        if round >= work.min_runs {
+            ledger.expect(cells.len() as u64);
+        }
+        let scenario = Scenario { seed: measure.scenario.seed.wrapping_add(round.into()), ..measure.scenario.clone() };
+        for (policy, cell) in policies.iter().zip(cells.iter_mut()) {
+            if ledger.failed(&cell.policy, name) {
+                continue;
+            }
+            ledger.checkpoint()?;
+            let outcome = run_on_engine(policy.clone(), &scenario, &measure.engine, &opts)?;
+            let what = format!("{part} {} on {name}, run {}", cell.policy, round + 1);
+            if let Some(run) = ledger.ran(outcome, &cell.policy, name, &part, &what) {
+                cell.runs.push(run);
+            }
+        }
+    }
+    cells.retain(|c| !ledger.failed(&c.policy, name));
+    for c in &cells {
+        ledger.finished.push(format!("{part} {} on {name} ({} runs)", c.policy, c.runs.len()));
+    }
+    Ok(cells)
+}
+
+/// Whether every headline figure of every cell has settled: half its
+/// interval within [`SETTLED`] of its median.
+fn settled(cells: &[Cell]) -> bool {
+    let headline: Vec<_> = reports::figures::fixed_figures().into_iter().filter(|f| f.headline).collect();
+    cells.iter().all(|c| {
+        headline.iter().all(|f| f.stat(&c.runs).and_then(|s| s.relative_half_width()).is_none_or(|r| r <= SETTLED))
+    })
+}
+
+/// The scaling sweep's scenarios: [`SCALING_WORKLOAD`] with
+/// [`SCALING_KNOB`] at each of `values`.
+fn scaling_scenarios(values: &[u32], seed: u64) -> Result<Vec<(u32, Scenario)>, CliError> {
     let mut scenarios = vec![];
-    for &value in work.scaling {
+    for &value in values {
         let mut scenario = preset(SCALING_WORKLOAD)?;
         scenario.seed = seed;
         scenario.set(SCALING_KNOB, &value.to_string())?;
         scenario.validate()?;
         scenarios.push((value, scenario));
     }
-    sweep(policies, scenarios, SCALING_KNOB, |value| format!("scaling {SCALING_KNOB}={value}"), (engine, opts), ledger)
+    Ok(scenarios)
+}
+
+/// The scaling sweep: every measured policy at each value of
+/// [`SCALING_KNOB`], natively where the workload fits the `cores`, else
+/// simulated on `sim_costs` (with a `pml` neighbour per thread, a native
+/// run past the cores would measure preemption, not contention).
+fn scaling_sweep(
+    policies: &[Arc<dyn DynPolicy>],
+    work: &Work,
+    seed: u64,
+    (cores, sim_costs, opts): (u32, &CostModel, &RunOptions),
+    ledger: &mut Ledger,
+) -> Result<Vec<ScalingPoint>, CliError> {
+    let mut points = vec![];
+    for (value, scenario) in scaling_scenarios(work.scaling, seed)? {
+        let (measured, engine, limit) = match scenario.threads.total() <= cores {
+            true => (Measured::Native, EngineChoice::Native, work.run_time),
+            false => (Measured::Simulated, EngineChoice::Simulated(sim_costs.clone()), work.sim_time),
+        };
+        let opts = RunOptions { limit: Limit::Duration(limit), ..opts.clone() };
+        let part = format!("scaling {SCALING_KNOB}={value}");
+        points.extend(sweep_point(
+            policies,
+            (&scenario, SCALING_KNOB, value),
+            (&measured, &engine, &opts),
+            work.sweep_runs,
+            &part,
+            ledger,
+        )?);
+    }
+    Ok(points)
 }
 
 /// The CPU sweep: every measured policy on [`CPU_SWEEP_WORKLOAD`] scaled
-/// to each CPU count, simulated for `work.sweep_time` of virtual time.
+/// to each CPU count ([`Scenario::scaled_to`]), simulated for
+/// `work.sim_time` of virtual time on `costs`.
 fn simulated_cpu_sweep(
     policies: &[Arc<dyn DynPolicy>],
     work: &Work,
@@ -443,59 +625,74 @@ fn simulated_cpu_sweep(
     if work.cpu_sweep.is_empty() {
         return Ok(None);
     }
-    let mut scenarios = vec![];
+    let opts = RunOptions { limit: Limit::Duration(work.sim_time), ..opts.clone() };
+    let engine = EngineChoice::Simulated(costs.clone());
+    let mut points = vec![];
     for &cpus in &work.cpu_sweep {
         let mut scenario = preset(CPU_SWEEP_WORKLOAD)?;
         scenario.seed = seed;
-        scenario.threads = scenario.threads.scaled_to(cpus);
+        let scenario = scenario.scaled_to(cpus);
         scenario.validate()?;
-        scenarios.push((cpus, scenario));
+        let part = format!("simulated on {cpus} CPUs");
+        points.extend(sweep_point(
+            policies,
+            (&scenario, "cpus", cpus),
+            (&Measured::Simulated, &engine, &opts),
+            work.sweep_runs,
+            &part,
+            ledger,
+        )?);
     }
-    let opts = RunOptions { limit: Limit::Duration(work.sweep_time), ..opts.clone() };
-    let engine = EngineChoice::Simulated(costs.clone());
-    let points =
-        sweep(policies, scenarios, "cpus", |cpus| format!("simulated on {cpus} CPUs"), (&engine, &opts), ledger)?;
     Ok(Some(CpuSweep {
         workload: CPU_SWEEP_WORKLOAD.into(),
-        virtual_seconds: work.sweep_time.as_secs_f64(),
+        virtual_seconds: work.sim_time.as_secs_f64(),
         costs: costs.clone(),
         points,
     }))
 }
 
-/// One run of every policy on each of a sweep's `scenarios` (each with
-/// the value of `knob` it was made for), on `engine`. A policy that
-/// failed on the workload is not run again.
-fn sweep(
+/// One point of a sweep: `runs` rounds of every policy on `scenario` (the
+/// knob at `value`), taking turns, round `k` with seed + `k`. A policy
+/// that failed on the workload is not run again.
+fn sweep_point(
     policies: &[Arc<dyn DynPolicy>],
-    scenarios: Vec<(u32, Scenario)>,
-    knob: &str,
-    part: impl Fn(u32) -> String,
-    (engine, opts): (&EngineChoice, &RunOptions),
+    (scenario, knob, value): (&Scenario, &str, u32),
+    (measured, engine, opts): (&Measured, &EngineChoice, &RunOptions),
+    runs: u32,
+    part: &str,
     ledger: &mut Ledger,
 ) -> Result<Vec<ScalingPoint>, CliError> {
-    let mut points = vec![];
-    for (value, scenario) in scenarios {
-        let part = part(value);
-        for policy in policies {
-            ledger.bar.inc(1);
-            if ledger.failed(&policy.label(), &scenario.name) {
+    let name = &scenario.name;
+    let mut points: Vec<ScalingPoint> = policies
+        .iter()
+        .map(|p| ScalingPoint {
+            workload: name.clone(),
+            policy: p.label(),
+            knob: knob.into(),
+            value,
+            threads: scenario.threads.total(),
+            measured: measured.clone(),
+            runs: vec![],
+        })
+        .collect();
+    ledger.expect((policies.len() as u32 * runs).into());
+    for round in 0..runs {
+        let scenario = Scenario { seed: scenario.seed.wrapping_add(round.into()), ..scenario.clone() };
+        for (policy, point) in policies.iter().zip(points.iter_mut()) {
+            if ledger.failed(&point.policy, name) {
                 continue;
             }
             ledger.checkpoint()?;
-            ledger.bar.set_message(format!("{part}: {}", policy.label()));
             let outcome = run_on_engine(policy.clone(), &scenario, engine, opts)?;
-            let Some(run) = ledger.ran(outcome, &policy.label(), &scenario.name, &part) else { continue };
-            ledger.finished.push(format!("{part} {}", policy.label()));
-            points.push(ScalingPoint {
-                workload: scenario.name.clone(),
-                policy: policy.label(),
-                knob: knob.into(),
-                value,
-                threads: scenario.threads.total(),
-                run,
-            });
+            let what = format!("{part} {}, run {}", point.policy, round + 1);
+            if let Some(run) = ledger.ran(outcome, &point.policy, name, part, &what) {
+                point.runs.push(run);
+            }
         }
+    }
+    points.retain(|p| !ledger.failed(&p.policy, name) && !p.runs.is_empty());
+    for p in &points {
+        ledger.finished.push(format!("{part} {} ({} runs)", p.policy, p.runs.len()));
     }
     Ok(points)
 }
@@ -524,12 +721,12 @@ fn verdicts(
             let part = if explore { "explore" } else { "check" };
             for policy in policies {
                 ledger.checkpoint()?;
-                ledger.bar.set_message(format!("{part} {} on {}", policy.label(), scenario.name));
-                ledger.bar.inc(1);
                 let searched = bench_core::oops::catch(|| match explore {
                     true => check_exhaustive(policy, scenario, &opts, &how),
                     false => check_policy(policy, scenario, &opts),
                 });
+                let scope = if explore { " scope" } else { "" };
+                ledger.step_done(&format!("{part} {} on {name}{scope}", policy.label()));
                 let report = match searched {
                     Ok(report) => report?,
                     Err(panic) => {
@@ -541,11 +738,7 @@ fn verdicts(
                     counterexample_doc(cx, replay_command(&workload, scenario, &opts, &report.policy, &cx.token()))
                 });
                 verdicts.push(Verdict { workload: name.into(), check: policy_doc(policy, scenario, &report, first) });
-                ledger.finished.push(format!(
-                    "{part} {} on {name}{}",
-                    policy.label(),
-                    if explore { " scope" } else { "" }
-                ));
+                ledger.finished.push(format!("{part} {} on {name}{scope}", policy.label()));
             }
         }
     }

@@ -7,8 +7,8 @@
 //! another cost model, oversubscription with other core counts) is said
 //! in a warning; the comparison is still made.
 
-use crate::robot::{comparison_of, params, rule, run_params, shell_lines};
-use crate::schema::{Cell, ReportResults, RunResult, OLDEST_READABLE, SCHEMA};
+use crate::robot::{cell_params, comparison_of, params, rule, shell_lines};
+use crate::schema::{Cell, Measured, ReportResults, RunResult, OLDEST_READABLE, SCHEMA};
 use crate::verdicts::wrap;
 use bench_core::results::Environment;
 use bench_core::IntoEnumIterator;
@@ -69,13 +69,19 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-/// Group runs by (workload, policy), keeping the order they first appear in.
-pub fn group(runs: Vec<bench_core::results::PolicyRun>) -> Vec<Cell> {
+/// Group runs by (workload, policy), keeping the order they first appear
+/// in; every cell `measured` so.
+pub fn group(runs: Vec<bench_core::results::PolicyRun>, measured: &Measured) -> Vec<Cell> {
     let mut cells: Vec<Cell> = vec![];
     for run in runs {
         match cells.iter_mut().find(|c| c.workload == run.workload && c.policy == run.policy) {
             Some(c) => c.runs.push(run),
-            None => cells.push(Cell { workload: run.workload.clone(), policy: run.policy.clone(), runs: vec![run] }),
+            None => cells.push(Cell {
+                workload: run.workload.clone(),
+                policy: run.policy.clone(),
+                measured: measured.clone(),
+                runs: vec![run],
+            }),
         }
     }
     cells
@@ -123,9 +129,13 @@ pub fn load(path: &Path) -> Result<Loaded, CompareError> {
     if is_report {
         let r: ReportResults =
             serde_json::from_str(&text).map_err(|e| err(format!("not a valid `report` result: {e}")))?;
-        // A simulated matrix runs its CPU sweep under its own cost model;
-        // a native one's sweep has a cost model its cells did not use.
-        let costs = r.cpu_sweep.filter(|_| r.environment.engine == "sim").map(|s| s.costs);
+        // The cost model of the simulated cells; before schema 3, that of
+        // a simulated matrix's CPU sweep (a native one's sweep has a cost
+        // model its cells did not use).
+        let costs = match r.sim_costs {
+            Some(s) => Some(s.costs),
+            None => r.cpu_sweep.filter(|_| r.environment.engine == "sim").map(|s| s.costs),
+        };
         Ok(Loaded {
             origin,
             kind: "report",
@@ -137,6 +147,7 @@ pub fn load(path: &Path) -> Result<Loaded, CompareError> {
         })
     } else {
         let r: RunResult = serde_json::from_str(&text).map_err(|e| err(format!("not a valid `run` result: {e}")))?;
+        let measured = if r.environment.engine == "sim" { Measured::Simulated } else { Measured::Native };
         Ok(Loaded {
             origin,
             kind: "run",
@@ -144,7 +155,7 @@ pub fn load(path: &Path) -> Result<Loaded, CompareError> {
             command: r.command,
             scenario: Some(r.scenario),
             costs: r.costs,
-            cells: group(r.runs),
+            cells: group(r.runs, &measured),
         })
     }
 }
@@ -194,8 +205,17 @@ fn describe(out: &mut String, tag: &str, side: &Loaded) {
     }
 }
 
+/// `workload/policy`, and how it was measured where that was not natively
+/// as it is (`pml-contended/v1 (sim)`).
+fn cell_name(c: &Cell) -> String {
+    match c.measured {
+        Measured::Native => format!("{}/{}", c.workload, c.policy),
+        _ => format!("{}/{} ({})", c.workload, c.policy, c.measured.tag()),
+    }
+}
+
 fn pairs(side: &Loaded) -> String {
-    let names: Vec<String> = side.cells.iter().map(|c| format!("{}/{}", c.workload, c.policy)).collect();
+    let names: Vec<String> = side.cells.iter().map(cell_name).collect();
     if names.is_empty() {
         "no runs".into()
     } else {
@@ -221,10 +241,18 @@ fn same_cell(by_policy: bool, b: &Cell, n: &Cell) -> bool {
     b.policy == n.policy && (by_policy || b.workload == n.workload)
 }
 
-/// The cells compared: each of `base` that `new` has, with its pair.
+/// The cells compared: each of `base` that `new` has, with its pair, one
+/// measured the same way where there is one.
 fn common<'a>(base: &'a Loaded, new: &'a Loaded) -> Vec<(&'a Cell, &'a Cell)> {
     let by_policy = by_policy(base, new);
-    base.cells.iter().filter_map(|b| new.cells.iter().find(|n| same_cell(by_policy, b, n)).map(|n| (b, n))).collect()
+    base.cells
+        .iter()
+        .filter_map(|b| {
+            let mut same = new.cells.iter().filter(|n| same_cell(by_policy, b, n));
+            let first = same.clone().next()?;
+            Some((b, same.find(|n| n.measured.tag() == b.measured.tag()).unwrap_or(first)))
+        })
+        .collect()
 }
 
 /// Whether any compared run of each side had more threads than cores.
@@ -238,6 +266,7 @@ fn clock(engine: &str) -> &'static str {
     match engine {
         "native" => "wall time",
         "sim" => "virtual time",
+        "native+sim" => "wall time where native, virtual where simulated",
         _ => "unknown clock",
     }
 }
@@ -248,9 +277,9 @@ fn engine_line(side: &Loaded, oversubscribed: bool) -> String {
     let env = &side.environment;
     let clock = clock(&env.engine);
     match env.engine.as_str() {
-        "native" => {
+        "native" | "native+sim" => {
             let over = if oversubscribed { ", oversubscribed" } else { "" };
-            format!("native ({clock}) on {} cores{over}", env.cores)
+            format!("{} ({clock}) on {} cores{over}", env.engine, env.cores)
         }
         "sim" => {
             let costs = match &side.costs {
@@ -320,6 +349,19 @@ fn mismatches(base: &Loaded, new: &Loaded, pairs: &[(&Cell, &Cell)]) -> Vec<Stri
             why.push(format!("the cost models differ ({})", costs.join(", ")));
         }
     }
+    // Files of one engine each that differ are told above, cell by cell
+    // only where a report mixed engines.
+    let single = |engine: &str| engine == "native" || engine == "sim";
+    let engines_told = eb.engine != en.engine && single(&eb.engine) && single(&en.engine);
+    for (b, n) in pairs.iter().filter(|(b, n)| !engines_told && b.measured != n.measured) {
+        why.push(format!(
+            "{}/{} was measured {} in base, {} in new",
+            b.workload,
+            b.policy,
+            b.measured.describe(),
+            n.measured.describe()
+        ));
+    }
     let over = oversubscribed(pairs);
     if eb.engine == "native" && en.engine == "native" && eb.cores != en.cores && (over.0 || over.1) {
         let who = match over {
@@ -375,11 +417,7 @@ pub fn compare(base: &Loaded, new: &Loaded) -> Result<String, CompareError> {
     describe(&mut out, &format!("{ln} (new): "), new);
     let by_policy = by_policy(base, new);
     let only = |side: &Loaded, other: &Loaded| -> Vec<String> {
-        side.cells
-            .iter()
-            .filter(|c| !other.cells.iter().any(|o| same_cell(by_policy, c, o)))
-            .map(|c| format!("{}/{}", c.workload, c.policy))
-            .collect()
+        side.cells.iter().filter(|c| !other.cells.iter().any(|o| same_cell(by_policy, c, o))).map(cell_name).collect()
     };
     for (side, other, tag) in [(base, new, &lb), (new, base, &ln)] {
         let o = only(side, other);
@@ -401,20 +439,26 @@ pub fn compare(base: &Loaded, new: &Loaded) -> Result<String, CompareError> {
         out.push_str(&rule());
         let workload_policy = format!("{}/{}", b.workload, b.policy);
         let side_params = |c: &Cell| {
-            c.runs.first().map(|r| {
-                let mut p = run_params("workload", c.workload.clone(), r);
+            c.runs.first().map(|_| {
+                let mut p = cell_params(c);
                 p.insert(1, ("policy", b.policy.clone()));
-                p.push(("runs", c.runs.len().to_string()));
                 p
             })
         };
         match (side_params(b), side_params(n)) {
             (Some(pb), Some(pn)) if pb == pn => out.push_str(&params(&pb)),
             (Some(pb), Some(pn)) => {
-                // The sides differ: one value line each, labelled.
-                let names: Vec<&str> = pb.iter().map(|p| p.0).collect();
-                let _ = writeln!(out, "{}:", names.join("/"));
+                // The sides differ: one value line each, labelled, under
+                // one head where they name the same things.
+                let names = |side: &[(&str, String)]| side.iter().map(|p| p.0).collect::<Vec<&str>>().join("/");
+                let one_head = names(&pb) == names(&pn);
+                if one_head {
+                    let _ = writeln!(out, "{}:", names(&pb));
+                }
                 for (side, label) in [(&pb, &lb), (&pn, &ln)] {
+                    if !one_head {
+                        let _ = writeln!(out, "{}:", names(side));
+                    }
                     let values: Vec<&str> = side.iter().map(|p| p.1.as_str()).collect();
                     let _ = writeln!(out, "  {} ({label})", values.join("/"));
                 }

@@ -4,10 +4,10 @@
 //!
 //! Latencies are in µs (the result files hold ns). A figure that does not
 //! exist for a run (no `uffd` actor, no collapse at all) is `None`; a
-//! cell's value is the mean and sample standard deviation over the runs
-//! that have it.
+//! cell's value is the median over the runs that have it, with its
+//! confidence interval ([`MedianCi`]).
 
-use crate::stats::mean_stddev;
+use crate::stats::MedianCi;
 use crate::summary::{neighbour_wait, pml_hold};
 use bench_core::metrics::HistSummary;
 use bench_core::results::PolicyRun;
@@ -38,29 +38,6 @@ impl std::fmt::Debug for Figure {
     }
 }
 
-/// Mean and sample standard deviation of a figure over a cell's runs.
-#[derive(Copy, Clone, Debug, PartialEq)]
-pub struct Stat {
-    /// Mean.
-    pub mean: f64,
-    /// Sample standard deviation (n - 1; 0 for one run).
-    pub stddev: f64,
-    /// Runs that have the figure.
-    pub n: usize,
-}
-
-impl Stat {
-    /// Mean and deviation of `xs` (`None` when empty).
-    pub fn of(xs: &[f64]) -> Option<Stat> {
-        mean_stddev(xs).map(|(mean, stddev)| Stat { mean, stddev, n: xs.len() })
-    }
-
-    /// stddev / |mean| (`None` for a zero mean).
-    pub fn relative_stddev(&self) -> Option<f64> {
-        (self.mean != 0.0).then(|| self.stddev / self.mean.abs())
-    }
-}
-
 impl Figure {
     fn new(name: &str, headline: bool, extract: fn(&PolicyRun) -> Option<f64>) -> Figure {
         Figure { name: name.to_owned(), headline, percent: false, extract: Box::new(extract) }
@@ -71,10 +48,14 @@ impl Figure {
         (self.extract)(run).filter(|v| v.is_finite())
     }
 
-    /// Mean and deviation over the runs that have the figure.
-    pub fn stat(&self, runs: &[PolicyRun]) -> Option<Stat> {
-        let xs: Vec<f64> = runs.iter().filter_map(|r| self.value(r)).collect();
-        Stat::of(&xs)
+    /// The figure of each run that has it, in the runs' order.
+    pub fn values(&self, runs: &[PolicyRun]) -> Vec<f64> {
+        runs.iter().filter_map(|r| self.value(r)).collect()
+    }
+
+    /// Median and interval over the runs that have the figure.
+    pub fn stat(&self, runs: &[PolicyRun]) -> Option<MedianCi> {
+        MedianCi::of(&self.values(runs))
     }
 }
 
@@ -144,8 +125,14 @@ pub fn fixed_figures() -> Vec<Figure> {
         Figure::new("collapses_per_s", true, |r| Some(r.collapses_per_s)),
         Figure::new("collapse.latency.p50_us", true, |r| collapse_latency(r).map(|h| us(h.p50))),
         Figure::new("collapse.latency.p99_us", true, collapse_latency_p99_us),
+        // Where most collapses abort (an inserter filled a hole), the
+        // latency of all of them is mostly the abort path's.
+        Figure::new("collapse.succeeded.latency.p50_us", true, |r| {
+            r.metrics.collapse_latency_ns.get("SCAN_SUCCEED").map(|h| us(h.p50))
+        }),
         Figure::new("pml.hold.p99_us", true, pml_hold_p99_us),
-        Figure::new("pml.hold.max_us", true, |r| pml_hold(r).map(|h| us(h.max))),
+        // A maximum is one event: a preempted holder sets it. Not a headline.
+        Figure::new("pml.hold.max_us", false, |r| pml_hold(r).map(|h| us(h.max))),
         Figure::new("neighbour.pml_wait.p99_us", true, neighbour_wait_p99_us),
         Figure::new("ptl.hold.p99_us", false, |r| r.metrics.lock_hold_ns.get("collapse/ptl").map(|h| us(h.p99))),
         Figure::new("faulter.latency.p99_us", false, |r| r.metrics.op_latency_ns.get("faulter").map(|h| us(h.p99))),
@@ -154,8 +141,12 @@ pub fn fixed_figures() -> Vec<Figure> {
             per_collapse(r, r.metrics.counters.trylock_failures.values().sum(), 1.0)
         }),
         Figure::new("recheck_passes_per_collapse", false, |r| per_collapse(r, r.metrics.counters.recheck_passes, 1.0)),
-        Figure::new("flush_tlb_mm_per_1000_collapses", false, |r| per_collapse(r, r.metrics.counters.flush_mm, 1000.0)),
-        Figure::new("ipis_per_collapse", false, |r| per_collapse(r, r.metrics.counters.ipis, 1.0)),
+        Figure::new("collapse.flushes_per_collapse", false, collapse_flushes_per_collapse),
+        Figure::new("collapse.ipis_per_collapse", false, collapse_ipis_per_collapse),
+        // Every actor's, divided by the collapses: a reader's fault or a
+        // swap-out flushes too.
+        Figure::new("all_actors.flush_tlb_mm_per_1k", false, |r| per_collapse(r, r.metrics.counters.flush_mm, 1000.0)),
+        Figure::new("all_actors.ipis_per_collapse", false, |r| per_collapse(r, r.metrics.counters.ipis, 1.0)),
     ]
 }
 
@@ -165,6 +156,11 @@ pub fn fixed_figures() -> Vec<Figure> {
 pub fn cpu_sweep_figures() -> Vec<Figure> {
     vec![
         Figure::new("collapse.latency.p99_us", true, collapse_latency_p99_us),
+        // Where most collapses abort (an inserter filled a hole), the
+        // latency of all of them is mostly the abort path's.
+        Figure::new("collapse.succeeded.latency.p50_us", true, |r| {
+            r.metrics.collapse_latency_ns.get("SCAN_SUCCEED").map(|h| us(h.p50))
+        }),
         Figure::new("pml.hold.p99_us", true, pml_hold_p99_us),
         Figure::new("neighbour.pml_wait.p99_us", true, neighbour_wait_p99_us),
         Figure::new("collapse.flushes_per_collapse", false, collapse_flushes_per_collapse),
@@ -225,7 +221,7 @@ mod tests {
         assert_eq!(get(&r, "collapses_per_s"), Some(200.0));
         assert_eq!(get(&r, "collapse.latency.p50_us"), Some(7.42));
         assert_eq!(get(&r, "aborts.SCAN_FAIL%"), Some(25.0));
-        assert_eq!(get(&r, "flush_tlb_mm_per_1000_collapses"), Some(15.0));
+        assert_eq!(get(&r, "all_actors.flush_tlb_mm_per_1k"), Some(15.0));
         assert_eq!(get(&r, "uffd.latency.p99_us"), None);
         assert_eq!(get(&r, "neighbour.pml_wait.p99_us"), None);
         assert!(figs.iter().all(|f| f.name != "aborts.SCAN_SUCCEED%"));
@@ -235,6 +231,6 @@ mod tests {
         r.metrics.op_latency_ns.insert("neighbour".into(), HistSummary::default());
         assert_eq!(get(&r, "neighbour.pml_wait.p99_us"), Some(0.0));
         r.collapses = 0;
-        assert_eq!(get(&r, "ipis_per_collapse"), None);
+        assert_eq!(get(&r, "all_actors.ipis_per_collapse"), None);
     }
 }

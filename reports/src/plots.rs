@@ -770,7 +770,8 @@ fn sweep_lines(
 ) -> Option<(Vec<LegendEntry>, Body)> {
     let mut by_policy: BTreeMap<usize, Vec<(f64, f64)>> = BTreeMap::new();
     for p in points {
-        if let Some(y) = (chart.value)(&p.run).filter(|y| y.is_finite()) {
+        let ys: Vec<f64> = p.runs.iter().filter_map(|r| (chart.value)(r)).collect();
+        if let Some(y) = crate::stats::MedianCi::of(&ys).map(|c| c.median) {
             by_policy.entry(policies.index(&p.policy)).or_default().push((p.threads as f64, y));
         }
     }

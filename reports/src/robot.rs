@@ -25,18 +25,21 @@
 //!   64     116.4          35.82          29.85
 //! ```
 //!
-//! Columns: the base's mean and `+-` its sample standard deviation in %
-//! of the mean (blank under 1 %), the change, the patch's mean and
-//! deviation, the figure. The change is (patch - base) / base in %, or,
-//! for figures that are themselves percentages (names ending in `%`),
-//! the difference in percentage points (no `%` sign, as the robot prints
-//! its perf-profile rows). A `*` marks a change beyond noise: the
-//! difference of the means exceeds twice its standard error
-//! (`2 * sqrt(sb^2/nb + sp^2/np)`), or, when either side has a single
-//! run, 10 % of the base value.
+//! Columns: the base's median over its runs and `+-` half the width of
+//! the median's 95% confidence interval in % of it (blank under 1 %), the
+//! change, the patch's median and interval, the figure. The change is
+//! (patch - base) / base in %, or, for figures that are themselves
+//! percentages (names ending in `%`), the difference in percentage
+//! points (no `%` sign, as the robot prints its perf-profile rows). A `*`
+//! marks a change a second run reproduces ([`crate::stats::reproduced`]:
+//! significant by Mann and Whitney's test in each half of the runs, the
+//! same way); `~` a figure whose interval is wider than 10 % of its
+//! median, named again in a sentence under the table. Medians rather
+//! than the robot's means: see [`crate::stats`].
 
-use crate::figures::{cpu_sweep_figures, figures, Figure, Stat};
-use crate::schema::{Cell, CpuSweep, PolicyCheck, PolicyFailure, ReportResults};
+use crate::figures::{cpu_sweep_figures, figures, Figure};
+use crate::schema::{Cell, CpuSweep, Measured, PolicyCheck, PolicyFailure, ReportResults};
+use crate::stats::{reproduced, MedianCi, MIN_RUNS_PER_HALF};
 use crate::verdicts::{counterexample_head, print_counterexample, shown_counterexamples, verdict_table, wrap};
 use bench_core::results::PolicyRun;
 use std::fmt::Write as _;
@@ -51,19 +54,23 @@ const STDDEV: usize = 7;
 const SIDE: usize = VALUE + STDDEV;
 /// The change: right-aligned text, then the significance flag.
 const CHANGE: usize = 9;
-/// A change needs more than this relative size to count when a side has
-/// a single run.
-const SINGLE_RUN_THRESHOLD: f64 = 0.10;
 
 /// What the table's columns and marks mean, for the report's header.
-pub const LEGEND: &str = "Each table compares the mean over the runs of the base (left) with \
-    the patch (right). +-N% is the sample standard deviation in % of the mean, shown where it \
-    is at least 1%. %change is (patch - base) / base; for figures ending in % (shares of all \
-    collapses) it is the difference in percentage points, printed without a % sign. * marks a \
-    change beyond noise: larger than twice its standard error (taken as at least 1% of the \
-    base, the histograms' resolution), or, with a single run on either side, larger than 10% \
-    of the base. Latencies (_us) are in microseconds. Headline figures \
-    come first.";
+pub const LEGEND: &str = "Each table compares the base (left) with the patch (right): the median \
+    over the runs of each, and +-N%, half the width of the 95% confidence interval of that median in % \
+    of it (from the runs' order statistics; shown where it is at least 1%). %change is (patch - base) \
+    / base of the medians; for figures ending in % (shares of all collapses) it is the difference in \
+    percentage points, printed without a % sign. * marks a change a second run reproduces: the runs \
+    of each side are split into two halves (every other run; policies took turns, run by run), and in \
+    each half on its own the Mann-Whitney rank test finds the change (p < 0.05) in the same direction. \
+    ~ marks a figure too noisy to quote: its interval is wider than +-10% of its median on either \
+    side, and the table says so under it. Latencies (_us) are in microseconds; _per_1k is per 1000 \
+    collapses; collapse.* figures count the collapses' own events, all_actors.* every actor's. \
+    Headline figures come first.";
+
+/// A figure whose interval is wider than this share of its median, on
+/// either side, is marked noisy (`~`).
+pub const NOISY: f64 = 0.10;
 
 /// A mean, robot style: integers for large values, 2 or 3 significant
 /// decimals for small ones.
@@ -88,10 +95,10 @@ pub fn fmt_value(v: f64) -> String {
     }
 }
 
-/// ` +-NNN%` where the deviation is at least 1 % of the mean, else blank
-/// (always 7 columns wide).
-pub fn fmt_stddev(s: &Stat) -> String {
-    match s.relative_stddev() {
+/// ` +-NNN%`, half the interval's width in % of the median, where it is
+/// at least 1 %, else blank (always 7 columns wide).
+pub fn fmt_stddev(s: &MedianCi) -> String {
+    match s.relative_half_width() {
         Some(r) if r >= 0.01 => format!(" +-{:>3}%", ((r * 100.0).round() as u64).min(999)),
         _ => " ".repeat(STDDEV),
     }
@@ -117,22 +124,16 @@ pub fn fmt_change(change: f64, percent_points: bool) -> String {
     format!("{num}{unit}")
 }
 
-/// Whether the change from `base` to `patch` is beyond noise: the
-/// difference of the means is more than twice its standard error; with a
-/// single run on either side (no deviation to go by), more than 10 % of
-/// the base (any change from a base of 0).
-pub fn significant(base: &Stat, patch: &Stat) -> bool {
-    let delta = (patch.mean - base.mean).abs();
-    if delta == 0.0 || !delta.is_finite() {
-        return delta.is_infinite();
+/// Whether a change of the medians is as large as the histograms the
+/// latency figures come from can resolve (1 %, or a tenth of a
+/// percentage point for a share); a reproduced change smaller than that
+/// is not flagged.
+fn resolvable(base: f64, patch: f64, percent_points: bool) -> bool {
+    let delta = (patch - base).abs();
+    match percent_points {
+        true => delta >= 0.1,
+        false => base == 0.0 && delta > 0.0 || delta >= HISTOGRAM_RESOLUTION * base.abs(),
     }
-    if base.n < 2 || patch.n < 2 {
-        return base.mean == 0.0 || delta / base.mean.abs() > SINGLE_RUN_THRESHOLD;
-    }
-    let se = (base.stddev.powi(2) / base.n as f64 + patch.stddev.powi(2) / patch.n as f64).sqrt();
-    // Histogram quantiles have 1% resolution: a figure that is identical in
-    // every run still has that much error, so a smaller change is not flagged.
-    delta > 2.0 * se.max(HISTOGRAM_RESOLUTION * base.mean.abs())
 }
 
 /// Relative resolution of the histograms the latency figures come from.
@@ -143,46 +144,69 @@ const HISTOGRAM_RESOLUTION: f64 = 0.01;
 pub struct Row {
     /// The figure's name.
     pub name: String,
+    /// A headline figure.
+    pub headline: bool,
     /// Already a percentage: the change is in percentage points.
     pub percent: bool,
-    /// The base's mean and deviation (`None`: no run has the figure).
-    pub base: Option<Stat>,
+    /// The base's median and interval (`None`: no run has the figure).
+    pub base: Option<MedianCi>,
     /// The patch's.
-    pub patch: Option<Stat>,
-    /// The change (in % or percentage points), where both sides have it.
+    pub patch: Option<MedianCi>,
+    /// The change of the medians (in % or percentage points), where both
+    /// sides have the figure.
     pub change: Option<f64>,
-    /// Beyond noise (see [`significant`]).
+    /// A change a second run reproduces ([`reproduced`]), large enough to
+    /// resolve.
     pub significant: bool,
+    /// Either side's interval is wider than [`NOISY`] of its median.
+    pub noisy: bool,
 }
 
 impl Row {
     fn of(fig: &Figure, base: &[PolicyRun], patch: &[PolicyRun]) -> Option<Row> {
-        let (b, p) = (fig.stat(base), fig.stat(patch));
+        let (bx, px) = (fig.values(base), fig.values(patch));
+        let (b, p) = (MedianCi::of(&bx), MedianCi::of(&px));
         if b.is_none() && p.is_none() {
             return None;
         }
         let change = match (b, p) {
-            (Some(b), Some(p)) if fig.percent => Some(p.mean - b.mean),
-            (Some(b), Some(p)) if b.mean == 0.0 => {
-                Some(if p.mean == 0.0 { 0.0 } else { f64::INFINITY.copysign(p.mean) })
+            (Some(b), Some(p)) if fig.percent => Some(p.median - b.median),
+            (Some(b), Some(p)) if b.median == 0.0 => {
+                Some(if p.median == 0.0 { 0.0 } else { f64::INFINITY.copysign(p.median) })
             }
-            (Some(b), Some(p)) => Some((p.mean - b.mean) / b.mean.abs() * 100.0),
+            (Some(b), Some(p)) => Some((p.median - b.median) / b.median.abs() * 100.0),
             _ => None,
         };
-        let significant = matches!((b, p), (Some(b), Some(p)) if significant(&b, &p));
-        Some(Row { name: fig.name.clone(), percent: fig.percent, base: b, patch: p, change, significant })
+        let significant = matches!((b, p), (Some(b), Some(p))
+            if resolvable(b.median, p.median, fig.percent) && reproduced(&bx, &px));
+        let wide = |s: &Option<MedianCi>| s.and_then(|s| s.relative_half_width()).is_some_and(|r| r > NOISY);
+        let noisy = !fig.percent && (wide(&b) || wide(&p));
+        Some(Row {
+            name: fig.name.clone(),
+            headline: fig.headline,
+            percent: fig.percent,
+            base: b,
+            patch: p,
+            change,
+            significant,
+            noisy,
+        })
     }
 
     /// The row as printed.
     pub fn line(&self) -> String {
-        let side = |s: &Option<Stat>| match s {
+        let side = |s: &Option<MedianCi>| match s {
             None => format!("{:>VALUE$}{:STDDEV$}", "-", ""),
-            Some(s) => format!("{:>VALUE$}{}", fmt_value(s.mean), fmt_stddev(s)),
+            Some(s) => format!("{:>VALUE$}{}", fmt_value(s.median), fmt_stddev(s)),
         };
         let change = self.change.map(|c| fmt_change(c, self.percent)).unwrap_or_default();
         // Percentage points leave the `%` column blank, as the robot does.
         let change = if self.percent && self.change.is_some() { format!("{change} ") } else { change };
-        let flag = if self.significant { '*' } else { ' ' };
+        let flag = match (self.significant, self.noisy) {
+            (true, _) => '*',
+            (false, true) => '~',
+            (false, false) => ' ',
+        };
         let line =
             format!("{}{change:>w$}{flag}{}  {}", side(&self.base), side(&self.patch), self.name, w = CHANGE - 1);
         truncate(&line, WIDTH)
@@ -223,12 +247,40 @@ fn head(base: &str, patch: &str) -> String {
     out
 }
 
-/// One comparison table of two sets of runs, headed by their labels.
+/// One comparison table of two sets of runs, headed by their labels,
+/// with a sentence under it naming the figures too noisy to quote, and
+/// one when the runs are too few for any change to be called reproduced.
 pub fn comparison_of(base_label: &str, base: &[PolicyRun], patch_label: &str, patch: &[PolicyRun]) -> String {
     let mut out = head(base_label, patch_label);
-    for row in rows(base, patch) {
+    let rows = rows(base, patch);
+    for row in &rows {
         out.push_str(&row.line());
         out.push('\n');
+    }
+    let noisy: Vec<&str> = rows.iter().filter(|r| r.noisy && !r.significant).map(|r| r.name.as_str()).collect();
+    if !noisy.is_empty() {
+        let runs = base.len().min(patch.len());
+        out.push_str(&wrap(
+            &format!(
+                "~ too noisy here to quote (95% interval wider than +-{:.0}% after {runs} runs): {}.",
+                NOISY * 100.0,
+                noisy.join(", ")
+            ),
+            "",
+            "  ",
+        ));
+    }
+    if base.len().min(patch.len()) < 2 * MIN_RUNS_PER_HALF {
+        out.push_str(&wrap(
+            &format!(
+                "Too few runs ({} and {}) for a change to be called reproduced: {} a side are needed.",
+                base.len(),
+                patch.len(),
+                2 * MIN_RUNS_PER_HALF
+            ),
+            "",
+            "  ",
+        ));
     }
     out
 }
@@ -337,14 +389,23 @@ fn yes_no(b: bool) -> String {
     if b { "yes" } else { "no" }.into()
 }
 
-/// The scenario parameters of a set of runs as printed over a table.
-pub fn run_params<'a>(name: &'a str, value: String, run: &PolicyRun) -> Vec<(&'a str, String)> {
-    vec![
-        (name, value),
-        ("threads", run.threads.to_string()),
-        ("pinned", yes_no(run.pinned)),
-        ("oversubscribed", yes_no(run.oversubscribed)),
-    ]
+/// How a cell's runs were made, as printed over its tables: the
+/// workload, the engine, the threads (pinned or not, more than the cores
+/// or not) or, simulated, the virtual CPUs, and the number of runs.
+pub fn cell_params(cell: &Cell) -> Vec<(&'static str, String)> {
+    let mut out = vec![("workload", cell.workload.clone()), ("engine", cell.measured.tag().to_owned())];
+    if let Some(run) = cell.runs.first() {
+        match cell.measured {
+            Measured::Simulated => out.push(("cpus", run.threads.to_string())),
+            _ => out.extend([
+                ("threads", run.threads.to_string()),
+                ("pinned", yes_no(run.pinned)),
+                ("oversubscribed", yes_no(run.oversubscribed)),
+            ]),
+        }
+    }
+    out.push(("runs", cell.runs.len().to_string()));
+    out
 }
 
 /// A separator line between sections.
@@ -380,13 +441,17 @@ fn header(r: &ReportResults) -> String {
     out.push_str(&wrap(&machine, "test machine: ", "              "));
     out.push_str(&wrap(&format!("{} ({})", env.kernel, env.os), "kernel:       ", "              "));
     out.push('\n');
-    out.push_str(&params(&[
-        ("engine", env.engine.clone()),
+    let engines = distinct(r.cells.iter().map(|c| c.measured.tag()));
+    let mut header_params = vec![
+        ("engine", if engines.is_empty() { env.engine.clone() } else { engines.join("+") }),
         ("repetitions", r.repetitions.to_string()),
         ("run_seconds", format!("{}", r.run_seconds)),
-        ("seed", env.seed.to_string()),
-        ("git_revision", env.git_revision.clone()),
-    ]));
+    ];
+    if let Some(s) = r.sim_seconds {
+        header_params.push(("sim_seconds", format!("{s}")));
+    }
+    header_params.extend([("seed", env.seed.to_string()), ("git_revision", env.git_revision.clone())]);
+    out.push_str(&params(&header_params));
     out.push_str("\nTo reproduce:\n\n");
     out.push_str(&shell_lines(&r.command, "        ", "            "));
     out.push('\n');
@@ -394,15 +459,38 @@ fn header(r: &ReportResults) -> String {
     out
 }
 
-fn workload_section(r: &ReportResults, workload: &str) -> String {
-    let cells: Vec<&Cell> = r.cells.iter().filter(|c| c.workload == workload).collect();
+/// What a section measured one way says of it, under the rule.
+fn measured_heading(r: &ReportResults, workload: &str, measured: &Measured) -> String {
+    let how = match measured {
+        Measured::Native => "native, pinned one thread per core".to_owned(),
+        Measured::Fitted { actors } => format!(
+            "native, fitted to this machine's {} cores: {actors}, pinned one thread per core (the other actors \
+             are in the simulated section)",
+            r.environment.cores
+        ),
+        Measured::Simulated => {
+            let costs = match &r.sim_costs {
+                Some(c) if c.calibrated => "costs calibrated on this machine",
+                Some(_) => "costs as given, not calibrated here",
+                None => "cost model not recorded",
+            };
+            let seconds = r.sim_seconds.map_or_else(String::new, |s| format!(", {s} s of virtual time a run"));
+            format!("simulated: every actor on a virtual CPU, virtual time{seconds}, {costs}")
+        }
+    };
+    wrap(&format!("{workload}, {how}:"), "", "  ")
+}
+
+fn workload_section(r: &ReportResults, workload: &str, measured: &Measured) -> String {
+    let cells: Vec<&Cell> = r.cells.iter().filter(|c| c.workload == workload && c.measured == *measured).collect();
     let base = cells.iter().find(|c| c.policy == r.base);
     let mut out = rule();
-    let first = base.or(cells.first()).and_then(|c| c.runs.first());
-    if let Some(run) = first {
-        out.push_str(&params(&run_params("workload", workload.to_owned(), run)));
-    } else {
-        let _ = writeln!(out, "workload: {workload}");
+    out.push_str(&measured_heading(r, workload, measured));
+    match base.or(cells.first()) {
+        Some(cell) => out.push_str(&params(&cell_params(cell))),
+        None => {
+            let _ = writeln!(out, "workload: {workload}");
+        }
     }
     let Some(base) = base else {
         out.push('\n');
@@ -426,9 +514,10 @@ const CPUS: &str = "cpus";
 const GAP: usize = 2;
 
 /// What the sweep's section says about its numbers, after its parameters.
-const CPU_SWEEP_LEGEND: &str = "Each point is one run of the simulation engine: the workload scaled to \
-    that many CPUs (one actor thread each) for virtual_seconds of virtual time, the primitives' costs \
-    taken from the cost model recorded in results.json (cpu_sweep.costs). Latencies (_us) are virtual \
+const CPU_SWEEP_LEGEND: &str = "Each point is the median of runs of the simulation engine, each with \
+    its own seed: the workload scaled to that many CPUs (its actors and its ranges grown together, one \
+    actor thread a CPU) for virtual_seconds of virtual time, the primitives' costs taken from the cost \
+    model recorded in results.json (cpu_sweep.costs). Latencies (_us) are virtual \
     microseconds; flushes and IPIs are the collapses' own, per collapse. The base is the first column \
     of every table.";
 
@@ -483,7 +572,8 @@ fn sweep_table(
         let _ = write!(out, "{n:>cpus_width$}");
         for (name, w) in columns {
             let point = sweep.points.iter().find(|p| p.policy == *name && p.value == n);
-            let value = point.and_then(|p| figure.value(&p.run)).map_or_else(|| "-".to_owned(), fmt_value);
+            let value =
+                point.and_then(|p| figure.stat(&p.runs)).map_or_else(|| "-".to_owned(), |s| fmt_value(s.median));
             let _ = write!(out, "{:GAP$}{value:>w$}", "");
         }
         out.push('\n');
@@ -513,7 +603,7 @@ fn cpu_sweep_section(base: &str, sweep: &CpuSweep) -> String {
     let tables = sweep_tables(&policies, cpus_width);
     let mut shown = 0;
     for figure in cpu_sweep_figures() {
-        if !sweep.points.iter().any(|p| figure.value(&p.run).is_some()) {
+        if !sweep.points.iter().any(|p| figure.stat(&p.runs).is_some()) {
             continue;
         }
         shown += 1;
@@ -587,14 +677,86 @@ const VERDICT_LEGEND: &str = "\nverified: every interleaving of the scope was ex
     rule (a bounded exploration says bounded). ok: no rule broken in the sampled schedules, which is not \
     a proof. FAIL: the gravest rule broken, with its counterexample below.";
 
+/// The report in a few lines, for the terminal it ran in (the whole text
+/// is in report.txt): each policy's verdicts, the headline changes a
+/// second run reproduces, and how many headline figures were too noisy
+/// to quote.
+pub fn terminal_summary(r: &ReportResults) -> String {
+    let mut out = String::new();
+    if !r.verdicts.is_empty() {
+        out.push_str("verdicts (every interleaving of the scope; sampled schedules):\n");
+        let policies = distinct(r.verdicts.iter().map(|v| v.check.policy.as_str()));
+        let width = policies.iter().map(|p| p.len()).max().unwrap_or(0);
+        for policy in policies {
+            let mut per_workload = vec![];
+            for workload in distinct(r.verdicts.iter().map(|v| v.workload.as_str())) {
+                let words: Vec<String> = r
+                    .verdicts
+                    .iter()
+                    .filter(|v| v.workload == workload && v.check.policy == policy)
+                    .map(|v| match v.check.first.as_ref().and_then(|cx| cx.violations.first()) {
+                        Some(first) => format!("{} {}", v.check.verdict, first.oracle),
+                        None => v.check.verdict.clone(),
+                    })
+                    .collect();
+                if !words.is_empty() {
+                    per_workload.push(format!("{workload} {}", words.join(", ")));
+                }
+            }
+            let _ = writeln!(out, "  {policy:<width$}  {}", per_workload.join("; "));
+        }
+    }
+    let mut starred = vec![];
+    let (mut noisy, mut headline) = (0, 0);
+    for base in r.cells.iter().filter(|c| c.policy == r.base) {
+        let patches = r.cells.iter().filter(|c| c.policy != r.base && c.workload == base.workload);
+        for patch in patches.filter(|c| c.measured == base.measured) {
+            for row in rows(&base.runs, &patch.runs).into_iter().filter(|row| row.headline) {
+                headline += 1;
+                noisy += usize::from(row.noisy && !row.significant);
+                if let (true, Some(change)) = (row.significant, row.change) {
+                    starred.push(format!(
+                        "  {} ({})  {}  {}  {}",
+                        base.workload,
+                        base.measured.tag(),
+                        patch.policy,
+                        row.name,
+                        fmt_change(change, row.percent)
+                    ));
+                }
+            }
+        }
+    }
+    if headline > 0 {
+        let _ = writeln!(out, "headline changes against {} that a second run reproduces (*):", r.base);
+        if starred.is_empty() {
+            out.push_str("  none\n");
+        }
+        for line in starred {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = writeln!(out, "headline figures too noisy here to quote (~): {noisy} of {headline}");
+    }
+    for f in &r.failures {
+        let _ = writeln!(out, "{}", f.summary());
+    }
+    out
+}
+
 /// The whole `report.txt`: header, one section per workload with a table
 /// per patch against `r.base`, the CPU sweep's tables where `r` has one,
 /// the verdicts and their counterexamples.
 pub fn report_text(r: &ReportResults) -> String {
     let mut out = header(r);
-    for workload in distinct(r.cells.iter().map(|c| c.workload.as_str())) {
+    let mut sections: Vec<(&str, &Measured)> = vec![];
+    for c in &r.cells {
+        if !sections.contains(&(c.workload.as_str(), &c.measured)) {
+            sections.push((c.workload.as_str(), &c.measured));
+        }
+    }
+    for (workload, measured) in sections {
         out.push('\n');
-        out.push_str(&workload_section(r, workload));
+        out.push_str(&workload_section(r, workload, measured));
     }
     if let Some(sweep) = &r.cpu_sweep {
         out.push('\n');

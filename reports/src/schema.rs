@@ -13,8 +13,9 @@ use std::collections::BTreeMap;
 
 /// Version of the result-file layout. 2: counterexample timelines are
 /// typed events ([`CounterexampleTimeline::Events`]) where 1 had printed
-/// lines.
-pub const SCHEMA: u32 = 2;
+/// lines. 3: a report's cells and sweep points say how they were measured
+/// ([`Measured`]), and a sweep point holds repeated runs.
+pub const SCHEMA: u32 = 3;
 
 /// The oldest layout version this build still reads: a file of version 1
 /// loads with its counterexample timelines as the lines it printed
@@ -243,10 +244,20 @@ pub struct ReportResults {
     pub base: String,
     /// `--quick` (shorter runs, fewer repetitions, fewer schedules).
     pub quick: bool,
-    /// Native runs per cell.
+    /// Runs per cell (the least, where cells ran until their figures
+    /// settled: see each cell's runs).
     pub repetitions: u32,
     /// Seconds each native run lasted.
     pub run_seconds: f64,
+    /// Virtual seconds each simulated run of the matrix and the scaling
+    /// sweep lasted (absent before schema 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim_seconds: Option<f64>,
+    /// The cost model of the simulated cells and scaling points, and
+    /// whether it was calibrated on this machine (absent before schema 3,
+    /// or when nothing was simulated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim_costs: Option<SimCosts>,
     /// One per (workload, policy).
     pub cells: Vec<Cell>,
     /// Metric over actor-thread count.
@@ -266,32 +277,129 @@ pub struct ReportResults {
     pub failures: Vec<PolicyFailure>,
 }
 
-/// The repeated runs of one policy on one workload.
+/// The cost model a report simulated with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SimCosts {
+    /// Measured on the machine the report ran on (`calibrate`), or given
+    /// (`--costs`, or the built-in model where calibration was not asked for).
+    pub calibrated: bool,
+    /// The model.
+    pub costs: CostModel,
+}
+
+/// The repeated runs of one policy on one workload, measured one way.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Cell {
     /// Workload (preset or scenario name).
     pub workload: String,
     /// Policy label.
     pub policy: String,
-    /// The runs.
+    /// How (files before schema 3: natively, the workload as it is).
+    #[serde(default)]
+    pub measured: Measured,
+    /// The runs, in the order they ran (the report runs the policies of a
+    /// workload in turn, one run each, so the runs of two cells alternate
+    /// in time).
     pub runs: Vec<PolicyRun>,
 }
 
-/// One point of the scaling sweep.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// How a cell or a sweep point was measured. A report measures natively
+/// what fits the machine's cores, one pinned thread per core, and
+/// simulates what does not (a run with more threads than cores measures
+/// the preemption of lock holders more than the policy).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "engine", rename_all = "kebab-case")]
+pub enum Measured {
+    /// Native threads, the workload as it is.
+    #[default]
+    Native,
+    /// Native threads, the workload fitted to the machine's cores: its
+    /// collapsers and as many of its other actors, in proportion, as fill
+    /// the cores (`Threads::scaled_to`).
+    Fitted {
+        /// The actors that ran (`collapse+uffd`).
+        actors: String,
+    },
+    /// The simulation engine: every actor on its virtual CPU, virtual
+    /// time, the report's cost model.
+    Simulated,
+}
+
+impl Measured {
+    /// In words, for a section's head: `native`, `native, fitted to the
+    /// cores (collapse+uffd)`, `simulated`.
+    pub fn describe(&self) -> String {
+        match self {
+            Measured::Native => "native".into(),
+            Measured::Fitted { actors } => format!("native, fitted to the cores ({actors})"),
+            Measured::Simulated => "simulated".into(),
+        }
+    }
+
+    /// A short tag for file names and keys: `native`, `fitted`, `sim`.
+    pub fn tag(&self) -> &'static str {
+        match self {
+            Measured::Native => "native",
+            Measured::Fitted { .. } => "fitted",
+            Measured::Simulated => "sim",
+        }
+    }
+}
+
+/// One point of a sweep: a policy's repeated runs at one value of the
+/// swept knob.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ScalingPoint {
     /// Workload.
     pub workload: String,
     /// Policy label.
     pub policy: String,
-    /// The scenario key swept (`threads.neighbours`).
+    /// The scenario key swept (`threads.neighbours`, `cpus`).
     pub knob: String,
     /// Its value at this point.
     pub value: u32,
     /// Actor threads in all.
     pub threads: u32,
-    /// The run.
-    pub run: PolicyRun,
+    /// How the point was measured.
+    pub measured: Measured,
+    /// The runs, each with its own seed.
+    pub runs: Vec<PolicyRun>,
+}
+
+impl<'de> Deserialize<'de> for ScalingPoint {
+    /// Also a point of a file before schema 3: one run, in `run`,
+    /// measured natively (a CPU sweep's points are marked simulated by
+    /// [`CpuSweep`]'s reader).
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Stored {
+            workload: String,
+            policy: String,
+            knob: String,
+            value: u32,
+            threads: u32,
+            #[serde(default)]
+            measured: Measured,
+            #[serde(default)]
+            runs: Vec<PolicyRun>,
+            #[serde(default)]
+            run: Option<PolicyRun>,
+        }
+        let p = Stored::deserialize(deserializer)?;
+        let runs = match (p.runs, p.run) {
+            (runs, None) => runs,
+            (mut runs, Some(run)) => {
+                runs.insert(0, run);
+                runs
+            }
+        };
+        if runs.is_empty() {
+            return Err(serde::de::Error::custom("a sweep point needs `runs` (or, before schema 3, `run`)"));
+        }
+        let (workload, policy, knob, value, threads, measured) =
+            (p.workload, p.policy, p.knob, p.value, p.threads, p.measured);
+        Ok(ScalingPoint { workload, policy, knob, value, threads, measured, runs })
+    }
 }
 
 /// The simulation engine's sweep over CPU counts: one workload, every
@@ -305,8 +413,17 @@ pub struct CpuSweep {
     /// The cost model.
     pub costs: CostModel,
     /// Points with `knob` = "cpus", `value` = `threads` = the CPU count;
-    /// each `run` is a simulated run (times virtual, `cores` = CPUs).
+    /// their runs are simulated (times virtual, `cores` = CPUs).
+    #[serde(deserialize_with = "simulated_points")]
     pub points: Vec<ScalingPoint>,
+}
+
+/// A CPU sweep's points, each marked simulated (files before schema 3 do
+/// not say so).
+fn simulated_points<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<ScalingPoint>, D::Error> {
+    let mut points = Vec::<ScalingPoint>::deserialize(deserializer)?;
+    points.iter_mut().for_each(|p| p.measured = Measured::Simulated);
+    Ok(points)
 }
 
 /// The checker's verdict of one policy on one workload.

@@ -93,8 +93,11 @@ fn rows(runs: &[&PolicyRun]) -> Vec<Row> {
     out.extend([
         ("trylock failures/collapse".into(), c(|r| r.metrics.counters.trylock_failures.values().sum(), 1.0)),
         ("recheck passes/collapse".into(), c(|r| r.metrics.counters.recheck_passes, 1.0)),
-        ("flush_tlb_mm/1000 collapses".into(), c(|r| r.metrics.counters.flush_mm, 1000.0)),
-        ("IPIs/collapse".into(), c(|r| r.metrics.counters.ipis, 1.0)),
+        ("collapse's flushes/collapse".into(), c(|r| r.metrics.counters.collapse_flushes, 1.0)),
+        ("collapse's IPIs/collapse".into(), c(|r| r.metrics.counters.collapse_ipis, 1.0)),
+        // Every actor's: readers' faults and swap-outs flush too.
+        ("flush_tlb_mm/1000 (all)".into(), c(|r| r.metrics.counters.flush_mm, 1000.0)),
+        ("IPIs/collapse (all actors)".into(), c(|r| r.metrics.counters.ipis, 1.0)),
         ("violations".into(), runs.iter().map(|r| r.violations_total.to_string()).collect()),
     ]);
     out

@@ -155,9 +155,9 @@ fn two_scenarios_pair_by_policy_and_warn() {
     // Each side's workload on its own labelled line.
     assert!(
         text.contains(
-            "workload/policy/threads/pinned/oversubscribed/runs:\n\
-             \x20 pml-contended/v1/5/no/yes/3 (7b232fb1c0de)\n\
-             \x20 my-scenario/v1/5/no/yes/3 (9c1e4d2a-dirty)\n"
+            "workload/policy/engine/threads/pinned/oversubscribed/runs:\n\
+             \x20 pml-contended/v1/native/5/no/yes/10 (7b232fb1c0de)\n\
+             \x20 my-scenario/v1/native/5/no/yes/10 (9c1e4d2a-dirty)\n"
         ),
         "{text}"
     );
@@ -223,15 +223,23 @@ fn other_core_counts_warn_only_with_oversubscription() {
 }
 
 #[test]
-fn a_report_records_its_cost_model_only_when_simulated() {
+fn a_report_records_the_cost_model_of_what_it_simulated() {
     let mut report = fixture("report.json");
+    let mixed = loaded("report-mixed.json", &report);
+    assert_eq!(mixed.scenario, None);
+    assert_eq!(mixed.costs, Some(CostModel::default()), "its simulated cells' (sim_costs)");
+    // Against a native run, its fitted and simulated cells are told apart.
+    let run = loaded("report-run.json", &runs().1);
+    let w = warning(&mixed, &run).unwrap();
+    assert!(w.contains("pml-contended/v1 was measured simulated in base, native in new"), "{w}");
+    // A report before schema 3 had no `sim_costs`: its cells share the CPU
+    // sweep's cost model only when its matrix was simulated.
+    report.as_object_mut().unwrap().remove("sim_costs");
+    report["environment"]["engine"] = json!("native");
     let native = loaded("report-native.json", &report);
-    assert_eq!((native.scenario.as_ref(), native.costs.as_ref()), (None, None));
+    assert_eq!(native.costs, None);
     report["environment"]["engine"] = json!("sim");
     let sim = loaded("report-sim.json", &report);
     assert_eq!(sim.costs, Some(CostModel::default()), "the CPU sweep's, which the matrix shares");
-    // A native report against a native run: no scenario to tell apart.
-    let run = loaded("report-run.json", &runs().1);
-    assert_eq!(warning(&native, &run), None);
     assert!(warning(&sim, &run).unwrap().contains("base ran on the sim engine (virtual time), new on the native"));
 }

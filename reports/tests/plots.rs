@@ -6,8 +6,8 @@ use bench_core::results::{Environment, PolicyRun, TimelineEntry, TimelineEvent, 
 use bench_core::{CostModel, LockClass, Oracle, Role, Violation};
 use reports::plots::{file_stem, render_all, HEIGHT, WIDTH};
 use reports::schema::{
-    Cell, CounterexampleDoc, CounterexampleTimeline, CpuSweep, PolicyCheck, ReportResults, ScalingPoint, Verdict,
-    SCHEMA,
+    Cell, CounterexampleDoc, CounterexampleTimeline, CpuSweep, Measured, PolicyCheck, ReportResults, ScalingPoint,
+    Verdict, SCHEMA,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -70,6 +70,7 @@ fn cell(workload: &str, policy: &str, speed: f64, neighbours: bool) -> Cell {
     Cell {
         workload: workload.into(),
         policy: policy.into(),
+        measured: Measured::Native,
         runs: [0.95, 1.0, 1.07].iter().map(|f| run(policy, workload, 4, speed * f, neighbours)).collect(),
     }
 }
@@ -150,7 +151,8 @@ fn cpu_sweep() -> CpuSweep {
                     knob: "cpus".into(),
                     value: cpus,
                     threads: cpus,
-                    run,
+                    measured: Measured::Simulated,
+                    runs: vec![run],
                 }
             })
         })
@@ -168,7 +170,8 @@ fn results() -> ReportResults {
                 knob: "threads.neighbours".into(),
                 value: n,
                 threads: n + 1,
-                run: run(policy, W2, n as usize + 1, if policy == BASE { 1.0 } else { 1.6 }, true),
+                measured: Measured::Native,
+                runs: vec![run(policy, W2, n as usize + 1, if policy == BASE { 1.0 } else { 1.6 }, true)],
             })
         })
         .collect();
@@ -181,6 +184,8 @@ fn results() -> ReportResults {
         quick: true,
         repetitions: 3,
         run_seconds: 1.0,
+        sim_seconds: None,
+        sim_costs: None,
         cells: vec![
             cell(W1, BASE, 1.0, false),
             cell(W1, PATCH, 1.4, false),
@@ -322,11 +327,11 @@ fn missing_data_leaves_plots_out() {
         run.metrics = MetricsSummary::default();
     }
     r.cells.truncate(2);
-    r.scaling.iter_mut().for_each(|p| p.run.metrics.lock_wait_ns.clear());
+    r.scaling.iter_mut().flat_map(|p| &mut p.runs).for_each(|run| run.metrics.lock_wait_ns.clear());
     // A sweep without neighbours, and one point without any collapse.
     let sweep = r.cpu_sweep.as_mut().unwrap();
-    sweep.points.iter_mut().for_each(|p| p.run.metrics.lock_wait_ns.clear());
-    sweep.points[0].run.collapses = 0;
+    sweep.points.iter_mut().flat_map(|p| &mut p.runs).for_each(|run| run.metrics.lock_wait_ns.clear());
+    sweep.points[0].runs[0].collapses = 0;
     let mut from_schema_1 = r.verdicts[1].clone();
     from_schema_1.workload = W1.into();
     from_schema_1.check.first.as_mut().unwrap().timeline =

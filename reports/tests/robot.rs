@@ -14,16 +14,16 @@ use bench_core::{CostModel, LockClass, Role};
 use reports::compare::{compare, load, CompareError};
 use reports::robot::{comparison, report_text, WIDTH};
 use reports::schema::{
-    Cell, CounterexampleDoc, CounterexampleTimeline, CpuSweep, ExhaustiveDoc, OracleCount, PolicyCheck, ReportResults,
-    RunResult, ScalingPoint, Verdict, SCHEMA,
+    Cell, CounterexampleDoc, CounterexampleTimeline, CpuSweep, ExhaustiveDoc, Measured, OracleCount, PolicyCheck,
+    ReportResults, RunResult, ScalingPoint, SimCosts, Verdict, SCHEMA,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 // ---------------------------------------------------------------- fixtures
 
-/// Relative noise of the five repetitions.
-const NOISE: [f64; 5] = [0.0, 0.02, -0.02, 0.01, -0.01];
+/// Relative noise of the ten repetitions.
+const NOISE: [f64; 10] = [0.0, 0.02, -0.02, 0.01, -0.01, 0.015, -0.015, 0.005, -0.005, 0.0];
 
 /// What one policy does on one workload, before noise.
 #[derive(Clone, Copy)]
@@ -337,13 +337,23 @@ fn sweep_point(policy: &str, cpus: u32) -> ScalingPoint {
     }
     m.counters.collapse_flushes = flushes * run.collapses;
     m.counters.collapse_ipis = flushes * others * run.collapses;
+    // Three seeds: the run, and two a hair away from it.
+    let runs = [1.0, 1.01, 0.99]
+        .iter()
+        .map(|f| {
+            let mut r = run.clone();
+            r.collapses_per_s *= f;
+            r
+        })
+        .collect();
     ScalingPoint {
         workload: "pml-contended".into(),
         policy: policy.into(),
         knob: "cpus".into(),
         value: cpus,
         threads: cpus,
-        run,
+        measured: Measured::Simulated,
+        runs,
     }
 }
 
@@ -356,17 +366,41 @@ fn fixture_sweep() -> CpuSweep {
     }
 }
 
+/// How the fixture's 4-core machine measured each workload: uffd-private
+/// (3 threads) natively; pml-contended (5) natively fitted to the 4
+/// cores, and simulated whole.
+fn measures(workload: &str) -> Vec<Measured> {
+    match workload {
+        "pml-contended" => {
+            vec![Measured::Fitted { actors: "collapse+uffd+neighbour+reader".into() }, Measured::Simulated]
+        }
+        _ => vec![Measured::Native],
+    }
+}
+
+/// `run` as `measured` made it: a fitted run has the cores' threads,
+/// pinned; a simulated one a virtual CPU per actor.
+fn as_measured(mut run: PolicyRun, measured: &Measured) -> PolicyRun {
+    match measured {
+        Measured::Native => {}
+        Measured::Fitted { .. } => (run.threads, run.pinned, run.oversubscribed) = (4, true, false),
+        Measured::Simulated => (run.threads, run.cores, run.pinned, run.oversubscribed) = (5, 5, false, false),
+    }
+    run
+}
+
 fn fixture_report() -> ReportResults {
-    let cells = WORKLOADS
-        .iter()
-        .flat_map(|w| {
-            POLICIES.iter().map(move |p| Cell {
-                workload: (*w).into(),
+    let mut cells = vec![];
+    for w in WORKLOADS {
+        for measured in measures(w) {
+            cells.extend(POLICIES.iter().map(|p| Cell {
+                workload: w.into(),
                 policy: (*p).into(),
-                runs: (0..5).map(|k| policy_run(w, p, profile(w, p), k)).collect(),
-            })
-        })
-        .collect();
+                measured: measured.clone(),
+                runs: (0..NOISE.len()).map(|k| as_measured(policy_run(w, p, profile(w, p), k), &measured)).collect(),
+            }));
+        }
+    }
     // As `report` orders them: per workload, its scope explored, then
     // sampled.
     let mut verdicts = vec![];
@@ -384,14 +418,19 @@ fn fixture_report() -> ReportResults {
     ReportResults {
         schema: SCHEMA,
         tool: "collapse-bench 0.1.0".into(),
-        environment: environment("7b232fb1c0de", "Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz"),
+        environment: Environment {
+            engine: "native+sim".into(),
+            ..environment("7b232fb1c0de", "Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz")
+        },
         command: "collapse-bench report --policies v1,v2-flush-bool,v2-step3-down --workloads uffd-private,\
                   pml-contended --seed 1"
             .into(),
         base: "v1".into(),
         quick: false,
-        repetitions: 5,
-        run_seconds: 1.5,
+        repetitions: NOISE.len() as u32,
+        run_seconds: 0.3,
+        sim_seconds: Some(0.02),
+        sim_costs: Some(SimCosts { calibrated: true, costs: CostModel::default() }),
         cells,
         scaling: vec![],
         cpu_sweep: Some(fixture_sweep()),
@@ -401,11 +440,11 @@ fn fixture_report() -> ReportResults {
     }
 }
 
-/// A `run` result: v1 and v2-flush-bool on pml-contended, three runs each
+/// A `run` result: v1 and v2-flush-bool on pml-contended, ten runs each
 /// (the new side 8 % faster at v2-flush-bool), plus one pair only one side has.
 fn fixture_run(rev: &str, faster: f64, extra: &str) -> RunResult {
     let mut runs = vec![];
-    for k in 0..3 {
+    for k in 0..NOISE.len() {
         for (policy, speed) in [("v1", 1.0), ("v2-flush-bool", faster)] {
             let mut p = profile("pml-contended", policy);
             p.collapses_per_s *= speed;
@@ -499,7 +538,12 @@ fn bare_run(policy: &str, collapses_per_s: f64) -> PolicyRun {
 }
 
 fn cell(policy: &str, values: &[f64]) -> Cell {
-    Cell { workload: "w".into(), policy: policy.into(), runs: values.iter().map(|v| bare_run(policy, *v)).collect() }
+    Cell {
+        workload: "w".into(),
+        policy: policy.into(),
+        measured: Measured::Native,
+        runs: values.iter().map(|v| bare_run(policy, *v)).collect(),
+    }
 }
 
 /// The row of `figure` in a table.
@@ -526,10 +570,11 @@ fn report_text_golden() {
     let text = report_text(&r);
     assert_width(&text);
     golden("report.txt", &text);
-    // Structure: two workload sections, two tables each, the CPU sweep,
-    // the verdicts.
-    assert_eq!(text.matches(&"=".repeat(WIDTH)).count(), 4, "{text}");
-    assert_eq!(text.matches("%stddev %change         %stddev").count(), 4);
+    // Structure: three measured sections (uffd-private native,
+    // pml-contended fitted and simulated), two tables each, the CPU
+    // sweep, the verdicts.
+    assert_eq!(text.matches(&"=".repeat(WIDTH)).count(), 5, "{text}");
+    assert_eq!(text.matches("%stddev %change         %stddev").count(), 6);
     let sweep = sweep_section(&text);
     assert!(sweep.starts_with("cpu sweep (simulated: virtual time, not measured on this machine)\n"), "{sweep}");
     assert!(sweep.contains("engine/workload/virtual_seconds:\n  sim/pml-contended/0.04\n"), "{sweep}");
@@ -552,8 +597,13 @@ fn report_text_golden() {
     // No neighbours on one CPU: no wait to show.
     assert!(sweep.contains("\n   1         -              -              -\n"), "{sweep}");
     assert!(sweep.contains("\n  64     126.0          63.00          63.00\n"), "{sweep}");
-    assert!(text.contains("engine/repetitions/run_seconds/seed/git_revision:\n  native/5/1.5/1/7b232fb1c0de\n"));
-    assert!(text.contains("workload/threads/pinned/oversubscribed:\n  pml-contended/5/no/yes\n"));
+    assert!(text.contains(
+        "engine/repetitions/run_seconds/sim_seconds/seed/git_revision:\n  native+fitted+sim/10/0.3/0.02/1/7b232fb1c0de\n"
+    ));
+    assert!(text.contains("pml-contended, native, fitted to this machine's 4 cores:\n"), "{text}");
+    assert!(text.contains("workload/engine/threads/pinned/oversubscribed/runs:\n  pml-contended/fitted/4/yes/no/10\n"));
+    assert!(text.contains("pml-contended, simulated: every actor on a virtual CPU, virtual time,\n"), "{text}");
+    assert!(text.contains("workload/engine/cpus/runs:\n  pml-contended/sim/5/10\n"));
     // Each workload's scope explored, then sampled, under its own heading.
     let verdicts = &text[text.find("verdicts (collapse-bench check").unwrap()..];
     let at = |s: &str| verdicts.find(s).unwrap_or_else(|| panic!("{s:?} in\n{verdicts}"));
@@ -650,9 +700,9 @@ fn cpu_sweep_tables_split_where_policies_do_not_fit() {
 #[test]
 fn cpu_sweep_leaves_out_figures_no_point_has() {
     let mut r = fixture_report();
-    for p in &mut r.cpu_sweep.as_mut().unwrap().points {
-        p.run.metrics.lock_wait_ns.clear();
-        p.run.metrics.op_latency_ns.clear();
+    for run in r.cpu_sweep.as_mut().unwrap().points.iter_mut().flat_map(|p| &mut p.runs) {
+        run.metrics.lock_wait_ns.clear();
+        run.metrics.op_latency_ns.clear();
     }
     let text = report_text(&r);
     let sweep = sweep_section(&text);
@@ -690,7 +740,9 @@ fn every_line_fits_even_with_long_names() {
     }
     let text = report_text(&r);
     assert_width(&text);
-    assert_eq!(text.matches("collapses_per_s").count(), 4);
+    // Three sections (uffd-private native; pml-contended fitted and
+    // simulated) of two tables each.
+    assert_eq!(text.matches("collapses_per_s").count(), 6);
     // Too wide even for two side by side: the base and one other per
     // table, both cut to 32 columns (72 less "cpus" and two gaps, halved).
     let columns = sweep_columns(sweep_section(&text), "pml.hold.p99_us");
@@ -712,7 +764,7 @@ fn compare_golden() {
     let new = load(Path::new("tests/fixtures/run-new.json")).unwrap();
     assert_eq!(base.kind, "run");
     assert_eq!(base.cells.len(), 3, "grouped by (workload, policy)");
-    assert_eq!(base.cells[0].runs.len(), 3);
+    assert_eq!(base.cells[0].runs.len(), 10);
     let text = compare(&base, &new).unwrap();
     assert_width(&text);
     golden("compare.txt", &text);
@@ -728,11 +780,20 @@ fn compare_golden() {
     assert_eq!(report.kind, "report");
     let text = compare(&report, &new).unwrap();
     assert_width(&text);
-    assert_eq!(text.matches("%stddev %change         %stddev").count(), 2);
-    // Five runs against three: one labelled parameter line per side.
+    // The report's pml-contended was measured fitted and simulated: each
+    // is compared with the run file's, and the warning says how they
+    // differ.
+    assert_eq!(text.matches("%stddev %change         %stddev").count(), 4);
+    assert!(text.contains("pml-contended/v1 was measured simulated in base, native in new"), "{text}");
+    assert!(text.contains("not compared: uffd-private/v1,"), "{text}");
+    assert!(text.contains("pml-contended/v2-step3-down (fitted), pml-contended/v2-step3-down\n    (sim)"), "{text}");
+    // One labelled parameter line per side, each under its own head where
+    // they name different things.
     assert!(
         text.contains(
-            "\n  pml-contended/v1/5/no/yes/5 (7b232fb1c0de)\n  pml-contended/v1/5/no/yes/3 (9c1e4d2a-dirty)\n"
+            "workload/policy/engine/cpus/runs:\n  pml-contended/v1/sim/5/10 (7b232fb1c0de)\n\
+             workload/policy/engine/threads/pinned/oversubscribed/runs:\n  \
+             pml-contended/v1/native/5/no/yes/10 (9c1e4d2a-dirty)\n"
         ),
         "{text}"
     );
@@ -742,32 +803,48 @@ fn compare_golden() {
 
 #[test]
 fn change_without_noise() {
-    let t = comparison(&cell("a", &[100.0; 5]), &cell("b", &[110.0; 5]));
+    // Ten runs a side, every one the same: the halves separate completely.
+    let t = comparison(&cell("a", &[100.0; 10]), &cell("b", &[110.0; 10]));
     let r = row(&t, "collapses_per_s");
     assert_eq!(r, "   100.0         +10.0%*   110.0         collapses_per_s");
     assert!(!r.contains("+-"));
-    let r = row(&t, "ipis_per_collapse");
-    assert_eq!(r, "    0.00           0.0%     0.00         ipis_per_collapse");
+    let r = row(&t, "all_actors.ipis_per_collapse");
+    assert_eq!(r, "    0.00           0.0%     0.00         all_actors.ipis_per_collapse");
     assert!(!t.contains("latency"), "figures neither side has are left out:\n{t}");
+    assert!(!t.contains("Too few runs") && !t.contains("too noisy"), "{t}");
 }
 
 #[test]
-fn stddev_and_significance() {
-    // mean 100, sample stddev 10 (10%): standard error of the difference
-    // sqrt(100/5) = 4.47, so a change needs more than 8.94 to count.
-    let noisy = cell("a", &[90.0, 110.0, 90.0, 110.0, 100.0]);
-    let t = comparison(&noisy, &cell("b", &[105.0; 5]));
-    assert_eq!(row(&t, "collapses_per_s"), "   100.0 +- 10%   +5.0%    105.0         collapses_per_s");
-    let t = comparison(&noisy, &cell("b", &[110.0; 5]));
-    assert_eq!(row(&t, "collapses_per_s"), "   100.0 +- 10%  +10.0%*   110.0         collapses_per_s");
-    // Below 1% noise the +- is left blank; from 1% it shows.
-    let t = comparison(&cell("a", &[1000.0, 1004.0, 996.0]), &cell("b", &[1000.0, 1015.0, 985.0]));
+fn medians_intervals_and_reproduced_changes() {
+    // Ten runs: the median's 95% interval is from the 2nd to the 9th
+    // value; one wild run moves neither (a mean and a deviation would).
+    let steady = [100.0, 101.0, 99.0, 100.0, 102.0, 98.0, 100.0, 101.0, 99.0, 900.0];
+    let t = comparison(&cell("a", &steady), &cell("b", &[110.0; 10]));
+    assert_eq!(row(&t, "collapses_per_s"), "   100.0 +-  2%  +10.0%*   110.0         collapses_per_s");
+    // A change the halves do not both show is not starred: the second
+    // half (odd places) of the patch overlaps the base.
+    let half_faster = [110.0, 99.0, 110.0, 101.0, 110.0, 100.0, 110.0, 98.0, 110.0, 102.0];
+    let t = comparison(&cell("a", &steady), &cell("b", &half_faster));
+    let r = row(&t, "collapses_per_s");
+    assert!(r.contains("%~ ") || r.contains("%  "), "{r}");
+    assert!(!r.contains('*'), "{t}");
+    // Too noisy to quote: the interval is wider than +-10%; the table
+    // says so under it, by name.
+    let wild = [60.0, 140.0, 70.0, 130.0, 100.0, 80.0, 120.0, 90.0, 110.0, 100.0];
+    let t = comparison(&cell("a", &wild), &cell("b", &[100.0; 10]));
+    assert_eq!(row(&t, "collapses_per_s"), "   100.0 +- 30%    0.0%~   100.0         collapses_per_s");
+    assert!(
+        t.contains("~ too noisy here to quote (95% interval wider than +-10% after 10 runs):\n  collapses_per_s."),
+        "{t}"
+    );
+    // Below 1% the +- is left blank; from 1% it shows.
+    let t = comparison(&cell("a", &[1000.0, 1004.0, 996.0, 1000.0]), &cell("b", &[1000.0, 1015.0, 985.0, 1000.0]));
     assert_eq!(row(&t, "collapses_per_s"), "    1000           0.0%     1000 +-  2%  collapses_per_s");
-    // One run on a side: only a change over 10% counts.
-    let t = comparison(&cell("a", &[100.0]), &cell("b", &[109.0, 109.0]));
-    assert!(row(&t, "collapses_per_s").contains("  +9.0% "), "{t}");
-    let t = comparison(&cell("a", &[100.0]), &cell("b", &[111.0]));
-    assert!(row(&t, "collapses_per_s").contains(" +11.0%*"), "{t}");
+    // Fewer than eight runs a side: no change can be called reproduced,
+    // and the table says why.
+    let t = comparison(&cell("a", &[100.0; 3]), &cell("b", &[200.0; 3]));
+    assert!(row(&t, "collapses_per_s").contains("+100.0% "), "{t}");
+    assert!(t.contains("Too few runs (3 and 3) for a change to be called reproduced: 8 a side\n  are needed."), "{t}");
 }
 
 #[test]
@@ -778,11 +855,17 @@ fn percentage_figures_change_in_points() {
             BTreeMap::from([("SCAN_SUCCEED".into(), 1000 - fails), ("SCAN_FAIL".into(), fails)]);
         r
     };
-    let base = Cell { workload: "w".into(), policy: "a".into(), runs: vec![with_fails(100); 3] };
-    let patch = Cell { workload: "w".into(), policy: "b".into(), runs: vec![with_fails(121); 3] };
+    let cell = |policy: &str, fails: u64| Cell {
+        workload: "w".into(),
+        policy: policy.into(),
+        measured: Measured::Native,
+        runs: (0..10).map(|k| with_fails(fails + k % 2)).collect(),
+    };
+    let (base, patch) = (cell("a", 100), cell("b", 121));
     let t = comparison(&base, &patch);
-    // 10.0% -> 12.1%: +2.1 points, no % sign, the % column left blank.
-    assert_eq!(row(&t, "aborts.SCAN_FAIL%"), "   10.00          +2.1 *   12.10         aborts.SCAN_FAIL%");
+    // 10.05% -> 12.15% (medians of 10.0 and 10.1, 12.1 and 12.2): +2.1
+    // points, no % sign, the % column left blank.
+    assert_eq!(row(&t, "aborts.SCAN_FAIL%"), "   10.05          +2.1 *   12.15         aborts.SCAN_FAIL%");
     // A figure one side lacks shows `-` and no change.
     let mut p = patch.clone();
     for r in &mut p.runs {
@@ -799,16 +882,17 @@ fn headline_rows_first() {
     let t = comparison(&r.cells[3], &r.cells[4]);
     let names: Vec<&str> = t.lines().skip(4).map(|l| l.rsplit(' ').next().unwrap()).collect();
     assert_eq!(
-        names[..6],
+        names[..5],
         [
             "collapses_per_s",
             "collapse.latency.p50_us",
             "collapse.latency.p99_us",
             "pml.hold.p99_us",
-            "pml.hold.max_us",
             "neighbour.pml_wait.p99_us"
         ]
     );
+    // A maximum is one event: never a headline.
+    assert_eq!(names[5], "pml.hold.max_us");
     assert!(names.contains(&"aborts.SCAN_FAIL%"));
     assert!(!names.iter().any(|n| n.contains("SUCCEED")));
 }

@@ -193,13 +193,31 @@ impl Threads {
         }
     }
 
-    /// The same mix on `cpus` CPUs (`--cpus`): the collapsers stay (at
-    /// most `cpus` of them) and the other CPUs go to the other actor kinds
-    /// in proportion to their counts here, by largest remainder (ties to
-    /// the kind earlier in CPU order). A mix with only collapsers is
+    /// The mix fitted to `cores` threads (a native run that must not have
+    /// more threads than cores): the collapsers stay (at most `cores` of
+    /// them) and the other threads go to the other actor kinds in
+    /// proportion to their counts here, by largest remainder (ties to the
+    /// kind earlier in CPU order). A mix with only collapsers is filled
+    /// with readers.
+    pub fn fitted_to(&self, cores: u32) -> Threads {
+        let collapsers = self.collapsers.min(cores);
+        self.with_collapsers(collapsers, cores)
+    }
+
+    /// The mix on a machine of `cpus` CPUs ([`Scenario::scaled_to`]):
+    /// every kind in proportion to its count here, the collapsers too (at
+    /// least one), by largest remainder. A mix with only collapsers is
     /// filled with readers.
     pub fn scaled_to(&self, cpus: u32) -> Threads {
-        let collapsers = self.collapsers.min(cpus);
+        let share = u64::from(self.collapsers) * u64::from(cpus);
+        let total = u64::from(self.total().max(1));
+        let collapsers = ((share + total / 2) / total).clamp(1, u64::from(cpus)) as u32;
+        self.with_collapsers(collapsers, cpus)
+    }
+
+    /// `collapsers` collapsers, and the other `cpus - collapsers` threads
+    /// spread over the other kinds in proportion to their counts here.
+    fn with_collapsers(&self, collapsers: u32, cpus: u32) -> Threads {
         let spare = u64::from(cpus - collapsers);
         let mut kinds: Vec<(Role, u64)> =
             ACTOR_ROLES[1..].iter().map(|&r| (r, u64::from(self.of(r)))).filter(|k| k.1 > 0).collect();
@@ -219,6 +237,11 @@ impl Threads {
             *scaled.of_mut(kinds[i].0) += 1;
         }
         scaled
+    }
+
+    /// The actor kinds present, `+`-joined in CPU order (`collapse+uffd`).
+    pub fn kinds(&self) -> String {
+        ACTOR_ROLES.iter().filter(|&&r| self.of(r) > 0).map(|r| r.name()).collect::<Vec<_>>().join("+")
     }
 }
 
@@ -375,6 +398,37 @@ impl Default for Scenario {
 }
 
 impl Scenario {
+    /// This workload on a machine of `cpus` CPUs (`--cpus`, the CPU
+    /// sweep): its actors and its address space grown or shrunk together,
+    /// as if `cpus / threads` copies of it ran side by side in one mm.
+    /// Every actor kind, the collapsers among them (at least one), keeps
+    /// its share of the CPUs ([`Threads::scaled_to`]), and the ranges keep
+    /// theirs (at least one per collapser), so each range sees the
+    /// inserters and the collapses it sees here, and a 64-CPU run collapses
+    /// about as often successfully as the preset does. What grows with the
+    /// CPUs is what a bigger machine shares: `mm_cpumask` (each flush's
+    /// IPIs), and the `pml` of the PMD table the ranges lie in (511 to a
+    /// table, laid out as one mapping would be), which the neighbours of
+    /// every copy take. A khugepaged preset gets a collapser per copy too,
+    /// where a real machine has one khugepaged thread: read those as
+    /// copies of the workload, each with its own collapse caller. An
+    /// explicit `anon_pages` or `spare_tables` is scaled with the ranges.
+    pub fn scaled_to(&self, cpus: u32) -> Scenario {
+        let threads = self.threads.scaled_to(cpus);
+        let copies = |n: u32| -> u32 {
+            let share = u64::from(n) * u64::from(cpus);
+            let total = u64::from(self.threads.total().max(1));
+            ((share + total / 2) / total) as u32
+        };
+        Scenario {
+            ranges: copies(self.ranges).max(threads.collapsers).max(1),
+            anon_pages: self.anon_pages.map(|n| copies(n).max(1)),
+            spare_tables: self.spare_tables.map(|n| copies(n).max(1)),
+            threads,
+            ..self.clone()
+        }
+    }
+
     /// The top-level keys of a scenario file.
     pub const KEYS: [&'static str; 18] = [
         "name",
@@ -683,18 +737,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scaling_keeps_the_collapsers_and_the_mix() {
+    fn fitting_keeps_the_collapsers_and_the_mix() {
         let pml = crate::preset("pml-contended").unwrap().threads;
-        assert_eq!(pml.scaled_to(5), pml);
-        let two = pml.scaled_to(2);
+        assert_eq!(pml.fitted_to(5), pml);
+        let two = pml.fitted_to(2);
         assert_eq!((two.collapsers, two.neighbours, two.total()), (1, 1, 2));
-        let many = pml.scaled_to(64);
+        assert_eq!(two.kinds(), "collapse+neighbour");
+        let many = pml.fitted_to(64);
         assert_eq!((many.collapsers, many.uffd, many.neighbours, many.readers), (1, 16, 31, 16));
-        assert_eq!(pml.scaled_to(1), Threads { collapsers: 1, readers: 0, ..Threads::default() });
-        let alone = Threads { readers: 0, ..Threads::default() }.scaled_to(3);
+        assert_eq!(pml.fitted_to(1), Threads { collapsers: 1, readers: 0, ..Threads::default() });
+        let alone = Threads { readers: 0, ..Threads::default() }.fitted_to(3);
         assert_eq!((alone.collapsers, alone.readers), (1, 2));
-        let mixed = crate::preset("mixed").unwrap().threads.scaled_to(256);
+        let mixed = crate::preset("mixed").unwrap().threads.fitted_to(256);
         assert_eq!((mixed.total(), mixed.collapsers, mixed.faulters, mixed.markers), (256, 1, 32, 31));
+        let uffd = crate::preset("uffd-private").unwrap().threads.fitted_to(2);
+        assert_eq!(uffd.kinds(), "collapse+uffd");
+    }
+
+    #[test]
+    fn scaling_to_a_machine_grows_every_actor_and_the_ranges_together() {
+        let pml = crate::preset("pml-contended").unwrap();
+        assert_eq!(pml.scaled_to(5).threads, pml.threads);
+        assert_eq!(pml.scaled_to(5).ranges, pml.ranges);
+        let many = pml.scaled_to(64);
+        // 12.8 copies of 1 collapser, 1 uffd, 2 neighbours, 1 reader and
+        // 4 ranges.
+        let t = &many.threads;
+        assert_eq!((t.total(), t.collapsers, t.uffd, t.neighbours, t.readers), (64, 13, 13, 25, 13));
+        assert_eq!(many.ranges, 51);
+        many.validate().unwrap();
+        let two = pml.scaled_to(2);
+        assert_eq!((two.threads.collapsers, two.threads.total(), two.ranges), (1, 2, 2));
+        let mixed = crate::preset("mixed").unwrap().scaled_to(64);
+        assert_eq!((mixed.threads.total(), mixed.threads.collapsers, mixed.ranges), (64, 7, 57));
+        // Every collapser has a range of its own.
+        let lone = Scenario { ranges: 1, ..crate::preset("uffd-private").unwrap() }.scaled_to(30);
+        assert!(lone.ranges >= lone.threads.collapsers, "{lone:?}");
     }
 
     #[test]

@@ -16,8 +16,7 @@ fn policy(name: &str) -> Arc<dyn DynPolicy> {
 }
 
 fn scenario(name: &str, cpus: u32, seed: u64) -> Scenario {
-    let mut s = preset(name).expect("a preset");
-    s.threads = s.threads.scaled_to(cpus);
+    let mut s = preset(name).expect("a preset").scaled_to(cpus);
     s.seed = seed;
     s
 }
