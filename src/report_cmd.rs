@@ -157,6 +157,24 @@ struct Measure {
     engine: EngineChoice,
 }
 
+/// Whether a report with this plan simulates anything on a machine of
+/// `cores` cores: under `--engine sim`, with a CPU sweep, or where a
+/// workload of the matrix or a point of the scaling sweep does not fit
+/// the cores ([`measures_of`]).
+fn simulates_anything(
+    native: bool,
+    work: &Work,
+    scenarios: &[Scenario],
+    seed: u64,
+    cores: u32,
+) -> Result<bool, CliError> {
+    let too_big = |s: &Scenario| s.threads.total() > cores;
+    Ok(!native
+        || !work.cpu_sweep.is_empty()
+        || scenarios.iter().any(too_big)
+        || scaling_scenarios(work.scaling, seed)?.iter().any(|(_, s)| too_big(s)))
+}
+
 /// How `scenario` is measured on a machine of `cores` cores: natively as
 /// it is when its threads fit the cores (one pinned thread per core);
 /// when they do not, natively fitted to the cores (the collapsers and
@@ -280,11 +298,7 @@ impl ReportPlan {
             work.cpu_sweep = sweep_cpus(spec)?;
         }
         let cores = available_cores() as u32;
-        let simulates = !native
-            || !work.cpu_sweep.is_empty()
-            || scenarios.iter().any(|s| s.threads.total() > cores)
-            || scaling_scenarios(work.scaling, args.seed)?.iter().any(|(_, s)| s.threads.total() > cores);
-        if cost_file.is_some() && !simulates {
+        if cost_file.is_some() && !simulates_anything(native, &work, &scenarios, args.seed, cores)? {
             return Err(CliError::Usage(format!(
                 "--costs: nothing is simulated (every workload fits the {cores} cores and --sweep-cpus none); drop \
                  --costs, or add --engine sim or a CPU sweep"
@@ -523,7 +537,7 @@ fn measure_cells(
     let limit = if measure.engine.is_simulated() { work.sim_time } else { work.run_time };
     let opts = RunOptions { limit: Limit::Duration(limit), ..opts.clone() };
     let name = &measure.scenario.name;
-    let part = format!("measure ({})", measure.measured.tag());
+    let part = format!("measure {}", measure.measured.tag());
     let mut cells: Vec<Cell> = policies
         .iter()
         .map(|p| Cell { workload: name.clone(), policy: p.label(), measured: measure.measured.clone(), runs: vec![] })
@@ -772,4 +786,33 @@ fn write_outputs(out: &Path, result: &ReportResults, text: &str, ledger: &Ledger
         ledger.checkpoint()?;
         Ok(files)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_machine_as_big_as_the_workloads_simulates_only_what_it_is_asked_to() {
+        let mut work = Work::new(true);
+        let scenarios: Vec<Scenario> = PRESETS.iter().map(|(name, _)| preset(name).unwrap()).collect();
+        // Two cores: every preset (3 to 9 threads) is fitted natively and
+        // simulated whole.
+        assert!(simulates_anything(true, &work, &scenarios, 1, 2).unwrap());
+        let costs = CostModel::default();
+        let two = measures_of(&scenarios[0], true, 2, &costs);
+        let how: Vec<Measured> = two.iter().map(|m| m.measured.clone()).collect();
+        assert_eq!(how, [Measured::Fitted { actors: "collapse+uffd".into() }, Measured::Simulated]);
+        assert_eq!(two[0].scenario.threads.total(), 2);
+        // Sixteen cores: every workload and scaling point fits; only the
+        // CPU sweep (or --engine sim) simulates.
+        assert!(simulates_anything(true, &work, &scenarios, 1, 16).unwrap());
+        work.cpu_sweep.clear();
+        assert!(!simulates_anything(true, &work, &scenarios, 1, 16).unwrap());
+        assert!(simulates_anything(false, &work, &scenarios, 1, 16).unwrap());
+        let sixteen = measures_of(&scenarios[0], true, 16, &costs);
+        assert_eq!((sixteen.len(), &sixteen[0].measured), (1, &Measured::Native));
+        let sim = measures_of(&scenarios[0], false, 16, &costs);
+        assert_eq!((sim.len(), &sim[0].measured), (1, &Measured::Simulated));
+    }
 }

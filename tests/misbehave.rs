@@ -79,14 +79,18 @@ fn report_leaves_a_failing_policy_out_and_says_why() {
     ]);
     assert_eq!(code, ExitCode::from(1));
     let result: ReportResults = serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
-    assert_eq!(result.cells.iter().map(|c| c.policy.as_str()).collect::<Vec<_>>(), ["v1"]);
+    // uffd-private (3 threads) on fewer cores: fitted and simulated cells,
+    // of v1 only; else one native cell.
+    let fits = bench_core::machine::available_cores() >= 3;
+    let v1_cells = if fits { vec!["v1"] } else { vec!["v1", "v1"] };
+    assert_eq!(result.cells.iter().map(|c| c.policy.as_str()).collect::<Vec<_>>(), v1_cells);
     assert!(result.scaling.iter().all(|p| p.policy == "v1") && !result.scaling.is_empty());
     let failed: Vec<(&str, &str, &str)> =
         result.failures.iter().map(|f| (f.policy.as_str(), f.workload.as_str(), f.part.as_str())).collect();
     assert_eq!(
         failed,
         [
-            ("test-panic", "uffd-private", "measure"),
+            ("test-panic", "uffd-private", if fits { "measure native" } else { "measure fitted" }),
             ("test-panic", "pml-contended", "scaling threads.neighbours=1"),
             ("test-panic", "uffd-private", "explore"),
             ("test-panic", "uffd-private", "check"),
@@ -112,7 +116,8 @@ fn report_leaves_a_failing_policy_out_and_says_why() {
     let text = std::fs::read_to_string(out.join("report.txt")).unwrap();
     assert!(text.lines().all(|l| l.len() <= 72 && l.is_ascii()), "{text}");
     let section = &text[text.find("failed (abandoned").expect("a failures section")..];
-    assert!(section.contains("FAILED test-panic on uffd-private (measure): panic on CPU 0"), "{section}");
+    assert!(section.contains("FAILED test-panic on uffd-private (measure "), "{section}");
+    assert!(section.contains("): panic on CPU 0"), "{section}");
     assert!(section.contains(PANIC_MESSAGE), "{section}");
 }
 

@@ -127,7 +127,7 @@ pub fn fixed_figures() -> Vec<Figure> {
         Figure::new("collapse.latency.p99_us", true, collapse_latency_p99_us),
         // Where most collapses abort (an inserter filled a hole), the
         // latency of all of them is mostly the abort path's.
-        Figure::new("collapse.succeeded.latency.p50_us", true, |r| {
+        Figure::new("succeeded.latency.p50_us", true, |r| {
             r.metrics.collapse_latency_ns.get("SCAN_SUCCEED").map(|h| us(h.p50))
         }),
         Figure::new("pml.hold.p99_us", true, pml_hold_p99_us),
@@ -158,7 +158,7 @@ pub fn cpu_sweep_figures() -> Vec<Figure> {
         Figure::new("collapse.latency.p99_us", true, collapse_latency_p99_us),
         // Where most collapses abort (an inserter filled a hole), the
         // latency of all of them is mostly the abort path's.
-        Figure::new("collapse.succeeded.latency.p50_us", true, |r| {
+        Figure::new("succeeded.latency.p50_us", true, |r| {
             r.metrics.collapse_latency_ns.get("SCAN_SUCCEED").map(|h| us(h.p50))
         }),
         Figure::new("pml.hold.p99_us", true, pml_hold_p99_us),
