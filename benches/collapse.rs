@@ -81,7 +81,7 @@ use bench_core::actor::Limit;
 use bench_core::harness::Harness;
 use bench_core::kernel::DynPolicy;
 use bench_core::kernel::{pmd_offset, PmdKind};
-use bench_core::mm::{range_addr, vpn};
+use bench_core::mm::{vpn, MAP_BASE};
 use bench_core::pte::{HPAGE_PMD_SIZE, PTRS_PER_PTE};
 use bench_core::CostModel;
 use common::{assert_clean, cpu, framework_round, model, policy, policy_with, Reference};
@@ -100,7 +100,7 @@ use workloads::{run_policy, simulate_policy, RunOptions, SimOptions};
 fn bench_v1_framework(c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
     let mm = model(1);
     let v1 = policy("v1");
-    let haddr = range_addr(0);
+    let haddr = MAP_BASE;
     let mut cx = cpu(&mm, 0);
     // Put CPU 0 in mm_cpumask (and cache one translation), so that
     // pmdp_collapse_flush() really walks this CPU's TLB over the 2 MiB
@@ -205,8 +205,8 @@ fn native_collapses_per_sec(c: &mut Criterion) {
 
 fn primitives(c: &mut Criterion) {
     let mm = model(2);
-    let haddr = range_addr(0);
-    let pmd = pmd_offset(haddr).expect("range 0 is in the model");
+    let haddr = MAP_BASE;
+    let pmd = pmd_offset(&mm, haddr).expect("range 0 is in the model");
     let PmdKind::Table(slot) = mm.pmds.get(pmd.table, pmd.idx).kind() else {
         panic!("range 0 starts with a PTE table");
     };

@@ -27,7 +27,7 @@
 mod common;
 
 use bench_core::harness::Harness;
-use bench_core::mm::range_addr;
+use bench_core::mm::MAP_BASE;
 use common::{assert_clean, cpu, framework_round, model, policy, Reference};
 use std::time::{Duration, Instant};
 
@@ -106,7 +106,7 @@ struct Pair {
 fn measure(samples: usize, warm_up: Duration) -> Vec<Pair> {
     let mm = model(1);
     let v1 = policy("v1");
-    let haddr = range_addr(0);
+    let haddr = MAP_BASE;
     let mut cx = cpu(&mm, 0);
     // As the criterion group: CPU 0 in mm_cpumask with one cached
     // translation, so the collapse's flush walks this CPU's TLB.

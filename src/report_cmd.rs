@@ -131,6 +131,19 @@ struct Work {
 /// share of its median.
 const SETTLED: f64 = 0.05;
 
+/// CPUs up to which a point of the CPU sweep runs the full virtual time;
+/// past them each doubling halves it, so every point costs about the same
+/// to simulate and collapses about as often (the collapsers grow with the
+/// CPUs, [`Scenario::scaled_to`]).
+const SWEEP_FULL_TIME_CPUS: u32 = 16;
+
+impl Work {
+    /// Virtual time of each run of the CPU sweep's point at `cpus`.
+    fn sweep_time(&self, cpus: u32) -> Duration {
+        self.sim_time * SWEEP_FULL_TIME_CPUS / cpus.max(SWEEP_FULL_TIME_CPUS)
+    }
+}
+
 impl Work {
     fn new(quick: bool) -> Work {
         Work {
@@ -138,7 +151,7 @@ impl Work {
             // change at p < 0.05 ([`reports::stats::reproduced`]).
             min_runs: 10,
             max_runs: if quick { 10 } else { 20 },
-            group_time: Duration::from_secs(if quick { 5 } else { 30 }),
+            group_time: Duration::from_secs(if quick { 5 } else { 15 }),
             run_time: Duration::from_millis(if quick { 80 } else { 300 }),
             sim_time: Duration::from_millis(if quick { 10 } else { 20 }),
             scaling: if quick { &[1, 2, 4] } else { &[1, 2, 4, 8] },
@@ -628,7 +641,7 @@ fn scaling_sweep(
 
 /// The CPU sweep: every measured policy on [`CPU_SWEEP_WORKLOAD`] scaled
 /// to each CPU count ([`Scenario::scaled_to`]), simulated for
-/// `work.sim_time` of virtual time on `costs`.
+/// [`Work::sweep_time`] of virtual time on `costs`.
 fn simulated_cpu_sweep(
     policies: &[Arc<dyn DynPolicy>],
     work: &Work,
@@ -639,10 +652,10 @@ fn simulated_cpu_sweep(
     if work.cpu_sweep.is_empty() {
         return Ok(None);
     }
-    let opts = RunOptions { limit: Limit::Duration(work.sim_time), ..opts.clone() };
     let engine = EngineChoice::Simulated(costs.clone());
     let mut points = vec![];
     for &cpus in &work.cpu_sweep {
+        let opts = RunOptions { limit: Limit::Duration(work.sweep_time(cpus)), ..opts.clone() };
         let mut scenario = preset(CPU_SWEEP_WORKLOAD)?;
         scenario.seed = seed;
         let scenario = scenario.scaled_to(cpus);

@@ -9,7 +9,7 @@ use crate::event::{Event, Step};
 use crate::kernel::{pmd_offset, Cx, DynPolicy, Engine, PmdRef, PteMap, SINGLE_DEPTH_NESTING};
 use crate::locks::LockId;
 use crate::metrics::Metrics;
-use crate::mm::{addr_range, vpn, Mm};
+use crate::mm::{vpn, Mm};
 use crate::oracle::{CachedTranslation, Oracle};
 use crate::pgtable::TableState;
 use crate::pte::{Pfn, Pmd, PmdKind, HPAGE_PMD_MASK, HPAGE_PMD_NR, HPAGE_PMD_SIZE, PAGE_SHIFT, PTRS_PER_PTE};
@@ -269,7 +269,7 @@ impl<'a, E: Engine> Harness<'a> for Cx<'a, E> {
         if let PmdKind::Huge(head) = old.kind() {
             let counter = self.mm_counter_file(head);
             self.add_mm_counter(counter, -(HPAGE_PMD_NR as i64));
-            let vma = &self.mm.vmas[addr_range(haddr).expect("range") as usize];
+            let vma = &self.mm.vmas[self.mm.addr_range(haddr).expect("range") as usize];
             self.page_remove_rmap(head, vma, true);
             self.put_page(head);
         }
@@ -287,7 +287,7 @@ impl<'a, E: Engine> Harness<'a> for Cx<'a, E> {
         self.engine.sched_point(self.cpu, Event::TlbAccess(vpn(addr)));
         let vpn = vpn(addr);
         let (mm, cpu, role) = (self.mm, self.cpu, self.role);
-        let pmd = pmd_offset(addr)?;
+        let pmd = pmd_offset(mm, addr)?;
         self.rcu_read_lock();
         let mut walk_violation = None;
         let mut walked = false;
@@ -389,8 +389,8 @@ impl<'a, E: Engine> Harness<'a> for Cx<'a, E> {
         let role = self.role;
         self.set_role(Role::Oracle);
         let hpage = self.mm.file_hpage(r);
-        let haddr = crate::mm::range_addr(r);
-        let pmd = pmd_offset(haddr).expect("range is in the model");
+        let haddr = self.mm.range_addr(r);
+        let pmd = pmd_offset(self.mm, haddr).expect("range is in the model");
         self.lock_page(hpage);
         let pml = self.pmd_lock(pmd);
         let mut ptes = vec![0i32; HPAGE_PMD_NR];
@@ -497,7 +497,7 @@ fn check_read(mm: &Mm, cpu: u32, addr: u64, pfn: Pfn) -> Result<Pfn, BadRead> {
     if !mm.config.oracles {
         return Ok(pfn);
     }
-    let Some(pmd) = pmd_offset(addr) else { return Ok(pfn) };
+    let Some(pmd) = pmd_offset(mm, addr) else { return Ok(pfn) };
     let mapped = match mm.pmds.get(pmd.table, pmd.idx).kind() {
         PmdKind::None => None,
         PmdKind::Huge(head) => Some(head.nth((vpn % HPAGE_PMD_NR as u64) as usize)),
@@ -516,7 +516,7 @@ mod tests {
     use super::*;
     use crate::engine::Native;
     use crate::kernel::Pte;
-    use crate::mm::{range_addr, FileKind, MmConfig, VM_UFFD_MISSING};
+    use crate::mm::{FileKind, MmConfig, MAP_BASE, VM_UFFD_MISSING};
     use crate::oracle::Violation;
     use crate::pte::PAGE_SIZE;
     use std::time::Instant;
@@ -534,6 +534,7 @@ mod tests {
             anon_pages: 8,
             spare_tables: 2,
             oracles: true,
+            ranges_per_pmd_table: crate::mm::RANGES_PER_PMD_TABLE,
         })
         .unwrap()
     }
@@ -543,7 +544,7 @@ mod tests {
     }
 
     fn addr() -> u64 {
-        range_addr(0) + IDX as u64 * PAGE_SIZE
+        MAP_BASE + IDX as u64 * PAGE_SIZE
     }
 
     /// CPU 1 caches entry [`IDX`]; CPU 0 clears it under `ptl` without a
@@ -554,7 +555,7 @@ mod tests {
         let file = mm.file_hpage(0).nth(IDX);
         let mut reader = cx(&mm, 1, Role::Reader);
         assert_eq!(reader.touch(addr()), Some(file));
-        let pmd = pmd_offset(addr()).unwrap();
+        let pmd = pmd_offset(&mm, addr()).unwrap();
         let mut clearer = cx(&mm, 0, Role::Restore);
         let (map, ptl) = clearer.pte_offset_map_lock(pmd, addr()).unwrap();
         clearer.ptep_clear(addr(), map.at(IDX));

@@ -41,7 +41,7 @@
 //! ```
 //! use bench_core::harness::{new_cpu, Harness};
 //! use bench_core::kernel::*;
-//! use bench_core::mm::range_addr;
+//! use bench_core::mm::MAP_BASE;
 //! use bench_core::{FileKind, Mm, MmConfig, Native, Role};
 //! use std::time::Instant;
 //!
@@ -152,21 +152,10 @@
 //! }
 //!
 //! // One shmem range, private, every PTE mapping its huge page; one CPU.
-//! let mm = Mm::new(MmConfig {
-//!     ranges: vec![0],
-//!     file: FileKind::Shmem,
-//!     split_pmd_ptlocks: true,
-//!     split_pte_ptlocks: true,
-//!     cpus: 1,
-//!     density: 512,
-//!     anon_pages: 16,
-//!     spare_tables: 4,
-//!     oracles: true,
-//! })
-//! .unwrap();
+//! let mm = Mm::new(MmConfig { anon_pages: 16, spare_tables: 4, ..MmConfig::one_range(1) }).unwrap();
 //! let policy = BigLock::new(NoParams::default());
 //! let mut cx = new_cpu(&mm, 0, Role::Collapse, Native::new(Instant::now(), None, false));
-//! assert_eq!(cx.run_collapse(&policy, range_addr(0), true), ScanResult::Succeed);
+//! assert_eq!(cx.run_collapse(&policy, MAP_BASE, true), ScanResult::Succeed);
 //! assert_eq!(mm.pmds.get(0, 0).kind(), PmdKind::Huge(mm.file_hpage(0)));
 //!
 //! // The accounting oracle, then every oracle's verdict and a clean teardown.

@@ -26,7 +26,8 @@ use std::sync::atomic::Ordering;
 
 /// Where the mapping starts (1 TiB: PMD-table aligned).
 pub const MAP_BASE: u64 = 1 << 40;
-/// Collapse ranges per PMD table (slot 511 is the neighbours').
+/// Most collapse ranges a PMD table holds (slot 511 is the neighbours'),
+/// and how many it holds by default ([`MmConfig::ranges_per_pmd_table`]).
 pub const RANGES_PER_PMD_TABLE: u32 = 511;
 /// The PMD slot the `pml` neighbours own in every PMD table.
 pub const NEIGHBOUR_SLOT: u32 = 511;
@@ -94,6 +95,17 @@ pub struct MmConfig {
     pub spare_tables: u32,
     /// Run the oracles (stale-TLB clock, per-collapse accounting).
     pub oracles: bool,
+    /// Collapse ranges laid out in each PMD table, 1 to
+    /// [`RANGES_PER_PMD_TABLE`]: all of them (one contiguous mapping, the
+    /// default), or fewer, the rest of each 1 GiB left empty, as copies of a
+    /// workload each in a 1 GiB of its own would be (each with its own
+    /// `pml` and neighbours).
+    #[serde(default = "all_ranges_per_pmd_table")]
+    pub ranges_per_pmd_table: u32,
+}
+
+fn all_ranges_per_pmd_table() -> u32 {
+    RANGES_PER_PMD_TABLE
 }
 
 impl MmConfig {
@@ -111,7 +123,42 @@ impl MmConfig {
             anon_pages: 64,
             spare_tables: 64,
             oracles: true,
+            ranges_per_pmd_table: RANGES_PER_PMD_TABLE,
         }
+    }
+
+    /// Where its ranges lie.
+    pub fn layout(&self) -> RangeLayout {
+        RangeLayout { per_table: self.ranges_per_pmd_table }
+    }
+}
+
+/// Where each collapse range lies: range `r` in PMD table `r / per_table`
+/// at slot `r % per_table`, so at address [`MAP_BASE`] plus that table's
+/// 1 GiB and that slot's 2 MiB.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct RangeLayout {
+    per_table: u32,
+}
+
+impl RangeLayout {
+    /// The PMD table and slot of range `r`.
+    pub fn pmd(&self, r: u32) -> (u32, u32) {
+        (r / self.per_table, r % self.per_table)
+    }
+
+    /// Start address of range `r`.
+    pub fn addr(&self, r: u32) -> u64 {
+        let (table, slot) = self.pmd(r);
+        MAP_BASE + table as u64 * PMD_TABLE_SPAN + slot as u64 * HPAGE_PMD_SIZE
+    }
+
+    /// The range an address falls in, if any.
+    pub fn range_of(&self, addr: u64) -> Option<u32> {
+        let off = addr.checked_sub(MAP_BASE)?;
+        let t = u32::try_from(off / PMD_TABLE_SPAN).ok()?;
+        let s = ((off % PMD_TABLE_SPAN) / HPAGE_PMD_SIZE) as u32;
+        (s < self.per_table).then(|| t.checked_mul(self.per_table)?.checked_add(s)).flatten()
     }
 }
 
@@ -133,7 +180,7 @@ pub struct Vma {
 /// built (`workloads::Scenario::memory_need`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
-    /// PMD tables: [`RANGES_PER_PMD_TABLE`] ranges each.
+    /// PMD tables: [`MmConfig::ranges_per_pmd_table`] ranges each.
     pub pmd_tables: u32,
     /// Frames of the file: frame 0's huge page (never mapped), one huge
     /// page per range and one per PMD table (the neighbours' huge PMDs).
@@ -153,7 +200,7 @@ impl Layout {
     /// The layout of `config` (not validated: see [`Mm::new`]).
     pub fn of(config: &MmConfig) -> Layout {
         let ranges = config.ranges.len();
-        let pmd_tables = (ranges as u32).div_ceil(RANGES_PER_PMD_TABLE);
+        let pmd_tables = (ranges as u32).div_ceil(config.ranges_per_pmd_table.max(1));
         let table_slots = ranges + config.spare_tables as usize;
         Layout {
             pmd_tables,
@@ -255,6 +302,12 @@ impl Mm {
         if config.cpus == 0 || config.cpus > 4096 {
             return invalid("cpus", format!("{}; allowed 1..=4096", config.cpus));
         }
+        if !(1..=RANGES_PER_PMD_TABLE).contains(&config.ranges_per_pmd_table) {
+            return invalid(
+                "ranges_per_pmd_table",
+                format!("{}; allowed 1..={RANGES_PER_PMD_TABLE}", config.ranges_per_pmd_table),
+            );
+        }
         if config.split_pmd_ptlocks && !config.split_pte_ptlocks {
             return invalid(
                 "split_pmd_ptlocks",
@@ -271,8 +324,8 @@ impl Mm {
         let shmem = if config.file == FileKind::Shmem { PG_SHMEM } else { 0 };
         let vmas = (0..nr)
             .map(|r| Vma {
-                start: range_addr(r),
-                end: range_addr(r) + HPAGE_PMD_SIZE,
+                start: config.layout().addr(r),
+                end: config.layout().addr(r) + HPAGE_PMD_SIZE,
                 flags: config.ranges[r as usize],
                 pgoff: r as u64 * HPAGE_PMD_NR as u64,
             })
@@ -297,11 +350,12 @@ impl Mm {
             // The page cache's own references: one per subpage.
             mm.pages.get(head).refcount.store(HPAGE_PMD_NR as i32, Ordering::Relaxed);
             for i in 0..HPAGE_PMD_NR {
-                mm.pages.get(head.nth(i)).tag.store(vpn(range_addr(r)) + i as u64, Ordering::Relaxed);
+                mm.pages.get(head.nth(i)).tag.store(vpn(mm.range_addr(r)) + i as u64, Ordering::Relaxed);
             }
             let slot = mm.tables.alloc().expect("one table per range is reserved");
             mm.populate_table(0, r, slot);
-            mm.pmds.entry(pmd_table_of(r), pmd_slot_of(r)).store(Pmd::table(slot).0, Ordering::Release);
+            let (t, s) = mm.range_pmd(r);
+            mm.pmds.entry(t, s).store(Pmd::table(slot).0, Ordering::Release);
             mm.percpu[0].nr_ptes.fetch_add(1, Ordering::Relaxed);
         }
         for t in 0..pmd_tables {
@@ -317,10 +371,28 @@ impl Mm {
         self.vmas.len() as u32
     }
 
+    /// Start address of range `r` ([`RangeLayout::addr`]).
+    pub fn range_addr(&self, r: u32) -> u64 {
+        self.config.layout().addr(r)
+    }
+
+    /// The range `addr` falls in, if it is one of this model's.
+    pub fn addr_range(&self, addr: u64) -> Option<u32> {
+        self.config.layout().range_of(addr).filter(|&r| r < self.nr_ranges())
+    }
+
+    /// The PMD table and slot of range `r`.
+    pub fn range_pmd(&self, r: u32) -> (u32, u32) {
+        self.config.layout().pmd(r)
+    }
+
     /// The range whose PMD points to PTE table `slot`, if any (the only
     /// PMDs that hold tables are the ranges'; the neighbours' are huge).
     pub(crate) fn range_mapping_table(&self, slot: u32) -> Option<u32> {
-        (0..self.nr_ranges()).find(|&r| self.pmds.get(pmd_table_of(r), pmd_slot_of(r)) == Pmd::table(slot))
+        (0..self.nr_ranges()).find(|&r| {
+            let (t, s) = self.range_pmd(r);
+            self.pmds.get(t, s) == Pmd::table(slot)
+        })
     }
 
     /// The huge page of the file that backs range `r`.
@@ -645,29 +717,6 @@ impl Mm {
     }
 }
 
-/// Start address of range `r`.
-pub fn range_addr(r: u32) -> u64 {
-    MAP_BASE + pmd_table_of(r) as u64 * PMD_TABLE_SPAN + pmd_slot_of(r) as u64 * HPAGE_PMD_SIZE
-}
-
-/// The range an address falls in, if any.
-pub fn addr_range(addr: u64) -> Option<u32> {
-    let off = addr.checked_sub(MAP_BASE)?;
-    let t = (off / PMD_TABLE_SPAN) as u32;
-    let s = ((off % PMD_TABLE_SPAN) / HPAGE_PMD_SIZE) as u32;
-    (s < RANGES_PER_PMD_TABLE).then_some(t * RANGES_PER_PMD_TABLE + s)
-}
-
-/// PMD table index of range `r`.
-pub fn pmd_table_of(r: u32) -> u32 {
-    r / RANGES_PER_PMD_TABLE
-}
-
-/// PMD slot of range `r` in its table.
-pub fn pmd_slot_of(r: u32) -> u32 {
-    r % RANGES_PER_PMD_TABLE
-}
-
 /// Virtual page number of an address.
 pub fn vpn(addr: u64) -> u64 {
     addr >> PAGE_SHIFT
@@ -688,17 +737,32 @@ mod tests {
             anon_pages: 64,
             spare_tables: 4,
             oracles: true,
+            ranges_per_pmd_table: crate::mm::RANGES_PER_PMD_TABLE,
         })
         .unwrap()
     }
 
     #[test]
     fn layout_round_trips() {
+        let contiguous = MmConfig::one_range(1).layout();
         for r in [0, 1, 510, 511, 1022, 1500] {
-            assert_eq!(addr_range(range_addr(r)), Some(r));
-            assert_eq!(range_addr(r) % HPAGE_PMD_SIZE, 0);
+            assert_eq!(contiguous.range_of(contiguous.addr(r)), Some(r));
+            assert_eq!(contiguous.addr(r) % HPAGE_PMD_SIZE, 0);
         }
-        assert_eq!(addr_range(MAP_BASE + NEIGHBOUR_SLOT as u64 * HPAGE_PMD_SIZE), None);
+        assert_eq!(contiguous.pmd(1022), (2, 0));
+        assert_eq!(contiguous.range_of(MAP_BASE + NEIGHBOUR_SLOT as u64 * HPAGE_PMD_SIZE), None);
+        // Four ranges to a table: the rest of each 1 GiB is no range.
+        let sparse = MmConfig { ranges_per_pmd_table: 4, ..MmConfig::one_range(1) }.layout();
+        assert_eq!((sparse.pmd(5), sparse.addr(5)), ((1, 1), MAP_BASE + PMD_TABLE_SPAN + HPAGE_PMD_SIZE));
+        for r in [0, 3, 4, 9] {
+            assert_eq!(sparse.range_of(sparse.addr(r)), Some(r));
+        }
+        assert_eq!(sparse.range_of(MAP_BASE + 4 * HPAGE_PMD_SIZE), None);
+        assert_eq!(sparse.range_of(MAP_BASE - 1), None);
+        // A model knows only its own ranges.
+        let mm = Mm::new(MmConfig { ranges: vec![0; 6], ranges_per_pmd_table: 4, ..MmConfig::one_range(1) }).unwrap();
+        assert_eq!((mm.pmds.len(), mm.addr_range(mm.range_addr(5)), mm.addr_range(sparse.addr(6))), (2, Some(5), None));
+        assert_eq!(mm.pmds.get(1, 1).kind(), PmdKind::Table(5));
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod harness;
 
 use bench_core::harness::Harness;
 use bench_core::kernel::{MmCounter, PmdKind, ScanResult, Step};
-use bench_core::mm::range_addr;
+use bench_core::mm::MAP_BASE;
 use bench_core::{LockClass, Oracle, Role};
 use harness::*;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,7 +35,7 @@ fn uffd_insert_between_step_2_and_step_4() {
             let uffd_done = AtomicBool::new(false);
             let result = std::thread::scope(|s| {
                 let collapser =
-                    s.spawn(|| cpu(&mm, 0, Role::Collapse, Some(hook)).run_collapse(&*policy, range_addr(0), install));
+                    s.spawn(|| cpu(&mm, 0, Role::Collapse, Some(hook)).run_collapse(&*policy, MAP_BASE, install));
                 paused.recv_timeout(Duration::from_secs(10)).expect("collapser reached step 3");
                 let uffd = s.spawn(|| {
                     let installed = uffd_copy(&mut cpu(&mm, 1, Role::Uffd, None), 1);
@@ -97,7 +97,7 @@ fn trylock_fails_and_uffd_inserts_before_the_recheck() {
     for policy in all_policies() {
         let what = policy.label();
         let mm = model(UFFD_PRIVATE, 512, 3);
-        let pmd = bench_core::kernel::pmd_offset(range_addr(0)).unwrap();
+        let pmd = bench_core::kernel::pmd_offset(&mm, MAP_BASE).unwrap();
         let mut reader = cpu(&mm, 1, Role::Reader, None);
         touch_all(&mut reader); // CPU 1 caches all 512 translations
         let mut neighbour = cpu(&mm, 2, Role::Neighbour, None);
@@ -105,7 +105,7 @@ fn trylock_fails_and_uffd_inserts_before_the_recheck() {
         let (result, metrics, installed) = std::thread::scope(|s| {
             let collapser = s.spawn(|| {
                 let mut cx = cpu(&mm, 0, Role::Collapse, None);
-                let r = cx.run_collapse(&*policy, range_addr(0), true);
+                let r = cx.run_collapse(&*policy, MAP_BASE, true);
                 (r, cx.into_metrics())
             });
             while mm.lock(pml).waiters() == 0 {

@@ -516,8 +516,9 @@ const GAP: usize = 2;
 /// What the sweep's section says about its numbers, after its parameters.
 const CPU_SWEEP_LEGEND: &str = "Each point is the median of runs of the simulation engine, each with \
     its own seed: the workload scaled to that many CPUs (its actors and its ranges grown together, one \
-    actor thread a CPU) for virtual_seconds of virtual time, the primitives' costs taken from the cost \
-    model recorded in results.json (cpu_sweep.costs). Latencies (_us) are virtual \
+    actor thread a CPU) for virtual_seconds of virtual time (halved for each doubling of the CPUs past \
+    16, so that every point costs about as much to simulate), the primitives' costs taken from the \
+    cost model recorded in results.json (cpu_sweep.costs). Latencies (_us) are virtual \
     microseconds; flushes and IPIs are the collapses' own, per collapse. The base is the first column \
     of every table.";
 

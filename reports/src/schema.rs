@@ -408,7 +408,9 @@ impl<'de> Deserialize<'de> for ScalingPoint {
 pub struct CpuSweep {
     /// Workload preset, scaled to each CPU count (`Threads::scaled_to`).
     pub workload: String,
-    /// Virtual time each point ran, s.
+    /// Virtual time each run of a point ran, s, up to 16 CPUs; past them
+    /// each doubling of the CPUs halves it (each run's own is its
+    /// `wall_s`).
     pub virtual_seconds: f64,
     /// The cost model.
     pub costs: CostModel,

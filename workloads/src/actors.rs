@@ -13,18 +13,19 @@ use crate::kernel_paths;
 use crate::scenario::{Scenario, VmaShare, ACTOR_ROLES};
 use bench_core::harness::Harness;
 use bench_core::kernel::{Cx, DynPolicy, Engine};
-use bench_core::mm::{pmd_table_of, range_addr};
+use bench_core::mm::RangeLayout;
 use bench_core::pte::{HPAGE_PMD_MASK, PAGE_SIZE, PTRS_PER_PTE};
 use bench_core::Role;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use std::sync::Arc;
 
-/// What every actor has: its random stream, the ranges it works on, and
-/// its think time.
+/// What every actor has: its random stream, the ranges it works on (and
+/// where they lie), and its think time.
 pub struct ActorState {
     rng: ChaCha8Rng,
     ranges: Vec<u32>,
+    layout: RangeLayout,
     pace_ns: u64,
     /// The entry every operation aims at (an exhaustive scope), else drawn.
     target: Option<u32>,
@@ -32,11 +33,17 @@ pub struct ActorState {
 
 impl ActorState {
     /// The stream of actor `index` (its CPU number) under `seed`.
-    fn new(seed: u64, index: u32, ranges: Vec<u32>, pace_ns: u64, target: Option<u32>) -> Self {
+    fn new(
+        seed: u64,
+        index: u32,
+        (ranges, layout): (Vec<u32>, RangeLayout),
+        pace_ns: u64,
+        target: Option<u32>,
+    ) -> Self {
         let mut key = [0u8; 32];
         key[..8].copy_from_slice(&seed.to_le_bytes());
         key[8..12].copy_from_slice(&index.to_le_bytes());
-        ActorState { rng: ChaCha8Rng::from_seed(key), ranges, pace_ns, target }
+        ActorState { rng: ChaCha8Rng::from_seed(key), ranges, layout, pace_ns, target }
     }
 
     /// Uniform in `0..n` (Lemire's multiply-shift; `n` > 0).
@@ -66,7 +73,7 @@ impl ActorState {
     fn pick_addr(&mut self) -> Option<u64> {
         let r = self.pick_range()?;
         let i = self.pick_index();
-        Some(range_addr(r) + i as u64 * PAGE_SIZE)
+        Some(self.layout.addr(r) + i as u64 * PAGE_SIZE)
     }
 
     /// Wait out the think time (the engine decides how).
@@ -96,7 +103,7 @@ impl Collapser {
         let ranges = &self.state.ranges;
         let r = *ranges.get(self.next).expect("a validated scenario gives every collapser a range");
         self.next = (self.next + 1) % ranges.len();
-        cx.run_collapse(&*self.policy, range_addr(r), self.install_pmd);
+        cx.run_collapse(&*self.policy, self.state.layout.addr(r), self.install_pmd);
         if cx.oracles_enabled() {
             cx.check_range_accounting(r);
         }
@@ -174,6 +181,7 @@ impl Actor {
             VmaShare::Shared => vec![],
         };
         let uffd = scenario.private_uffd_ranges();
+        let layout = scenario.mm_config().layout();
         let collapsers = scenario.threads.collapsers;
         let mut actors = vec![];
         for role in ACTOR_ROLES {
@@ -181,7 +189,8 @@ impl Actor {
                 let index = actors.len() as u32;
                 let target = scenario.scope.map(|s| s.target);
                 let state = |ranges: &[u32]| {
-                    ActorState::new(scenario.seed, index, ranges.to_vec(), scenario.pace.of(role), target)
+                    let mine = (ranges.to_vec(), layout);
+                    ActorState::new(scenario.seed, index, mine, scenario.pace.of(role), target)
                 };
                 actors.push(match role {
                     Role::Collapse => {
@@ -295,7 +304,7 @@ impl bench_core::actor::Actor for Actor {
             }
             Actor::Neighbour(n) => {
                 if let Some(r) = n.state.pick_range() {
-                    kernel_paths::hold_neighbour_pml(cx, pmd_table_of(r), n.hold_ns);
+                    kernel_paths::hold_neighbour_pml(cx, n.state.layout.pmd(r).0, n.hold_ns);
                 }
             }
             // A user access through this CPU's TLB (a lockless walk on a

@@ -68,7 +68,7 @@ use bench_core::harness::{new_cpu, Harness};
 use bench_core::kernel::{Cx, DynPolicy, MmCounter, PmdKind, PolicyEntry, ScanResult};
 use bench_core::kernel::{Pte, PteMarker, Step};
 use bench_core::mm::vpn;
-use bench_core::mm::{range_addr, VM_SHARED, VM_UFFD_MISSING, VM_UFFD_WP};
+use bench_core::mm::{MAP_BASE, VM_SHARED, VM_UFFD_MISSING, VM_UFFD_WP};
 use bench_core::pte::{HPAGE_PMD_NR, PAGE_SIZE};
 use bench_core::{FileKind, Mm, MmConfig, Native, Oracle, Role, StepHook};
 use std::fmt;
@@ -624,6 +624,7 @@ impl Setup {
             anon_pages: 64,
             spare_tables: 8,
             oracles: true,
+            ranges_per_pmd_table: bench_core::mm::RANGES_PER_PMD_TABLE,
         })
         .expect("a valid one-range model")
     }
@@ -752,7 +753,7 @@ impl<'a> Probe<'a> {
 
     /// Subpage `i`'s address.
     fn addr(i: usize) -> u64 {
-        range_addr(0) + i as u64 * PAGE_SIZE
+        MAP_BASE + i as u64 * PAGE_SIZE
     }
 
     /// CPU 1 reads every mapped subpage, so its TLB caches them all.
@@ -772,7 +773,7 @@ impl<'a> Probe<'a> {
     /// [`Probe::collapse`], the collapse's steps reported to `hook`.
     fn collapse_hooked(&mut self, install: bool, want: ScanResult, hook: Option<StepHook>) {
         let mut cx = new_cpu(self.mm, 0, Role::Collapse, Native::new(Instant::now(), hook, false));
-        let got = cx.run_collapse(self.policy, range_addr(0), install);
+        let got = cx.run_collapse(self.policy, MAP_BASE, install);
         if got != want {
             let mode = if install { "MADV_COLLAPSE" } else { "khugepaged" };
             self.failures.push(format!("result of {mode}: expected {want}, found {got}"));
@@ -883,14 +884,14 @@ fn forked(p: &mut Probe<'_>, install: bool) {
     // parent's table must leave alone.
     let hpage = p.mm.file_hpage(0);
     let mut child = p.other(Role::Faulter);
-    let vma = child.vma_lookup(range_addr(0)).expect("a VMA");
+    let vma = child.vma_lookup(MAP_BASE).expect("a VMA");
     for i in 0..HPAGE_PMD_NR {
         child.page_add_file_rmap(hpage.nth(i));
         child.get_page(hpage.nth(i));
     }
     p.touch_all();
     let mut cx = new_cpu(p.mm, 0, Role::Collapse, Native::new(Instant::now(), None, false));
-    let got = cx.run_collapse(p.policy, range_addr(0), install);
+    let got = cx.run_collapse(p.policy, MAP_BASE, install);
     if got != ScanResult::Succeed {
         p.failures.push(format!("result of {}: expected SCAN_SUCCEED, found {got}", mode_name(install)));
     }

@@ -20,10 +20,10 @@
 
 use bench_core::harness::Harness;
 use bench_core::kernel::{
-    linear_page_index, pmd_offset, Cx, Engine, MmCounter, Pfn, PmdKind, PmdRef, Pte, PteMap, PteMarker, ScanResult,
+    linear_page_index, Cx, Engine, MmCounter, Pfn, PmdKind, PmdRef, Pte, PteMap, PteMarker, ScanResult,
     SINGLE_DEPTH_NESTING,
 };
-use bench_core::mm::{range_addr, vpn, NEIGHBOUR_SLOT};
+use bench_core::mm::{vpn, NEIGHBOUR_SLOT};
 use bench_core::pte::{HPAGE_PMD_MASK, HPAGE_PMD_NR, PAGE_SIZE, PTRS_PER_PTE};
 
 /// Index of `addr`'s entry in its PTE table.
@@ -84,7 +84,7 @@ pub enum FaultMapped {
 /// `filemap_map_folio_range()` adds it just after `set_pte_range()`; both
 /// happen under `ptl`, so nothing can see the difference.
 pub fn page_cache_fault<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> FaultMapped {
-    let (Some(vma), Some(pmd)) = (cx.vma_lookup(addr), pmd_offset(addr)) else {
+    let (Some(vma), Some(pmd)) = (cx.vma_lookup(addr), cx.pmd_offset(addr)) else {
         return FaultMapped::Nothing;
     };
     let index = linear_page_index(vma, addr);
@@ -146,7 +146,7 @@ pub enum UffdCopy {
 /// looks at the page cache nor takes the page lock: the race of the 2023
 /// report.
 pub fn uffdio_copy<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> UffdCopy {
-    let pmd = pmd_offset(addr).expect("UFFDIO_COPY to an address inside the model");
+    let pmd = cx.pmd_offset(addr).expect("UFFDIO_COPY to an address inside the model");
     if matches!(cx.pmdp_get_lockless(pmd).kind(), PmdKind::Huge(_)) {
         return UffdCopy::Exists;
     }
@@ -196,7 +196,7 @@ pub fn uffdio_copy<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> UffdCopy {
 /// oracle reads the refcount under `ptl` and takes it to be exactly what
 /// the mappings imply.
 pub fn cow_fault<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> bool {
-    let (Some(vma), Some(pmd)) = (cx.vma_lookup(addr), pmd_offset(addr)) else {
+    let (Some(vma), Some(pmd)) = (cx.vma_lookup(addr), cx.pmd_offset(addr)) else {
         return false;
     };
     let Some((map, _ptl)) = cx.pte_offset_map_nolock(pmd, addr) else {
@@ -248,7 +248,7 @@ pub fn cow_fault<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> bool {
 /// the kernel's `add_to_swap()` allocated it before the unmap.
 pub fn swap_out<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> Option<u64> {
     let vma = cx.vma_lookup(addr)?;
-    let pmd = pmd_offset(addr)?;
+    let pmd = cx.pmd_offset(addr)?;
     let (map, ptl) = cx.pte_offset_map_lock(pmd, addr)?;
     let found = find_anon_page(cx, map, pte_index(addr));
     if let Some((i, page)) = found {
@@ -277,7 +277,7 @@ pub fn swap_out<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> Option<u64> {
 /// Departure: the kernel faults on one address; the model walks for a swap
 /// entry, because there are few and a random address would rarely hit one.
 pub fn swap_in<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> Option<u64> {
-    let pmd = pmd_offset(addr)?;
+    let pmd = cx.pmd_offset(addr)?;
     let (map, _ptl) = cx.pte_offset_map_nolock(pmd, addr)?;
     let found = find_entry(cx, map, pte_index(addr), |_, pte| pte.is_swap());
     cx.pte_unmap(map);
@@ -324,7 +324,7 @@ pub fn swap_in<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> Option<u64> {
 /// free, and the destination's mapping holds its allocation's.
 pub fn migrate_one<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> Option<u64> {
     let vma = cx.vma_lookup(addr)?;
-    let pmd = pmd_offset(addr)?;
+    let pmd = cx.pmd_offset(addr)?;
     let new = cx.alloc_anon_page(addr & HPAGE_PMD_MASK)?;
     let unmapped = cx.pte_offset_map_lock(pmd, addr).and_then(|(map, ptl)| {
         let found = find_anon_page(cx, map, pte_index(addr));
@@ -389,7 +389,7 @@ pub fn hold_neighbour_pml<E: Engine>(cx: &mut Cx<'_, E>, table: u32, hold_ns: u6
 /// Departure: one call installs or removes, whichever applies, where the
 /// kernel's caller says which; a random actor then needs no second choice.
 pub fn toggle_guard_marker<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> Option<Pte> {
-    let pmd = pmd_offset(addr)?;
+    let pmd = cx.pmd_offset(addr)?;
     let (map, ptl) = cx.pte_offset_map_lock(pmd, addr)?;
     let pte = map.at(pte_index(addr));
     let cur = cx.ptep_get(pte);
@@ -418,8 +418,8 @@ pub fn toggle_guard_marker<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> Option<P
 /// before and after. A huge PMD is zapped as `zap_huge_pmd()` would; a
 /// table is emptied as `zap_pte_range()` would, then refilled.
 pub fn restore_range<E: Engine>(cx: &mut Cx<'_, E>, r: u32) {
-    let haddr = range_addr(r);
-    let (hpage, pmd) = (cx.file_hpage(r), pmd_offset(haddr).expect("range is in the model"));
+    let haddr = cx.range_addr(r);
+    let (hpage, pmd) = (cx.file_hpage(r), cx.pmd_offset(haddr).expect("range is in the model"));
     cx.lock_page(hpage);
     let pml = cx.pmd_lock(pmd);
     match cx.pmdp_get_lockless(pmd).kind() {
@@ -471,6 +471,7 @@ fn zap_table<E: Engine>(cx: &mut Cx<'_, E>, haddr: u64, map: PteMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bench_core::mm::MAP_BASE;
     use bench_core::{Mm, MmConfig, Native, Role};
     use std::time::Instant;
 
@@ -481,7 +482,7 @@ mod tests {
     }
 
     fn addr(i: usize) -> u64 {
-        range_addr(0) + i as u64 * PAGE_SIZE
+        MAP_BASE + i as u64 * PAGE_SIZE
     }
 
     #[test]

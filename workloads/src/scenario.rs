@@ -5,7 +5,7 @@
 //! key from the command line with exactly the checks a file gets, and
 //! [`Scenario::validate`] checks ranges and combinations before a run.
 
-use bench_core::mm::{Layout, VM_SHARED, VM_UFFD_MINOR, VM_UFFD_MISSING, VM_UFFD_WP};
+use bench_core::mm::{Layout, RANGES_PER_PMD_TABLE, VM_SHARED, VM_UFFD_MINOR, VM_UFFD_MISSING, VM_UFFD_WP};
 use bench_core::pte::PTRS_PER_PTE;
 use bench_core::{FileKind, MmConfig, Role};
 use serde::{Deserialize, Serialize};
@@ -354,6 +354,11 @@ pub struct Scenario {
     /// PTE tables beyond one per range; None: 2 per range + 64.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spare_tables: Option<u32>,
+    /// Ranges laid out in each PMD table (so sharing its `pml` and its
+    /// neighbours), 1..=511: 511, one contiguous mapping, unless the
+    /// workload was scaled to a machine ([`Scenario::scaled_to`] gives each
+    /// copy a PMD table of its own).
+    pub ranges_per_pmd_table: u32,
     /// Set when this is a preset's exhaustive scope
     /// ([`crate::exhaustive::scope`]), never by a file or an override.
     #[serde(skip)]
@@ -392,6 +397,7 @@ impl Default for Scenario {
             oracles: true,
             anon_pages: None,
             spare_tables: None,
+            ranges_per_pmd_table: RANGES_PER_PMD_TABLE,
             scope: None,
         }
     }
@@ -406,10 +412,11 @@ impl Scenario {
     /// theirs (at least one per collapser), so each range sees the
     /// inserters and the collapses it sees here, and a 64-CPU run collapses
     /// about as often successfully as the preset does. What grows with the
-    /// CPUs is what a bigger machine shares: `mm_cpumask` (each flush's
-    /// IPIs), and the `pml` of the PMD table the ranges lie in (511 to a
-    /// table, laid out as one mapping would be), which the neighbours of
-    /// every copy take. A khugepaged preset gets a collapser per copy too,
+    /// CPUs is what a bigger machine shares: `mm_cpumask`, whose every CPU
+    /// a flush interrupts. Each copy's ranges lie in a PMD table of their
+    /// own (a 1 GiB each, as copies of a mapping side by side would), so
+    /// each copy's collapses and neighbours share its `pml`, as the preset's
+    /// do, and no `pml` serves every copy. A khugepaged preset gets a collapser per copy too,
     /// where a real machine has one khugepaged thread: read those as
     /// copies of the workload, each with its own collapse caller. An
     /// explicit `anon_pages` or `spare_tables` is scaled with the ranges.
@@ -424,13 +431,14 @@ impl Scenario {
             ranges: copies(self.ranges).max(threads.collapsers).max(1),
             anon_pages: self.anon_pages.map(|n| copies(n).max(1)),
             spare_tables: self.spare_tables.map(|n| copies(n).max(1)),
+            ranges_per_pmd_table: self.ranges.clamp(1, self.ranges_per_pmd_table),
             threads,
             ..self.clone()
         }
     }
 
     /// The top-level keys of a scenario file.
-    pub const KEYS: [&'static str; 18] = [
+    pub const KEYS: [&'static str; 19] = [
         "name",
         "ranges",
         "density",
@@ -449,6 +457,7 @@ impl Scenario {
         "oracles",
         "anon_pages",
         "spare_tables",
+        "ranges_per_pmd_table",
     ];
 
     /// Parse a scenario file's text. `origin` names it in errors (a path);
@@ -596,6 +605,10 @@ impl Scenario {
                 return bad("spare_tables", format!("{n}; allowed 0..={MAX_SPARE_TABLES}"));
             }
         }
+        if !(1..=RANGES_PER_PMD_TABLE).contains(&self.ranges_per_pmd_table) {
+            let n = self.ranges_per_pmd_table;
+            return bad("ranges_per_pmd_table", format!("{n}; allowed 1..={RANGES_PER_PMD_TABLE}"));
+        }
         Ok(())
     }
 
@@ -636,6 +649,7 @@ impl Scenario {
             anon_pages: self.anon_pages.unwrap_or(4096 + 1024 * self.ranges),
             spare_tables: self.spare_tables.unwrap_or(2 * self.ranges + 64),
             oracles: self.oracles,
+            ranges_per_pmd_table: self.ranges_per_pmd_table,
         }
     }
 
@@ -766,6 +780,11 @@ mod tests {
         assert_eq!((t.total(), t.collapsers, t.uffd, t.neighbours, t.readers), (64, 13, 13, 25, 13));
         assert_eq!(many.ranges, 51);
         many.validate().unwrap();
+        // Each copy's 4 ranges in a PMD table of their own: 13 tables, 13
+        // pml, as on a machine running 13 copies of the mapping.
+        assert_eq!(many.ranges_per_pmd_table, 4);
+        assert_eq!(bench_core::mm::Layout::of(&many.mm_config()).pmd_tables, 13);
+        assert_eq!(pml.ranges_per_pmd_table, RANGES_PER_PMD_TABLE, "a preset is one contiguous mapping");
         let two = pml.scaled_to(2);
         assert_eq!((two.threads.collapsers, two.threads.total(), two.ranges), (1, 2, 2));
         let mixed = crate::preset("mixed").unwrap().scaled_to(64);

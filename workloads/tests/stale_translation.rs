@@ -11,10 +11,10 @@
 
 use bench_core::harness::{new_cpu, Harness};
 use bench_core::kernel::{
-    pmd_offset, userfaultfd_armed, CollapsePolicy, Cx, DynPolicy, Engine, LockId, Pfn, Pmd, PmdRef, ScanResult, Step,
-    Vma, SINGLE_DEPTH_NESTING, VM_SHARED,
+    userfaultfd_armed, CollapsePolicy, Cx, DynPolicy, Engine, LockId, Pfn, Pmd, PmdRef, ScanResult, Step, Vma,
+    SINGLE_DEPTH_NESTING, VM_SHARED,
 };
-use bench_core::mm::{range_addr, vpn, VM_UFFD_MISSING};
+use bench_core::mm::{vpn, MAP_BASE, VM_UFFD_MISSING};
 use bench_core::pte::{HPAGE_PMD_SIZE, PAGE_SIZE};
 use bench_core::{CachedTranslation, FileKind, Mm, MmConfig, Native, Oracle, Role};
 use policies::khugepaged::{abort_unlock, account_cleared, clear_ptes, collapse_pte_mapped_thp, remove_table};
@@ -34,7 +34,7 @@ use workloads::preset;
 const IDX: usize = 1;
 
 fn addr(i: usize) -> u64 {
-    range_addr(0) + i as u64 * PAGE_SIZE
+    MAP_BASE + i as u64 * PAGE_SIZE
 }
 
 fn cpu(mm: &Mm, cpu: u32, role: Role) -> Cx<'_, Native> {
@@ -77,6 +77,7 @@ fn race(policy: &Arc<dyn DynPolicy>) -> (Outcome, Vec<Finding>, Option<Pfn>) {
         anon_pages: 8,
         spare_tables: 4,
         oracles: true,
+        ranges_per_pmd_table: bench_core::mm::RANGES_PER_PMD_TABLE,
     })
     .unwrap();
     let mut reader = cpu(&mm, 1, Role::Reader);
@@ -84,9 +85,9 @@ fn race(policy: &Arc<dyn DynPolicy>) -> (Outcome, Vec<Finding>, Option<Pfn>) {
         assert!(reader.touch(addr(i)).is_some());
     }
     let mut neighbour = cpu(&mm, 2, Role::Neighbour);
-    let pml = neighbour.pmd_lock(pmd_offset(addr(0)).unwrap());
+    let pml = neighbour.pmd_lock(neighbour.pmd_offset(addr(0)).unwrap());
     let (result, uffd, read) = std::thread::scope(|s| {
-        let collapser = s.spawn(|| cpu(&mm, 0, Role::Collapse).run_collapse(&**policy, range_addr(0), true));
+        let collapser = s.spawn(|| cpu(&mm, 0, Role::Collapse).run_collapse(&**policy, MAP_BASE, true));
         while mm.lock(pml).waiters() == 0 {
             std::thread::yield_now();
         }

@@ -16,9 +16,7 @@ use crate::event::{Event, Step};
 use crate::footprint::AtomicU64;
 use crate::locks::{LockClass, LockId};
 use crate::metrics::Metrics;
-use crate::mm::{
-    addr_range, pmd_slot_of, pmd_table_of, vpn, Mm, MmCounter, Vma, VM_UFFD_MINOR, VM_UFFD_MISSING, VM_UFFD_WP,
-};
+use crate::mm::{vpn, Mm, MmCounter, Vma, VM_UFFD_MINOR, VM_UFFD_MISSING, VM_UFFD_WP};
 use crate::oracle::{CachedTranslation, Oracle, Violation};
 use crate::pgtable::TableState;
 use crate::pte::{Pfn, Pmd, PmdKind, Pte, HPAGE_PMD_NR, HPAGE_PMD_SIZE, PAGE_SHIFT, PAGE_SIZE, PTRS_PER_PTE};
@@ -212,9 +210,19 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
     // VMAs and the page cache
     // ---------------------------------------------------------------
 
+    /// `pmd_offset()` for an address inside the model (None outside it).
+    pub fn pmd_offset(&self, addr: u64) -> Option<PmdRef> {
+        pmd_offset(self.mm, addr)
+    }
+
+    /// Start address of the model's collapse range `r`.
+    pub fn range_addr(&self, r: u32) -> u64 {
+        self.mm.range_addr(r)
+    }
+
     /// `vma_lookup()`.
     pub fn vma_lookup(&self, addr: u64) -> Option<&'a Vma> {
-        let vma = &self.mm.vmas[addr_range(addr)? as usize];
+        let vma = &self.mm.vmas[self.mm.addr_range(addr)? as usize];
         (vma.start..vma.end).contains(&addr).then_some(vma)
     }
 
@@ -580,7 +588,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
     /// `find_pmd_or_thp_or_none()`: `SCAN_SUCCEED` for a PTE table,
     /// `SCAN_PMD_NONE`, `SCAN_PMD_MAPPED`, or `SCAN_PMD_NULL` outside the model.
     pub fn find_pmd_or_thp_or_none(&mut self, addr: u64) -> (ScanResult, Option<PmdRef>) {
-        let Some(pmd) = pmd_offset(addr) else {
+        let Some(pmd) = self.pmd_offset(addr) else {
             return (ScanResult::PmdNull, None);
         };
         let result = match self.pmdp_get_lockless(pmd).kind() {
@@ -945,7 +953,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
                     "{what}() of PTE table {slot}, which the PMD of {:#x} still points to: a table is freed only \
                      after pmdp_collapse_flush() (or pmd_clear()) detached it, else every walker reaches freed \
                      memory",
-                    crate::mm::range_addr(r)
+                    self.mm.range_addr(r)
                 ),
             );
             return None;
@@ -1054,10 +1062,11 @@ pub fn linear_page_index(vma: &Vma, addr: u64) -> u64 {
     ((addr - vma.start) >> PAGE_SHIFT) + vma.pgoff
 }
 
-/// `pmd_offset()` for an address inside the model (None outside it).
-pub fn pmd_offset(addr: u64) -> Option<PmdRef> {
-    let r = addr_range(addr)?;
-    Some(PmdRef { table: pmd_table_of(r), idx: pmd_slot_of(r) })
+/// `pmd_offset()` in `mm` for an address inside one of its ranges (None
+/// elsewhere); [`Cx::pmd_offset`] where a CPU asks.
+pub fn pmd_offset(mm: &Mm, addr: u64) -> Option<PmdRef> {
+    let (table, idx) = mm.range_pmd(mm.addr_range(addr)?);
+    Some(PmdRef { table, idx })
 }
 
 /// `pmd_pgtable()`: the table a PMD value points to.
@@ -1094,6 +1103,7 @@ mod lockdep_checks {
             anon_pages: 4,
             spare_tables: 2,
             oracles: true,
+            ranges_per_pmd_table: crate::mm::RANGES_PER_PMD_TABLE,
         })
         .unwrap()
     }
@@ -1253,7 +1263,7 @@ mod contract_checks {
     use super::*;
     use crate::engine::Native;
     use crate::harness::Harness;
-    use crate::mm::{range_addr, MmConfig};
+    use crate::mm::{MmConfig, MAP_BASE};
     use crate::pte::PteMarker;
     use std::time::Instant;
 
@@ -1271,16 +1281,16 @@ mod contract_checks {
 
     /// Range 0's PMD and the table slot it holds.
     fn table_of_range_0(mm: &Mm) -> (PmdRef, u32) {
-        let pmd = pmd_offset(range_addr(0)).unwrap();
+        let pmd = pmd_offset(mm, MAP_BASE).unwrap();
         let PmdKind::Table(slot) = mm.pmds.get(pmd.table, pmd.idx).kind() else { panic!("range 0 has a table") };
         (pmd, slot)
     }
 
     /// Clear range 0's PMD as step 4 does; returns the detached table.
     fn detach(c: &mut Cx<'_, Native>, pmd: PmdRef) -> PgTable {
-        let vma = c.vma_lookup(range_addr(0)).unwrap();
+        let vma = c.vma_lookup(MAP_BASE).unwrap();
         let pml = c.pmd_lock(pmd);
-        let old = c.pmdp_collapse_flush(vma, range_addr(0), pmd);
+        let old = c.pmdp_collapse_flush(vma, MAP_BASE, pmd);
         c.spin_unlock(pml);
         pmd_pgtable(old)
     }
@@ -1289,7 +1299,7 @@ mod contract_checks {
     fn vm_normal_page_of_an_entry_that_is_not_present_breaks_the_contract() {
         let mm = mm(0);
         let c = cx(&mm, 0);
-        let (addr, page) = (range_addr(0), mm.file_hpage(0));
+        let (addr, page) = (MAP_BASE, mm.file_hpage(0));
         let vma = c.vma_lookup(addr).unwrap();
         assert_eq!(c.vm_normal_page(vma, addr, Pte::present(page)), Some(page));
         assert!(found(&mm).is_empty());
@@ -1312,7 +1322,7 @@ mod contract_checks {
         let mm = mm(512);
         let (pmd, slot) = table_of_range_0(&mm);
         let mut c = cx(&mm, 0);
-        let (map, _) = c.pte_offset_map_nolock(pmd, range_addr(0)).unwrap();
+        let (map, _) = c.pte_offset_map_nolock(pmd, MAP_BASE).unwrap();
         assert_eq!(c.rcu_depth, 1);
         c.pte_unmap(map);
         assert_eq!(c.rcu_depth, 0);
@@ -1321,7 +1331,7 @@ mod contract_checks {
         c.pte_unmap(map);
         assert_eq!(c.rcu_depth, 0);
         // Mapped and never unmapped: found, and released, at return.
-        let _kept = c.pte_offset_map_nolock(pmd, range_addr(0)).unwrap();
+        let _kept = c.pte_offset_map_nolock(pmd, MAP_BASE).unwrap();
         c.check_clean_return("test-policy");
         assert_eq!((c.rcu_depth, c.pte_maps.len()), (0, 0));
         let found = found(&mm);
@@ -1337,7 +1347,7 @@ mod contract_checks {
     fn a_notifier_range_is_ended_once_and_only_once_started() {
         let mm = mm(0);
         let mut c = cx(&mm, 0);
-        let (start, end) = (range_addr(0), range_addr(0) + HPAGE_PMD_SIZE);
+        let (start, end) = (MAP_BASE, MAP_BASE + HPAGE_PMD_SIZE);
         let range = c.mmu_notifier_invalidate_range_start(start, end);
         c.mmu_notifier_invalidate_range_end(range);
         assert!(found(&mm).is_empty());
@@ -1379,7 +1389,7 @@ mod contract_checks {
         let found = found(&mm);
         assert_eq!(found.len(), 2, "{found:#?}");
         assert_eq!(found[0].0, Oracle::ApiContract);
-        let attached = format!("pte_free() of PTE table {slot}, which the PMD of {:#x} still points to", range_addr(0));
+        let attached = format!("pte_free() of PTE table {slot}, which the PMD of {:#x} still points to", MAP_BASE);
         assert!(found[0].1.starts_with(&attached), "{}", found[0].1);
         assert_eq!(
             found[1],

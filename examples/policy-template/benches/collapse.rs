@@ -12,7 +12,7 @@
 
 use bench_core::harness::{new_cpu, Harness};
 use bench_core::kernel::{CollapsePolicy, ScanResult};
-use bench_core::mm::{range_addr, MmConfig};
+use bench_core::mm::{MmConfig, MAP_BASE};
 use bench_core::{Mm, Native, Role};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
@@ -27,7 +27,7 @@ use policy_template::TemplateV1;
 fn uncontended<P: CollapsePolicy>(group: &mut BenchmarkGroup<'_, WallTime>) {
     let mm = Mm::new(MmConfig { oracles: false, ..MmConfig::one_range(1) }).expect("valid model");
     let policy = P::new(Default::default());
-    let haddr = range_addr(0);
+    let haddr = MAP_BASE;
     let mut cx = new_cpu(&mm, 0, Role::Collapse, Native::new(Instant::now(), None, false));
     // CPU 0 in mm_cpumask, so that the flush really walks its TLB.
     assert!(cx.touch(haddr).is_some());

@@ -5,7 +5,7 @@
 
 use bench_core::harness::{new_cpu, Harness};
 use bench_core::kernel::{Cx, DynPolicy, PmdKind, Step};
-use bench_core::mm::{range_addr, vpn, MmConfig, VM_UFFD_MISSING};
+use bench_core::mm::{vpn, MmConfig, MAP_BASE, VM_UFFD_MISSING};
 use bench_core::pte::PAGE_SIZE;
 use bench_core::{FileKind, Mm, Native, Role, StepHook};
 use crossbeam::channel::{bounded, Receiver, Sender};
@@ -37,6 +37,7 @@ pub fn model(vm_flags: u32, density: u32, cpus: u32) -> Mm {
         anon_pages: 64,
         spare_tables: 8,
         oracles: true,
+        ranges_per_pmd_table: bench_core::mm::RANGES_PER_PMD_TABLE,
     })
     .unwrap()
 }
@@ -51,7 +52,7 @@ pub fn cpu(mm: &Mm, cpu: u32, role: Role, hook: Option<StepHook>) -> Cx<'_, Nati
 
 /// Address of subpage `i` of range 0.
 pub fn addr(i: usize) -> u64 {
-    range_addr(0) + i as u64 * PAGE_SIZE
+    MAP_BASE + i as u64 * PAGE_SIZE
 }
 
 /// UFFDIO_COPY into subpage `i` of range 0

@@ -8,7 +8,7 @@
 #![allow(dead_code)]
 
 use bench_core::kernel::{CollapsePolicy, Cx, Engine, NoParams, PmdRef, ScanResult, Step};
-use bench_core::mm::range_addr;
+use bench_core::mm::MAP_BASE;
 
 /// The message of [`PanicsInStep2`]'s panic.
 pub const PANIC_MESSAGE: &str = "test-panic: boom in step 2";
@@ -125,8 +125,8 @@ impl CollapsePolicy for Abba {
         let range0 = PmdRef { table: 0, idx: 0 };
         cx.step(Step::RemoveTable);
         let pml = cx.pmd_lockptr(range0);
-        if haddr == range_addr(0) {
-            let Some((pte, ptl)) = cx.pte_offset_map_lock(range0, range_addr(0)) else { return ScanResult::Fail };
+        if haddr == MAP_BASE {
+            let Some((pte, ptl)) = cx.pte_offset_map_lock(range0, MAP_BASE) else { return ScanResult::Fail };
             cx.ndelay(PAUSE_NS);
             cx.spin_lock(pml);
             cx.spin_unlock(pml);
@@ -134,7 +134,7 @@ impl CollapsePolicy for Abba {
         } else {
             cx.spin_lock(pml);
             cx.ndelay(PAUSE_NS);
-            if let Some((pte, ptl)) = cx.pte_offset_map_lock(range0, range_addr(0)) {
+            if let Some((pte, ptl)) = cx.pte_offset_map_lock(range0, MAP_BASE) {
                 cx.pte_unmap_unlock(pte, ptl);
             }
             cx.spin_unlock(pml);
