@@ -477,8 +477,9 @@ const COINCIDE: f64 = 0.005;
 /// and error bars, each within [`COINCIDE`] of the other's on both axes)
 /// the next dash pattern and a hollow, larger marker, so that every series
 /// stays visible where one is drawn over another; return a note naming
-/// each set: "v2-a and v2-b identical" where their figures are equal,
-/// "coincide" where they are only close.
+/// each set: "v2-a and v2-b identical" where what they draw and the
+/// figures their legend gives are equal, "coincide" where they are only
+/// close.
 fn distinguish_coinciding(series: &mut [XySeries], x: &Axis, y: &Axis) -> Vec<String> {
     let near = |(ax, ay): (f64, f64), (bx, by): (f64, f64)| {
         (x.fraction(ax) - x.fraction(bx)).abs() <= COINCIDE && (y.fraction(ay) - y.fraction(by)).abs() <= COINCIDE
@@ -508,9 +509,12 @@ fn distinguish_coinciding(series: &mut [XySeries], x: &Axis, y: &Axis) -> Vec<St
             series[i].style.dash = if k == 1 { Dash::Dashed } else { Dash::Dotted };
             series[i].style.hollow = true;
         }
-        let equal = members
-            .iter()
-            .all(|&i| series[i].points == series[lead].points && series[i].intervals == series[lead].intervals);
+        // Equal: the same points and error bars, and the same figures in the legend.
+        let figures = |s: &XySeries| s.label.strip_prefix(s.name.as_str()).unwrap_or_default().to_owned();
+        let equal = members.iter().all(|&i| {
+            let (s, l) = (&series[i], &series[lead]);
+            s.points == l.points && s.intervals == l.intervals && figures(s) == figures(l)
+        });
         let named: Vec<&str> = members.iter().map(|&i| series[i].name.as_str()).collect();
         notes.push(format!(
             "{} {}: drawn over each other, {}",
@@ -996,6 +1000,23 @@ fn throughput(r: &ReportResults, policies: &Policies) -> Vec<Page> {
         if panels.is_empty() {
             continue;
         }
+        // A policy missing from a panel is said why: its failures there.
+        let mut footer = Vec::new();
+        for (&(workload, _), panel) in keys.iter().zip(&panels) {
+            for &slot in used.iter().filter(|&&s| panel.bars.iter().all(|b| b.slot != s)) {
+                let policy = &policies.0[slot];
+                let failed: Vec<String> = r
+                    .failures
+                    .iter()
+                    .filter(|f| &f.policy == policy && f.workload == workload)
+                    .map(|f| f.summary())
+                    .collect();
+                match failed.is_empty() {
+                    true => footer.push(format!("No bar for {policy} on {workload}: no runs.")),
+                    false => footer.push(format!("No bar for {policy} on {workload}: {}", failed.join("; "))),
+                }
+            }
+        }
         // Places only for policies that have a bar somewhere.
         let used: Vec<usize> = used.into_iter().collect();
         for bar in panels.iter_mut().flat_map(|p| &mut p.bars) {
@@ -1027,7 +1048,7 @@ fn throughput(r: &ReportResults, policies: &Policies) -> Vec<Page> {
                 interval_note(&cis)
             ),
             legend,
-            footer: Vec::new(),
+            footer,
             body: Body::Bars(BarPlot {
                 panels,
                 slots: used.len(),
@@ -1853,15 +1874,16 @@ fn draw_xy<DB: DrawingBackend>(
             .draw_series(std::iter::once(Polygon::new(s.points.clone(), s.style.color.mix(0.12).filled())))
             .ctx("fill")?;
     }
-    let (_, y_px) = chart.plotting_area().get_pixel_range();
-    let clamp_y = |y: i32| y.clamp(y_px.start, y_px.end);
+    // Lines are drawn in pixels, kept inside the plotting area.
+    let (x_px, y_px) = chart.plotting_area().get_pixel_range();
+    let inside = |(x, y): (i32, i32)| (x.clamp(x_px.start, x_px.end), y.clamp(y_px.start, y_px.end));
     let n = p.series.len() as i32;
     for (i, s) in p.series.iter().enumerate() {
         // Series side by side, DODGE px apart, around the true x.
         let shift = if p.dodge { (2 * i as i32 - (n - 1)) * DODGE / 2 } else { 0 };
         let at = |x: f64, y: f64| {
             let (px, py) = chart.backend_coord(&(x, y));
-            (px + shift, clamp_y(py))
+            inside((px + shift, py))
         };
         draw_polyline(root, s.points.iter().map(|&(x, y)| at(x, y)).collect(), s.style.color, 2, s.style.dash)?;
         for v in &s.intervals {
@@ -2400,4 +2422,74 @@ fn draw_timeline<DB: DrawingBackend>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A busy timeline: a collapse with a marker at every step, some of
+    /// several events, and a second CPU with a few.
+    fn busy() -> TimelinePlot {
+        let words =
+            ["prologue", "step 2 (clear)", "ptep_clear idx 0..511 (×512)", "return SCAN_FAIL", "lock_page pfn 0x200"];
+        let mut marks: Vec<Mark> = (0..40)
+            .map(|slot| {
+                let labels = (0..1 + slot % 4).map(|k| words[(slot + k) % words.len()].to_owned()).collect();
+                Mark { lane: 0, slot, labels, kind: MarkKind::Event }
+            })
+            .collect();
+        marks.extend((0..40).step_by(7).map(|slot| Mark {
+            lane: 1,
+            slot,
+            labels: vec!["install anon idx 300".into()],
+            kind: MarkKind::Event,
+        }));
+        marks.sort_by_key(|m| (m.slot, m.lane));
+        TimelinePlot {
+            lanes: vec![(0, "collapse".into()), (1, "uffd".into())],
+            steps: (1..=40).collect(),
+            bars: vec![],
+            marks,
+            locks: vec![],
+        }
+    }
+
+    #[test]
+    fn timeline_labels_never_touch_each_other_their_leaders_or_the_violation() {
+        register_fonts().unwrap();
+        let mut svg = String::new();
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        let t = busy();
+        let g = TimelineGeometry::of(&root, &t);
+        let places = place_labels(&root, &g, &t, &BTreeSet::new()).unwrap();
+        // (lane, rows, x0, x1) of each block, (lane, rows below it, x) of each leader.
+        let mut blocks = Vec::new();
+        let mut leaders = Vec::new();
+        for (i, m) in t.marks.iter().enumerate() {
+            let Some((x0, row)) = places.at[i] else {
+                assert!(places.footnoted.contains(&i), "mark {i} is placed or a note");
+                continue;
+            };
+            let w = m.labels.iter().map(|l| text_width(&root, l, &font(LABEL_FONT)).unwrap()).max().unwrap();
+            let x = g.x(m.slot as f64 + 0.5);
+            assert!(x0 <= x && x <= x0 + w, "mark {i}'s block spans its marker");
+            assert!(x0 >= g.left && x0 + w <= g.violation_x() - 2, "mark {i} stays left of the violation");
+            assert!(row + m.labels.len() <= g.rows(m.lane), "mark {i} stays in its lane");
+            blocks.push((m.lane, row..row + m.labels.len(), x0, x0 + w));
+            leaders.push((m.lane, 0..row, x));
+        }
+        assert!(blocks.len() > t.marks.len() / 2, "most labels stand over their markers: {}", blocks.len());
+        let rows_meet = |a: &Range<usize>, b: &Range<usize>| a.start < b.end && b.start < a.end;
+        for (i, a) in blocks.iter().enumerate() {
+            for b in &blocks[i + 1..] {
+                if a.0 == b.0 && rows_meet(&a.1, &b.1) {
+                    assert!(a.3 + GAP <= b.2 || b.3 + GAP <= a.2, "blocks {a:?} and {b:?} overlap");
+                }
+            }
+            for l in leaders.iter().filter(|l| l.0 == a.0 && rows_meet(&l.1, &a.1)) {
+                assert!(l.2 < a.2 || l.2 > a.3, "a leader {l:?} crosses the block {a:?}");
+            }
+        }
+    }
 }

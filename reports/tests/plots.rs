@@ -5,13 +5,13 @@
 
 use bench_core::kernel::{Pfn, Pte, ScanResult, Step};
 use bench_core::metrics::{HistSummary, MetricsSummary};
-use bench_core::results::{Environment, PolicyRun, TimelineEntry, TimelineEvent, TimelineLock};
+use bench_core::results::{Environment, PolicyRun, RunFailure, TimelineEntry, TimelineEvent, TimelineLock};
 use bench_core::{CachedTranslation, CostModel, LockClass, Oracle, Role, Violation};
 use reports::figures::pml_hold_p99_us;
 use reports::plots::{file_stem, render_all, HEIGHT, WIDTH};
 use reports::schema::{
-    Cell, CounterexampleDoc, CounterexampleTimeline, CpuSweep, Measured, PolicyCheck, ReportResults, ScalingPoint,
-    Verdict, SCHEMA,
+    Cell, CounterexampleDoc, CounterexampleTimeline, CpuSweep, Measured, PolicyCheck, PolicyFailure, ReportResults,
+    ScalingPoint, Verdict, SCHEMA,
 };
 use reports::stats::MedianCi;
 use std::collections::BTreeMap;
@@ -528,6 +528,26 @@ fn throughput_bars_are_medians_with_their_intervals_per_clock() {
     assert!((whisker.1 - y_of(ci.hi)).abs() <= 1.5 && (whisker.2 - y_of(ci.lo)).abs() <= 1.5, "{whisker:?} {ci:?}");
     // The interval is the median's, not the mean's ± a deviation.
     assert!(whisker.2 < base - 1.0, "the error bar stays off the axis: {whisker:?}, axis at {base}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_policy_missing_from_a_panel_is_said_why() {
+    let mut r = results();
+    r.cells.retain(|c| !(c.policy == PATCH && c.workload == W2 && c.measured == fitted()));
+    r.failures.push(PolicyFailure {
+        policy: PATCH.into(),
+        workload: W2.into(),
+        part: "measure (fitted)".into(),
+        failure: RunFailure::Hung { watchdog_s: 5.0, cpus: vec![0, 1], report: vec![] },
+    });
+    let dir = temp_dir("missing-bar");
+    render_all(&r, &dir).unwrap();
+    let native = svg_prose(&dir.join("throughput-native.svg"));
+    let why = format!("No bar for {PATCH} on {W2}: {}", r.failures[0].summary());
+    assert!(native.contains(&why), "{native}");
+    // The simulated cells of W2 have every bar.
+    assert!(!svg_prose(&dir.join("throughput-sim.svg")).contains("No bar"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
