@@ -469,30 +469,25 @@ impl Policies {
     }
 }
 
-/// How close, as a share of each axis's extent, every point of two series
-/// must be for one to hide the other.
-const COINCIDE: f64 = 0.005;
+/// How close, as a share of each axis's extent, a series must be to
+/// another's line for one to hide the other: about a line's width.
+const COINCIDE: f64 = 0.01;
 
-/// Give every series that coincides with an earlier one (as many points
-/// and error bars, each within [`COINCIDE`] of the other's on both axes)
-/// the next dash pattern and a hollow, larger marker, so that every series
-/// stays visible where one is drawn over another; return a note naming
-/// each set: "v2-a and v2-b identical" where what they draw and the
-/// figures their legend gives are equal, "coincide" where they are only
-/// close.
+/// Give every series that coincides with an earlier one (one line within
+/// [`COINCIDE`] of the other wherever it is drawn, as shares of the axes,
+/// so that the one drawn later could hide it) the next dash pattern
+/// and a hollow, larger marker, so that every series stays visible where
+/// one is drawn over another; return a note naming each set: "v2-a and
+/// v2-b identical" where what they draw and the figures their legend gives
+/// are equal, "coincide" where they are only close.
 fn distinguish_coinciding(series: &mut [XySeries], x: &Axis, y: &Axis) -> Vec<String> {
-    let near = |(ax, ay): (f64, f64), (bx, by): (f64, f64)| {
-        (x.fraction(ax) - x.fraction(bx)).abs() <= COINCIDE && (y.fraction(ay) - y.fraction(by)).abs() <= COINCIDE
+    let at = |(vx, vy): (f64, f64)| (x.fraction(vx), y.fraction(vy));
+    // Every point of `a` within COINCIDE of `b`'s line.
+    let on_line = |a: &[(f64, f64)], b: &[(f64, f64)]| {
+        let line: Vec<(f64, f64)> = b.iter().map(|&q| at(q)).collect();
+        a.iter().all(|&p| distance_to_line(at(p), &line) <= COINCIDE)
     };
-    let close = |a: &XySeries, b: &XySeries| {
-        a.points.len() == b.points.len()
-            && a.intervals.len() == b.intervals.len()
-            && a.points.iter().zip(&b.points).all(|(p, q)| near(*p, *q))
-            && a.intervals
-                .iter()
-                .zip(&b.intervals)
-                .all(|(u, v)| near((u.x, u.lo), (v.x, v.lo)) && near((u.x, u.hi), (v.x, v.hi)))
-    };
+    let close = |a: &XySeries, b: &XySeries| on_line(&a.points, &b.points) || on_line(&b.points, &a.points);
     let mut lead_of: Vec<usize> = (0..series.len()).collect();
     for i in 0..series.len() {
         if let Some(j) = (0..i).find(|&j| lead_of[j] == j && close(&series[j], &series[i])) {
@@ -516,14 +511,33 @@ fn distinguish_coinciding(series: &mut [XySeries], x: &Axis, y: &Axis) -> Vec<St
             s.points == l.points && s.intervals == l.intervals && figures(s) == figures(l)
         });
         let named: Vec<&str> = members.iter().map(|&i| series[i].name.as_str()).collect();
+        let how = match equal {
+            true => "identical".to_owned(),
+            false => format!("coincide where both are drawn (within {:.0}% of the axes)", COINCIDE * 100.0),
+        };
         notes.push(format!(
-            "{} {}: drawn over each other, {}",
+            "{} {how}: drawn over each other, {}",
             join_words(&named),
-            if equal { "identical" } else { "coincide (within 0.5% of the axes)" },
             if members.len() == 2 { "solid and dashed" } else { "solid, dashed and dotted" }
         ));
     }
     notes
+}
+
+/// How far `p` is from the polyline through `line` (a point's distance to
+/// a single point); infinite for no points.
+fn distance_to_line(p: (f64, f64), line: &[(f64, f64)]) -> f64 {
+    let to_segment = |a: (f64, f64), b: (f64, f64)| {
+        let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+        let len2 = dx * dx + dy * dy;
+        let t = if len2 == 0.0 { 0.0 } else { (((p.0 - a.0) * dx + (p.1 - a.1) * dy) / len2).clamp(0.0, 1.0) };
+        (p.0 - a.0 - t * dx).hypot(p.1 - a.1 - t * dy)
+    };
+    match line {
+        [] => f64::INFINITY,
+        [only] => to_segment(*only, *only),
+        _ => line.windows(2).map(|w| to_segment(w[0], w[1])).fold(f64::INFINITY, f64::min),
+    }
 }
 
 /// "a", "a and b", "a, b and c".
@@ -2453,6 +2467,44 @@ mod tests {
             marks,
             locks: vec![],
         }
+    }
+
+    fn series(name: &str, points: &[(f64, f64)]) -> XySeries {
+        let style = SeriesStyle { color: PALETTE[0], shape: None, hollow: false, dash: Dash::Solid };
+        XySeries {
+            name: name.into(),
+            label: name.into(),
+            style,
+            points: points.to_vec(),
+            intervals: vec![],
+            fill: false,
+        }
+    }
+
+    #[test]
+    fn a_series_that_another_hides_is_dashed_and_named() {
+        let axis = |range| Axis { desc: String::new(), range, scale: Scale::Log10, ticks: Ticks::Number };
+        let (x, y) = (axis(1.0..1000.0), Axis { scale: Scale::Linear, ..axis(0.0..1.0) });
+        // b runs along a's line, with points of its own and a longer tail;
+        // c is a's twin; d is apart.
+        let a = [(10.0, 0.0), (20.0, 0.5), (40.0, 1.0)];
+        let b = [(10.0, 0.0), (14.142, 0.25), (20.0, 0.5), (40.0, 1.0), (400.0, 1.0)];
+        let d = [(12.0, 0.0), (25.0, 0.5), (50.0, 1.0)];
+        let mut all = vec![series("a", &a), series("b", &b), series("c", &a), series("d", &d)];
+        let notes = distinguish_coinciding(&mut all, &x, &y);
+        assert_eq!(
+            notes,
+            ["a, b and c coincide where both are drawn (within 1% of the axes): drawn over each other, solid, dashed \
+              and dotted"]
+        );
+        let dashes: Vec<Dash> = all.iter().map(|s| s.style.dash).collect();
+        assert_eq!(dashes, [Dash::Solid, Dash::Dashed, Dash::Dotted, Dash::Solid]);
+        assert!(all[1].style.hollow && all[2].style.hollow && !all[3].style.hollow);
+        let mut twins = vec![series("a", &a), series("c", &a)];
+        assert_eq!(
+            distinguish_coinciding(&mut twins, &x, &y),
+            ["a and c identical: drawn over each other, solid and dashed"]
+        );
     }
 
     #[test]
