@@ -162,8 +162,26 @@ fn collapser(t: &Timeline<'_>) -> u32 {
     t.events.iter().rev().find(|e| e.event == PROLOGUE).map(|e| e.cpu).or(t.cpu).unwrap_or(0)
 }
 
-/// The rows, before layout.
-fn rows(t: &Timeline<'_>) -> Vec<Row> {
+/// The fill behind each translation the violation names (`t.cached`), in
+/// its order: the index of the last fill of that CPU, page and frame, or
+/// `None` where the events have none.
+pub fn cached_fills(t: &Timeline<'_>) -> Vec<Option<usize>> {
+    t.cached
+        .iter()
+        .map(|c| {
+            let fill = TimelineEvent::TlbFill { vpn: c.vpn, pfn: c.pfn };
+            t.events.iter().rposition(|e| e.cpu == c.cpu && e.event == fill)
+        })
+        .collect()
+}
+
+/// The events the timeline shows, as indices into `t.events`, in order:
+/// from the collapse's last prologue before the violation, the collapsing
+/// CPU's events and the events of other CPUs that touch what it touches
+/// (see the module's documentation), another CPU's hold of such a lock
+/// from its start, and the fill of each translation the violation names
+/// ([`cached_fills`]), however early.
+pub fn shown(t: &Timeline<'_>) -> Vec<usize> {
     let events = t.events;
     let cpu = collapser(t);
     let start = events.iter().rposition(|e| e.cpu == cpu && e.event == PROLOGUE).unwrap_or(0);
@@ -204,18 +222,17 @@ fn rows(t: &Timeline<'_>) -> Vec<Row> {
             kept.push(i);
         }
     }
-    // The fill behind each translation the violation names: the last one
-    // of that CPU, page and frame.
-    for c in t.cached {
-        let fill = TimelineEvent::TlbFill { vpn: c.vpn, pfn: c.pfn };
-        if let Some(i) = events.iter().rposition(|e| e.cpu == c.cpu && e.event == fill) {
-            kept.push(i);
-        }
-    }
+    kept.extend(cached_fills(t).into_iter().flatten());
     kept.sort_unstable();
     kept.dedup();
+    kept
+}
+
+/// The rows, before layout.
+fn rows(t: &Timeline<'_>) -> Vec<Row> {
+    let events = t.events;
     let mut out: Vec<Row> = vec![];
-    for i in kept {
+    for i in shown(t) {
         let e = &events[i];
         if let TimelineEvent::PteClear { idx } = e.event {
             if let Some(Row { cpu: c, clears: Some((n, lo, hi)), .. }) = out.last_mut() {
@@ -242,7 +259,13 @@ fn rows(t: &Timeline<'_>) -> Vec<Row> {
             row.label = format!("ptep_clear x{n} {lo}..{hi}");
         }
     }
-    out.push(Row { step: None, cpu: t.cpu.unwrap_or(cpu), label: t.marker.clone(), clears: None, install: None });
+    out.push(Row {
+        step: None,
+        cpu: t.cpu.unwrap_or_else(|| collapser(t)),
+        label: t.marker.clone(),
+        clears: None,
+        install: None,
+    });
     out
 }
 
