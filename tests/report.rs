@@ -70,7 +70,18 @@ fn quick_report_writes_every_output() {
     assert!(text.contains("pre-fix on uffd-private scope: table-freed-live first in"), "{text}");
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("collapses_per_s"));
-    for stem in ["throughput", "latency-cdf-uffd-private", "pml-hold-uffd-private"] {
+    // Per clock and per way of measuring: native or fitted, and (where
+    // uffd-private does not fit the cores) simulated.
+    let native = if fits { "native" } else { "fitted" };
+    let mut stems = vec![
+        "throughput-native".to_owned(),
+        format!("latency-cdf-uffd-private-{native}"),
+        format!("pml-hold-uffd-private-{native}"),
+    ];
+    if !fits {
+        stems.extend(["throughput-sim".to_owned(), "latency-cdf-uffd-private-sim".to_owned()]);
+    }
+    for stem in &stems {
         assert!(out.join(format!("{stem}.svg")).exists() && out.join(format!("{stem}.png")).exists(), "{stem}");
     }
     let leftovers: Vec<_> = std::fs::read_dir(&out)

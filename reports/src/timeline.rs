@@ -269,12 +269,38 @@ fn rows(t: &Timeline<'_>) -> Vec<Row> {
     out
 }
 
-fn fit(s: &str, width: usize) -> String {
-    s.chars().take(width).collect()
+/// `text` in lines of at most `width` characters, broken at spaces; a word
+/// wider than a line is cut into pieces of `width`. Never empty.
+fn wrap_cell(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines: Vec<String> = vec![];
+    let mut line = String::new();
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        let mut word: Vec<char> = word.chars().collect();
+        if !line.is_empty() && line.chars().count() + 1 + word.len() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        while line.chars().count() + word.len() > width {
+            let room = width - line.chars().count();
+            line.extend(word.drain(..room));
+            lines.push(std::mem::take(&mut line));
+        }
+        line.extend(word);
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
 }
 
 /// Render the timeline: a header, then one line per row, none wider than
-/// [`WIDTH`], no trailing blanks.
+/// [`WIDTH`], no trailing blanks. Each CPU has a column; where the columns
+/// do not all fit as wide as their widest label, the widest are narrowed
+/// and a label or header too long for its column goes on over the lines
+/// below it, broken at spaces: nothing is cut.
 pub fn render(t: &Timeline<'_>) -> Vec<String> {
     let rows = rows(t);
     let cpus: Vec<u32> = rows.iter().map(|r| r.cpu).collect::<BTreeSet<_>>().into_iter().collect();
@@ -302,19 +328,33 @@ pub fn render(t: &Timeline<'_>) -> Vec<String> {
         }
         widths[k] -= 1;
     }
-    let line = |step: &str, cells: &dyn Fn(u32) -> String| {
-        let mut s = format!("{step:>step_w$}  ");
-        for (k, (&c, &w)) in cpus.iter().zip(&widths).enumerate() {
-            let text = fit(&cells(c), if k + 1 < cpus.len() { w - 1 } else { w });
-            s.push_str(&format!("{text:<w$}"));
-        }
-        fit(s.trim_end(), WIDTH)
+    let text_width = |k: usize| widths[k] - gap(k).min(1);
+    // The lines of one row: `cells` gives each CPU's text, wrapped in its
+    // column; the step number on the first line only.
+    let lines = |step: &str, cells: &dyn Fn(u32) -> String| -> Vec<String> {
+        let wrapped: Vec<Vec<String>> =
+            cpus.iter().enumerate().map(|(k, &c)| wrap_cell(&cells(c), text_width(k))).collect();
+        let height = wrapped.iter().map(Vec::len).max().unwrap_or(1);
+        (0..height)
+            .map(|i| {
+                let mut s = format!("{:>step_w$}  ", if i == 0 { step } else { "" });
+                for (k, column) in wrapped.iter().enumerate() {
+                    let text = column.get(i).map_or("", String::as_str);
+                    s.push_str(&format!("{text:<w$}", w = widths[k]));
+                }
+                s.trim_end().to_owned()
+            })
+            .collect()
     };
-    let mut out = vec![line("step", &header)];
-    out.push(line("----", &|c| "-".repeat(header(c).len())));
+    let mut out = lines("step", &header);
+    let dashes = |c: u32| {
+        let k = cpus.iter().position(|&x| x == c).expect("a column");
+        "-".repeat(header(c).len().min(text_width(k)))
+    };
+    out.extend(lines("----", &dashes));
     for r in &rows {
         let step = r.step.map_or(String::new(), |s| s.to_string());
-        out.push(line(&step, &|c| if c == r.cpu { r.label.clone() } else { String::new() }));
+        out.extend(lines(&step, &|c| if c == r.cpu { r.label.clone() } else { String::new() }));
     }
     out
 }
@@ -357,6 +397,32 @@ mod tests {
     }
 
     #[test]
+    fn a_cell_wider_than_its_column_goes_on_below_it_whole() {
+        assert_eq!(wrap_cell("ptep_clear x512 0..511", 16), ["ptep_clear x512", "0..511"]);
+        assert_eq!(wrap_cell("*** stale-translation", 12), ["***", "stale-transl", "ation"]);
+        assert_eq!(wrap_cell("", 8), [""]);
+        // Four CPUs: every label and header whole, over as many lines as it needs.
+        let ptl = lock(LockClass::PteLock, "ptl (PTE table 0)");
+        let events = vec![
+            entry(1, 0, PROLOGUE),
+            entry(2, 0, TimelineEvent::Lock { lock: ptl.clone() }),
+            entry(2, 0, TimelineEvent::Step { step: Step::RemoveTable }),
+            entry(3, 1, TimelineEvent::Lock { lock: ptl.clone() }),
+            entry(4, 2, TimelineEvent::Lock { lock: ptl.clone() }),
+            entry(5, 3, TimelineEvent::Lock { lock: ptl }),
+        ];
+        let roles = [Role::Collapse, Role::Uffd, Role::Neighbour, Role::Reader];
+        let marker = "*** stale-translation";
+        let t = Timeline { events: &events, roles: &roles, cpu: Some(1), marker: marker.into(), cached: &[] };
+        let lines = render(&t);
+        let text = lines.join("\n");
+        assert!(lines.iter().all(|l| l.len() <= WIDTH && !l.ends_with(' ')), "{text}");
+        let words: Vec<&str> = text.split_whitespace().collect();
+        assert!(text.contains("neighbour") && text.contains("step 4 (remove table)"), "{text}");
+        assert!(words.contains(&"***") && text.contains("stale-translation"), "{text}");
+    }
+
+    #[test]
     fn window_filter_compression_and_width() {
         let pml = lock(LockClass::PmdLock, "pml (PMD table 0)");
         let ptl = lock(LockClass::PteLock, "ptl (PTE table 0)");
@@ -393,10 +459,14 @@ mod tests {
         assert!(text.contains("ptep_clear x512 0..511"), "{text}");
         assert!(text.contains("install anon idx 120"), "{text}");
         assert!(!text.contains("return"), "starts at the last prologue:\n{text}");
-        assert!(lines.last().unwrap().trim_start().starts_with("*** table-freed-live"), "{text}");
-        assert!(lines.last().unwrap().len() < marker.len(), "the marker is cut to its column:\n{text}");
-        // 2 header lines, prologue, lock, clear, ptep_clear, unlock, 3 uffd rows, lock pml, free, marker.
-        assert_eq!(lines.len(), 2 + 11, "{text}");
+        // The marker, wider than its column, goes on over a second line:
+        // nothing is cut.
+        let tail: Vec<&str> = lines[lines.len() - 2..].iter().map(|l| l.trim()).collect();
+        assert!(tail[0].starts_with("*** table-freed-live"), "{text}");
+        assert_eq!(tail.join(" "), marker, "{text}");
+        // 2 header lines, prologue, lock, clear, ptep_clear, unlock, 3 uffd
+        // rows, lock pml, free, the marker's 2 lines.
+        assert_eq!(lines.len(), 2 + 12, "{text}");
     }
 
     #[test]
