@@ -1,7 +1,7 @@
 //! What happens on a model CPU: the collapse's steps, and the events a
 //! CPU passes (its scheduling points, and what a timeline shows).
 
-use crate::locks::LockId;
+use crate::locks::{LockClass, LockId};
 use crate::pte::{Pfn, Pte};
 use crate::scan::ScanResult;
 
@@ -56,6 +56,11 @@ pub enum Event {
     Trylock(LockId, bool),
     /// Just released a spinlock.
     Unlock(LockId),
+    /// About to take a reader-writer semaphore of this class, for write
+    /// if `bool` (a point; traced again once taken).
+    Down(LockClass, bool),
+    /// (trace) released a reader-writer semaphore (write if `bool`).
+    Up(LockClass, bool),
     /// A lockless read of a PMD or PTE.
     LocklessRead,
     /// A TLB lookup or fill of a virtual page.

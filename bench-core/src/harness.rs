@@ -6,8 +6,8 @@
 
 use crate::cost::Cost;
 use crate::event::{Event, Step};
-use crate::kernel::{pmd_offset, Cx, DynPolicy, Engine, PmdRef, PteMap, SINGLE_DEPTH_NESTING};
-use crate::locks::LockId;
+use crate::kernel::{pmd_offset, Cx, DynPolicy, Engine, MmapLock, PmdRef, PteMap, SINGLE_DEPTH_NESTING};
+use crate::locks::{LockClass, LockId};
 use crate::metrics::Metrics;
 use crate::mm::{vpn, Mm};
 use crate::oracle::{CachedTranslation, Oracle};
@@ -353,6 +353,15 @@ impl<'a, E: Engine> Harness<'a> for Cx<'a, E> {
             self.violation(Oracle::LockOrder, format!("{policy} returned holding {}", self.mm.lock_name(h.id)));
             self.spin_unlock(h.id);
         }
+        if let Some(h) = self.rwsems.iter().find(|h| h.class == LockClass::IMmapRwsem).copied() {
+            self.violation(Oracle::LockOrder, format!("{policy} returned holding {}", h.class.name()));
+            self.rwsems.retain(|h| h.class != LockClass::IMmapRwsem);
+            if h.write {
+                self.mm.i_mmap_rwsem.write_unlock();
+            } else {
+                self.mm.i_mmap_rwsem.read_unlock(self.cpu);
+            }
+        }
         if !self.pte_maps.is_empty() {
             let tables: Vec<String> = self.pte_maps.iter().map(u32::to_string).collect();
             self.violation(
@@ -448,12 +457,26 @@ impl<'a, E: Engine> Harness<'a> for Cx<'a, E> {
         let role = self.role;
         self.set_role(Role::Collapse);
         self.step = Step::Prologue;
+        // The caller's mmap_lock (khugepaged's, or madvise_collapse()'s),
+        // timed as the collapse's: the wait and hold a writer imposes on
+        // every fault are what v6.6 removed.
+        let write = policy.mmap_lock() == MmapLock::Write;
         let t0 = self.engine.now_ns();
+        if write {
+            self.mmap_write_lock();
+        } else {
+            self.mmap_read_lock();
+        }
         let result = E::collapse(policy, self, haddr, install_pmd);
         self.engine.trace(self.cpu, Event::Returned(result));
+        self.check_clean_return(policy.name());
+        if write {
+            self.mmap_write_unlock();
+        } else {
+            self.mmap_read_unlock();
+        }
         let ns = self.engine.now_ns() - t0;
         self.metrics.record_collapse(result, ns);
-        self.check_clean_return(policy.name());
         self.set_role(role);
         result
     }

@@ -194,6 +194,7 @@ pub mod rcu;
 mod recycle;
 pub mod results;
 pub mod role;
+pub mod rwsem;
 pub mod scan;
 pub mod sched;
 pub mod tlb;

@@ -50,6 +50,13 @@ pub enum LockClass {
     /// Split PTE lock (`ptl`), one per PTE table.
     #[strum(serialize = "ptl")]
     PteLock = 2,
+    /// `mm->mmap_lock`, a sleeping reader-writer lock ([`crate::rwsem`]):
+    /// no spinlock id is of this class; it names its wait and hold figures.
+    #[strum(serialize = "mmap_lock")]
+    MmapLock = 3,
+    /// The file's `i_mmap_rwsem`, likewise.
+    #[strum(serialize = "i_mmap_rwsem")]
+    IMmapRwsem = 4,
 }
 
 impl LockClass {

@@ -8,7 +8,7 @@
 //! huge page of the file, already in the page cache (the state
 //! `collapse_pte_mapped_thp()` starts from).
 
-use crate::footprint::{AtomicI64, AtomicU32, AtomicU64};
+use crate::footprint::{AtomicI64, AtomicU32, AtomicU64, AtomicU8};
 use crate::locks::{LockClass, LockId, LockStats, SpinLock};
 use crate::oracle::{CachedTranslation, Oracle, Violation, Violations};
 use crate::page::{PageArray, PG_SHMEM};
@@ -19,6 +19,7 @@ use crate::pte::{
 };
 use crate::rcu::Rcu;
 use crate::role::installer_name;
+use crate::rwsem::RwSem;
 use crate::tlb::Tlbs;
 use crossbeam::utils::CachePadded;
 use serde::{Deserialize, Serialize};
@@ -248,6 +249,13 @@ pub struct Mm {
     pub tlbs: Tlbs,
     /// Grace periods for table freeing.
     pub rcu: Rcu,
+    /// `mm->mmap_lock`.
+    pub mmap_lock: RwSem,
+    /// The file's `mapping->i_mmap_rwsem` (the model maps one file).
+    pub i_mmap_rwsem: RwSem,
+    /// `vma->anon_vma` of each VMA, as set or not (1 once the first COW or
+    /// uffd fill of a private VMA prepared it); in `vmas` order.
+    anon_vma: Box<[AtomicU8]>,
     /// Broken rules seen so far.
     pub violations: Violations,
     /// The lock-order oracle's dependency graph, kept for the whole run.
@@ -285,6 +293,9 @@ impl Mm {
         self.pmds.footprint_regions(&mut out);
         self.tlbs.footprint_regions(&mut out);
         self.rcu.footprint_regions(&mut out);
+        self.mmap_lock.footprint_regions(&mut out);
+        self.i_mmap_rwsem.footprint_regions(&mut out);
+        out.push(region_of(&self.anon_vma));
         crate::footprint::Regions::new(out)
     }
 
@@ -339,6 +350,9 @@ impl Mm {
             percpu: (0..cpus).map(|_| CachePadded::new(PerCpu::default())).collect(),
             tlbs: Tlbs::new(cpus),
             rcu: Rcu::new(cpus),
+            mmap_lock: RwSem::new(cpus),
+            i_mmap_rwsem: RwSem::new(cpus),
+            anon_vma: (0..nr).map(|_| AtomicU8::new(0)).collect(),
             violations: Violations::default(),
             lockdep: crate::lockdep::Lockdep::default(),
             next_swap_slot: AtomicU32::new(1),
@@ -393,6 +407,21 @@ impl Mm {
             let (t, s) = self.range_pmd(r);
             self.pmds.get(t, s) == Pmd::table(slot)
         })
+    }
+
+    /// Index of `vma` in [`Mm::vmas`] (one VMA per range, in address order).
+    fn vma_index(&self, vma: &Vma) -> usize {
+        self.vmas.binary_search_by_key(&vma.start, |v| v.start).expect("a VMA of this mm")
+    }
+
+    /// `READ_ONCE(vma->anon_vma) != NULL`.
+    pub(crate) fn has_anon_vma(&self, vma: &Vma) -> bool {
+        self.anon_vma[self.vma_index(vma)].load(Ordering::Acquire) != 0
+    }
+
+    /// Set `vma->anon_vma` (`__anon_vma_prepare()`'s store).
+    pub(crate) fn set_anon_vma(&self, vma: &Vma) {
+        self.anon_vma[self.vma_index(vma)].store(1, Ordering::Release);
     }
 
     /// The huge page of the file that backs range `r`.
@@ -481,8 +510,14 @@ impl Mm {
         match self.lock_class(id) {
             LockClass::PageTableLock => "mm->page_table_lock".into(),
             LockClass::PmdLock => format!("pml (PMD table {})", id.0 - 1),
-            LockClass::PteLock => format!("ptl (PTE table {})", id.0 - 1 - self.pmds.len() as u32),
+            LockClass::PteLock => format!("ptl (PTE table {})", self.pte_lock_slot(id)),
+            sleeping @ (LockClass::MmapLock | LockClass::IMmapRwsem) => sleeping.name().into(),
         }
+    }
+
+    /// The PTE table whose split `ptl` `id` is (`id` of class `ptl`).
+    pub(crate) fn pte_lock_slot(&self, id: LockId) -> u32 {
+        id.0 - 1 - self.pmds.len() as u32
     }
 
     /// Every lock with its name, class and totals.

@@ -16,6 +16,17 @@ use strum::{EnumIter, IntoStaticStr};
 pub enum Oracle {
     /// A PTE table freed while an entry is not none.
     TableFreedLive,
+    /// A collapse acted on a PTE table that is no longer the one its PMD
+    /// points to: it cleared entries in a table already detached (by a
+    /// concurrent page-table freer: empty-table reclaim, retraction), or
+    /// its `pmdp_collapse_flush()` cleared a PMD that held another table
+    /// (one a fault allocated after the first was freed) or none at all,
+    /// and so went on to free what it never checked. In kernel terms: the
+    /// v6.6 function looked the table up once and did not check
+    /// `pmd_same()` under its locks, which was safe only while nothing
+    /// else freed PTE tables under `mmap_lock` for read (v6.13's
+    /// `pte_offset_map_rw_nolock()` rechecks).
+    StaleTable,
     /// A collapse dropped its page lock while another CPU still cached a
     /// translation it cleared and never flushed.
     StaleTlb,
@@ -83,7 +94,8 @@ impl Oracle {
     /// milder rules on the way (pre-fix's table freed live also leaves the
     /// rss counters wrong, and the window it opens lets a reader see a
     /// stale translation). In kernel terms, in order: freed memory read;
-    /// every CPU stuck; a mapped page freed with its table or leaked; a
+    /// every CPU stuck; a page table acted on after it was replaced (what
+    /// comes next is freeing memory nobody checked); a mapped page freed with its table or leaked; a
     /// TLB still translating to a page whose mapping (and reference) was
     /// dropped, one free away from a use-after-free; a primitive used
     /// against its contract (a VM_BUG_ON, or silent corruption); a lock
@@ -95,13 +107,14 @@ impl Oracle {
         match self {
             Oracle::UseAfterFree => 0,
             Oracle::Deadlock => 1,
-            Oracle::TableFreedLive => 2,
-            Oracle::LostPage => 3,
-            Oracle::StaleTlb => 4,
-            Oracle::ApiContract => 5,
-            Oracle::LockOrder => 6,
-            Oracle::Accounting => 7,
-            Oracle::StaleTranslation => 8,
+            Oracle::StaleTable => 2,
+            Oracle::TableFreedLive => 3,
+            Oracle::LostPage => 4,
+            Oracle::StaleTlb => 5,
+            Oracle::ApiContract => 6,
+            Oracle::LockOrder => 7,
+            Oracle::Accounting => 8,
+            Oracle::StaleTranslation => 9,
         }
     }
 

@@ -73,6 +73,32 @@ impl Rcu {
         }
     }
 
+    /// Whether the grace period of `slot`'s deferred free has ended: every
+    /// reader that could still see the table has left. A slot not waiting
+    /// has no grace period to end (false).
+    pub(crate) fn grace_period_over(&self, slot: u32) -> bool {
+        crate::footprint::note(&self.pending as *const _ as *const (), false);
+        let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(&(e, _)) = pending.iter().find(|&&(_, s)| s == slot) else { return false };
+        drop(pending);
+        self.readers_before_gone(e, u32::MAX)
+    }
+
+    /// Start a synchronisation with the readers inside now: returns the
+    /// epoch they entered at or before (later readers enter after it).
+    pub(crate) fn start_sync(&self) -> u64 {
+        self.epoch.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// Whether every reader but `me` that entered at or before `epoch` has
+    /// left its read side.
+    pub(crate) fn readers_before_gone(&self, epoch: u64, me: u32) -> bool {
+        self.readers.iter().enumerate().all(|(cpu, r)| {
+            let r = r.load(Ordering::SeqCst);
+            cpu as u32 == me || r == 0 || r > epoch
+        })
+    }
+
     /// The readers' allocation ([`crate::footprint::Regions`]).
     pub(crate) fn footprint_regions(&self, out: &mut Vec<(usize, usize)>) {
         out.push(crate::footprint::region_of(&self.readers));

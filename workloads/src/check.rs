@@ -15,6 +15,7 @@ use bench_core::controlled::{run_controlled_with, ControlledConfig, ControlledRu
 use bench_core::kernel::{DynPolicy, LockId};
 use bench_core::results::{TimelineEntry, TimelineEvent, TimelineLock};
 use bench_core::sched::{Exploration, Scheduler};
+use bench_core::LockClass;
 use bench_core::{Event, Mm, Oracle, Role, Violation};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -858,11 +859,17 @@ fn violation_step(
 /// the anonymous page UFFDIO_COPY installs.
 pub fn timeline_event(mm: &Mm, role: Role, event: &Event) -> TimelineEvent {
     let lock = |id: LockId| TimelineLock { class: mm.lock_class(id), name: mm.lock_name(id) };
+    let rwsem = |class: LockClass, write: bool| TimelineLock {
+        class,
+        name: format!("{} ({})", class.name(), if write { "write" } else { "read" }),
+    };
     match *event {
         Event::Step(step) => TimelineEvent::Step { step },
         Event::Lock(id) => TimelineEvent::Lock { lock: lock(id) },
         Event::Trylock(id, ok) => TimelineEvent::Trylock { lock: lock(id), ok },
         Event::Unlock(id) => TimelineEvent::Unlock { lock: lock(id) },
+        Event::Down(class, write) => TimelineEvent::Lock { lock: rwsem(class, write) },
+        Event::Up(class, write) => TimelineEvent::Unlock { lock: rwsem(class, write) },
         Event::PteClear(idx) => TimelineEvent::PteClear { idx },
         Event::PteSet(idx, pte) if role == Role::Uffd && pte.is_present() => TimelineEvent::InstallAnon { idx, pte },
         Event::PteSet(idx, pte) => TimelineEvent::PteSet { idx, pte },

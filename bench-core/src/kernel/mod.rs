@@ -71,6 +71,7 @@
 
 mod policy;
 mod primitives;
+mod sleeping_locks;
 
 pub use crate::event::Step;
 pub use crate::locks::LockId;
@@ -80,8 +81,8 @@ pub use crate::pte::{
     PAGE_SIZE, PTRS_PER_PTE,
 };
 pub use crate::scan::ScanResult;
-pub use policy::{entry, CollapsePolicy, DynPolicy, Engine, NoParams, PolicyEntry};
+pub use policy::{entry, CollapsePolicy, DynPolicy, Engine, MmapLock, NoParams, PolicyEntry};
 pub use primitives::{
-    linear_page_index, pmd_offset, pmd_pgtable, range_in_vma, userfaultfd_armed, userfaultfd_wp, Cx, NotifierRange,
-    PgTable, PmdRef, PteMap, PteRef, SINGLE_DEPTH_NESTING,
+    linear_page_index, pmd_offset, pmd_pgtable, pmd_same, range_in_vma, userfaultfd_armed, userfaultfd_wp, Cx,
+    NotifierRange, PgTable, PmdRef, PteMap, PteRef, SINGLE_DEPTH_NESTING,
 };

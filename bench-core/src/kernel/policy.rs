@@ -13,7 +13,8 @@ use std::sync::Arc;
 ///
 /// Implement it for a type that holds the policy's parameters, then
 /// register it with [`entry`]. Contract (see the [module docs](crate::kernel)):
-/// called with `mmap_lock` held for read (implicit in the model), for a
+/// called with `mmap_lock` held as [`CollapsePolicy::MMAP_LOCK`] says
+/// (for read, since v6.6; the harness takes it), for a
 /// 2 MiB-aligned `haddr` whose file already has a PMD-order page in the
 /// page cache; it must return with no spinlock held, the page lock
 /// dropped and the reference put, every started mmu-notifier range ended,
@@ -94,6 +95,11 @@ pub trait CollapsePolicy: Send + Sync + 'static {
     /// One line for `collapse-bench list`: what the form is, and its
     /// expected verdict if it is a control.
     const SUMMARY: &'static str;
+    /// How the caller holds `mmap_lock` around the collapse: for read from
+    /// v6.6 on (khugepaged and MADV_COLLAPSE), for write before v6.6
+    /// (`mmap_assert_write_locked()` in v6.1's function). The harness
+    /// takes it before the call and drops it after.
+    const MMAP_LOCK: MmapLock = MmapLock::Read;
 
     /// Build with these parameters.
     fn new(params: Self::Params) -> Self;
@@ -140,6 +146,8 @@ pub trait DynPolicy: Sealed + Send + Sync {
     fn name(&self) -> &'static str;
     /// [`CollapsePolicy::SUMMARY`].
     fn summary(&self) -> &'static str;
+    /// [`CollapsePolicy::MMAP_LOCK`].
+    fn mmap_lock(&self) -> MmapLock;
     /// The parameters as JSON.
     fn params_json(&self) -> serde_json::Value;
     /// Name plus every parameter that differs from its default
@@ -170,6 +178,9 @@ impl<P: CollapsePolicy> DynPolicy for P {
     }
     fn summary(&self) -> &'static str {
         P::SUMMARY
+    }
+    fn mmap_lock(&self) -> MmapLock {
+        P::MMAP_LOCK
     }
     fn params_json(&self) -> serde_json::Value {
         serde_json::to_value(self.params()).unwrap_or(serde_json::Value::Null)
@@ -268,6 +279,15 @@ pub fn entry<P: CollapsePolicy>() -> PolicyEntry {
         },
         default_params: || serde_json::to_value(P::Params::default()).unwrap_or_default(),
     }
+}
+
+/// How a collapse's caller holds `mmap_lock`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum MmapLock {
+    /// `mmap_read_lock()`: faults, uffd ioctls and madvise run beside it.
+    Read,
+    /// `mmap_write_lock()`: every other `mmap_lock` taker waits.
+    Write,
 }
 
 /// Parameters of a policy that takes none.

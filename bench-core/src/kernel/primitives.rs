@@ -27,6 +27,10 @@ use std::sync::atomic::Ordering;
 /// `SINGLE_DEPTH_NESTING` for [`Cx::spin_lock_nested`].
 pub const SINGLE_DEPTH_NESTING: u32 = 1;
 
+/// How many `ptl` lookups a CPU remembers ([`Cx::ptl_lookups`]): a path
+/// locks the `ptl` of one of its last few lookups.
+const PTL_LOOKUPS_KEPT: usize = 4;
+
 /// A PMD slot (`pmd_t *`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct PmdRef {
@@ -51,7 +55,7 @@ pub struct PteMap<'a> {
 impl<'a> PteMap<'a> {
     /// `start_pte + i`.
     pub fn at(self, i: usize) -> PteRef<'a> {
-        PteRef { ptl: self.ptl, idx: i, entry: &self.entries[i] }
+        PteRef { slot: self.slot, ptl: self.ptl, idx: i, entry: &self.entries[i] }
     }
 }
 
@@ -67,6 +71,7 @@ impl Eq for PteMap<'_> {}
 /// One PTE (`pte_t *`).
 #[derive(Copy, Clone, Debug)]
 pub struct PteRef<'a> {
+    pub(crate) slot: u32,
     pub(crate) ptl: LockId,
     /// Index 0..512.
     pub idx: usize,
@@ -76,6 +81,13 @@ pub struct PteRef<'a> {
 /// A detached page table (`pgtable_t`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct PgTable(pub u32);
+
+impl PgTable {
+    /// What `pmd_pgtable()` gives for a PMD value that holds no table (in
+    /// the kernel, whatever page the value's bits name): freeing it is a
+    /// `stale-table` violation.
+    pub const NOT_A_TABLE: PgTable = PgTable(u32::MAX);
+}
 
 /// An mmu-notifier range in progress.
 #[derive(Debug, PartialEq, Eq)]
@@ -94,12 +106,23 @@ pub(crate) struct Held {
     subclass: u32,
 }
 
+/// A reader-writer semaphore a CPU holds ([`crate::rwsem`]).
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct RwsemHeld {
+    pub(crate) class: LockClass,
+    pub(crate) write: bool,
+    pub(crate) since: u64,
+}
+
 /// Entries a collapse cleared, for the stale-TLB oracle.
 #[derive(Default)]
 pub(crate) struct ClearLog {
     pub(crate) hpage: Option<Pfn>,
     /// (virtual page, frame it mapped, oracle clock tick at the clear)
     pub(crate) cleared: Vec<(u64, Pfn, u64)>,
+    /// Subpages the collapse took out of the rmap (`page_remove_rmap()`),
+    /// whether or not it cleared their entries.
+    pub(crate) unmapped: Vec<Pfn>,
 }
 
 /// A model CPU: the engine it runs on, the mm, and its own measurements.
@@ -113,6 +136,8 @@ pub struct Cx<'a, E: CpuEngine> {
     pub(crate) cpu: u32,
     pub(crate) role: Role,
     pub(crate) held: Vec<Held>,
+    /// The sleeping reader-writer locks it holds, in taking order.
+    pub(crate) rwsems: Vec<RwsemHeld>,
     pub(crate) rcu_depth: u32,
     /// The PTE tables this CPU has mapped with `pte_offset_map*()` and not
     /// yet unmapped, in mapping order.
@@ -120,6 +145,16 @@ pub struct Cx<'a, E: CpuEngine> {
     /// The mmu-notifier ranges this CPU has started and not yet ended, as
     /// (start, end).
     pub(crate) notifier_ranges: Vec<(u64, u64)>,
+    /// The split `ptl`s this CPU looked up lately (`pte_offset_map*()`),
+    /// each with its table's release count then: a lock whose table was
+    /// freed since is a lock of freed memory. The last few only.
+    pub(crate) ptl_lookups: Vec<(LockId, u64)>,
+    /// The PTE table the running collapse last looked up, with its release
+    /// count then: what its `pmdp_collapse_flush()` must find in the PMD.
+    pub(crate) collapse_table: Option<(u32, u64)>,
+    /// The table the running collapse last cleared an entry of (checked to
+    /// be attached once per table, not once per entry).
+    pub(crate) cleared_table: Option<u32>,
     pub(crate) step: Step,
     pub(crate) in_cpumask: bool,
     pub(crate) clear_log: ClearLog,
@@ -136,9 +171,13 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
             cpu,
             role,
             held: Vec::with_capacity(4),
+            rwsems: Vec::with_capacity(2),
             rcu_depth: 0,
             pte_maps: Vec::with_capacity(2),
             notifier_ranges: Vec::with_capacity(1),
+            ptl_lookups: Vec::with_capacity(PTL_LOOKUPS_KEPT),
+            collapse_table: None,
+            cleared_table: None,
             step: Step::Prologue,
             in_cpumask: false,
             clear_log: ClearLog::default(),
@@ -243,6 +282,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
         if self.role == Role::Collapse {
             self.clear_log.hpage = Some(page);
             self.clear_log.cleared.clear();
+            self.clear_log.unmapped.clear();
         }
         Some(page)
     }
@@ -404,6 +444,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
 
     fn acquire(&mut self, id: LockId, subclass: u32) {
         self.check_order(id, subclass);
+        self.check_ptl_alive(id, "spin_lock");
         self.engine.sched_point(self.cpu, Event::Lock(id));
         let lock = self.mm.lock(id);
         let waited = if lock.try_acquire() {
@@ -433,6 +474,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
         if self.held.iter().any(|h| h.id == id) {
             return false;
         }
+        self.check_ptl_alive(id, "spin_trylock");
         let lock = self.mm.lock(id);
         let ok = lock.try_acquire();
         // A failed trylock read a line another CPU holds.
@@ -620,18 +662,82 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
 
     /// `pte_offset_map_nolock()`: map the table under RCU without locking
     /// it; also returns its `ptl`. None if the PMD no longer holds a table.
-    pub fn pte_offset_map_nolock(&mut self, pmd: PmdRef, _addr: u64) -> Option<(PteMap<'a>, LockId)> {
+    pub fn pte_offset_map_nolock(&mut self, pmd: PmdRef, addr: u64) -> Option<(PteMap<'a>, LockId)> {
+        self.pte_offset_map_rw_nolock(pmd, addr).map(|(map, _, ptl)| (map, ptl))
+    }
+
+    /// `pte_offset_map_rw_nolock()` (v6.13): as `pte_offset_map_nolock()`,
+    /// and also the PMD value the table was mapped from, for the caller to
+    /// compare (`pmd_same()`) with the PMD once it holds `ptl`: between the
+    /// lookup and the lock, a page-table freer may have detached the table.
+    pub fn pte_offset_map_rw_nolock(&mut self, pmd: PmdRef, _addr: u64) -> Option<(PteMap<'a>, Pmd, LockId)> {
         self.rcu_read_lock();
-        match self.pmdp_get_lockless(pmd).kind() {
+        let pmdval = self.pmdp_get_lockless(pmd);
+        match pmdval.kind() {
             PmdKind::Table(slot) => {
                 let ptl = self.mm.pte_lock_id(slot);
                 self.pte_maps.push(slot);
-                Some((PteMap { slot, ptl, entries: self.mm.tables.table(slot) }, ptl))
+                self.note_lookup(slot, ptl);
+                Some((PteMap { slot, ptl, entries: self.mm.tables.table(slot) }, pmdval, ptl))
             }
             _ => {
                 self.rcu_read_unlock();
                 None
             }
+        }
+    }
+
+    /// Remember that this CPU looked up table `slot` and its `ptl` now
+    /// (for the lifetime checks; only with oracles on).
+    fn note_lookup(&mut self, slot: u32, ptl: LockId) {
+        if !self.mm.config.oracles {
+            return;
+        }
+        let releases = self.mm.tables.releases(slot);
+        if self.role == Role::Collapse {
+            self.collapse_table = Some((slot, releases));
+        }
+        if self.mm.lock_class(ptl) == LockClass::PteLock {
+            self.ptl_lookups.retain(|&(id, _)| id != ptl);
+            if self.ptl_lookups.len() == PTL_LOOKUPS_KEPT {
+                self.ptl_lookups.remove(0);
+            }
+            self.ptl_lookups.push((ptl, releases));
+        }
+    }
+
+    /// A split `ptl` lives in its table's page descriptor and dies with
+    /// the table: RCU keeps it valid until the grace period of the table's
+    /// `pte_free_defer()` ends (from v6.13 the ptlock itself is freed by
+    /// RCU as well), and not after. Taking one whose table was freed since
+    /// this CPU looked it up, or whose grace period has ended, is a
+    /// use-after-free.
+    fn check_ptl_alive(&self, id: LockId, what: &str) {
+        if !self.mm.config.oracles || self.mm.lock_class(id) != LockClass::PteLock {
+            return;
+        }
+        let slot = self.mm.pte_lock_slot(id);
+        let tables = &self.mm.tables;
+        let looked_up = self.ptl_lookups.iter().find(|&&(l, _)| l == id).map(|&(_, releases)| releases);
+        let why = match tables.state(slot) {
+            TableState::Free => Some("was freed (its RCU grace period ended)"),
+            _ if looked_up.is_some_and(|r| r != tables.releases(slot)) => {
+                Some("was freed and handed out again as another table")
+            }
+            TableState::Deferred if self.mm.rcu.grace_period_over(slot) => {
+                Some("is waiting in pte_free_defer() and no RCU reader holds its grace period back any more")
+            }
+            _ => None,
+        };
+        if let Some(why) = why {
+            self.violation(
+                Oracle::UseAfterFree,
+                format!(
+                    "{what}({}): PTE table {slot} {why} since this CPU looked the lock up; the split ptlock \
+                     lives in the table's page descriptor and dies with it",
+                    self.mm.lock_name(id)
+                ),
+            );
         }
     }
 
@@ -694,6 +800,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
     #[inline]
     pub fn ptep_clear(&mut self, addr: u64, pte: PteRef<'_>) {
         self.assert_held(pte.ptl, "ptep_clear");
+        self.check_table_attached(pte.slot);
         self.charge(Cost::EntryClear, 1);
         let old = Pte(pte.entry.swap(0, Ordering::AcqRel));
         self.engine.trace(self.cpu, Event::PteClear(pte.idx as u16));
@@ -702,6 +809,26 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
             // Stamped with the oracle clock at the next unlock or flush (see
             // `stamp_clears`): one clock tick per batch, not per entry.
             self.clear_log.cleared.push((vpn(addr), pfn, 0));
+        }
+    }
+
+    /// The stale-table rule at a collapse's clear: the table it clears
+    /// entries of must still be the one its PMD points to. Checked once
+    /// per table a collapse clears in.
+    fn check_table_attached(&mut self, slot: u32) {
+        if self.role != Role::Collapse || !self.mm.config.oracles || self.cleared_table == Some(slot) {
+            return;
+        }
+        self.cleared_table = Some(slot);
+        if self.mm.range_mapping_table(slot).is_none() {
+            self.violation(
+                Oracle::StaleTable,
+                format!(
+                    "ptep_clear() in PTE table {slot}, which no PMD points to any more: another path detached it \
+                     after this collapse looked it up, and the collapse clears and uncounts entries of a table \
+                     that is on its way to being freed"
+                ),
+            );
         }
     }
 
@@ -786,6 +913,9 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
     #[inline]
     pub fn page_remove_rmap(&mut self, page: Pfn, _vma: &Vma, compound: bool) {
         self.charge(Cost::RmapUpdate, 1);
+        if self.role == Role::Collapse && self.mm.config.oracles {
+            self.clear_log.unmapped.push(page);
+        }
         let p = self.mm.pages.get(page);
         let counter = if compound { &p.entire_mapcount } else { &p.mapcount };
         if counter.fetch_sub(1, Ordering::AcqRel) <= 0 {
@@ -829,8 +959,70 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
         self.charge(Cost::EntryClear, 1);
         let old = Pmd(self.mm.pmds.entry(pmd.table, pmd.idx).swap(0, Ordering::AcqRel));
         self.engine.trace(self.cpu, Event::PmdClear);
+        self.check_cleared_own_table(old);
         self.flush_tlb_range(haddr, haddr + HPAGE_PMD_SIZE);
         old
+    }
+
+    /// The stale-table rule at a collapse's `pmdp_collapse_flush()`: the
+    /// PMD it cleared must have held the table the collapse looked up,
+    /// the same allocation of it.
+    fn check_cleared_own_table(&self, old: Pmd) {
+        let Some((slot, releases)) = self.collapse_table.filter(|_| self.role == Role::Collapse) else { return };
+        if old == Pmd::table(slot) && self.mm.tables.releases(slot) == releases {
+            return;
+        }
+        let held = match old.kind() {
+            PmdKind::None => "nothing (the table was freed and nobody refilled the PMD)".to_owned(),
+            PmdKind::Table(s) if s == slot => format!("table {s} again, freed and reallocated meanwhile"),
+            PmdKind::Table(s) => format!("PTE table {s}, allocated after table {slot} was freed"),
+            PmdKind::Huge(p) => format!("a huge page ({p})"),
+        };
+        self.violation(
+            Oracle::StaleTable,
+            format!(
+                "pmdp_collapse_flush() cleared a PMD that held {held}, where this collapse had looked up PTE table \
+                 {slot}: it never checked what it is about to free (no pmd_same() under its locks)"
+            ),
+        );
+    }
+
+    /// `pmd_clear()`: empty a PMD, flushing nothing (the caller's
+    /// mmu_gather owes the flush). Caller holds `pml`.
+    pub fn pmd_clear(&mut self, pmd: PmdRef) {
+        self.assert_held(self.pmd_lockptr(pmd), "pmd_clear");
+        self.charge(Cost::EntryClear, 1);
+        self.mm.pmds.entry(pmd.table, pmd.idx).store(0, Ordering::Release);
+        self.engine.trace(self.cpu, Event::PmdClear);
+    }
+
+    /// `tlb_remove_table_sync_one()`: an IPI to every CPU, waited for, so
+    /// that a lockless walker (GUP-fast runs with interrupts off) that read
+    /// the PMD before it was cleared has finished with the table. The
+    /// model's lockless walkers are the CPUs inside an RCU read side; the
+    /// call waits for every one that entered before it.
+    pub fn tlb_remove_table_sync_one(&mut self) {
+        let rcu = &self.mm.rcu;
+        let (cpu, before) = (self.cpu, rcu.start_sync());
+        let ipis = (self.mm.tlbs.cpus() as u64).saturating_sub(1);
+        self.charge(Cost::Ipi, ipis);
+        self.metrics.counts.ipis += ipis;
+        if !rcu.readers_before_gone(before, cpu) {
+            self.engine.spin_until(Event::TableAlloc, || rcu.readers_before_gone(before, cpu));
+        }
+    }
+
+    /// `anon_vma_prepare()`: give a private VMA its `anon_vma` (the first
+    /// COW or uffd fill does), before the page that needs it is mapped.
+    pub fn anon_vma_prepare(&mut self, vma: &Vma) {
+        if !self.mm.has_anon_vma(vma) {
+            self.mm.set_anon_vma(vma);
+        }
+    }
+
+    /// `READ_ONCE(vma->anon_vma) != NULL`.
+    pub fn vma_has_anon_vma(&self, vma: &Vma) -> bool {
+        self.mm.has_anon_vma(vma)
     }
 
     /// `flush_tlb_range()`.
@@ -938,6 +1130,16 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
     /// installed in a PMD).
     fn free_checks(&mut self, what: &str, table: PgTable) -> Option<u32> {
         let slot = table.0;
+        if slot == PgTable::NOT_A_TABLE.0 {
+            self.violation(
+                Oracle::StaleTable,
+                format!(
+                    "{what}(pmd_pgtable(pmd)) of a PMD value that held no PTE table: the kernel would free \
+                     whatever page the value's bits name"
+                ),
+            );
+            return None;
+        }
         let state = self.mm.tables.state(slot);
         if state != TableState::Live {
             self.violation(
@@ -960,8 +1162,19 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
         }
         // page_table_check: one pass of loads; the report is built only on failure.
         if self.mm.tables.table(slot).iter().any(|e| e.load(Ordering::Acquire) != 0) {
-            let live: Vec<(usize, Pte)> =
-                (0..PTRS_PER_PTE).map(|i| (i, self.mm.tables.get(slot, i))).filter(|(_, p)| !p.is_none()).collect();
+            // An entry whose page this collapse already took out of the
+            // rmap (v6.1 frees the table with them, under exclusive locks)
+            // is dead, as page_table_check would count it.
+            let dead = |p: &Pte| p.pfn().is_some_and(|pfn| self.clear_log.unmapped.contains(&pfn));
+            let live: Vec<(usize, Pte)> = (0..PTRS_PER_PTE)
+                .map(|i| (i, self.mm.tables.get(slot, i)))
+                .filter(|(_, p)| !p.is_none() && !dead(p))
+                .collect();
+            if live.is_empty() {
+                self.charge(Cost::TableFree, 1);
+                self.metrics.counts.tables_freed += 1;
+                return Some(slot);
+            }
             let (idx, pte) = live[0];
             let who = pte
                 .pfn()
@@ -1073,8 +1286,13 @@ pub fn pmd_offset(mm: &Mm, addr: u64) -> Option<PmdRef> {
 pub fn pmd_pgtable(pmd: Pmd) -> PgTable {
     match pmd.kind() {
         PmdKind::Table(slot) => PgTable(slot),
-        other => panic!("pmd_pgtable() of a PMD that holds no table: {other:?}"),
+        _ => PgTable::NOT_A_TABLE,
     }
+}
+
+/// `pmd_same()`.
+pub fn pmd_same(a: Pmd, b: Pmd) -> bool {
+    a == b
 }
 
 /// Lockdep's rules as the primitives apply them ([`Cx::spin_lock`] and

@@ -1,0 +1,112 @@
+//! The model's reader-writer semaphores: `mm->mmap_lock` and the file's
+//! `mapping->i_mmap_rwsem`.
+//!
+//! Both are sleeping locks (`struct rw_semaphore`): a waiter gives its CPU
+//! away ([`crate::engine::CpuEngine::sleep_until`]) instead of spinning.
+//! The model keeps one reader flag per CPU and one writer word, so that
+//! two readers write no common word and the exhaustive checker does not
+//! order them against each other (they do not exclude each other in the
+//! kernel either). A reader raises its own flag and then looks for a
+//! writer; a writer claims the writer word and then waits for every
+//! reader flag to drop. Both sides store before they load (sequentially
+//! consistent), so one of any racing pair sees the other and backs off.
+//!
+//! Simplification, in DESIGN terms: the kernel's rwsem queues waiters in
+//! FIFO order with optimistic spinning and reader batching; the model's
+//! writer claims the lock ahead of readers that arrive later (a waiting
+//! writer holds new readers back, as the kernel's handoff does) but
+//! waiting writers are not ordered among themselves. Who may hold the
+//! lock together with whom is the kernel's; only the order of waiters
+//! differs.
+
+use crate::footprint::AtomicU32;
+use crossbeam::utils::CachePadded;
+use std::sync::atomic::Ordering;
+
+/// One reader-writer semaphore over a model's CPUs.
+pub struct RwSem {
+    /// CPU number + 1 of the writer holding or claiming it, 0 if none.
+    writer: CachePadded<AtomicU32>,
+    /// 1 while the CPU holds it for read (or is about to look).
+    readers: Box<[CachePadded<AtomicU32>]>,
+}
+
+impl RwSem {
+    /// A free semaphore for `cpus` CPUs.
+    pub fn new(cpus: usize) -> RwSem {
+        RwSem {
+            writer: CachePadded::new(AtomicU32::new(0)),
+            readers: (0..cpus).map(|_| CachePadded::new(AtomicU32::new(0))).collect(),
+        }
+    }
+
+    /// One try at the read side: raise this CPU's flag, then look for a
+    /// writer; with one there, drop the flag again and fail.
+    pub(crate) fn try_read(&self, cpu: u32) -> bool {
+        self.readers[cpu as usize].store(1, Ordering::SeqCst);
+        if self.writer.load(Ordering::SeqCst) == 0 {
+            return true;
+        }
+        self.readers[cpu as usize].store(0, Ordering::SeqCst);
+        false
+    }
+
+    /// Whether no writer holds or claims it (a sleeping reader's wake-up).
+    pub(crate) fn no_writer(&self) -> bool {
+        self.writer.load(Ordering::SeqCst) == 0
+    }
+
+    /// Drop this CPU's read hold.
+    pub(crate) fn read_unlock(&self, cpu: u32) {
+        self.readers[cpu as usize].store(0, Ordering::SeqCst);
+    }
+
+    /// Claim the writer word if free: the first half of a write lock.
+    /// Readers that come later back off; those inside are waited for with
+    /// [`RwSem::readers_gone`].
+    pub(crate) fn try_claim_write(&self, cpu: u32) -> bool {
+        self.writer.compare_exchange(0, cpu + 1, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+    }
+
+    /// Whether every CPU but `cpu` has left the read side.
+    pub(crate) fn readers_gone(&self, cpu: u32) -> bool {
+        self.readers.iter().enumerate().all(|(c, r)| c == cpu as usize || r.load(Ordering::SeqCst) == 0)
+    }
+
+    /// Drop the write hold.
+    pub(crate) fn write_unlock(&self) {
+        self.writer.store(0, Ordering::SeqCst);
+    }
+
+    /// The writer, if a CPU holds or claims it for write.
+    pub fn writer(&self) -> Option<u32> {
+        self.writer.load(Ordering::SeqCst).checked_sub(1)
+    }
+
+    /// The reader flags' allocation ([`crate::footprint::Regions`]; the
+    /// writer word lies inline in its owner, the model mm).
+    pub(crate) fn footprint_regions(&self, out: &mut Vec<(usize, usize)>) {
+        out.push(crate::footprint::region_of(&self.readers));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readers_share_and_a_writer_excludes_both_ways() {
+        let sem = RwSem::new(3);
+        assert!(sem.try_read(0) && sem.try_read(1), "two readers at once");
+        assert!(sem.try_claim_write(2), "the writer word is free");
+        assert!(!sem.readers_gone(2), "but readers are inside");
+        assert!(!sem.try_read(0), "a later reader backs off");
+        sem.read_unlock(0);
+        sem.read_unlock(1);
+        assert!(sem.readers_gone(2));
+        assert!(!sem.try_read(1), "no reader while the writer holds it");
+        assert!(!sem.try_claim_write(0), "nor a second writer");
+        sem.write_unlock();
+        assert!(sem.try_read(1) && sem.no_writer());
+    }
+}
