@@ -6,13 +6,15 @@
 
 use crate::cost::Cost;
 use crate::event::{Event, Step};
-use crate::kernel::{pmd_offset, Cx, DynPolicy, Engine, MmapLock, PmdRef, PteMap, SINGLE_DEPTH_NESTING};
+use crate::kernel::{pmd_offset, Cx, DynPolicy, Engine, MmapLock, PgTable, PmdRef, PteMap, SINGLE_DEPTH_NESTING};
 use crate::locks::{LockClass, LockId};
 use crate::metrics::Metrics;
 use crate::mm::{vpn, Mm};
 use crate::oracle::{CachedTranslation, Oracle};
 use crate::pgtable::TableState;
-use crate::pte::{Pfn, Pmd, PmdKind, HPAGE_PMD_MASK, HPAGE_PMD_NR, HPAGE_PMD_SIZE, PAGE_SHIFT, PTRS_PER_PTE};
+use crate::pte::{
+    Pfn, Pmd, PmdKind, HPAGE_PMD_MASK, HPAGE_PMD_NR, HPAGE_PMD_SIZE, PAGE_SHIFT, PAGE_SIZE, PTRS_PER_PTE,
+};
 use crate::role::{installer_code, Role};
 use crate::scan::ScanResult;
 use std::sync::atomic::Ordering;
@@ -94,6 +96,18 @@ pub trait Harness<'a> {
     /// `zap_pte_range()` over a whole locked table, flushing before the
     /// anonymous pages are freed (as `tlb_finish_mmu()` does).
     fn zap_pte_range(&mut self, haddr: u64, pte: PteMap<'_>);
+
+    /// `zap_pte_range()` for `madvise(MADV_DONTNEED)`: every entry of the
+    /// locked table zapped into `tlb` (the flush owed and the anonymous
+    /// pages to free after it), but guard markers, which MADV_DONTNEED
+    /// keeps. Returns whether it kept any (`any_skipped`: the table is not
+    /// empty and is not reclaimed).
+    fn zap_pte_range_gather(&mut self, haddr: u64, pte: PteMap<'_>, tlb: &mut MmuGather) -> bool;
+
+    /// `tlb_finish_mmu()`: flush what `tlb` gathered from every TLB, then
+    /// free its anonymous pages, and its page tables after a grace period
+    /// (the RCU table free of x86-64's mmu_gather).
+    fn tlb_finish_mmu(&mut self, tlb: MmuGather);
 
     /// `zap_huge_pmd()` for a file huge page: clear, flush, drop the
     /// mapping's counter, rmap and reference. Caller holds `pml`.
@@ -244,19 +258,26 @@ impl<'a, E: Engine> Harness<'a> for Cx<'a, E> {
     }
 
     fn zap_pte_range(&mut self, haddr: u64, pte: PteMap<'_>) {
-        self.assert_held(pte.ptl, "zap_pte_range");
-        self.charge(Cost::EntryClear, PTRS_PER_PTE as u64);
-        let mut to_free = vec![];
-        for i in 0..PTRS_PER_PTE {
-            let cpu = self.cpu;
-            let mut report = |o, m| self.mm.report(o, Some(cpu), Some("zap_pte_range"), m);
-            if let Some(p) = self.mm.zap_pte(cpu, pte.slot, i, &mut report) {
-                to_free.push(p);
-            }
+        let mut tlb = MmuGather::default();
+        self.zap_entries(haddr, pte, false, &mut tlb);
+        // exit_mmap()'s and the restore's gather covers the whole range.
+        tlb.adjust_range(haddr, HPAGE_PMD_SIZE);
+        self.tlb_finish_mmu(tlb);
+    }
+
+    fn zap_pte_range_gather(&mut self, haddr: u64, pte: PteMap<'_>, tlb: &mut MmuGather) -> bool {
+        self.zap_entries(haddr, pte, true, tlb)
+    }
+
+    fn tlb_finish_mmu(&mut self, tlb: MmuGather) {
+        if let Some((start, end)) = tlb.range {
+            self.flush_tlb_range(start, end);
         }
-        self.flush_tlb_range(haddr, haddr + HPAGE_PMD_SIZE);
-        for p in to_free {
+        for p in tlb.pages {
             self.free_anon_page(p);
+        }
+        for t in tlb.tables {
+            self.pte_free_defer(t);
         }
     }
 
@@ -479,6 +500,69 @@ impl<'a, E: Engine> Harness<'a> for Cx<'a, E> {
         self.metrics.record_collapse(result, ns);
         self.set_role(role);
         result
+    }
+}
+
+/// An mmu_gather (`struct mmu_gather`): what a zap owes before the memory
+/// it unmapped may be reused. The TLB flush covers the gathered range (as
+/// x86-64's `tlb_flush()` does: the pages zapped, and the first page of
+/// each table freed, not the whole 2 MiB).
+#[derive(Default)]
+pub struct MmuGather {
+    range: Option<(u64, u64)>,
+    pages: Vec<Pfn>,
+    tables: Vec<PgTable>,
+}
+
+impl MmuGather {
+    /// Widen the range to flush to cover `addr..addr + len`
+    /// (`__tlb_adjust_range()`).
+    pub fn adjust_range(&mut self, addr: u64, len: u64) {
+        let (start, end) = self.range.unwrap_or((addr, addr + len));
+        self.range = Some((start.min(addr), end.max(addr + len)));
+    }
+
+    /// `pte_free_tlb()`: free `table` once the gather is finished; its
+    /// first page joins the range to flush (`tlb_flush_pmd_range()`).
+    pub fn pte_free_tlb(&mut self, table: PgTable, addr: u64) {
+        self.adjust_range(addr, PAGE_SIZE);
+        self.tables.push(table);
+    }
+
+    /// The range the finish will flush, if any.
+    pub fn range(&self) -> Option<(u64, u64)> {
+        self.range
+    }
+}
+
+impl<E: Engine> Cx<'_, E> {
+    /// `zap_pte_range()`'s loop over a whole locked table into `tlb`;
+    /// guard markers are kept when `keep_guards` (MADV_DONTNEED) and
+    /// zapped otherwise (teardown, the restore). Returns whether any entry
+    /// was kept.
+    fn zap_entries(&mut self, haddr: u64, pte: PteMap<'_>, keep_guards: bool, tlb: &mut MmuGather) -> bool {
+        self.assert_held(pte.ptl, "zap_pte_range");
+        self.charge(Cost::EntryClear, PTRS_PER_PTE as u64);
+        let mut kept = false;
+        for i in 0..PTRS_PER_PTE {
+            let entry = self.mm.tables.get(pte.slot, i);
+            if entry.is_none() {
+                continue;
+            }
+            if keep_guards && entry.marker_kind() == Some(crate::pte::PteMarker::Guard) {
+                kept = true;
+                continue;
+            }
+            let cpu = self.cpu;
+            let mut report = |o, m| self.mm.report(o, Some(cpu), Some("zap_pte_range"), m);
+            if let Some(p) = self.mm.zap_pte(cpu, pte.slot, i, &mut report) {
+                tlb.pages.push(p);
+            }
+            if entry.is_present() {
+                tlb.adjust_range(haddr + i as u64 * PAGE_SIZE, PAGE_SIZE);
+            }
+        }
+        kept
     }
 }
 

@@ -18,7 +18,7 @@
 //!
 //! 1. the model's parts: [`pte`], [`page`], [`pgtable`] (their memory
 //!    from `recycle`, their free lists from `pool`, their words
-//!    [`footprint`]'s noted atomics), [`locks`], [`tlb`], [`rcu`]; and
+//!    [`footprint`]'s noted atomics), [`locks`], [`tlb`], [`rcu`], [`rwsem`]; and
 //!    the value types [`cost`], [`oracle`], [`role`], [`scan`],
 //!    [`machine`];
 //! 2. [`lockdep`]'s dependency graph; then [`mm`], the address space;

@@ -32,6 +32,12 @@ pub enum Role {
     Reader,
     /// Installs and removes PTE markers under `ptl` only (guard regions).
     Marker,
+    /// `madvise(MADV_DONTNEED)` with empty page-table reclaim (v6.14,
+    /// `CONFIG_PT_RECLAIM`): zaps a range and frees its emptied PTE table.
+    PtReclaim,
+    /// `retract_page_tables()` from another VMA's `collapse_file()`: frees
+    /// an empty PTE table under `i_mmap_rwsem`, without `mmap_lock`.
+    Retract,
     /// The oracles' own consistency checks.
     Oracle,
 }
@@ -56,6 +62,8 @@ impl Role {
             Role::Neighbour => "a pml neighbour",
             Role::Reader => "a read through the TLB",
             Role::Marker => "a guard-marker change",
+            Role::PtReclaim => "MADV_DONTNEED (page-table reclaim)",
+            Role::Retract => "retract_page_tables()",
             Role::Oracle => "an oracle check",
         }
     }

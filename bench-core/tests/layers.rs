@@ -20,6 +20,7 @@ const LAYERS: &[&[&str]] = &[
         "locks",
         "tlb",
         "rcu",
+        "rwsem",
         "cost",
         "oracle",
         "role",

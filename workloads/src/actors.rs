@@ -167,6 +167,12 @@ pub enum Actor {
     /// Installs and removes guard PTE markers under `ptl` alone
     /// ([`kernel_paths::toggle_guard_marker`]).
     Marker(ActorState),
+    /// `madvise(MADV_DONTNEED)` of a whole range, freeing the PTE table it
+    /// empties ([`kernel_paths::madv_dontneed`]).
+    PtReclaim(ActorState),
+    /// `retract_page_tables()` of a range, from another VMA's
+    /// `collapse_file()` ([`kernel_paths::retract_page_tables`]).
+    Retract(ActorState),
 }
 
 impl Actor {
@@ -213,6 +219,8 @@ impl Actor {
                     }
                     Role::Reader => Actor::Reader(state(&all)),
                     Role::Marker => Actor::Marker(state(&all)),
+                    Role::PtReclaim => Actor::PtReclaim(state(&all)),
+                    Role::Retract => Actor::Retract(state(&all)),
                     Role::Restore | Role::Oracle => unreachable!("{role} is not an actor kind"),
                 });
             }
@@ -226,13 +234,35 @@ impl Actor {
         !matches!(self, Actor::Collapser(c) if !c.install_pmd)
     }
 
+    /// Whether this actor's next operation runs under `mmap_lock` for
+    /// read: a fault (page-cache, COW, swap-in, a neighbour's THP fault),
+    /// a uffd ioctl or an madvise.
+    fn takes_mmap_lock(&self) -> bool {
+        match self {
+            Actor::Faulter(_)
+            | Actor::Uffd(_)
+            | Actor::Cow(_)
+            | Actor::Neighbour(_)
+            | Actor::Marker(_)
+            | Actor::PtReclaim(_) => true,
+            Actor::Swap(s) => s.swap_in,
+            Actor::Collapser(_) | Actor::Migrate(_) | Actor::Reader(_) | Actor::Retract(_) => false,
+        }
+    }
+
     fn state(&self) -> &ActorState {
         match self {
             Actor::Collapser(c) => &c.state,
             Actor::Swap(s) => &s.state,
             Actor::Neighbour(n) => &n.state,
             Actor::Uffd(c) => &c.state,
-            Actor::Faulter(s) | Actor::Cow(s) | Actor::Migrate(s) | Actor::Reader(s) | Actor::Marker(s) => s,
+            Actor::Faulter(s)
+            | Actor::Cow(s)
+            | Actor::Migrate(s)
+            | Actor::Reader(s)
+            | Actor::Marker(s)
+            | Actor::PtReclaim(s)
+            | Actor::Retract(s) => s,
         }
     }
 }
@@ -249,6 +279,8 @@ impl bench_core::actor::Actor for Actor {
             Actor::Neighbour(_) => Role::Neighbour,
             Actor::Reader(_) => Role::Reader,
             Actor::Marker(_) => Role::Marker,
+            Actor::PtReclaim(_) => Role::PtReclaim,
+            Actor::Retract(_) => Role::Retract,
         }
     }
 
@@ -261,6 +293,14 @@ impl bench_core::actor::Actor for Actor {
             cx.switch_mm();
         }
         let t0 = cx.now_ns();
+        // Faults, uffd ioctls and madvise run under mmap_lock for read;
+        // reclaim, migration and retraction find their pages through the
+        // rmap, reads go through the TLB, and a collapse's caller takes it
+        // in `run_collapse` (for write, before v6.6).
+        let mmap_read = self.takes_mmap_lock();
+        if mmap_read {
+            cx.mmap_read_lock();
+        }
         // What each path did matters to a caller with fixed choices
         // (the conformance cases); an actor just goes on to its next op.
         match self {
@@ -319,6 +359,19 @@ impl bench_core::actor::Actor for Actor {
                     kernel_paths::toggle_guard_marker(cx, addr);
                 }
             }
+            Actor::PtReclaim(s) => {
+                if let Some(r) = s.pick_range() {
+                    kernel_paths::madv_dontneed(cx, s.layout.addr(r));
+                }
+            }
+            Actor::Retract(s) => {
+                if let Some(r) = s.pick_range() {
+                    kernel_paths::retract_page_tables(cx, r);
+                }
+            }
+        }
+        if mmap_read {
+            cx.mmap_read_unlock();
         }
         let collapse = matches!(self, Actor::Collapser(_));
         if !collapse {

@@ -55,6 +55,8 @@ pub fn scope(scenario: &Scenario) -> Scenario {
             neighbours: one(t.neighbours),
             readers: one(t.readers),
             markers: one(t.markers),
+            reclaimers: one(t.reclaimers),
+            retractors: one(t.retractors),
         },
         ranges: 1,
         // One operation per actor allocates a page or a table or two: a

@@ -18,13 +18,13 @@
 //! order of the v6.6 function it models; its doc says where the model
 //! departs from the kernel and why.
 
-use bench_core::harness::Harness;
+use bench_core::harness::{Harness, MmuGather};
 use bench_core::kernel::{
-    linear_page_index, Cx, Engine, MmCounter, Pfn, PmdKind, PmdRef, Pte, PteMap, PteMarker, ScanResult,
-    SINGLE_DEPTH_NESTING,
+    linear_page_index, pmd_pgtable, userfaultfd_wp, Cx, Engine, MmCounter, Pfn, Pmd, PmdKind, PmdRef, Pte, PteMap,
+    PteMarker, ScanResult, Vma, SINGLE_DEPTH_NESTING,
 };
 use bench_core::mm::{vpn, NEIGHBOUR_SLOT};
-use bench_core::pte::{HPAGE_PMD_MASK, HPAGE_PMD_NR, PAGE_SIZE, PTRS_PER_PTE};
+use bench_core::pte::{HPAGE_PMD_MASK, HPAGE_PMD_NR, HPAGE_PMD_SIZE, PAGE_SIZE, PTRS_PER_PTE};
 
 /// Index of `addr`'s entry in its PTE table.
 fn pte_index(addr: u64) -> usize {
@@ -154,6 +154,11 @@ pub fn uffdio_copy<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> UffdCopy {
     let Some(page) = cx.alloc_anon_page(addr) else {
         return UffdCopy::NoMemory;
     };
+    // mfill_atomic_pte_copy() -> the anon_vma the page's rmap needs,
+    // prepared before the install (anon_vma_prepare()).
+    if let Some(vma) = cx.vma_lookup(addr) {
+        cx.anon_vma_prepare(vma);
+    }
     let copied = match cx.pte_offset_map_lock(pmd, addr) {
         None => UffdCopy::Again,
         Some((map, ptl)) => {
@@ -211,6 +216,8 @@ pub fn cow_fault<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> bool {
     let Some(copy) = cx.alloc_anon_page(addr) else {
         return false;
     };
+    // wp_page_copy() -> vmf_anon_prepare(): the VMA gets its anon_vma.
+    cx.anon_vma_prepare(vma);
     let Some((map, ptl)) = cx.pte_offset_map_lock(pmd, addr) else {
         cx.free_anon_page(copy);
         return false;
@@ -405,6 +412,214 @@ pub fn toggle_guard_marker<E: Engine>(cx: &mut Cx<'_, E>, addr: u64) -> Option<P
     }
     cx.pte_unmap_unlock(map, ptl);
     new
+}
+
+/// What `madvise(MADV_DONTNEED)` of a range did to its PTE table.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Dontneed {
+    /// Zapped, and the emptied table freed (after the flush, by RCU).
+    TableFreed,
+    /// Zapped; the table stays (a guard marker kept, or an entry mapped
+    /// again before the table could be freed).
+    Zapped,
+    /// No table to zap (the PMD was none or huge).
+    NoTable,
+}
+
+/// `madvise(MADV_DONTNEED)` of the whole 2 MiB range at `haddr` with
+/// empty page-table reclaim (`CONFIG_PT_RECLAIM`, x86-64; mm/memory.c and
+/// mm/pt_reclaim.c of v6.14): `zap_pte_range()` zaps every entry under
+/// `ptl` into an mmu_gather, keeping guard markers. If it kept none, the
+/// table is empty: still under `ptl`, `try_get_and_clear_pmd()` trylocks
+/// `pml` (it nests outside `ptl`) and clears the PMD; else, after `ptl` is
+/// dropped, `try_to_free_pte()` takes `pml` then `ptl`, checks the table
+/// is still the PMD's (`pte_offset_map_rw_nolock()` under `pml`) and
+/// still empty, and clears the PMD. The table goes to the gather
+/// (`free_pte()` -> `pte_free_tlb()`), and `tlb_finish_mmu()` flushes the
+/// gathered range -- the pages zapped and the table's first page, not the
+/// whole 2 MiB -- after every lock is dropped, then frees the table after
+/// a grace period. The caller holds `mmap_lock` for read.
+///
+/// Departures: one call zaps one whole range (the kernel walks whatever
+/// range user space passes, one PMD at a time); file pages are not freed
+/// by a zap in the model (the page cache keeps them), anonymous ones are
+/// freed after the flush as the kernel's batched free does.
+pub fn madv_dontneed<E: Engine>(cx: &mut Cx<'_, E>, haddr: u64) -> Dontneed {
+    let Some(pmd) = cx.pmd_offset(haddr) else { return Dontneed::NoTable };
+    if !matches!(cx.pmdp_get_lockless(pmd).kind(), PmdKind::Table(_)) {
+        // A huge PMD is split and zapped by zap_huge_pmd(), not modelled
+        // here: MADV_DONTNEED of a PMD-mapped range leaves no PTE table.
+        return Dontneed::NoTable;
+    }
+    let mut tlb = MmuGather::default();
+    let Some((map, ptl)) = cx.pte_offset_map_lock(pmd, haddr) else { return Dontneed::NoTable };
+    let kept = cx.zap_pte_range_gather(haddr, map, &mut tlb);
+    // try_get_and_clear_pmd(): pml may only be trylocked under ptl.
+    let mut cleared = None;
+    if !kept {
+        let pml = cx.pmd_lockptr(pmd);
+        if pml == ptl {
+            cleared = Some(clear_pmd(cx, pmd));
+        } else if cx.spin_trylock(pml) {
+            cleared = Some(clear_pmd(cx, pmd));
+            cx.spin_unlock(pml);
+        }
+    }
+    cx.pte_unmap_unlock(map, ptl);
+    let freed = match (kept, cleared) {
+        (true, _) => false,
+        (false, Some(pmdval)) => {
+            free_pte(cx, haddr, &mut tlb, pmdval);
+            true
+        }
+        (false, None) => try_to_free_pte(cx, pmd, haddr, &mut tlb),
+    };
+    cx.tlb_finish_mmu(tlb);
+    if freed {
+        Dontneed::TableFreed
+    } else {
+        Dontneed::Zapped
+    }
+}
+
+/// Read and clear a PMD whose lock this CPU holds; returns what it held.
+fn clear_pmd<E: Engine>(cx: &mut Cx<'_, E>, pmd: PmdRef) -> Pmd {
+    let pmdval = cx.pmdp_get_lockless(pmd);
+    cx.pmd_clear(pmd);
+    pmdval
+}
+
+/// `free_pte()`: the detached table to the gather, one table fewer.
+fn free_pte<E: Engine>(cx: &mut Cx<'_, E>, addr: u64, tlb: &mut MmuGather, pmdval: Pmd) {
+    tlb.pte_free_tlb(pmd_pgtable(pmdval), addr);
+    cx.mm_dec_nr_ptes();
+}
+
+/// `try_to_free_pte()` (mm/pt_reclaim.c, v6.14): `pml`, then the table
+/// mapped from the PMD under it and its `ptl` nested; if every entry is
+/// still none, detach it and hand it to the gather. Returns whether it did.
+fn try_to_free_pte<E: Engine>(cx: &mut Cx<'_, E>, pmd: PmdRef, addr: u64, tlb: &mut MmuGather) -> bool {
+    let pml = cx.pmd_lock(pmd);
+    let Some((map, pmdval, ptl)) = cx.pte_offset_map_rw_nolock(pmd, addr) else {
+        cx.spin_unlock(pml);
+        return false;
+    };
+    if ptl != pml {
+        cx.spin_lock_nested(ptl, SINGLE_DEPTH_NESTING);
+    }
+    let empty = (0..PTRS_PER_PTE).all(|i| cx.ptep_get(map.at(i)).is_none());
+    if empty {
+        cx.pte_unmap(map);
+        cx.pmd_clear(pmd);
+    }
+    if ptl != pml {
+        cx.spin_unlock(ptl);
+    }
+    if !empty {
+        cx.pte_unmap(map);
+    }
+    cx.spin_unlock(pml);
+    if empty {
+        free_pte(cx, addr, tlb, pmdval);
+    }
+    empty
+}
+
+/// What `retract_page_tables()` did with a range's table.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Retracted {
+    /// The PMD cleared and the table freed by RCU.
+    TableFreed,
+    /// Skipped: the VMA has an `anon_vma` or is uffd-wp (seen before or
+    /// under `ptl`), or the PMD holds no table.
+    Skipped,
+}
+
+/// `collapse_file()`'s end for the file range behind range `r`, reached
+/// through another VMA: with its new huge page locked (so page-cache
+/// faults and `collapse_pte_mapped_thp()` of this range wait), the old
+/// pages are unmapped from this VMA (`try_to_unmap()`, under `ptl`, each
+/// entry cleared and flushed), then `retract_page_tables()`
+/// (mm/khugepaged.c, v6.13 form) removes the emptied table: under
+/// `i_mmap_rwsem` for read and no `mmap_lock` of this mm, a VMA with an
+/// `anon_vma` (a private mapping written to) or uffd-wp is skipped; both
+/// are checked again under `ptl`, since a UFFDIO_COPY (under `mmap_lock`
+/// only) may have prepared an `anon_vma` and filled an entry meanwhile.
+/// The PMD's state is checked again under `pml` (v6.13: an empty-table
+/// reclaim may have freed the table and a fault put a new, empty one
+/// there: that one is retracted instead). Then `pmdp_collapse_flush()`
+/// and `pte_free_defer()`.
+///
+/// Departures: the model's page cache already holds the huge page, so its
+/// subpages stand for the old small pages and it for the new page; they
+/// are unmapped one entry at a time with a flush each, where the kernel
+/// batches the flush (`TTU_BATCH_FLUSH`) and flushes before the old pages
+/// go; the model does not put them back in the page cache afterwards (the
+/// collapser's restore maps the range again).
+pub fn retract_page_tables<E: Engine>(cx: &mut Cx<'_, E>, r: u32) -> Retracted {
+    let haddr = cx.range_addr(r);
+    let hpage = cx.file_hpage(r);
+    let vma = cx.vma_lookup(haddr).expect("range is in the model");
+    cx.lock_page(hpage);
+    unmap_file_pages(cx, vma, haddr, hpage);
+    cx.i_mmap_lock_read();
+    let retracted = 'skip: {
+        if cx.vma_has_anon_vma(vma) || userfaultfd_wp(vma) {
+            break 'skip Retracted::Skipped;
+        }
+        let (ScanResult::Succeed, Some(pmd)) = cx.find_pmd_or_thp_or_none(haddr) else {
+            break 'skip Retracted::Skipped;
+        };
+        let range = cx.mmu_notifier_invalidate_range_start(haddr, haddr + HPAGE_PMD_SIZE);
+        let pml = cx.pmd_lock(pmd);
+        // check_pmd_state() under pml, then pte_lockptr() of what it holds.
+        let pgt_pmd = match cx.table_under_pml(pmd) {
+            None => None,
+            Some((_, ptl)) => {
+                if ptl != pml {
+                    cx.spin_lock_nested(ptl, SINGLE_DEPTH_NESTING);
+                }
+                let flushed = (!cx.vma_has_anon_vma(vma) && !userfaultfd_wp(vma))
+                    .then(|| cx.pmdp_collapse_flush(vma, haddr, pmd));
+                if ptl != pml {
+                    cx.spin_unlock(ptl);
+                }
+                flushed
+            }
+        };
+        cx.spin_unlock(pml);
+        cx.mmu_notifier_invalidate_range_end(range);
+        match pgt_pmd {
+            Some(pgt_pmd) => {
+                cx.mm_dec_nr_ptes();
+                cx.pte_free_defer(pmd_pgtable(pgt_pmd));
+                Retracted::TableFreed
+            }
+            None => Retracted::Skipped,
+        }
+    };
+    cx.i_mmap_unlock_read();
+    cx.unlock_page(hpage);
+    retracted
+}
+
+/// `try_to_unmap()` of every subpage of `hpage` mapped in the table at
+/// `haddr`: under `ptl`, each entry cleared and flushed, its rmap, mm
+/// counter and reference dropped.
+fn unmap_file_pages<E: Engine>(cx: &mut Cx<'_, E>, vma: &Vma, haddr: u64, hpage: Pfn) {
+    let Some(pmd) = cx.pmd_offset(haddr) else { return };
+    let Some((map, ptl)) = cx.pte_offset_map_lock(pmd, haddr) else { return };
+    for i in 0..PTRS_PER_PTE {
+        let pte = map.at(i);
+        let Some(page) = cx.ptep_get(pte).pfn().filter(|&p| cx.compound_head(p) == hpage) else { continue };
+        let addr = entry_addr(haddr, i);
+        cx.ptep_clear_flush(addr, pte);
+        let counter = cx.mm_counter_file(page);
+        cx.add_mm_counter(counter, -1);
+        cx.page_remove_rmap(page, vma, false);
+        cx.put_page(page);
+    }
+    cx.pte_unmap_unlock(map, ptl);
 }
 
 /// The harness's restore of range `r` between collapses (no single kernel

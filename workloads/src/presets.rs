@@ -54,6 +54,18 @@ pub const PRESETS: &[(&str, &str)] = &[
         "4 private shmem ranges, no uffd, khugepaged vs guard markers installed under ptl only, a pml neighbour so v2 trylocks fail; 4 threads (oversubscribed on 2 cores)",
     ),
     (
+        "pt-reclaim",
+        "4 shared shmem ranges, MADV_COLLAPSE vs MADV_DONTNEED freeing the PTE tables it empties (v6.14 CONFIG_PT_RECLAIM), page-cache faults refilling; 4 threads (oversubscribed on 2 cores)",
+    ),
+    (
+        "retract",
+        "4 private shmem ranges, half uffd-armed, MADV_COLLAPSE vs retract_page_tables() of another VMA's collapse_file() and UFFDIO_COPY; 4 threads (oversubscribed on 2 cores)",
+    ),
+    (
+        "guard-file",
+        "4 shared file ranges, no uffd, MADV_COLLAPSE vs MADV_GUARD_INSTALL on a file VMA (v6.15), guard markers under ptl only; 3 threads (oversubscribed on 2 cores)",
+    ),
+    (
         "mixed",
         "8 private shmem ranges, 3/4 populated, half uffd-armed, one of every actor, all but collapser and neighbour paced 20 us; 9 threads (oversubscribed on 2 cores)",
     ),
@@ -117,6 +129,42 @@ pub fn preset(name: &str) -> Result<Scenario, ScenarioError> {
             neighbour_hold_ns: 2000,
             ..base
         },
+        // The table can vanish between the collapse's steps: MADV_DONTNEED
+        // zaps the range under mmap_lock for read and frees the table it
+        // emptied; faulters map the range again (by PMD once the table is
+        // gone, or into a new table).
+        "pt-reclaim" => Scenario {
+            ranges: 4,
+            file: FileKind::Shmem,
+            share: VmaShare::Shared,
+            collapse_mode: CollapseMode::MadvCollapse,
+            threads: threads(Threads { reclaimers: 1, faulters: 1, ..Threads::default() }),
+            ..base
+        },
+        // Half the ranges uffd-armed: UFFDIO_COPY gives those VMAs an
+        // anon_vma (which makes retraction skip them) and installs under
+        // ptl alone; the others are retracted whenever their table is empty.
+        "retract" => Scenario {
+            ranges: 4,
+            density: PARTLY_POPULATED,
+            file: FileKind::Shmem,
+            share: VmaShare::Private,
+            uffd_fraction: 0.5,
+            collapse_mode: CollapseMode::MadvCollapse,
+            threads: threads(Threads { retractors: 1, uffd: 1, ..Threads::default() }),
+            ..base
+        },
+        // Full tables (a marker already there makes step 1 abort, as a
+        // non-present entry): what is asked is a marker landing in a slot
+        // step 2 emptied, before step 4 frees the table.
+        "guard-file" => Scenario {
+            ranges: 4,
+            file: FileKind::File,
+            share: VmaShare::Shared,
+            collapse_mode: CollapseMode::MadvCollapse,
+            threads: threads(Threads { markers: 1, ..Threads::default() }),
+            ..base
+        },
         "mixed" => Scenario {
             ranges: 8,
             density: PARTLY_POPULATED,
@@ -134,6 +182,8 @@ pub fn preset(name: &str) -> Result<Scenario, ScenarioError> {
                 neighbours: 1,
                 readers: 1,
                 markers: 1,
+                reclaimers: 0,
+                retractors: 0,
             },
             // Think time (a sleep) for the actors that would otherwise spin
             // back to back: with 9 threads on 2 cores, unpaced faulters

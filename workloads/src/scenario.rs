@@ -113,7 +113,7 @@ impl CollapseMode {
 
 /// The actor kinds in CPU order: collapsers take the first CPUs, then
 /// faulters, and so on (the order of [`Threads`]' keys).
-pub const ACTOR_ROLES: [Role; 9] = [
+pub const ACTOR_ROLES: [Role; 11] = [
     Role::Collapse,
     Role::Faulter,
     Role::Uffd,
@@ -123,6 +123,8 @@ pub const ACTOR_ROLES: [Role; 9] = [
     Role::Neighbour,
     Role::Reader,
     Role::Marker,
+    Role::PtReclaim,
+    Role::Retract,
 ];
 
 /// Threads (model CPUs) per actor kind. A `[threads]` table that leaves a
@@ -148,12 +150,27 @@ pub struct Threads {
     pub readers: u32,
     /// Guard-marker inserters (ptl-only).
     pub markers: u32,
+    /// `MADV_DONTNEED` callers that free the PTE tables they empty.
+    pub reclaimers: u32,
+    /// `retract_page_tables()` callers (another VMA's `collapse_file()`).
+    pub retractors: u32,
 }
 
 impl Threads {
     /// The keys of a `[threads]` (and `[pace]`) table.
-    pub const KEYS: [&'static str; 9] =
-        ["collapsers", "faulters", "uffd", "cow", "swap", "migrate", "neighbours", "readers", "markers"];
+    pub const KEYS: [&'static str; 11] = [
+        "collapsers",
+        "faulters",
+        "uffd",
+        "cow",
+        "swap",
+        "migrate",
+        "neighbours",
+        "readers",
+        "markers",
+        "reclaimers",
+        "retractors",
+    ];
 
     /// Threads of the actor kind that runs as `role` (0 for roles no
     /// actor runs as).
@@ -168,6 +185,8 @@ impl Threads {
             Role::Neighbour => self.neighbours,
             Role::Reader => self.readers,
             Role::Marker => self.markers,
+            Role::PtReclaim => self.reclaimers,
+            Role::Retract => self.retractors,
             Role::Restore | Role::Oracle => 0,
         }
     }
@@ -189,6 +208,8 @@ impl Threads {
             Role::Neighbour => &mut self.neighbours,
             Role::Reader => &mut self.readers,
             Role::Marker => &mut self.markers,
+            Role::PtReclaim => &mut self.reclaimers,
+            Role::Retract => &mut self.retractors,
             Role::Restore | Role::Oracle => unreachable!("{role} is not an actor kind"),
         }
     }
@@ -257,6 +278,8 @@ impl Default for Threads {
             neighbours: 0,
             readers: 1,
             markers: 0,
+            reclaimers: 0,
+            retractors: 0,
         }
     }
 }
@@ -284,6 +307,10 @@ pub struct Pace {
     pub readers: u64,
     /// Between marker insertions and removals.
     pub markers: u64,
+    /// Between MADV_DONTNEED calls.
+    pub reclaimers: u64,
+    /// Between table retractions.
+    pub retractors: u64,
 }
 
 impl Pace {
@@ -299,6 +326,8 @@ impl Pace {
             Role::Neighbour => self.neighbours,
             Role::Reader => self.readers,
             Role::Marker => self.markers,
+            Role::PtReclaim => self.reclaimers,
+            Role::Retract => self.retractors,
             Role::Restore | Role::Oracle => 0,
         }
     }
