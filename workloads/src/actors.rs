@@ -418,7 +418,13 @@ mod tests {
                     Actor::Swap(s) => &mut s.state,
                     Actor::Neighbour(n) => &mut n.state,
                     Actor::Uffd(c) => &mut c.state,
-                    Actor::Faulter(s) | Actor::Cow(s) | Actor::Migrate(s) | Actor::Reader(s) | Actor::Marker(s) => s,
+                    Actor::Faulter(s)
+                    | Actor::Cow(s)
+                    | Actor::Migrate(s)
+                    | Actor::Reader(s)
+                    | Actor::Marker(s)
+                    | Actor::PtReclaim(s)
+                    | Actor::Retract(s) => s,
                 };
                 (0..4).map(|_| s.rng.next_u64()).collect()
             })
