@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use workloads::check::{
-    check_policy, counts_against, overall_failure, parse_token, replay, runs, split_schedules, CheckOptions,
+    check_policy, counted_verdict, overall_failure, parse_token, replay, runs, split_schedules, CheckOptions,
     CheckReport, Counterexample, ReplayOutcome, Search, TOKEN_FORMAT,
 };
 use workloads::exhaustive::{self, check_exhaustive, scope_options, ExhaustiveOptions, Reach};
@@ -481,10 +481,10 @@ fn overall_verdicts(policies: &[Arc<dyn DynPolicy>], presets: &[(String, Vec<Che
         for (name, _) in presets {
             cells.push(match by_preset.iter().find(|(n, _)| n == name) {
                 None => format!("{name} PANIC"),
-                Some((_, r)) => match (r.by_oracle.keys().next(), counts_against(name, r)) {
+                Some((_, r)) => match (r.by_oracle.keys().next(), counted_verdict(name, r)) {
                     (None, _) => format!("{name} {}", r.verdict_word()),
-                    (Some(_), true) => format!("{name} FAIL {}", r.gravest_beyond_guard_markers.expect("counted")),
-                    (Some(excused), false) => format!("[{name} FAIL {excused}]"),
+                    (Some(_), Some(counted)) => format!("{name} FAIL {counted}"),
+                    (Some(excused), None) => format!("[{name} FAIL {excused}]"),
                 },
             });
         }

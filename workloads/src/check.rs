@@ -526,15 +526,15 @@ pub fn split_schedules(total: u64, parts: usize, seed: u64) -> Vec<u64> {
     (0..n).map(|i| total / n + u64::from((i + n - start) % n < total % n)).collect()
 }
 
-/// Whether a preset's report counts against the policy in the default
-/// scope: any finding does, except on a preset that runs the guard-marker
-/// installer, where a schedule whose only finding is that race is reported
-/// apart.
-pub fn counts_against(preset: &str, report: &CheckReport) -> bool {
+/// The verdict a preset's report counts against the policy with in the
+/// default scope (None: nothing counts): its gravest finding, except on a
+/// preset that runs the guard-marker installer, where a schedule whose
+/// only finding is that race is reported apart.
+pub fn counted_verdict(preset: &str, report: &CheckReport) -> Option<Oracle> {
     if FUTURE_INSERTER_PRESETS.contains(&preset) {
-        report.failed_beyond_guard_markers()
+        report.gravest_beyond_guard_markers
     } else {
-        report.failed()
+        report.by_oracle.keys().copied().min_by_key(|o| o.gravity())
     }
 }
 
@@ -558,15 +558,10 @@ pub fn check_every_preset(
 
 /// The overall verdict over presets, each given as (preset name, report),
 /// as [`check_every_preset`] gives them: the gravest verdict of the
-/// reports that [`counts_against`] the policy, and the first preset that
+/// reports that count against the policy ([`counted_verdict`]), and the first preset that
 /// found it (None: ok).
 pub fn overall_failure<'a>(reports: impl IntoIterator<Item = (&'a str, &'a CheckReport)>) -> Option<(&'a str, Oracle)> {
-    let counted = reports.into_iter().filter(|(name, r)| counts_against(name, r)).map(|(name, r)| {
-        (
-            name,
-            r.gravest_beyond_guard_markers.expect("a report counts only with a finding beyond the guard-marker race"),
-        )
-    });
+    let counted = reports.into_iter().filter_map(|(name, r)| Some((name, counted_verdict(name, r)?)));
     // min_by_key keeps the first of equal keys: the earliest preset.
     counted.min_by_key(|(_, oracle)| oracle.gravity())
 }

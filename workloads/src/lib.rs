@@ -23,7 +23,7 @@ pub mod scenario;
 pub mod simulate;
 
 pub use actors::Actor;
-pub use presets::{preset, FUTURE_INSERTER_PRESETS, PRESETS};
+pub use presets::{preset, FUTURE_INSERTER_PRESETS, LATER_KERNEL_PRESETS, PRESETS};
 pub use runner::{run_policy, RunError, RunOptions};
 pub use scenario::{CollapseMode, Pace, Scenario, ScenarioError, Threads, UffdMode, VmaShare};
 pub use simulate::{simulate_policy, SimOptions, Simulated};
