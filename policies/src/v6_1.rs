@@ -130,12 +130,12 @@ fn steps_1_to_4<E: Engine>(
     // write locks. v6.1's pte_offset_map_lock() cannot fail; the model's
     // returns an Option, and a PMD with no table here would be a bug of
     // the model.
+    cx.step(Step::Check);
     let Some((start_pte, ptl)) = cx.pte_offset_map_lock(pmd, haddr) else {
         return Err(ScanResult::Fail);
     };
 
     /* step 1: check all mapped PTEs are to the right huge page */
-    cx.step(Step::Check);
     let count = match check_and_count(cx, vma, haddr, hpage, start_pte) {
         Ok(count) => count,
         Err(result) => {
@@ -151,7 +151,8 @@ fn steps_1_to_4<E: Engine>(
     // step 1 checked. Only the rmap is dropped: the entries stay, and go
     // with the table, which no walker but GUP-fast and the hardware
     // walker can reach until it is freed. (v6.1 aborts here on a
-    // zone-device page, which the model has none of.)
+    // zone-device page, which the model has none of.) The model's name for
+    // this step is Clear, although nothing is cleared here.
     cx.step(Step::Clear);
     for i in 0..HPAGE_PMD_NR {
         let addr = haddr + i as u64 * PAGE_SIZE;
@@ -219,7 +220,9 @@ fn collapse_and_free_pmd<E: Engine>(cx: &mut Cx<'_, E>, vma: &Vma, haddr: u64, p
     // any) held for write, and takes no page-table lock: with those held,
     // ptl and pml synchronise nobody that could reach this PMD.
     cx.mmap_assert_write_locked();
-    // Started only now (it may sleep: no spinlock is held).
+    // Started only now (it may sleep: no spinlock is held), so the model
+    // marks no "mmu_notifier start" step between steps 1 and 2: v6.1 has
+    // no point there where ptl is dropped.
     let range = cx.mmu_notifier_invalidate_range_start(haddr, haddr + HPAGE_PMD_SIZE);
     // DEPARTURE: the model's pmdp_collapse_flush() requires pml, so pml is
     // held around the clear alone (as v6.0 and earlier did), although

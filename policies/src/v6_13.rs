@@ -14,8 +14,9 @@
 //!   held checks that the PMD still holds that value (`pmd_same()`);
 //! * the table stays mapped, so the RCU read side stays entered, from
 //!   step 2 to the end: `pte_unmap_unlock()` comes after the PMD clear,
-//!   and the table (with its ptlock, which is RCU-freed from v6.13 on)
-//!   cannot be freed under a collapse that dropped `ptl`;
+//!   and the table cannot be freed under a collapse that dropped `ptl`,
+//!   nor the ptlock in its page descriptor (which the v6.14 reclaim
+//!   series frees after the same grace period);
 //! * at step 4, when `pml` is taken late and is not `ptl`, the PMD is
 //!   checked again once `ptl` is retaken; if another path removed the
 //!   table meanwhile, the flush step 2's clears owe is paid with
@@ -149,7 +150,9 @@ fn steps_2_to_4<E: Engine>(
                 }
             };
             let pgt_pmd = cx.pmdp_collapse_flush(vma, haddr, pmd);
-            // The table is unmapped only now, with the PMD cleared.
+            // (v6.13's pmdp_get_lockless_sync() here is for PMDs read in two
+            // halves; the model reads a PMD in one load.) The table is
+            // unmapped only now, with the PMD cleared.
             cx.pte_unmap_unlock(table, ptl);
             if ptl != pml {
                 cx.spin_unlock(pml);
