@@ -121,7 +121,7 @@ pub fn collapse_pte_mapped_thp<'a, E: Engine>(
 
 /// `maybe_install_pmd:`, step 5: MADV_COLLAPSE maps `hpage` by PMD;
 /// khugepaged leaves that to the next fault and reports success.
-fn maybe_install_pmd<E: Engine>(
+pub fn maybe_install_pmd<E: Engine>(
     cx: &mut Cx<'_, E>,
     vma: &Vma,
     haddr: u64,

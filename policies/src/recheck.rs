@@ -1,4 +1,4 @@
-//! What the three v2 forms share: Jann Horn's lock point for step 4 (take
+//! What the v2 forms share: Jann Horn's lock point for step 4 (take
 //! `pml` by trylock while holding `ptl`, and fall back to dropping `ptl`),
 //! and the `recheck_always` parameter.
 
@@ -28,11 +28,12 @@ pub struct RecheckParams {
 ///
 /// The posting retakes step 1's `ptl` with `spin_lock()` and maps the
 /// table with `pte_offset_map()` at `recheck:`, mapping it again on each
-/// pass and unmapping it after each step 2. The model has no bare
-/// `pte_offset_map()`: the v2 forms take the same lock and map once with
+/// pass and unmapping it after each step 2: `v2-posted` does so. The
+/// repairs (`v2-flush-bool`, `v2-step3-down`) and `v2-posted-relookup`
+/// look the table and its `ptl` up afresh and lock it with one
 /// `pte_offset_map_lock()`, and keep the table mapped until step 4 has
 /// cleared the PMD. The posting's `VM_BUG_ON()` on a missing table is an
-/// abort there.
+/// abort in all of them.
 ///
 /// `ptl` nests inside `pml`, so with `ptl` held only a trylock of `pml` is
 /// allowed (a trylock cannot wait, so it cannot deadlock). When `pml` is

@@ -26,9 +26,33 @@ fn every_registered_policy_passes_the_functional_cases() {
         }
         for p in params {
             let report = conformance(&entry, &p, &opts);
-            assert!(report.passed(), "{report}");
             assert!(report.cases.len() >= 80, "{}: {} cases", report.policy, report.cases.len());
+            if entry.name == "v6.1" {
+                only_the_window_cases_fail(&report);
+                continue;
+            }
+            assert!(report.passed(), "{report}");
         }
+    }
+}
+
+/// The window cases park the collapse where v6.6 starts the notifier
+/// range (after step 1, with `ptl` dropped) and make an entry change
+/// there. v6.1 has no such window: steps 1 and 2 run under one `ptl` hold
+/// and the notifier starts in step 4, and with `mmap_lock` held for write
+/// none of those inserters could run during the collapse anyway. So every
+/// window case, and only those, reports that the collapse never got
+/// there; every other case passes.
+fn only_the_window_cases_fail(report: &workloads::conformance::ConformanceReport) {
+    let window = |name: &str| name.contains(", step 1 -> 2 /");
+    assert_eq!(report.cases.iter().filter(|c| window(&c.name)).count(), 16, "{report}");
+    for case in &report.cases {
+        if !window(&case.name) {
+            assert!(case.passed(), "{}: {:?}", case.name, case.failures);
+            continue;
+        }
+        let never = case.failures.iter().filter(|f| f.ends_with("the collapse never reached the mmu-notifier start"));
+        assert_eq!(never.count(), 1, "{}: {:?}", case.name, case.failures);
     }
 }
 
@@ -44,7 +68,20 @@ fn accounting_oracle_catches_a_wrong_refcount() {
 #[test]
 fn every_policy_is_listed_once_with_its_parameters() {
     let names: Vec<_> = policies::registry().iter().map(|e| e.name).collect();
-    assert_eq!(names, ["v1", "v2-flush-bool", "v2-step3-down", "v2-posted", "pre-fix"]);
+    assert_eq!(
+        names,
+        [
+            "v1",
+            "v6.13",
+            "v6.1",
+            "v2-flush-bool",
+            "v2-step3-down",
+            "v2-posted",
+            "v2-posted-relookup",
+            "v6.13-noflush",
+            "pre-fix"
+        ]
+    );
     let e = policies::registry().into_iter().find(|e| e.name == "v2-posted").unwrap();
     let p = (e.build)(&serde_json::json!({"recheck_always": true})).unwrap();
     assert_eq!(p.label(), "v2-posted:recheck_always=true");

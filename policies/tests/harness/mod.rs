@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use workloads::kernel_paths::UffdCopy;
 
-/// The five shipped policies, built with default parameters.
+/// Every shipped policy, built with default parameters.
 pub fn all_policies() -> Vec<Arc<dyn DynPolicy>> {
     policies::registry().iter().map(|e| (e.build)(&serde_json::Value::Null).unwrap()).collect()
 }
@@ -56,17 +56,21 @@ pub fn addr(i: usize) -> u64 {
 }
 
 /// UFFDIO_COPY into subpage `i` of range 0
-/// ([`workloads::kernel_paths::uffdio_copy`]): the anonymous page is
-/// installed under `ptl` alone into a none slot. Retried on -EAGAIN (the
-/// table went away under it), as user space does. Returns true if it
-/// installed the page.
+/// ([`workloads::kernel_paths::uffdio_copy`]), under `mmap_lock` for read
+/// as the ioctl runs: the anonymous page is installed under `ptl` alone
+/// into a none slot. Retried on -EAGAIN (the table went away under it),
+/// as user space does. Returns true if it installed the page. Waits while
+/// a collapse holds `mmap_lock` for write (`v6.1`).
 pub fn uffd_copy(cx: &mut Cx<'_, Native>, i: usize) -> bool {
-    loop {
+    cx.mmap_read_lock();
+    let installed = loop {
         match workloads::kernel_paths::uffdio_copy(cx, addr(i)) {
             UffdCopy::Again => continue,
-            copied => return copied == UffdCopy::Installed,
+            copied => break copied == UffdCopy::Installed,
         }
-    }
+    };
+    cx.mmap_read_unlock();
+    installed
 }
 
 /// Touch every subpage of range 0 from `cx`'s CPU, filling its TLB.
