@@ -193,7 +193,7 @@ mod tests {
         let want: Vec<String> =
             Oracle::by_gravity().iter().enumerate().map(|(i, o)| format!("{o} {}/100 (first #3)", i + 1)).collect();
         assert_eq!(cells, want, "{table}");
-        assert!(table.contains("use-after-free 1/100") && table.contains("stale-translation 9/100"), "{table}");
+        assert!(table.contains("use-after-free 1/100") && table.contains("stale-translation 10/100"), "{table}");
     }
 
     #[test]

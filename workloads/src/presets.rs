@@ -256,7 +256,13 @@ mod tests {
         assert_eq!(p.uffd_armed_ranges(), 0);
         assert!(!p.collapse_mode.install_pmd());
         let densities: Vec<u32> = PRESETS.iter().map(|&(name, _)| preset(name).unwrap().density).collect();
-        assert_eq!(densities, [384, 384, 512, 384, 512, 512, 384]);
+        assert_eq!(densities, [384, 384, 512, 384, 512, 512, 512, 384, 512, 384]);
+        let p = preset("pt-reclaim").unwrap();
+        assert_eq!((p.threads.reclaimers, p.threads.faulters, p.threads.total(), p.uffd_armed_ranges()), (1, 1, 4, 0));
+        let p = preset("retract").unwrap();
+        assert_eq!((p.threads.retractors, p.threads.uffd, p.threads.total(), p.uffd_armed_ranges()), (1, 1, 4, 2));
+        let p = preset("guard-file").unwrap();
+        assert_eq!((p.file, p.share, p.threads.markers, p.uffd_armed_ranges()), (FileKind::File, VmaShare::Shared, 1, 0));
     }
 
     #[test]

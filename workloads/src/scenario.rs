@@ -872,7 +872,7 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("threads.ufd"));
         assert_eq!(
             e.to_string(),
-            "threads.ufd: unknown key `ufd`; allowed: collapsers, faulters, uffd, cow, swap, migrate, neighbours, readers, markers"
+            "threads.ufd: unknown key `ufd`; allowed: collapsers, faulters, uffd, cow, swap, migrate, neighbours, readers, markers, reclaimers, retractors"
         );
         let e = s.set("densty", "1").unwrap_err().to_string();
         assert!(e.starts_with("densty: unknown key `densty`; allowed: name, ranges, density,"), "{e}");

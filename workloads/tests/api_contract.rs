@@ -177,29 +177,44 @@ fn schedules_to_the_first_api_contract_finding_over_ten_seeds() {
     }
 }
 
-/// The five shipped policies keep every contract and free no table under
-/// a walker: over every preset at seed 1 they find exactly what they
-/// found before these checks (pre-fix's table freed with the uffd page
-/// and its teardown consequences, v2-posted's stale TLB, and the
-/// guard-marker race of every form that does not recheck always).
+/// The shipped policies keep every contract and free no table under a
+/// walker: over every preset at seed 1 they find exactly what they found
+/// before these checks (pre-fix's table freed with the uffd page and its
+/// teardown consequences, the v2 postings' stale TLB, the v2 forms'
+/// stale translation, and the guard-marker race of every form that drops
+/// ptl for a VMA without uffd; v6.1 holds mmap_lock for write, which keeps
+/// the marker installer out). On `pt-reclaim` (empty-table reclaim,
+/// v6.14) the forms that do not recheck the PMD lock a freed table's ptl
+/// and clear a PMD that is not theirs; v6.13's rechecks are clean, and
+/// its posting without the step-4 flush leaves a stale TLB.
 #[test]
 fn the_shipped_policies_keep_every_contract() {
     use Oracle::*;
     for e in policies::registry() {
         let policy = (e.build)(&serde_json::Value::Null).unwrap();
         let reports = check_every_preset(&policy, 1);
-        let found = oracles(&reports);
+        for (name, r) in &reports {
+            println!("{}: {name}: {:?}", e.name, r.by_oracle);
+        }
+        let (later, v6_6): (Vec<_>, Vec<_>) =
+            reports.into_iter().partition(|(name, _)| workloads::LATER_KERNEL_PRESETS.contains(name));
         let want: BTreeSet<Oracle> = match e.name {
             // Every form that drops ptl with cleared, unflushed entries
             // while uffd can fill them also shows a stale translation.
             "pre-fix" => [TableFreedLive, Accounting, LostPage, StaleTranslation].into(),
-            "v2-posted" => [TableFreedLive, StaleTlb, StaleTranslation].into(),
+            "v2-posted" | "v2-posted-relookup" => [TableFreedLive, StaleTlb, StaleTranslation].into(),
             "v2-flush-bool" | "v2-step3-down" => [TableFreedLive, StaleTranslation].into(),
+            "v6.1" => [].into(),
             _ => [TableFreedLive].into(),
         };
-        for (name, r) in &reports {
-            println!("{}: {name}: {:?}", e.name, r.by_oracle);
-        }
-        assert_eq!(found, want, "{}", e.name);
+        let want_later: BTreeSet<Oracle> = match e.name {
+            "v1" | "pre-fix" => [UseAfterFree, StaleTable, Accounting].into(),
+            "v2-posted" => [UseAfterFree].into(),
+            "v6.13-noflush" => [StaleTlb].into(),
+            _ => [].into(),
+        };
+        assert_eq!(oracles(&v6_6), want, "{}", e.name);
+        assert_eq!(oracles(&later), want_later, "{} on the later kernels' presets", e.name);
     }
 }
+
