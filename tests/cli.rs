@@ -78,7 +78,11 @@ fn bad_input_exits_2_naming_the_field_and_allowed_values() {
     rejects(
         "policy",
         &["run", "-p", "v3"],
-        &["--policies", "unknown policy `v3`", "v1, v6.13, v6.1, v2-flush-bool, v2-step3-down, v2-posted, v2-posted-relookup, v6.13-noflush, pre-fix"],
+        &[
+            "--policies",
+            "unknown policy `v3`",
+            "v1, v6.13, v6.1, v2-flush-bool, v2-step3-down, v2-posted, v2-posted-relookup, v6.13-noflush, pre-fix",
+        ],
     );
     rejects("param", &["run", "-p", "v2-posted:recheck=1"], &["unknown field `recheck`", "recheck_always"]);
     rejects("preset", &["run", "-w", "uffd"], &["uffd", "uffd-private", "mixed"]);

@@ -82,10 +82,16 @@ fn the_template_policy_registers_beside_the_shipped_ones() {
     let twice = vec![entry::<template::TemplateV1>(), entry::<template::TemplateV1>()];
     let err = usage(collapse_bench::register(twice));
     assert!(err.contains("`template-v1`"), "{err}");
-    assert_eq!(collapse_bench::registered_names(), "v1,v6.13,v6.1,v2-flush-bool,v2-step3-down,v2-posted,v2-posted-relookup,v6.13-noflush,pre-fix");
+    assert_eq!(
+        collapse_bench::registered_names(),
+        "v1,v6.13,v6.1,v2-flush-bool,v2-step3-down,v2-posted,v2-posted-relookup,v6.13-noflush,pre-fix"
+    );
 
     collapse_bench::register(vec![entry::<template::TemplateV1>()]).expect("template-v1 registers");
-    assert_eq!(collapse_bench::registered_names(), "v1,v6.13,v6.1,v2-flush-bool,v2-step3-down,v2-posted,v2-posted-relookup,v6.13-noflush,pre-fix,template-v1");
+    assert_eq!(
+        collapse_bench::registered_names(),
+        "v1,v6.13,v6.1,v2-flush-bool,v2-step3-down,v2-posted,v2-posted-relookup,v6.13-noflush,pre-fix,template-v1"
+    );
     let list = collapse_bench::cli::list();
     let line = list.lines().find(|l| l.trim_start().starts_with("template-v1 ")).expect("template-v1 listed");
     assert!(line.contains("copied from v1"), "{line}");

@@ -262,7 +262,10 @@ mod tests {
         let p = preset("retract").unwrap();
         assert_eq!((p.threads.retractors, p.threads.uffd, p.threads.total(), p.uffd_armed_ranges()), (1, 1, 4, 2));
         let p = preset("guard-file").unwrap();
-        assert_eq!((p.file, p.share, p.threads.markers, p.uffd_armed_ranges()), (FileKind::File, VmaShare::Shared, 1, 0));
+        assert_eq!(
+            (p.file, p.share, p.threads.markers, p.uffd_armed_ranges()),
+            (FileKind::File, VmaShare::Shared, 1, 0)
+        );
     }
 
     #[test]

@@ -217,4 +217,3 @@ fn the_shipped_policies_keep_every_contract() {
         assert_eq!(oracles(&later), want_later, "{} on the later kernels' presets", e.name);
     }
 }
-
