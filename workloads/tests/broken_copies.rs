@@ -190,10 +190,15 @@ fn marker_presets_a_finding_beside_the_guard_marker_race_counts() {
     let markers = &reports.iter().find(|(s, _)| s.name == "markers").unwrap().1;
     assert_eq!(markers.by_oracle.keys().copied().collect::<Vec<_>>(), [Oracle::StaleTlb, Oracle::Accounting]);
     assert_eq!(markers.gravest_beyond_guard_markers, Some(Oracle::StaleTlb));
-    // The default check names cow-swap first, where a COWed copy swapped
-    // out in the step 1 -> 2 window stops step 2 the same way, and the
-    // missing flush is the gravest of what that breaks.
-    assert_eq!(verdict(&reports), Some(("cow-swap".to_owned(), Oracle::StaleTlb)));
+    // The default check names markers: with ten presets sharing the
+    // default 4000 schedules, cow-swap's 400 (where a COWed copy swapped
+    // out in the step 1 -> 2 window stops step 2 the same way) find the
+    // slip's uncounted references at seed 1 but no reader caching a
+    // cleared entry, and the missing flush is the gravest of what the
+    // slip breaks.
+    let cow_swap = &reports.iter().find(|(s, _)| s.name == "cow-swap").unwrap().1;
+    assert_eq!(cow_swap.by_oracle.keys().copied().collect::<Vec<_>>(), [Oracle::Accounting]);
+    assert_eq!(verdict(&reports), Some(("markers".to_owned(), Oracle::StaleTlb)));
     // The suite on markers alone, sampled and on its scope: a finding
     // there that is not the guard-marker race fails the policy.
     let only_markers = ConformanceOptions {
