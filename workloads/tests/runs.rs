@@ -91,6 +91,9 @@ preset_tests! {
     cow_swap_runs_clean => "cow-swap",
     no_split_locks_runs_clean => "no-split-locks",
     markers_runs_clean => "markers",
+    pt_reclaim_runs_clean => "pt-reclaim",
+    retract_runs_clean => "retract",
+    guard_file_runs_clean => "guard-file",
     mixed_runs_clean => "mixed",
 }
 
