@@ -720,21 +720,22 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
         let tables = &self.mm.tables;
         let looked_up = self.ptl_lookups.iter().find(|&&(l, _)| l == id).map(|&(_, releases)| releases);
         let why = match tables.state(slot) {
-            TableState::Free => Some("was freed (its RCU grace period ended)"),
+            TableState::Free => Some("was freed after this CPU looked the lock up (its grace period ended)"),
             _ if looked_up.is_some_and(|r| r != tables.releases(slot)) => {
-                Some("was freed and handed out again as another table")
+                Some("was freed and handed out again as another table after this CPU looked the lock up")
             }
-            TableState::Deferred if self.mm.rcu.grace_period_over(slot) => {
-                Some("is waiting in pte_free_defer() and no RCU reader holds its grace period back any more")
-            }
+            TableState::Deferred if self.mm.rcu.grace_period_over(slot) => Some(
+                "went to pte_free_defer() after this CPU looked the lock up, and its grace period has ended (no \
+                 RCU reader holds it back, this CPU included)",
+            ),
             _ => None,
         };
         if let Some(why) = why {
             self.violation(
                 Oracle::UseAfterFree,
                 format!(
-                    "{what}({}): PTE table {slot} {why} since this CPU looked the lock up; the split ptlock \
-                     lives in the table's page descriptor and dies with it",
+                    "{what}({}): PTE table {slot} {why}; the split ptlock lives in the table's page \
+                     descriptor and dies with it",
                     self.mm.lock_name(id)
                 ),
             );
