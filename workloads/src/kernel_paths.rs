@@ -454,13 +454,13 @@ pub fn madv_dontneed<E: Engine>(cx: &mut Cx<'_, E>, haddr: u64) -> Dontneed {
     let mut tlb = MmuGather::default();
     let Some((map, ptl)) = cx.pte_offset_map_lock(pmd, haddr) else { return Dontneed::NoTable };
     let kept = cx.zap_pte_range_gather(haddr, map, &mut tlb);
-    // try_get_and_clear_pmd(): pml may only be trylocked under ptl.
+    // try_get_and_clear_pmd(): pml may only be trylocked under ptl (and
+    // the trylock fails where pml is ptl, held already: then
+    // try_to_free_pte() below does it).
     let mut cleared = None;
     if !kept {
         let pml = cx.pmd_lockptr(pmd);
-        if pml == ptl {
-            cleared = Some(clear_pmd(cx, pmd));
-        } else if cx.spin_trylock(pml) {
+        if cx.spin_trylock(pml) {
             cleared = Some(clear_pmd(cx, pmd));
             cx.spin_unlock(pml);
         }

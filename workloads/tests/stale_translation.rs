@@ -23,6 +23,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 use workloads::check::{check_policy, CheckOptions, CheckReport};
+use workloads::LATER_KERNEL_PRESETS;
 
 mod every_preset;
 use every_preset::{check_every_preset, verdict};
@@ -287,8 +288,9 @@ fn the_broken_copy_is_caught_by_the_default_check_and_fails_conformance() {
     assert_eq!(verdict(&reports).map(|(_, o)| o), Some(Oracle::StaleTranslation));
     assert!(!presets_finding(&reports, Oracle::StaleTranslation).is_empty(), "not caught");
     // Caught by the rule that names its bug, and by no other (the
-    // guard-marker race of `markers`, which it shares with v1, aside).
-    for (name, r) in &reports {
+    // guard-marker race of `markers`, and the later kernels' page-table
+    // freers, which it shares with v1, aside).
+    for (name, r) in reports.iter().filter(|(name, _)| !LATER_KERNEL_PRESETS.contains(name)) {
         let others: Vec<Oracle> = r.by_oracle.keys().copied().filter(|&o| o != Oracle::StaleTranslation).collect();
         let only_guard_markers = others == [Oracle::TableFreedLive] && !r.failed_beyond_guard_markers();
         assert!(others.is_empty() || only_guard_markers, "{name}: {:?}", r.by_oracle);
@@ -313,7 +315,7 @@ fn flushing_before_dropping_ptl_closes_the_window() {
     assert!(presets_finding(&reports, Oracle::StaleTranslation).is_empty(), "{:?}", found(&reports));
 }
 
-/// What the default `check` says of the five shipped policies: the forms
+/// What the default `check` says of the shipped policies: the forms
 /// that drop `ptl` between step 2 and the flush while uffd can insert
 /// (the v2 forms when the trylock fails, pre-fix always) show a stale
 /// translation; v1, which never does on a uffd-armed private VMA, does
@@ -328,10 +330,11 @@ fn which_shipped_policies_show_a_stale_translation() {
             showing.push(e.name);
         }
         if e.name == "v1" {
-            assert!(reports.iter().all(|(_, r)| !r.failed_beyond_guard_markers()), "v1: {:?}", found(&reports));
+            let v6_6 = reports.iter().filter(|(name, _)| !LATER_KERNEL_PRESETS.contains(name));
+            assert!(v6_6.into_iter().all(|(_, r)| !r.failed_beyond_guard_markers()), "v1: {:?}", found(&reports));
         }
     }
-    assert_eq!(showing, ["v2-flush-bool", "v2-step3-down", "v2-posted", "pre-fix"]);
+    assert_eq!(showing, ["v2-flush-bool", "v2-step3-down", "v2-posted", "v2-posted-relookup", "pre-fix"]);
 }
 
 /// The oracles found on each preset that found any.

@@ -20,7 +20,9 @@ use bench_core::{Oracle, Role};
 use every_preset::{check_every_preset, first_finding, median, oracles};
 use std::sync::Arc;
 use v1_copy::Slips;
+use workloads::check::CheckReport;
 use workloads::conformance::{conformance, ConformanceOptions};
+use workloads::LATER_KERNEL_PRESETS;
 
 /// PCT schedules per preset for the conformance suite (as the suite's
 /// own tests, `conformance.rs`, run it).
@@ -68,7 +70,13 @@ fn assert_names_the_walker(v: &bench_core::Violation, roles: &[Role]) {
 
 #[test]
 fn the_walker_sees_a_table_freed_with_pte_free_and_pte_free_defer_is_clean() {
-    let (broken, v1) = (check_every_preset(&broken(), 1), check_every_preset(&v1(), 1));
+    // pt-reclaim (empty-table reclaim, v6.14) is left out: there v1 itself
+    // takes the ptl of a table freed under it (use-after-free), as every
+    // form of the 6.6 line does.
+    let v6_6 = |reports: Vec<(&'static str, CheckReport)>| -> Vec<(&'static str, CheckReport)> {
+        reports.into_iter().filter(|(name, _)| !LATER_KERNEL_PRESETS.contains(name)).collect()
+    };
+    let (broken, v1) = (v6_6(check_every_preset(&broken(), 1)), v6_6(check_every_preset(&v1(), 1)));
     for ((name, b), (_, v)) in broken.iter().zip(&v1) {
         println!("{name}: pte_free {:?}, pte_free_defer {:?}", b.by_oracle, v.by_oracle);
         assert_eq!(b.schedules, v.schedules, "{name}");
@@ -107,8 +115,9 @@ fn the_conformance_suite_fails_the_pte_free_copy_by_use_after_free() {
     let caught: Vec<&str> =
         report.presets.iter().filter(|p| p.found(Oracle::UseAfterFree)).map(|p| p.preset.as_str()).collect();
     assert!(caught.contains(&"uffd-private"), "{report}");
-    // Every failure outside the guard-marker presets is the walker's.
-    for p in report.presets.iter().filter(|p| !p.future_inserters()) {
+    // Every failure outside the guard-marker presets and the later
+    // kernels' page-table freers (where v1 fails too) is the walker's.
+    for p in report.presets.iter().filter(|p| !p.future_inserters() && !p.later_kernel()) {
         let check = p.check.as_ref().expect("ran");
         assert!(check.by_oracle.keys().all(|&o| o == Oracle::UseAfterFree), "{}: {:?}", p.preset, check.by_oracle);
     }
