@@ -69,7 +69,7 @@ use crate::kernel_paths::{
 };
 use crate::presets::{preset, FUTURE_INSERTER_PRESETS, LATER_KERNEL_PRESETS, PRESETS};
 use bench_core::harness::{new_cpu, Harness};
-use bench_core::kernel::{Cx, DynPolicy, MmCounter, PmdKind, PolicyEntry, ScanResult};
+use bench_core::kernel::{Cx, DynPolicy, MmCounter, MmapLock, PmdKind, PolicyEntry, ScanResult};
 use bench_core::kernel::{Pte, PteMarker, Step};
 use bench_core::mm::vpn;
 use bench_core::mm::{MAP_BASE, VM_SHARED, VM_UFFD_MISSING, VM_UFFD_WP};
@@ -244,6 +244,9 @@ impl PresetOutcome {
 pub struct ConformanceReport {
     /// The policy's label (name and non-default parameters).
     pub policy: String,
+    /// How its caller holds `mmap_lock` (the window cases are skipped
+    /// for a caller that holds it for write).
+    pub mmap_lock: MmapLock,
     /// The verdict expected.
     pub expect: Expect,
     /// The functional cases, in order.
@@ -282,6 +285,13 @@ impl fmt::Display for ConformanceReport {
         if !self.cases.is_empty() {
             let passed = self.cases.iter().filter(|c| c.passed()).count();
             writeln!(f, "functional cases: {passed}/{} passed ({:.2} s)", self.cases.len(), self.functional_s)?;
+            if self.mmap_lock == MmapLock::Write {
+                writeln!(
+                    f,
+                    "  (the step 1 -> 2 window cases do not apply: the caller holds mmap_lock for write, so no \
+                     inserter runs during the collapse)"
+                )?;
+            }
             for c in self.cases.iter().filter(|c| !c.passed()) {
                 writeln!(f, "  FAIL {}", c.name)?;
                 for why in &c.failures {
@@ -388,6 +398,7 @@ pub fn assert_conforms(entry: &PolicyEntry, expect: Expect) {
 pub fn conformance(entry: &PolicyEntry, params: &serde_json::Value, opts: &ConformanceOptions) -> ConformanceReport {
     let mut report = ConformanceReport {
         policy: entry.name.to_owned(),
+        mmap_lock: MmapLock::Read,
         expect: opts.expect,
         cases: vec![],
         presets: vec![],
@@ -406,6 +417,7 @@ pub fn conformance(entry: &PolicyEntry, params: &serde_json::Value, opts: &Confo
         }
     };
     report.policy = policy.label();
+    report.mmap_lock = policy.mmap_lock();
     if opts.functional {
         let t0 = Instant::now();
         report.cases = functional_cases(&*policy);
@@ -1173,10 +1185,21 @@ fn cases() -> Vec<Case> {
     out
 }
 
+/// Whether a case parks the collapse in the step 1 -> step 2 window
+/// (where v6.6 starts the notifier range with `ptl` dropped) to change
+/// an entry there. A policy whose caller holds `mmap_lock` for write
+/// (v6.1) has no such window (steps 1 and 2 under one `ptl` hold, the
+/// notifier started in step 4), and none of those inserters could run
+/// during its collapse: the cases do not apply to it and are skipped.
+fn parks_in_the_window(case: &Case) -> bool {
+    case.name.ends_with(", step 1 -> 2")
+}
+
 /// Run every functional case on `policy` (each on a fresh model).
 pub fn functional_cases(policy: &dyn DynPolicy) -> Vec<CaseOutcome> {
     let mut out = vec![];
-    for case in cases() {
+    let no_window = policy.mmap_lock() == MmapLock::Write;
+    for case in cases().into_iter().filter(|c| !(no_window && parks_in_the_window(c))) {
         for &install in case.modes {
             let name = format!("{} / {} / {}", case.name, case.setup.variant(), mode_name(install));
             out.push(CaseOutcome { failures: run_case(policy, &case, install), name });
