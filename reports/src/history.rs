@@ -182,9 +182,9 @@ fn verdict_table(r: &ReportResults, h: &KernelHistory) -> String {
     if !missing.is_empty() {
         out.push_str(&wrap(
             &format!(
-                "{NOT_REGISTERED}: no policy {} (collapse-bench list); its row fills in once the policy is \
-                 registered.",
-                missing.join(", no policy ")
+                "{NOT_REGISTERED}: this build has no policy {} (collapse-bench list); a row fills in once its \
+                 policy is registered.",
+                missing.join(" or ")
             ),
             "",
             "  ",

@@ -272,6 +272,7 @@ fn the_section_renders_as_its_golden_text() {
         "{section}"
     );
     assert!(prose.contains("pt-reclaim within 2, retract within 2."), "{section}");
+    assert!(prose.contains("not registered in this build: this build has no policy v6.1 or v6.13"), "{section}");
     // A note per failure: the gravest rule (not `accounting`, also
     // broken), where, how often, and the command that replays it.
     assert_eq!(section.matches("\n[").count(), 7, "{section}");
