@@ -1,8 +1,11 @@
 //! `collapse-bench report`: the main job. Runs the default matrix (the
 //! correct policies on every preset, each cell repeated), a scaling sweep
 //! over `pml` neighbours, a simulated sweep over CPU counts and the
-//! checker's verdicts of every policy; writes report.txt, results.json,
-//! the plots and index.html into the output directory.
+//! checker's verdicts of every policy, then the kernel history (each
+//! kernel version's form of the function explored on the 2023 presets'
+//! and today's kernel's scopes, and what `mmap_lock` cost its faults);
+//! writes report.txt, results.json, the plots and index.html into the
+//! output directory.
 //!
 //! The files are built in a staging directory beside the output and the
 //! two directories are swapped in one step ([`crate::output_dir`]), so an
@@ -24,11 +27,13 @@ use bench_core::results::{Environment, PolicyRun, RunFailure};
 use bench_core::CostModel;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reports::schema::{
-    Cell, CpuSweep, Measured, PolicyFailure, ReportResults, ScalingPoint, SimCosts, Verdict, SCHEMA,
+    Cell, CpuSweep, HistoryCell, HistoryVersion, KernelHistory, Measured, MmapLockCost, PolicyFailure, ReportResults,
+    ScalingPoint, SimCosts, Verdict, SCHEMA,
 };
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 use workloads::check::{check_policy, CheckOptions};
 use workloads::exhaustive::{self, check_exhaustive, ExhaustiveOptions};
@@ -45,6 +50,56 @@ const SCALING_KNOB: &str = "threads.neighbours";
 /// scaled to each count.
 const CPU_SWEEP_WORKLOAD: &str = "pml-contended";
 
+/// Today's kernel's presets (issue 16): `pt-reclaim` (MADV_DONTNEED
+/// freeing the PTE tables it empties, v6.14), `retract`
+/// (`retract_page_tables()` from `collapse_file()`, v6.13) and
+/// `guard-file` (MADV_GUARD_INSTALL on a file VMA, v6.15). The matrix
+/// measures them only when `-w` names them (by default it stays on the
+/// 2023 presets, and its time with it); the kernel history explores
+/// their scopes. The one list of them: where `workloads` exports one,
+/// this becomes a `use`.
+pub const KERNEL_HISTORY_PRESETS: [&str; 3] = ["pt-reclaim", "retract", "guard-file"];
+
+/// The kernel history's rows, oldest first: the policy that models each
+/// version, as registered, and how the table names it. `v6.1` (the
+/// caller holds `mmap_lock` for write) and `v6.13` (the `pmd_same()`
+/// rechecks) may not be registered in a build; their rows say so.
+const HISTORY_VERSIONS: [(&str, &str); 4] =
+    [("v6.1", "v6.1"), ("pre-fix", "pre-fix"), ("v1", "v1 (6.6)"), ("v6.13", "v6.13")];
+
+/// The scopes whose complete exploration takes more than a second or so
+/// a version (release build, two cores: `pt-reclaim` 1.7-1.9 s, `retract`
+/// 7 s for v1 and 15 s for pre-fix), which `--quick` explores under
+/// [`QUICK_HISTORY_BOUND`] preemptions (0.2-0.3 s; both still find
+/// pre-fix's and v1's failures on `pt-reclaim`, pre-fix's on `retract`).
+const QUICK_BOUNDED_SCOPES: [&str; 2] = ["pt-reclaim", "retract"];
+const QUICK_HISTORY_BOUND: u32 = 2;
+
+/// The workload of the kernel history's `mmap_lock` figures: page-cache
+/// faults (readers of `mmap_lock`) beside a khugepaged collapse.
+const MMAP_LOCK_WORKLOAD: &str = "shmem-shared";
+
+/// Runs a version of the `mmap_lock` figures makes on each way of
+/// measuring, in the quick and the full report alike: medians to quote,
+/// not changes to star, and little time (each run lasts the matrix's run
+/// time: four versions, fitted and simulated, take about 12 s of the full
+/// report on two cores, 4 s of the quick one).
+const MMAP_LOCK_RUNS: u32 = 5;
+
+/// The kernel history's presets, its table's columns: the 2023 thread's
+/// (those the verdicts check) and today's kernel's.
+fn history_presets() -> Vec<&'static str> {
+    CHECKED_WORKLOADS.iter().chain(&KERNEL_HISTORY_PRESETS).copied().collect()
+}
+
+/// The preemption bound of the kernel history's exploration of `name`'s
+/// scope: the preset's default ([`exhaustive::default_bound`]), or under
+/// `--quick` [`QUICK_HISTORY_BOUND`] for [`QUICK_BOUNDED_SCOPES`].
+fn history_bound(name: &str, quick: bool) -> Option<u32> {
+    let quick_bound = (quick && QUICK_BOUNDED_SCOPES.contains(&name)).then_some(QUICK_HISTORY_BOUND);
+    exhaustive::default_bound(name).or(quick_bound)
+}
+
 /// Arguments of `report`.
 #[derive(clap::Args, Debug)]
 pub struct ReportArgs {
@@ -55,7 +110,8 @@ pub struct ReportArgs {
     /// --base says otherwise).
     #[arg(short = 'p', long = "policies", default_value = "v1,v2-flush-bool,v2-step3-down")]
     pub policies: String,
-    /// Workload presets to measure, comma-separated (default: all).
+    /// Workload presets to measure, comma-separated (default: every
+    /// preset but today's kernel's: pt-reclaim, retract, guard-file).
     #[arg(short = 'w', long = "workloads")]
     pub workloads: Option<String>,
     /// The policy the others are compared with.
@@ -109,6 +165,7 @@ fn sweep_cpus(spec: &str) -> Result<Vec<u32>, CliError> {
 }
 
 /// How much work each part of the report does.
+#[derive(Clone)]
 struct Work {
     /// Runs a cell makes at least, and at most: between the two, a
     /// workload's cells stop once every headline figure of every policy
@@ -159,6 +216,12 @@ impl Work {
             cpu_sweep: if quick { vec![2, 8, 32] } else { vec![1, 2, 4, 8, 16, 32, 64, 128, 256] },
             schedules: if quick { 300 } else { 2000 },
         }
+    }
+
+    /// The work of the kernel history's `mmap_lock` figures:
+    /// [`MMAP_LOCK_RUNS`] runs a version, no settling.
+    fn mmap_lock(&self) -> Work {
+        Work { min_runs: MMAP_LOCK_RUNS, max_runs: MMAP_LOCK_RUNS, ..self.clone() }
     }
 }
 
@@ -218,7 +281,12 @@ fn measures_of(scenario: &Scenario, native: bool, cores: u32, sim_costs: &CostMo
 fn workloads(args: &ReportArgs) -> Result<Vec<Scenario>, CliError> {
     let names: Vec<String> = match &args.workloads {
         Some(list) => list.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
-        None => PRESETS.iter().map(|(name, _)| (*name).to_owned()).collect(),
+        None => PRESETS
+            .iter()
+            .map(|(name, _)| *name)
+            .filter(|name| !KERNEL_HISTORY_PRESETS.contains(name))
+            .map(str::to_owned)
+            .collect(),
     };
     if names.is_empty() {
         let allowed: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
@@ -227,13 +295,19 @@ fn workloads(args: &ReportArgs) -> Result<Vec<Scenario>, CliError> {
     names
         .iter()
         .map(|name| {
-            let mut s = preset(name).map_err(|e| CliError::Usage(format!("--workloads: {e}")))?;
-            s.seed = args.seed;
-            args.engine.apply(&mut s)?;
-            s.check_memory(available_memory())?;
-            Ok(s)
+            let s = preset(name).map_err(|e| CliError::Usage(format!("--workloads: {e}")))?;
+            matrix_scenario(s, args)
         })
         .collect()
+}
+
+/// `scenario` (a preset) as the matrix runs it: seeded, scaled to
+/// `--cpus`, its memory checked.
+fn matrix_scenario(mut scenario: Scenario, args: &ReportArgs) -> Result<Scenario, CliError> {
+    scenario.seed = args.seed;
+    args.engine.apply(&mut scenario)?;
+    scenario.check_memory(available_memory())?;
+    Ok(scenario)
 }
 
 /// A progress bar on stderr when it is a terminal (and not under CI).
@@ -265,6 +339,11 @@ pub struct ReportPlan {
     checked: Vec<Arc<dyn DynPolicy>>,
     /// The workloads of the matrix, seeded and scaled to `--cpus`.
     scenarios: Vec<Scenario>,
+    /// The kernel history's versions ([`HISTORY_VERSIONS`]): the policy
+    /// and its label, with the policy built where this build registers it.
+    history: Vec<HistoryRow>,
+    /// The workload of its `mmap_lock` figures, as the matrix would run it.
+    mmap_scenario: Scenario,
     /// `--engine native`: measure natively what fits the cores.
     native: bool,
     /// `--costs`: the cost model of everything simulated; None: calibrate
@@ -296,6 +375,16 @@ impl ReportPlan {
         // Every registered policy gets a verdict (a plugin's too).
         let checked = parse_policies(&crate::registered_names())?;
         let scenarios = workloads(args)?;
+        let registry = crate::registry();
+        let mut history = vec![];
+        for (name, label) in HISTORY_VERSIONS {
+            let policy = match registry.iter().any(|e| e.name == name) {
+                true => Some(parse_policies(name)?.remove(0)),
+                false => None,
+            };
+            history.push(HistoryRow { name, label, policy });
+        }
+        let mmap_scenario = matrix_scenario(preset(MMAP_LOCK_WORKLOAD)?, args)?;
         // `--costs` is the model of whatever is simulated: what does not
         // fit the cores (everything under `--engine sim`), and the CPU
         // sweep.
@@ -317,7 +406,7 @@ impl ReportPlan {
                  --costs, or add --engine sim or a CPU sweep"
             )));
         }
-        let watchdog = args.watchdog.timeout(&scenarios)?;
+        let watchdog = args.watchdog.timeout(scenarios.iter().chain([&mmap_scenario]))?;
         let opts = RunOptions {
             limit: Limit::Duration(work.run_time),
             pin: true,
@@ -332,6 +421,8 @@ impl ReportPlan {
             base,
             checked,
             scenarios,
+            history,
+            mmap_scenario,
             native,
             cost_file,
             work,
@@ -349,8 +440,10 @@ impl ReportPlan {
         let work = &self.work;
         let cores = available_cores() as u32;
         let measured = &self.measured;
-        // Each workload's scope explored, then sampled.
-        let checks = (2 * CHECKED_WORKLOADS.len() * self.checked.len()) as u64;
+        // Each workload's scope explored, then sampled; the kernel
+        // history's scopes that the verdicts do not explore.
+        let history_explored = self.history_versions().len() * KERNEL_HISTORY_PRESETS.len();
+        let checks = (2 * CHECKED_WORKLOADS.len() * self.checked.len() + history_explored) as u64;
         let mut ledger = Ledger::new(self.out.clone(), checks);
         // The cost model of everything simulated: given, or measured here.
         let (sim_costs, calibrated) = match &self.cost_file {
@@ -368,10 +461,22 @@ impl ReportPlan {
                 cells.extend(measure_cells(measured, &measure, work, &self.opts, &mut ledger)?);
             }
         }
+        // The kernel history's `mmap_lock` figures, measured as the
+        // matrix is (after it: nothing else runs meanwhile).
+        let versions = self.history_versions();
+        let mut mmap_cells = vec![];
+        if !versions.is_empty() {
+            for measure in measures_of(&self.mmap_scenario, self.native, cores, &sim_costs) {
+                simulated |= measure.engine.is_simulated();
+                mmap_cells.extend(measure_cells(&versions, &measure, &work.mmap_lock(), &self.opts, &mut ledger)?);
+            }
+        }
         let scaling = scaling_sweep(measured, work, self.seed, (cores, &sim_costs, &self.opts), &mut ledger)?;
         simulated |= scaling.iter().any(|p| p.measured == Measured::Simulated);
         let cpu_sweep = simulated_cpu_sweep(measured, work, self.seed, (&sim_costs, &self.opts), &mut ledger)?;
         let verdicts = verdicts(&self.checked, work, self.seed, &mut ledger)?;
+        let mut kernel_history = kernel_history(&self.history, &verdicts, (work, self.seed, self.quick), &mut ledger)?;
+        kernel_history.mmap_lock = Some(MmapLockCost { workload: MMAP_LOCK_WORKLOAD.into(), cells: mmap_cells });
         ledger.bar.finish_and_clear();
         let engine = match (self.native, simulated) {
             (false, _) => "sim",
@@ -395,9 +500,15 @@ impl ReportPlan {
             cpu_sweep,
             verdicts,
             watchdog_s: Some(self.opts.watchdog.as_secs_f64()),
+            kernel_history: Some(kernel_history),
             failures: ledger.failures.clone(),
         };
         Ok((result, ledger))
+    }
+
+    /// The kernel history's versions that this build registers.
+    fn history_versions(&self) -> Vec<Arc<dyn DynPolicy>> {
+        self.history.iter().filter_map(|v| v.policy.clone()).collect()
     }
 
     /// Write the report into the output directory (swapped in whole, see
@@ -772,6 +883,145 @@ fn verdicts(
     Ok(verdicts)
 }
 
+/// A row of the kernel history as planned.
+struct HistoryRow {
+    /// The policy's registered name ([`HISTORY_VERSIONS`]).
+    name: &'static str,
+    /// How the table names the version.
+    label: &'static str,
+    /// The policy, where this build registers it.
+    policy: Option<Arc<dyn DynPolicy>>,
+}
+
+/// The kernel history's verdicts: every registered version of
+/// [`HISTORY_VERSIONS`] on the scope of every preset of
+/// [`history_presets`], under [`history_bound`]. A scope the verdicts
+/// already explored the same way is taken from them; the others are
+/// explored here, on every core at once (an exploration measures
+/// nothing, so it may share the machine), each a cell of its own. A
+/// version this build does not register gets a row without cells.
+fn kernel_history(
+    versions: &[HistoryRow],
+    verdicts: &[Verdict],
+    (work, seed, quick): (&Work, u64, bool),
+    ledger: &mut Ledger,
+) -> Result<KernelHistory, CliError> {
+    let presets = history_presets();
+    let mut rows: Vec<HistoryVersion> = versions
+        .iter()
+        .map(|v| HistoryVersion {
+            policy: v.name.into(),
+            label: v.label.into(),
+            registered: v.policy.is_some(),
+            cells: vec![],
+        })
+        .collect();
+    // Every cell in table order, with its row; the cells to explore.
+    let mut cells: Vec<(usize, Option<HistoryCell>)> = vec![];
+    let mut jobs: Vec<(usize, Arc<dyn DynPolicy>, &str)> = vec![];
+    for (row, v) in versions.iter().enumerate() {
+        let Some(policy) = &v.policy else { continue };
+        let label = policy.label();
+        for &name in &presets {
+            let bound = history_bound(name, quick);
+            let explored = verdicts.iter().find(|v| {
+                v.workload == name
+                    && v.check.policy == label
+                    && v.check.exhaustive.as_ref().is_some_and(|e| e.bound == bound)
+            });
+            let cell = match explored {
+                Some(v) => Some(HistoryCell { workload: name.into(), check: Some(v.check.clone()), error: None }),
+                None if ledger.failed(&label, name) => Some(HistoryCell {
+                    workload: name.into(),
+                    check: None,
+                    error: Some("abandoned: see the failures".into()),
+                }),
+                None => {
+                    jobs.push((cells.len(), policy.clone(), name));
+                    None
+                }
+            };
+            cells.push((row, cell));
+        }
+    }
+    // The ledger counted on today's presets; more where a version was
+    // not explored by the verdicts on a 2023 one.
+    let counted = versions.iter().filter(|v| v.policy.is_some()).count() * KERNEL_HISTORY_PRESETS.len();
+    ledger.expect(jobs.len().saturating_sub(counted) as u64);
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::channel();
+    let workers = available_cores().max(1).min(jobs.len());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let (tx, jobs, next) = (tx.clone(), &jobs, &next);
+            scope.spawn(move || loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= jobs.len() || interrupt::requested() {
+                    break;
+                }
+                let (_, policy, name) = &jobs[k];
+                if tx.send((k, explore_history_cell(policy, name, (work, seed, quick)))).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        for (k, outcome) in rx {
+            let (index, policy, name) = &jobs[k];
+            let (label, what) =
+                (policy.label(), format!("explore {} on {name} scope (kernel history)", policy.label()));
+            ledger.step_done(&what);
+            cells[*index].1 = Some(match outcome {
+                Ok(cell) => {
+                    ledger.finished.push(what);
+                    cell
+                }
+                Err(failure) => {
+                    let error = failure.summary();
+                    ledger.fail(&label, name, "kernel history", *failure);
+                    HistoryCell { workload: (*name).into(), check: None, error: Some(error) }
+                }
+            });
+        }
+    });
+    ledger.checkpoint()?;
+    for (row, cell) in cells {
+        rows[row].cells.push(cell.expect("every cell explored or taken from the verdicts"));
+    }
+    Ok(KernelHistory { presets: presets.iter().map(|p| (*p).to_owned()).collect(), versions: rows, mmap_lock: None })
+}
+
+/// One cell of the kernel history: `policy` explored on `name`'s scope
+/// under [`history_bound`], as the verdicts explore theirs. A panic is a
+/// failure for the ledger; a scope that will not run is the cell's error.
+fn explore_history_cell(
+    policy: &Arc<dyn DynPolicy>,
+    name: &str,
+    (work, seed, quick): (&Work, u64, bool),
+) -> Result<HistoryCell, Box<RunFailure>> {
+    let error =
+        |e: &dyn std::fmt::Display| HistoryCell { workload: name.into(), check: None, error: Some(e.to_string()) };
+    let mut scenario = match preset(name) {
+        Ok(s) => s,
+        Err(e) => return Ok(error(&e)),
+    };
+    scenario.seed = seed;
+    let opts = CheckOptions { schedules: work.schedules, seed, ..CheckOptions::default() };
+    let workload = WorkloadArgs { workload: Some(name.into()), scenario: None, threads: None, set: vec![] };
+    let scope = exhaustive::scope(&scenario);
+    let how = ExhaustiveOptions { bound: history_bound(name, quick), reduce: true };
+    let report = match bench_core::oops::catch(|| check_exhaustive(policy, &scope, &opts, &how)) {
+        Ok(Ok(report)) => report,
+        Ok(Err(e)) => return Ok(error(&e)),
+        Err(panic) => return Err(Box::new(panic_failure(panic))),
+    };
+    let first = report
+        .first
+        .as_ref()
+        .map(|cx| counterexample_doc(cx, replay_command(&workload, &scope, &opts, &report.policy, &cx.token())));
+    Ok(HistoryCell { workload: name.into(), check: Some(policy_doc(policy, &scope, &report, first)), error: None })
+}
+
 /// Build every file in a staging directory and swap it with `out` in one
 /// step ([`crate::output_dir::replace_dir`]); a Ctrl-C during the build
 /// leaves `out` as it was. The plots are drawn in memory, written as
@@ -804,6 +1054,49 @@ fn write_outputs(out: &Path, result: &ReportResults, text: &str, ledger: &Ledger
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn args(argv: &[&str]) -> ReportArgs {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            report: ReportArgs,
+        }
+        <Cli as clap::Parser>::try_parse_from(std::iter::once("report").chain(argv.iter().copied())).unwrap().report
+    }
+
+    #[test]
+    fn the_matrix_measures_today_s_kernel_s_presets_only_when_named() {
+        let all: Vec<&str> = PRESETS.iter().map(|(name, _)| *name).collect();
+        assert!(KERNEL_HISTORY_PRESETS.iter().all(|p| all.contains(p)), "{all:?}");
+        let default: Vec<String> = workloads(&args(&[])).unwrap().into_iter().map(|s| s.name).collect();
+        let want: Vec<&str> = all.iter().copied().filter(|p| !KERNEL_HISTORY_PRESETS.contains(p)).collect();
+        assert_eq!(default, want);
+        let named: Vec<String> =
+            workloads(&args(&["-w", "retract,uffd-private"])).unwrap().into_iter().map(|s| s.name).collect();
+        assert_eq!(named, ["retract", "uffd-private"]);
+    }
+
+    #[test]
+    fn the_kernel_history_bounds_only_the_slow_scopes_and_only_when_quick() {
+        assert_eq!(history_presets(), ["uffd-private", "pml-contended", "pt-reclaim", "retract", "guard-file"]);
+        let bounds = |quick| history_presets().iter().map(|p| history_bound(p, quick)).collect::<Vec<_>>();
+        assert_eq!(bounds(false), [None; 5]);
+        assert_eq!(bounds(true), [None, None, Some(2), Some(2), None]);
+        let labels: Vec<&str> = HISTORY_VERSIONS.iter().map(|v| v.1).collect();
+        assert_eq!(labels, ["v6.1", "pre-fix", "v1 (6.6)", "v6.13"]);
+        // pre-fix and v1 are shipped; the others are built where registered.
+        let out = std::env::temp_dir().join(format!("collapse-bench-plan-{}", std::process::id()));
+        let plan = ReportPlan::new(&args(&["-w", "uffd-private", "--out", out.to_str().unwrap()])).unwrap();
+        assert!(!out.exists(), "a plan writes nothing");
+        let built: Vec<(&str, bool)> = plan.history.iter().map(|v| (v.name, v.policy.is_some())).collect();
+        let registered = |name: &str| crate::registry().iter().any(|e| e.name == name);
+        assert_eq!(
+            built,
+            [("v6.1", registered("v6.1")), ("pre-fix", true), ("v1", true), ("v6.13", registered("v6.13"))]
+        );
+        assert_eq!(plan.mmap_scenario.name, MMAP_LOCK_WORKLOAD);
+        assert!(plan.mmap_scenario.threads.faulters > 0);
+    }
 
     #[test]
     fn a_machine_as_big_as_the_workloads_simulates_only_what_it_is_asked_to() {

@@ -5,6 +5,7 @@
 
 pub mod compare;
 pub mod figures;
+pub mod history;
 pub mod html;
 pub mod plots;
 pub mod robot;

@@ -460,7 +460,7 @@ fn header(r: &ReportResults) -> String {
 }
 
 /// What a section measured one way says of it, under the rule.
-fn measured_heading(r: &ReportResults, workload: &str, measured: &Measured) -> String {
+pub fn measured_heading(r: &ReportResults, workload: &str, measured: &Measured) -> String {
     let how = match measured {
         Measured::Native => "native, pinned one thread per core".to_owned(),
         Measured::Fitted { actors } => format!(
@@ -746,7 +746,8 @@ pub fn terminal_summary(r: &ReportResults) -> String {
 
 /// The whole `report.txt`: header, one section per workload with a table
 /// per patch against `r.base`, the CPU sweep's tables where `r` has one,
-/// the verdicts and their counterexamples.
+/// the verdicts and their counterexamples, and the kernel history where
+/// `r` has one ([`crate::history`]).
 pub fn report_text(r: &ReportResults) -> String {
     let mut out = header(r);
     let mut sections: Vec<(&str, &Measured)> = vec![];
@@ -765,6 +766,10 @@ pub fn report_text(r: &ReportResults) -> String {
     }
     out.push('\n');
     out.push_str(&verdict_section(r));
+    if let Some(history) = crate::history::history_section(r) {
+        out.push('\n');
+        out.push_str(&history);
+    }
     if !r.failures.is_empty() {
         out.push('\n');
         out.push_str(&failure_section(&r.failures));

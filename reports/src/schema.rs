@@ -14,8 +14,10 @@ use std::collections::BTreeMap;
 /// Version of the result-file layout. 2: counterexample timelines are
 /// typed events ([`CounterexampleTimeline::Events`]) where 1 had printed
 /// lines. 3: a report's cells and sweep points say how they were measured
-/// ([`Measured`]), and a sweep point holds repeated runs.
-pub const SCHEMA: u32 = 3;
+/// ([`Measured`]), and a sweep point holds repeated runs. 4: a report
+/// has a kernel history ([`KernelHistory`], optional: files before 4
+/// load without one).
+pub const SCHEMA: u32 = 4;
 
 /// The oldest layout version this build still reads: a file of version 1
 /// loads with its counterexample timelines as the lines it printed
@@ -271,6 +273,10 @@ pub struct ReportResults {
     /// The watchdog timeout each native run had, s (absent in older files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watchdog_s: Option<f64>,
+    /// The checker on each kernel version's form of the function, and
+    /// the `mmap_lock` cost of each (absent before schema 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_history: Option<KernelHistory>,
     /// Runs and checks that were abandoned (a panic, or no progress):
     /// they have no entry in `cells`, `scaling` or `verdicts`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -435,6 +441,63 @@ pub struct Verdict {
     pub workload: String,
     /// What the search found.
     pub check: PolicyCheck,
+}
+
+/// A report's kernel history: the exhaustive checker's verdict of each
+/// kernel version's form of `collapse_pte_mapped_thp()` on the scope of
+/// each preset (the 2023 thread's and today's kernel's), and what
+/// `mmap_lock` cost the faults beside the collapse in each version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KernelHistory {
+    /// The presets whose scopes were explored (the table's columns), in order.
+    pub presets: Vec<String>,
+    /// One per kernel version (the table's rows), oldest first.
+    pub versions: Vec<HistoryVersion>,
+    /// The `mmap_lock` figures (absent where nothing was measured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mmap_lock: Option<MmapLockCost>,
+}
+
+/// One kernel version's row of the kernel history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryVersion {
+    /// The policy that models it, as registered (`v1`).
+    pub policy: String,
+    /// As the table names it (`v1 (6.6)`).
+    pub label: String,
+    /// Whether the build that made the report registers the policy: a
+    /// version it does not has no cells.
+    pub registered: bool,
+    /// One per preset explored, in [`KernelHistory::presets`] order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cells: Vec<HistoryCell>,
+}
+
+/// One version on one preset's scope.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryCell {
+    /// The preset.
+    pub workload: String,
+    /// The exhaustive check of its scope (None: it did not finish; see
+    /// `error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<PolicyCheck>,
+    /// Why there is no check (a panic, a scope that would not build).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What `mmap_lock` costs the faults beside a collapse: each registered
+/// version measured on one workload with page-cache faulters, the way
+/// the report measures its matrix on the machine (natively what fits the
+/// cores; fitted and simulated what does not).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MmapLockCost {
+    /// The workload (a preset with page-cache faulters).
+    pub workload: String,
+    /// One per version and way of measuring; a cell's `policy` is the
+    /// version's [`HistoryVersion::policy`].
+    pub cells: Vec<Cell>,
 }
 
 #[cfg(test)]

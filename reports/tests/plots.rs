@@ -251,6 +251,7 @@ fn results() -> ReportResults {
             Verdict { workload: W2.into(), check: check(PATCH, Some(counterexample())) },
         ],
         watchdog_s: None,
+        kernel_history: None,
         failures: vec![],
     }
 }

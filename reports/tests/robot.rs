@@ -436,6 +436,7 @@ fn fixture_report() -> ReportResults {
         cpu_sweep: Some(fixture_sweep()),
         verdicts,
         watchdog_s: None,
+        kernel_history: None,
         failures: vec![],
     }
 }
