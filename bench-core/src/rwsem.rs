@@ -11,13 +11,17 @@
 //! reader flag to drop. Both sides store before they load (sequentially
 //! consistent), so one of any racing pair sees the other and backs off.
 //!
+//! Waiting is first come, first served between the two sides, as the
+//! kernel's queue hands the lock over: a writer claiming the lock holds
+//! back readers that come after it, and readers that went to sleep
+//! behind a writer get in before the next writer may claim it (else a
+//! collapser taking it for write in a loop would starve every fault).
+//!
 //! Simplification, in DESIGN terms: the kernel's rwsem queues waiters in
-//! FIFO order with optimistic spinning and reader batching; the model's
-//! writer claims the lock ahead of readers that arrive later (a waiting
-//! writer holds new readers back, as the kernel's handoff does) but
-//! waiting writers are not ordered among themselves. Who may hold the
-//! lock together with whom is the kernel's; only the order of waiters
-//! differs.
+//! one FIFO with optimistic spinning and reader batching; the model does
+//! not order waiting writers among themselves, nor readers among
+//! themselves. Who may hold the lock together with whom is the kernel's;
+//! only the order within one side differs.
 
 use crate::footprint::AtomicU32;
 use crossbeam::utils::CachePadded;
@@ -29,6 +33,8 @@ pub struct RwSem {
     writer: CachePadded<AtomicU32>,
     /// 1 while the CPU holds it for read (or is about to look).
     readers: Box<[CachePadded<AtomicU32>]>,
+    /// Readers asleep behind a writer: the next writer waits for them.
+    queued_readers: CachePadded<AtomicU32>,
 }
 
 impl RwSem {
@@ -37,6 +43,7 @@ impl RwSem {
         RwSem {
             writer: CachePadded::new(AtomicU32::new(0)),
             readers: (0..cpus).map(|_| CachePadded::new(AtomicU32::new(0))).collect(),
+            queued_readers: CachePadded::new(AtomicU32::new(0)),
         }
     }
 
@@ -56,6 +63,17 @@ impl RwSem {
         self.writer.load(Ordering::SeqCst) == 0
     }
 
+    /// A reader goes to sleep behind a writer ([`RwSem::dequeue_reader`]
+    /// when it gets in).
+    pub(crate) fn queue_reader(&self) {
+        self.queued_readers.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A reader that slept got in.
+    pub(crate) fn dequeue_reader(&self) {
+        self.queued_readers.fetch_sub(1, Ordering::SeqCst);
+    }
+
     /// Drop this CPU's read hold.
     pub(crate) fn read_unlock(&self, cpu: u32) {
         self.readers[cpu as usize].store(0, Ordering::SeqCst);
@@ -65,7 +83,8 @@ impl RwSem {
     /// Readers that come later back off; those inside are waited for with
     /// [`RwSem::readers_gone`].
     pub(crate) fn try_claim_write(&self, cpu: u32) -> bool {
-        self.writer.compare_exchange(0, cpu + 1, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+        self.queued_readers.load(Ordering::SeqCst) == 0
+            && self.writer.compare_exchange(0, cpu + 1, Ordering::SeqCst, Ordering::SeqCst).is_ok()
     }
 
     /// Whether every CPU but `cpu` has left the read side.
@@ -108,5 +127,15 @@ mod tests {
         assert!(!sem.try_claim_write(0), "nor a second writer");
         sem.write_unlock();
         assert!(sem.try_read(1) && sem.no_writer());
+        sem.read_unlock(1);
+        // A reader asleep behind a writer gets in before the next writer.
+        assert!(sem.try_claim_write(2));
+        sem.queue_reader();
+        sem.write_unlock();
+        assert!(!sem.try_claim_write(2), "the queued reader goes first");
+        assert!(sem.try_read(0));
+        sem.dequeue_reader();
+        sem.read_unlock(0);
+        assert!(sem.try_claim_write(2));
     }
 }

@@ -45,7 +45,9 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
             }
         } else if !sem.try_read(cpu) {
             waited = true;
+            sem.queue_reader();
             self.engine.sleep_until(Event::Down(class, false), || sem.no_writer() && sem.try_read(cpu));
+            sem.dequeue_reader();
         }
         let now = self.engine.now_ns();
         if waited {
