@@ -56,9 +56,9 @@ fn quick_report_writes_every_output() {
     assert_eq!(results.base, "v1");
     assert_eq!(results.cells.len(), if fits { 2 } else { 4 });
     assert!(results.cells.iter().all(|c| c.runs.len() == results.repetitions as usize));
-    // Five policies on two checked workloads, each explored on its scope
-    // (complete, so `verified` or FAIL), then sampled.
-    assert_eq!(results.verdicts.len(), 20);
+    // Every registered policy on two checked workloads, each explored on
+    // its scope (complete, so `verified` or FAIL), then sampled.
+    assert_eq!(results.verdicts.len(), 4 * policies::registry().len());
     for v in &results.verdicts {
         let word = v.check.verdict.as_str();
         match &v.check.exhaustive {
@@ -66,7 +66,10 @@ fn quick_report_writes_every_output() {
             None => assert!(["ok", "FAIL"].contains(&word), "{v:?}"),
         }
     }
-    assert_eq!(results.verdicts.iter().filter(|v| v.check.exhaustive.is_some()).count(), 10);
+    assert_eq!(
+        results.verdicts.iter().filter(|v| v.check.exhaustive.is_some()).count(),
+        2 * policies::registry().len()
+    );
     assert!(text.contains("uffd-private, every interleaving of its scope"), "{text}");
     assert!(text.contains("pre-fix on uffd-private scope: table-freed-live first in"), "{text}");
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
