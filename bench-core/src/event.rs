@@ -77,6 +77,9 @@ pub enum Event {
     PteSet(u16, Pte),
     /// (trace) PMD cleared by `pmdp_collapse_flush` (or a zap).
     PmdClear,
+    /// (trace) PMD emptied by `pmd_clear()`: no flush (a page-table
+    /// freer's mmu_gather owes it).
+    PmdClearOnly,
     /// (trace) huge PMD installed.
     PmdHuge,
     /// (trace) `flush_tlb_mm`.

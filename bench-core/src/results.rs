@@ -285,6 +285,9 @@ pub enum TimelineEvent {
     },
     /// The PMD cleared by `pmdp_collapse_flush` (or a zap).
     PmdClear,
+    /// The PMD emptied by `pmd_clear()`, with no flush (empty-table
+    /// reclaim; the flush comes with its mmu_gather).
+    PmdClearOnly,
     /// A huge PMD installed.
     PmdHuge,
     /// `flush_tlb_mm`.

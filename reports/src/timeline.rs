@@ -17,8 +17,9 @@
 //!
 //! Events of other CPUs are kept only where they touch what the collapse
 //! touches: their lock, trylock and unlock of a lock the collapse takes in
-//! the window (and their hold of one when the window opens), and the PTEs
-//! they set or clear while holding one of those. A run of installs, each
+//! the window (and their hold of one when the window opens), the PTEs and
+//! PMDs they set or clear while holding one of those, and every table
+//! they free (what a page-table freer does). A run of installs, each
 //! in its own `ptl` section (a UFFDIO_COPY of many pages), is one row
 //! (`anon x15 240..254`) but for its last, shown whole.
 
@@ -79,6 +80,7 @@ pub fn label(event: &TimelineEvent) -> String {
         TimelineEvent::Unlock { lock } => format!("unlock {}", lock_label(lock)),
         TimelineEvent::PteSet { idx, pte } => format!("set idx {idx}: {pte}"),
         TimelineEvent::PmdClear => "pmdp_collapse_flush".to_owned(),
+        TimelineEvent::PmdClearOnly => "pmd_clear".to_owned(),
         TimelineEvent::PmdHuge => "set_huge_pmd".to_owned(),
         TimelineEvent::FlushMm => "flush_tlb_mm".to_owned(),
         TimelineEvent::FlushRange => "flush range".to_owned(),
@@ -215,7 +217,13 @@ pub fn shown(t: &Timeline<'_>) -> Vec<usize> {
                 || match &e.event {
                     TimelineEvent::PteSet { .. }
                     | TimelineEvent::InstallAnon { .. }
-                    | TimelineEvent::PteClear { .. } => holds_touched,
+                    | TimelineEvent::PteClear { .. }
+                    | TimelineEvent::PmdClear
+                    | TimelineEvent::PmdClearOnly => holds_touched,
+                    // Another path freeing a table (a retraction, an
+                    // empty-table reclaim) is what a stale-table or
+                    // use-after-free finding is about.
+                    TimelineEvent::TableFree { .. } | TimelineEvent::TableFreeNow { .. } => true,
                     event => lock_of(event).is_some_and(|lock| touched.contains(lock)),
                 });
         if keep {

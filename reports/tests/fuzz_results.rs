@@ -12,7 +12,7 @@ fn fixture(name: &str) -> String {
 
 /// A scratch file per test thread.
 fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cb-fuzz-results-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cb-fuzz-results-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(format!("{:?}.json", std::thread::current().id()).replace(['(', ')'], ""))
 }

@@ -875,6 +875,7 @@ pub fn timeline_event(mm: &Mm, role: Role, event: &Event) -> TimelineEvent {
         Event::PteSet(idx, pte) if role == Role::Uffd && pte.is_present() => TimelineEvent::InstallAnon { idx, pte },
         Event::PteSet(idx, pte) => TimelineEvent::PteSet { idx, pte },
         Event::PmdClear => TimelineEvent::PmdClear,
+        Event::PmdClearOnly => TimelineEvent::PmdClearOnly,
         Event::PmdHuge => TimelineEvent::PmdHuge,
         Event::FlushMm => TimelineEvent::FlushMm,
         Event::FlushRange => TimelineEvent::FlushRange,

@@ -994,7 +994,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
         self.assert_held(self.pmd_lockptr(pmd), "pmd_clear");
         self.charge(Cost::EntryClear, 1);
         self.mm.pmds.entry(pmd.table, pmd.idx).store(0, Ordering::Release);
-        self.engine.trace(self.cpu, Event::PmdClear);
+        self.engine.trace(self.cpu, Event::PmdClearOnly);
     }
 
     /// `tlb_remove_table_sync_one()`: an IPI to every CPU, waited for, so
