@@ -112,7 +112,7 @@ fn default_check_judges_the_five_policies_on_every_preset() {
     assert!(head.starts_with("check on every preset, seed 1: 4000 schedules per policy, split by the seed:"), "{head}");
     // Overall verdicts, one per policy (a wrapped line joined back).
     let overall = stdout.split("overall (in brackets, reported apart").nth(1).expect("overall verdicts");
-    let overall = overall.split_once("survives):\n").expect("the header's end").1;
+    let overall = overall.split_once("kernel):\n").expect("the header's end").1;
     let mut lines: Vec<String> = vec![];
     for l in overall.lines().take_while(|l| !l.is_empty() && !l.starts_with("results: ")) {
         match l.strip_prefix("    ") {
@@ -127,20 +127,22 @@ fn default_check_judges_the_five_policies_on_every_preset() {
             (policy, rest.split(';').next().unwrap())
         })
         .collect();
-    // pt-reclaim (empty-table reclaim, v6.14) is reported apart: the 6.6
-    // form does not recheck the PMD, so there v1 locks the ptl of a table
-    // freed under it (shown in brackets, below).
-    let want: Vec<(&str, &str)> = vec![
-        ("pre-fix", "FAIL table-freed-live"),
-        ("v1", "ok"),
-        ("v2-flush-bool", "FAIL stale-translation"),
-        ("v2-posted", "FAIL stale-tlb"),
-        ("v2-step3-down", "FAIL stale-translation"),
+    // pt-reclaim (empty-table reclaim, v6.14) is judged apart, as the
+    // verdict on today's kernel: the 6.6 form does not recheck the PMD, so
+    // there v1 locks the ptl of a table freed under it, and so does v2 as
+    // posted (step 1's ptl pointer, taken again without a lookup).
+    let today = " (today's kernel: FAIL use-after-free on pt-reclaim)";
+    let want: Vec<(&str, String)> = vec![
+        ("pre-fix", format!("FAIL table-freed-live{today}")),
+        ("v1", format!("ok{today}")),
+        ("v2-flush-bool", "FAIL stale-translation".to_owned()),
+        ("v2-posted", format!("FAIL stale-tlb{today}")),
+        ("v2-step3-down", "FAIL stale-translation".to_owned()),
     ];
-    let got: Vec<(&str, &str)> = verdicts.into_iter().collect();
+    let got: Vec<(&str, String)> = verdicts.into_iter().map(|(p, v)| (p, v.to_owned())).collect();
     assert_eq!(got, want, "{overall}");
     assert!(
-        lines.iter().any(|l| l.starts_with("v1: ok;") && l.contains("[pt-reclaim FAIL use-after-free]")),
+        lines.iter().any(|l| l.starts_with("v1: ok (") && l.contains(", pt-reclaim FAIL use-after-free,")),
         "{overall}"
     );
 
@@ -155,7 +157,7 @@ fn default_check_judges_the_five_policies_on_every_preset() {
     assert!(schedules.iter().all(|&n| n == 400), "{schedules:?}");
     let apart: Vec<&str> =
         presets.iter().filter(|p| p["reported_apart"] == true).map(|p| p["workload"].as_str().unwrap()).collect();
-    assert_eq!(apart, ["markers", "pt-reclaim", "guard-file", "mixed"]);
+    assert_eq!(apart, ["markers", "guard-file", "mixed"]);
     let verdict = |preset: &str, policy: &str| -> String {
         let p = presets.iter().find(|p| p["workload"] == preset).unwrap();
         let c = p["policies"].as_array().unwrap().iter().find(|c| c["policy"] == policy).unwrap();

@@ -562,6 +562,21 @@ pub fn check_every_preset(
     Ok(out)
 }
 
+/// The verdict on today's kernel over presets, each given as (preset
+/// name, report): the gravest finding of a later kernel's page-table
+/// freer ([`LATER_KERNEL_PRESETS`]), and the preset (None: ok there, or
+/// none ran). [`overall_failure`] leaves those presets out: a form of the
+/// 6.6 line is judged on them apart.
+pub fn later_kernel_failure<'a>(
+    reports: impl IntoIterator<Item = (&'a str, &'a CheckReport)>,
+) -> Option<(&'a str, Oracle)> {
+    let found = reports
+        .into_iter()
+        .filter(|(name, _)| LATER_KERNEL_PRESETS.contains(name))
+        .filter_map(|(name, r)| Some((name, r.by_oracle.keys().copied().min_by_key(|o| o.gravity())?)));
+    found.min_by_key(|(_, oracle)| oracle.gravity())
+}
+
 /// The overall verdict over presets, each given as (preset name, report),
 /// as [`check_every_preset`] gives them: the gravest verdict of the
 /// reports that count against the policy ([`counted_verdict`]), and the first preset that
