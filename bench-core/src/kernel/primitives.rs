@@ -708,10 +708,10 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
 
     /// A split `ptl` lives in its table's page descriptor and dies with
     /// the table: RCU keeps it valid until the grace period of the table's
-    /// `pte_free_defer()` ends (from v6.13 the ptlock itself is freed by
-    /// RCU as well), and not after. Taking one whose table was freed since
-    /// this CPU looked it up, or whose grace period has ended, is a
-    /// use-after-free.
+    /// `pte_free_defer()` ends (from v6.14, with empty-table reclaim, a
+    /// separately allocated ptlock is freed by RCU too), and not after.
+    /// Taking one whose table was freed since this CPU looked it up, or
+    /// whose grace period has ended, is a use-after-free.
     fn check_ptl_alive(&self, id: LockId, what: &str) {
         if !self.mm.config.oracles || self.mm.lock_class(id) != LockClass::PteLock {
             return;
