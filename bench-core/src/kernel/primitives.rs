@@ -120,9 +120,30 @@ pub(crate) struct ClearLog {
     pub(crate) hpage: Option<Pfn>,
     /// (virtual page, frame it mapped, oracle clock tick at the clear)
     pub(crate) cleared: Vec<(u64, Pfn, u64)>,
-    /// Subpages the collapse took out of the rmap (`page_remove_rmap()`),
-    /// whether or not it cleared their entries.
-    pub(crate) unmapped: Vec<Pfn>,
+    /// Subpages of `hpage` the collapse took out of the rmap
+    /// (`page_remove_rmap()`), whether or not it cleared their entries:
+    /// bit `i` for `hpage + i`.
+    pub(crate) unmapped: [u64; HPAGE_PMD_NR / 64],
+}
+
+impl ClearLog {
+    /// `page`'s index in `hpage`, if it is one of its subpages.
+    fn subpage(&self, page: Pfn) -> Option<usize> {
+        let i = page.0.checked_sub(self.hpage?.0)? as usize;
+        (i < HPAGE_PMD_NR).then_some(i)
+    }
+
+    /// `page` was taken out of the rmap.
+    fn note_unmapped(&mut self, page: Pfn) {
+        if let Some(i) = self.subpage(page) {
+            self.unmapped[i / 64] |= 1 << (i % 64);
+        }
+    }
+
+    /// Whether `page` was taken out of the rmap.
+    fn was_unmapped(&self, page: Pfn) -> bool {
+        self.subpage(page).is_some_and(|i| self.unmapped[i / 64] & (1 << (i % 64)) != 0)
+    }
 }
 
 /// A model CPU: the engine it runs on, the mm, and its own measurements.
@@ -282,7 +303,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
         if self.role == Role::Collapse {
             self.clear_log.hpage = Some(page);
             self.clear_log.cleared.clear();
-            self.clear_log.unmapped.clear();
+            self.clear_log.unmapped = [0; HPAGE_PMD_NR / 64];
         }
         Some(page)
     }
@@ -915,7 +936,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
     pub fn page_remove_rmap(&mut self, page: Pfn, _vma: &Vma, compound: bool) {
         self.charge(Cost::RmapUpdate, 1);
         if self.role == Role::Collapse && self.mm.config.oracles {
-            self.clear_log.unmapped.push(page);
+            self.clear_log.note_unmapped(page);
         }
         let p = self.mm.pages.get(page);
         let counter = if compound { &p.entire_mapcount } else { &p.mapcount };
@@ -1004,7 +1025,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
     /// call waits for every one that entered before it.
     pub fn tlb_remove_table_sync_one(&mut self) {
         let rcu = &self.mm.rcu;
-        let (cpu, before) = (self.cpu, rcu.start_sync());
+        let (cpu, before) = (self.cpu, rcu.close_epoch());
         let ipis = (self.mm.tlbs.cpus() as u64).saturating_sub(1);
         self.charge(Cost::Ipi, ipis);
         self.metrics.counts.ipis += ipis;
@@ -1166,40 +1187,36 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
             // An entry whose page this collapse already took out of the
             // rmap (v6.1 frees the table with them, under exclusive locks)
             // is dead, as page_table_check would count it.
-            let dead = |p: &Pte| p.pfn().is_some_and(|pfn| self.clear_log.unmapped.contains(&pfn));
+            let dead = |p: &Pte| p.pfn().is_some_and(|pfn| self.clear_log.was_unmapped(pfn));
             let live: Vec<(usize, Pte)> = (0..PTRS_PER_PTE)
                 .map(|i| (i, self.mm.tables.get(slot, i)))
                 .filter(|(_, p)| !p.is_none() && !dead(p))
                 .collect();
-            if live.is_empty() {
-                self.charge(Cost::TableFree, 1);
-                self.metrics.counts.tables_freed += 1;
-                return Some(slot);
+            if let Some(&(idx, pte)) = live.first() {
+                let who = pte
+                    .pfn()
+                    .filter(|&p| self.mm.pages.get(p).is_anon())
+                    .map(|p| {
+                        format!(
+                            " (anon page installed by {})",
+                            installer_name(self.mm.pages.get(p).installer.load(Ordering::Relaxed))
+                        )
+                    })
+                    .unwrap_or_default();
+                let message = format!(
+                    "{what}: PTE table {slot} freed with {} live entr{}: idx {idx} = {pte}{who}",
+                    live.len(),
+                    if live.len() == 1 { "y" } else { "ies" }
+                );
+                self.mm.violations.push(Violation {
+                    oracle: Oracle::TableFreedLive,
+                    cpu: Some(self.cpu),
+                    step: Some(self.place().to_owned()),
+                    message,
+                    cached: vec![],
+                    freed_live: live,
+                });
             }
-            let (idx, pte) = live[0];
-            let who = pte
-                .pfn()
-                .filter(|&p| self.mm.pages.get(p).is_anon())
-                .map(|p| {
-                    format!(
-                        " (anon page installed by {})",
-                        installer_name(self.mm.pages.get(p).installer.load(Ordering::Relaxed))
-                    )
-                })
-                .unwrap_or_default();
-            let message = format!(
-                "{what}: PTE table {slot} freed with {} live entr{}: idx {idx} = {pte}{who}",
-                live.len(),
-                if live.len() == 1 { "y" } else { "ies" }
-            );
-            self.mm.violations.push(Violation {
-                oracle: Oracle::TableFreedLive,
-                cpu: Some(self.cpu),
-                step: Some(self.place().to_owned()),
-                message,
-                cached: vec![],
-                freed_live: live,
-            });
         }
         // The model charges an immediate free as the deferred one's
         // queueing: one page-allocator call either way, near enough.
