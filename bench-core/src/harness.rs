@@ -376,12 +376,7 @@ impl<'a, E: Engine> Harness<'a> for Cx<'a, E> {
         }
         if let Some(h) = self.rwsems.iter().find(|h| h.class == LockClass::IMmapRwsem).copied() {
             self.violation(Oracle::LockOrder, format!("{policy} returned holding {}", h.class.name()));
-            self.rwsems.retain(|h| h.class != LockClass::IMmapRwsem);
-            if h.write {
-                self.mm.i_mmap_rwsem.write_unlock();
-            } else {
-                self.mm.i_mmap_rwsem.read_unlock(self.cpu);
-            }
+            self.up(h.class, h.write);
         }
         if !self.pte_maps.is_empty() {
             let tables: Vec<String> = self.pte_maps.iter().map(u32::to_string).collect();
@@ -527,11 +522,6 @@ impl MmuGather {
     pub fn pte_free_tlb(&mut self, table: PgTable, addr: u64) {
         self.adjust_range(addr, PAGE_SIZE);
         self.tables.push(table);
-    }
-
-    /// The range the finish will flush, if any.
-    pub fn range(&self) -> Option<(u64, u64)> {
-        self.range
     }
 }
 

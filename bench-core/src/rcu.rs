@@ -46,7 +46,7 @@ impl Rcu {
     /// Queue table `slot` (already unlinked from its PMD) and hand back every
     /// queued slot whose grace period has ended.
     pub(crate) fn defer(&self, slot: u32, mut reclaim: impl FnMut(u32)) {
-        let e = self.epoch.fetch_add(1, Ordering::SeqCst);
+        let e = self.close_epoch();
         crate::footprint::note(&self.pending as *const _ as *const (), true);
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         pending.push_back((e, slot));
@@ -62,8 +62,7 @@ impl Rcu {
 
     fn reclaim_locked(&self, pending: &mut VecDeque<(u64, u32)>, reclaim: &mut impl FnMut(u32)) {
         // A reader that entered at epoch r <= e may still see what was freed at e.
-        let oldest_reader =
-            self.readers.iter().map(|r| r.load(Ordering::SeqCst)).filter(|&r| r != 0).min().unwrap_or(u64::MAX);
+        let oldest_reader = self.oldest_reader(None);
         while let Some(&(e, slot)) = pending.front() {
             if e >= oldest_reader {
                 break;
@@ -81,22 +80,26 @@ impl Rcu {
         let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let Some(&(e, _)) = pending.iter().find(|&&(_, s)| s == slot) else { return false };
         drop(pending);
-        self.readers_before_gone(e, u32::MAX)
+        e < self.oldest_reader(None)
     }
 
-    /// Start a synchronisation with the readers inside now: returns the
-    /// epoch they entered at or before (later readers enter after it).
-    pub(crate) fn start_sync(&self) -> u64 {
+    /// Close the current epoch: returns it. Every reader inside now
+    /// entered at or before it; every later one enters after it.
+    pub(crate) fn close_epoch(&self) -> u64 {
         self.epoch.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// The earliest epoch a reader inside its read side entered at, `cpu`
+    /// left out if given (u64::MAX: none inside).
+    fn oldest_reader(&self, except: Option<u32>) -> u64 {
+        let inside = self.readers.iter().enumerate().filter(|&(cpu, _)| Some(cpu as u32) != except);
+        inside.map(|(_, r)| r.load(Ordering::SeqCst)).filter(|&r| r != 0).min().unwrap_or(u64::MAX)
     }
 
     /// Whether every reader but `me` that entered at or before `epoch` has
     /// left its read side.
     pub(crate) fn readers_before_gone(&self, epoch: u64, me: u32) -> bool {
-        self.readers.iter().enumerate().all(|(cpu, r)| {
-            let r = r.load(Ordering::SeqCst);
-            cpu as u32 == me || r == 0 || r > epoch
-        })
+        epoch < self.oldest_reader(Some(me))
     }
 
     /// The readers' allocation ([`crate::footprint::Regions`]).

@@ -97,11 +97,6 @@ impl RwSem {
         self.writer.store(0, Ordering::SeqCst);
     }
 
-    /// The writer, if a CPU holds or claims it for write.
-    pub fn writer(&self) -> Option<u32> {
-        self.writer.load(Ordering::SeqCst).checked_sub(1)
-    }
-
     /// The reader flags' allocation ([`crate::footprint::Regions`]; the
     /// writer word lies inline in its owner, the model mm).
     pub(crate) fn footprint_regions(&self, out: &mut Vec<(usize, usize)>) {

@@ -58,7 +58,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
     }
 
     /// `up_read()` / `up_write()`.
-    fn up(&mut self, class: LockClass, write: bool) {
+    pub(crate) fn up(&mut self, class: LockClass, write: bool) {
         let Some(i) = self.rwsems.iter().rposition(|h| h.class == class && h.write == write) else {
             let how = if write { "write" } else { "read" };
             self.violation(
