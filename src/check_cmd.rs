@@ -487,16 +487,14 @@ fn overall_verdicts(policies: &[Arc<dyn DynPolicy>], presets: &[(String, Vec<Che
         for (name, _) in presets {
             cells.push(match by_preset.iter().find(|(n, _)| n == name) {
                 None => format!("{name} PANIC"),
-                Some((_, r)) => {
-                    match (r.by_oracle.keys().copied().min_by_key(|o| o.gravity()), counted_verdict(name, r)) {
-                        (None, _) => format!("{name} {}", r.verdict_word()),
-                        (Some(_), Some(counted)) => format!("{name} FAIL {counted}"),
-                        (Some(gravest), None) if LATER_KERNEL_PRESETS.contains(&name.as_str()) => {
-                            format!("{name} FAIL {gravest}")
-                        }
-                        (Some(excused), None) => format!("[{name} FAIL {excused}]"),
+                Some((_, r)) => match (r.gravest(), counted_verdict(name, r)) {
+                    (None, _) => format!("{name} {}", r.verdict_word()),
+                    (Some(_), Some(counted)) => format!("{name} FAIL {counted}"),
+                    (Some(gravest), None) if LATER_KERNEL_PRESETS.contains(&name.as_str()) => {
+                        format!("{name} FAIL {gravest}")
                     }
-                }
+                    (Some(excused), None) => format!("[{name} FAIL {excused}]"),
+                },
             });
         }
         let verified = by_preset.iter().all(|(_, r)| r.exhaustive.as_ref().is_some_and(|e| e.complete()));

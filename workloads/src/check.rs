@@ -174,6 +174,11 @@ impl CheckReport {
         !self.by_oracle.is_empty()
     }
 
+    /// The gravest rule any schedule broke ([`Oracle::gravity`]).
+    pub fn gravest(&self) -> Option<Oracle> {
+        self.by_oracle.keys().copied().min_by_key(|o| o.gravity())
+    }
+
     /// Whether a schedule broke a rule other than by the guard-marker race.
     pub fn failed_beyond_guard_markers(&self) -> bool {
         self.violating > self.guard_marker_races
@@ -526,21 +531,20 @@ pub fn split_schedules(total: u64, parts: usize, seed: u64) -> Vec<u64> {
     (0..n).map(|i| total / n + u64::from((i + n - start) % n < total % n)).collect()
 }
 
-/// The verdict a preset's report counts against the policy with in the
-/// default scope (None: nothing counts): its gravest finding, except on a
+/// The verdict a preset's report counts against the policy with on the
+/// v6.6 line (None: nothing counts): its gravest finding, except on a
 /// preset that runs the guard-marker installer, where a schedule whose
 /// only finding is that race is reported apart, and on a later kernel's
-/// page-table freer ([`LATER_KERNEL_PRESETS`]), reported apart whole: a
-/// form of the 6.6 line is not expected to survive it, and a form for
-/// today's kernel is checked there by name (`-w pt-reclaim`) or by
-/// conformance.
+/// page-table freer ([`LATER_KERNEL_PRESETS`]), which a form of the 6.6
+/// line is not expected to survive: that is judged apart, as the verdict
+/// on today's kernel ([`later_kernel_failure`]).
 pub fn counted_verdict(preset: &str, report: &CheckReport) -> Option<Oracle> {
     if LATER_KERNEL_PRESETS.contains(&preset) {
         None
     } else if FUTURE_INSERTER_PRESETS.contains(&preset) {
         report.gravest_beyond_guard_markers
     } else {
-        report.by_oracle.keys().copied().min_by_key(|o| o.gravity())
+        report.gravest()
     }
 }
 
@@ -573,7 +577,7 @@ pub fn later_kernel_failure<'a>(
     let found = reports
         .into_iter()
         .filter(|(name, _)| LATER_KERNEL_PRESETS.contains(name))
-        .filter_map(|(name, r)| Some((name, r.by_oracle.keys().copied().min_by_key(|o| o.gravity())?)));
+        .filter_map(|(name, r)| Some((name, r.gravest()?)));
     found.min_by_key(|(_, oracle)| oracle.gravity())
 }
 

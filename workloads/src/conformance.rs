@@ -237,6 +237,12 @@ impl PresetOutcome {
     pub fn later_kernel(&self) -> bool {
         LATER_KERNEL_PRESETS.contains(&self.preset.as_str())
     }
+
+    /// Whether its findings count for `expect`: a later kernel's
+    /// page-table freer only for a policy expected correct today.
+    fn judged_for(&self, expect: Expect) -> bool {
+        expect == Expect::CorrectToday || !self.later_kernel()
+    }
 }
 
 /// What the suite found for one policy.
@@ -317,8 +323,8 @@ impl fmt::Display for ConformanceReport {
             )?;
             let (future, main): (Vec<&PresetOutcome>, Vec<&PresetOutcome>) =
                 self.presets.iter().partition(|p| p.future_inserters());
-            let apart = |p: &&&PresetOutcome| self.expect != Expect::CorrectToday && p.later_kernel();
-            let (later, main): (Vec<&PresetOutcome>, Vec<&PresetOutcome>) = main.into_iter().partition(|p| apart(&p));
+            let (main, later): (Vec<&PresetOutcome>, Vec<&PresetOutcome>) =
+                main.into_iter().partition(|p| p.judged_for(self.expect));
             for p in main {
                 write_preset(f, p)?;
             }
@@ -550,11 +556,10 @@ fn judge_checker(report: &mut ConformanceReport, opts: &ConformanceOptions) {
             // ahead"): a table freed with nothing but guard markers in it.
             // Any other finding fails, on the marker presets too; on the
             // later kernels' presets only when expected correct today.
-            let judged = |p: &&PresetOutcome| opts.expect == Expect::CorrectToday || !p.later_kernel();
             for p in report
                 .presets
                 .iter()
-                .filter(judged)
+                .filter(|p| p.judged_for(opts.expect))
                 .filter(|p| p.check.as_ref().is_some_and(CheckReport::failed_beyond_guard_markers))
             {
                 let found: Vec<&str> =

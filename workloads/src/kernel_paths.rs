@@ -507,22 +507,24 @@ fn try_to_free_pte<E: Engine>(cx: &mut Cx<'_, E>, pmd: PmdRef, addr: u64, tlb: &
     if ptl != pml {
         cx.spin_lock_nested(ptl, SINGLE_DEPTH_NESTING);
     }
-    let empty = (0..PTRS_PER_PTE).all(|i| cx.ptep_get(map.at(i)).is_none());
-    if empty {
-        cx.pte_unmap(map);
-        cx.pmd_clear(pmd);
+    if !(0..PTRS_PER_PTE).all(|i| cx.ptep_get(map.at(i)).is_none()) {
+        // out_ptl: an entry came back; the table stays.
+        if ptl != pml {
+            cx.pte_unmap_unlock(map, ptl);
+        } else {
+            cx.pte_unmap(map);
+        }
+        cx.spin_unlock(pml);
+        return false;
     }
+    cx.pte_unmap(map);
+    cx.pmd_clear(pmd);
     if ptl != pml {
         cx.spin_unlock(ptl);
     }
-    if !empty {
-        cx.pte_unmap(map);
-    }
     cx.spin_unlock(pml);
-    if empty {
-        free_pte(cx, addr, tlb, pmdval);
-    }
-    empty
+    free_pte(cx, addr, tlb, pmdval);
+    true
 }
 
 /// What `retract_page_tables()` did with a range's table.
