@@ -27,15 +27,15 @@ use bench_core::results::{Environment, PolicyRun, RunFailure};
 use bench_core::CostModel;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reports::schema::{
-    Cell, CpuSweep, HistoryCell, HistoryVersion, KernelHistory, Measured, MmapLockCost, PolicyFailure, ReportResults,
-    ScalingPoint, SimCosts, Verdict, SCHEMA,
+    Cell, CpuSweep, HistoryCell, HistoryVersion, KernelHistory, Measured, MmapLockCost, PolicyCheck, PolicyFailure,
+    ReportResults, ScalingPoint, SimCosts, Verdict, SCHEMA,
 };
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
-use workloads::check::{check_policy, CheckOptions};
+use workloads::check::{check_policy, CheckOptions, CheckReport};
 use workloads::exhaustive::{self, check_exhaustive, ExhaustiveOptions};
 use workloads::scenario::available_memory;
 use workloads::{preset, RunOptions, Scenario, PRESETS};
@@ -676,24 +676,41 @@ fn measure_cells(
         if round >= work.min_runs {
             ledger.expect(cells.len() as u64);
         }
-        let scenario = Scenario { seed: measure.scenario.seed.wrapping_add(round.into()), ..measure.scenario.clone() };
-        for (policy, cell) in policies.iter().zip(cells.iter_mut()) {
-            if ledger.failed(&cell.policy, name) {
-                continue;
-            }
-            ledger.checkpoint()?;
-            let outcome = run_on_engine(policy.clone(), &scenario, &measure.engine, &opts)?;
-            let what = format!("{part} {} on {name}, run {}", cell.policy, round + 1);
-            if let Some(run) = ledger.ran(outcome, &cell.policy, name, &part, &what) {
-                cell.runs.push(run);
-            }
-        }
+        let slots = policies.iter().zip(cells.iter_mut().map(|c| (c.policy.as_str(), &mut c.runs)));
+        let what = |policy: &str| format!("{part} {policy} on {name}, run {}", round + 1);
+        run_round(slots, &measure.scenario, round, (&measure.engine, &opts), (&part, &what), ledger)?;
     }
     cells.retain(|c| !ledger.failed(&c.policy, name));
     for c in &cells {
         ledger.finished.push(format!("{part} {} on {name} ({} runs)", c.policy, c.runs.len()));
     }
     Ok(cells)
+}
+
+/// One round of every policy in `slots` (with its label and the runs it
+/// has so far) on `base` with seed + `round`, taking turns: each run that
+/// finishes is added to its policy's runs. A policy that failed on the
+/// workload is not run again. `what` names a run in the progress lines.
+fn run_round<'a>(
+    slots: impl Iterator<Item = (&'a Arc<dyn DynPolicy>, (&'a str, &'a mut Vec<PolicyRun>))>,
+    base: &Scenario,
+    round: u32,
+    (engine, opts): (&EngineChoice, &RunOptions),
+    (part, what): (&str, &dyn Fn(&str) -> String),
+    ledger: &mut Ledger,
+) -> Result<(), CliError> {
+    let scenario = Scenario { seed: base.seed.wrapping_add(round.into()), ..base.clone() };
+    for (policy, (label, runs)) in slots {
+        if ledger.failed(label, &base.name) {
+            continue;
+        }
+        ledger.checkpoint()?;
+        let outcome = run_on_engine(policy.clone(), &scenario, engine, opts)?;
+        if let Some(run) = ledger.ran(outcome, label, &base.name, part, &what(label)) {
+            runs.push(run);
+        }
+    }
+    Ok(())
 }
 
 /// Whether every headline figure of every cell has settled: half its
@@ -815,18 +832,9 @@ fn sweep_point(
         .collect();
     ledger.expect((policies.len() as u32 * runs).into());
     for round in 0..runs {
-        let scenario = Scenario { seed: scenario.seed.wrapping_add(round.into()), ..scenario.clone() };
-        for (policy, point) in policies.iter().zip(points.iter_mut()) {
-            if ledger.failed(&point.policy, name) {
-                continue;
-            }
-            ledger.checkpoint()?;
-            let outcome = run_on_engine(policy.clone(), &scenario, engine, opts)?;
-            let what = format!("{part} {}, run {}", point.policy, round + 1);
-            if let Some(run) = ledger.ran(outcome, &point.policy, name, part, &what) {
-                point.runs.push(run);
-            }
-        }
+        let slots = policies.iter().zip(points.iter_mut().map(|p| (p.policy.as_str(), &mut p.runs)));
+        let what = |policy: &str| format!("{part} {policy}, run {}", round + 1);
+        run_round(slots, scenario, round, (engine, opts), (part, &what), ledger)?;
     }
     points.retain(|p| !ledger.failed(&p.policy, name) && !p.runs.is_empty());
     for p in &points {
@@ -852,7 +860,6 @@ fn verdicts(
         let mut scenario = preset(name)?;
         scenario.seed = seed;
         let opts = CheckOptions { schedules: work.schedules, seed, ..CheckOptions::default() };
-        let workload = WorkloadArgs { workload: Some(name.into()), scenario: None, threads: None, set: vec![] };
         let scope = exhaustive::scope(&scenario);
         let how = ExhaustiveOptions { bound: exhaustive::default_bound(name), reduce: true };
         for (scenario, explore) in [(&scope, true), (&scenario, false)] {
@@ -872,10 +879,8 @@ fn verdicts(
                         continue;
                     }
                 };
-                let first = report.first.as_ref().map(|cx| {
-                    counterexample_doc(cx, replay_command(&workload, scenario, &opts, &report.policy, &cx.token()))
-                });
-                verdicts.push(Verdict { workload: name.into(), check: policy_doc(policy, scenario, &report, first) });
+                verdicts
+                    .push(Verdict { workload: name.into(), check: check_doc(policy, name, scenario, &opts, &report) });
                 ledger.finished.push(format!("{part} {} on {name}{scope}", policy.label()));
             }
         }
@@ -1007,7 +1012,6 @@ fn explore_history_cell(
     };
     scenario.seed = seed;
     let opts = CheckOptions { schedules: work.schedules, seed, ..CheckOptions::default() };
-    let workload = WorkloadArgs { workload: Some(name.into()), scenario: None, threads: None, set: vec![] };
     let scope = exhaustive::scope(&scenario);
     let how = ExhaustiveOptions { bound: history_bound(name, quick), reduce: true };
     let report = match bench_core::oops::catch(|| check_exhaustive(policy, &scope, &opts, &how)) {
@@ -1015,11 +1019,25 @@ fn explore_history_cell(
         Ok(Err(e)) => return Ok(error(&e)),
         Err(panic) => return Err(Box::new(panic_failure(panic))),
     };
+    Ok(HistoryCell { workload: name.into(), check: Some(check_doc(policy, name, &scope, &opts, &report)), error: None })
+}
+
+/// What a check of `policy` on preset `name` (its `scenario`, or its
+/// scope) found, as results record it: the verdict, and the first
+/// counterexample with the `check` command that replays it.
+fn check_doc(
+    policy: &Arc<dyn DynPolicy>,
+    name: &str,
+    scenario: &Scenario,
+    opts: &CheckOptions,
+    report: &CheckReport,
+) -> PolicyCheck {
+    let workload = WorkloadArgs { workload: Some(name.into()), scenario: None, threads: None, set: vec![] };
     let first = report
         .first
         .as_ref()
-        .map(|cx| counterexample_doc(cx, replay_command(&workload, &scope, &opts, &report.policy, &cx.token())));
-    Ok(HistoryCell { workload: name.into(), check: Some(policy_doc(policy, &scope, &report, first)), error: None })
+        .map(|cx| counterexample_doc(cx, replay_command(&workload, scenario, opts, &report.policy, &cx.token())));
+    policy_doc(policy, scenario, report, first)
 }
 
 /// Build every file in a staging directory and swap it with `out` in one
