@@ -19,6 +19,13 @@
 //! cargo bench --bench overhead
 //! ```
 //!
+//! A second pair, `uncontended_collapse/kernel_c_ratio`, times the
+//! kernel's own `collapse_pte_mapped_thp()` (compiled by the kernel-C
+//! front end from the tree `COLLAPSE_BENCH_KERNEL_SOURCE` names, default
+//! Debian's `/usr/src/linux-source-6.12.tar.xz`) against the Rust `v1`
+//! port, the same way, on one model, and prints how long compiling and
+//! loading took. Without a tree it says so and measures nothing.
+//!
 //! Under `cargo test --benches` (no `--bench` argument) it runs a few
 //! pairs as a smoke test. Positional arguments are criterion-style
 //! filters: the bench runs when one of them is part of its name
@@ -31,8 +38,9 @@ use bench_core::mm::MAP_BASE;
 use common::{assert_clean, cpu, framework_round, model, policy, Reference};
 use std::time::{Duration, Instant};
 
-/// The bench's name, as `--list` shows it and filters match it.
+/// The benches' names, as `--list` shows them and filters match them.
 const NAME: &str = "uncontended_collapse/overhead_ratio";
+const KERNEL_C_NAME: &str = "uncontended_collapse/kernel_c_ratio";
 /// Timed collapses per side in one sample.
 const BATCH: u32 = 32;
 /// Untimed collapses at the start of each side's batch: the other side
@@ -79,31 +87,76 @@ fn main() {
             filters.push(arg.as_str());
         }
     }
-    if !filters.is_empty() && !filters.iter().any(|f| NAME.contains(f)) {
-        return;
-    }
+    let selected = |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f));
     if args.iter().any(|a| a == "--list") {
-        println!("{NAME}: benchmark");
+        for name in [NAME, KERNEL_C_NAME].into_iter().filter(|n| selected(n)) {
+            println!("{name}: benchmark");
+        }
         return;
     }
-    if !args.iter().any(|a| a == "--bench") {
-        // cargo test: the rounds run and check themselves; nothing is timed
-        // worth printing (and a test build is unoptimised).
-        measure(SMOKE_SAMPLES, Duration::ZERO);
-        println!("Testing {NAME}\nSuccess");
-        return;
+    // cargo test (no --bench): the rounds run and check themselves;
+    // nothing is timed worth printing (and a test build is unoptimised).
+    let (samples, warm_up) =
+        if args.iter().any(|a| a == "--bench") { (SAMPLES, WARM_UP) } else { (SMOKE_SAMPLES, Duration::ZERO) };
+    let smoke = samples == SMOKE_SAMPLES;
+    if selected(NAME) {
+        let pairs = measure_overhead(samples, warm_up);
+        if smoke {
+            println!("Testing {NAME}\nSuccess");
+        } else {
+            print_summary(NAME, &pairs, ["v1_framework", "reference_loop"], "(target <= 1.25)");
+        }
     }
-    print_summary(&measure(SAMPLES, WARM_UP));
+    if selected(KERNEL_C_NAME) {
+        match measure_kernel_c(samples, warm_up) {
+            None => println!("{KERNEL_C_NAME}: skipped (no kernel tree: set COLLAPSE_BENCH_KERNEL_SOURCE)"),
+            Some(_) if smoke => println!("Testing {KERNEL_C_NAME}\nSuccess"),
+            Some(pairs) => print_summary(
+                KERNEL_C_NAME,
+                &pairs,
+                ["kernel_c", "v1_rust"],
+                "(the C crosses into the model at every primitive)",
+            ),
+        }
+    }
 }
 
 /// One sample: nanoseconds per collapse on each side.
 struct Pair {
-    framework: f64,
-    reference: f64,
+    first: f64,
+    second: f64,
 }
 
-/// `samples` interleaved pairs after `warm_up` of untimed pairs.
-fn measure(samples: usize, warm_up: Duration) -> Vec<Pair> {
+/// `samples` interleaved pairs of batches of `first` and `second` after
+/// `warm_up` of untimed pairs.
+fn measure(
+    samples: usize,
+    warm_up: Duration,
+    mut first: impl FnMut() -> Duration,
+    mut second: impl FnMut() -> Duration,
+) -> Vec<Pair> {
+    let start = Instant::now();
+    while start.elapsed() < warm_up {
+        batch(&mut first);
+        batch(&mut second);
+    }
+    (0..samples)
+        .map(|s| {
+            // Alternate which side runs first, so neither always follows
+            // the other's restore.
+            if s % 2 == 0 {
+                let a = batch(&mut first);
+                Pair { first: a, second: batch(&mut second) }
+            } else {
+                let b = batch(&mut second);
+                Pair { first: batch(&mut first), second: b }
+            }
+        })
+        .collect()
+}
+
+/// The framework's `v1` against the reference loop.
+fn measure_overhead(samples: usize, warm_up: Duration) -> Vec<Pair> {
     let mm = model(1);
     let v1 = policy("v1");
     let haddr = MAP_BASE;
@@ -112,36 +165,52 @@ fn measure(samples: usize, warm_up: Duration) -> Vec<Pair> {
     // translation, so the collapse's flush walks this CPU's TLB.
     assert!(cx.touch(haddr).is_some());
     let reference = Reference::new();
-
-    let mut framework_batch = || batch(|| framework_round(&mut cx, &*v1, haddr));
-    let reference_batch = || batch(|| reference.round());
-
-    let start = Instant::now();
-    while start.elapsed() < warm_up {
-        framework_batch();
-        reference_batch();
-    }
-    let pairs = (0..samples)
-        .map(|s| {
-            // Alternate which side runs first, so neither always follows
-            // the other's restore.
-            if s % 2 == 0 {
-                let framework = framework_batch();
-                Pair { framework, reference: reference_batch() }
-            } else {
-                let reference = reference_batch();
-                Pair { framework: framework_batch(), reference }
-            }
-        })
-        .collect();
+    let cx = std::cell::RefCell::new(cx);
+    let pairs = measure(samples, warm_up, || framework_round(&mut cx.borrow_mut(), &*v1, haddr), || reference.round());
     drop(cx);
     assert_clean(&mm, NAME);
     pairs
 }
 
+/// The kernel's own C against the Rust `v1`, both through the framework
+/// on one model; None without a tree.
+fn measure_kernel_c(samples: usize, warm_up: Duration) -> Option<Vec<Pair>> {
+    let source = std::env::var_os("COLLAPSE_BENCH_KERNEL_SOURCE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/usr/src/linux-source-6.12.tar.xz".into());
+    if !source.exists() {
+        return None;
+    }
+    let tree = kernel_c::source::open(&source).expect("the kernel tree reads");
+    let started = Instant::now();
+    let function = kernel_c::KernelFunction::from_tree(tree, &[]).expect("the kernel's function compiles");
+    println!(
+        "{KERNEL_C_NAME}: {} extracted, compiled and loaded in {:.3} s (compile and load alone: {:.3} s)",
+        bench_core::kernel::RuntimePolicy::name(&function),
+        started.elapsed().as_secs_f64(),
+        function.compile_time().as_secs_f64()
+    );
+    let kernel = (function.entry().build)(&serde_json::Value::Null).expect("builds");
+    let v1 = policy("v1");
+    let mm = model(1);
+    let haddr = MAP_BASE;
+    let mut cx = cpu(&mm, 0);
+    assert!(cx.touch(haddr).is_some());
+    let cx = std::cell::RefCell::new(cx);
+    let pairs = measure(
+        samples,
+        warm_up,
+        || framework_round(&mut cx.borrow_mut(), &*kernel, haddr),
+        || framework_round(&mut cx.borrow_mut(), &*v1, haddr),
+    );
+    drop(cx);
+    assert_clean(&mm, KERNEL_C_NAME);
+    Some(pairs)
+}
+
 /// Nanoseconds per collapse over one side's batch: [`BATCH_WARM_UP`]
 /// untimed rounds, then [`BATCH`] timed ones.
-fn batch(mut round: impl FnMut() -> Duration) -> f64 {
+fn batch(round: &mut impl FnMut() -> Duration) -> f64 {
     for _ in 0..BATCH_WARM_UP {
         round();
     }
@@ -155,18 +224,18 @@ fn quantile(values: &mut [f64], q: f64) -> f64 {
     values[((values.len() - 1) as f64 * q).round() as usize]
 }
 
-fn print_summary(pairs: &[Pair]) {
+fn print_summary(name: &str, pairs: &[Pair], sides: [&str; 2], note: &str) {
     let column = |f: fn(&Pair) -> f64| -> [f64; 3] {
         let mut v: Vec<f64> = pairs.iter().map(f).collect();
         [quantile(&mut v, 0.25), quantile(&mut v, 0.5), quantile(&mut v, 0.75)]
     };
-    let framework = column(|p| p.framework);
-    let reference = column(|p| p.reference);
-    let ratio = column(|p| p.framework / p.reference);
-    println!("{NAME}");
+    let first = column(|p| p.first);
+    let second = column(|p| p.second);
+    let ratio = column(|p| p.first / p.second);
+    println!("{name}");
     println!("  {} interleaved samples of {BATCH} collapses per side, one thread; medians [quartiles]", pairs.len());
     let us = |v: [f64; 3]| format!("{:.3} µs  [{:.3} {:.3}]", v[1] / 1e3, v[0] / 1e3, v[2] / 1e3);
-    println!("  v1_framework    {}", us(framework));
-    println!("  reference_loop  {}", us(reference));
-    println!("  ratio           {:.3}     [{:.3} {:.3}]   (target <= 1.25)", ratio[1], ratio[0], ratio[2]);
+    println!("  {:<15} {}", sides[0], us(first));
+    println!("  {:<15} {}", sides[1], us(second));
+    println!("  ratio           {:.3}     [{:.3} {:.3}]   {note}", ratio[1], ratio[0], ratio[2]);
 }

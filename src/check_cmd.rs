@@ -36,6 +36,8 @@ pub struct CheckArgs {
     pub policies: Option<String>,
     #[command(flatten)]
     pub workload: WorkloadArgs,
+    #[command(flatten)]
+    pub kernel: crate::cli::KernelSourceArgs,
     /// Schedules to run per policy.
     #[arg(long, default_value_t = CheckOptions::default().schedules)]
     pub schedules: u64,
@@ -177,6 +179,7 @@ pub fn replay_command(
     token: &str,
 ) -> String {
     let mut words = vec![crate::program().to_owned(), "check".into(), "-p".into(), policy.to_owned()];
+    words.extend(crate::cli::kernel_options(policy));
     match &workload.scenario {
         Some(path) => words.extend(["--scenario".into(), path.display().to_string()]),
         None => words.extend(["-w".into(), scenario.name.clone()]),

@@ -288,6 +288,75 @@ impl WatchdogArgs {
     }
 }
 
+/// `--kernel-source` and `--kernel-patch`: the kernel's own
+/// `collapse_pte_mapped_thp()` as one more policy, on `run`, `check`,
+/// `report` and `soak`.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct KernelSourceArgs {
+    /// A kernel tree, or its source tarball (.tar.xz or .tar, e.g. Debian's
+    /// /usr/src/linux-source-6.12.tar.xz): collapse_pte_mapped_thp() is
+    /// read from its mm/khugepaged.c, compiled with the machine's C
+    /// compiler against collapse-bench's kernel-compat headers, and
+    /// registered as the policy `linux-<version>` (`-p kernel` names it).
+    #[arg(long, value_name = "PATH")]
+    pub kernel_source: Option<PathBuf>,
+    /// A patch to apply to that mm/khugepaged.c first (a unified diff, as
+    /// posted: `git format-patch` mail or `diff -u`); repeat it to apply
+    /// several, in order. The policy's name gains `+<patch file stem>`.
+    #[arg(long, value_name = "FILE", requires = "kernel_source")]
+    pub kernel_patch: Vec<PathBuf>,
+}
+
+/// The kernel policy's name once one is registered (`-p kernel` names
+/// it), and the options that made it.
+static KERNEL_POLICY: std::sync::OnceLock<(&'static str, KernelSourceArgs)> = std::sync::OnceLock::new();
+
+/// The options a command that runs `policy` again needs: `--kernel-source`
+/// and each `--kernel-patch` where `policy` is the kernel's function, else
+/// none.
+pub fn kernel_options(policy: &str) -> Vec<String> {
+    let mut words = vec![];
+    if let Some((_, args)) = KERNEL_POLICY.get().filter(|(name, _)| policy == *name || policy == kernel_c::ALIAS) {
+        if let Some(source) = &args.kernel_source {
+            words.extend(["--kernel-source".to_owned(), source.display().to_string()]);
+        }
+        for patch in &args.kernel_patch {
+            words.extend(["--kernel-patch".to_owned(), patch.display().to_string()]);
+        }
+    }
+    words
+}
+
+impl KernelSourceArgs {
+    /// Compile and load the kernel's function if `--kernel-source` is
+    /// given, and say what was made (to stderr). Every failure is bad input
+    /// (exit 2) that names the option, the file and what to do.
+    pub fn load(&self) -> Result<Option<bench_core::kernel::PolicyEntry>, CliError> {
+        let Some(source) = &self.kernel_source else { return Ok(None) };
+        let function =
+            kernel_c::KernelFunction::load(source, &self.kernel_patch).map_err(|e| CliError::Usage(e.to_string()))?;
+        let p = &function.provenance;
+        tell!(
+            "kernel: {} from {} ({}{}): {} compiled and loaded in {:.2} s",
+            bench_core::kernel::RuntimePolicy::name(&function),
+            p.source.display(),
+            p.version,
+            p.patches.iter().map(|f| format!(" + {}", f.display())).collect::<String>(),
+            p.functions.iter().map(|f| format!("{f}()")).collect::<Vec<_>>().join(", "),
+            function.compile_time().as_secs_f64()
+        );
+        for ignored in &p.ignored_files {
+            tell!("kernel: warning: not applied (the model reads mm/khugepaged.c only): {ignored}");
+        }
+        if !function.warnings().is_empty() {
+            tell!("kernel: the C compiler warned:\n{}", function.warnings().trim_end());
+        }
+        let entry = function.entry();
+        let _ = KERNEL_POLICY.set((entry.name, self.clone()));
+        Ok(Some(entry))
+    }
+}
+
 /// `list`: policies and presets, one line each.
 pub fn list() -> String {
     let mut out = String::from("policies:\n");
@@ -315,7 +384,16 @@ pub fn parse_policies(spec: &str) -> Result<Vec<Arc<dyn DynPolicy>>, CliError> {
     let mut out = vec![];
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let mut parts = item.split(':');
-        let name = parts.next().unwrap_or_default();
+        let name = match parts.next().unwrap_or_default() {
+            kernel_c::ALIAS => KERNEL_POLICY.get().map(|(name, _)| *name).ok_or_else(|| {
+                CliError::Usage(format!(
+                    "--policies: `{}` names the kernel's own collapse_pte_mapped_thp(), which needs \
+                     --kernel-source PATH (a kernel tree or e.g. /usr/src/linux-source-6.12.tar.xz)",
+                    kernel_c::ALIAS
+                ))
+            })?,
+            name => name,
+        };
         let entry = registry
             .iter()
             .find(|e| e.name == name)

@@ -55,11 +55,12 @@ pub fn registered_names() -> String {
 }
 
 /// A policy name is used in `-p name:key=value,...` lists, report tables
-/// and file names: ASCII letters, digits, `-`, `_` and `.`, starting with a
+/// and file names: ASCII letters, digits, `-`, `_`, `.` and `+` (the
+/// kernel's function with a patch: `linux-6.12.118+fix`), starting with a
 /// letter or digit.
 fn valid_policy_name(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c))
 }
 
 /// Register `extra` policies beside the shipped ones for the rest of the
@@ -73,7 +74,7 @@ pub fn register(extra: Vec<PolicyEntry>) -> Result<(), CliError> {
         if !valid_policy_name(e.name) {
             return Err(CliError::Usage(format!(
                 "policy name `{}` (added by this binary): a policy name may hold only ASCII letters, digits, \
-                 `-`, `_` and `.`, starting with a letter or digit",
+                 `-`, `_`, `.` and `+`, starting with a letter or digit",
                 e.name
             )));
         }
@@ -187,7 +188,7 @@ where
         let name = args.first().map(std::path::Path::new).and_then(|p| p.file_stem()).and_then(|s| s.to_str());
         let _ = PROGRAM.set(name.unwrap_or("collapse-bench").to_owned());
     }
-    let code = match register(extra).and_then(|()| dispatch(args)) {
+    let code = match dispatch(extra, args) {
         Ok(code) => code,
         Err(e) => {
             tell!("{}: error: {e}", program());
@@ -199,8 +200,22 @@ where
     code
 }
 
-fn dispatch(args: Vec<OsString>) -> Result<ExitCode, CliError> {
+/// Parse the command line, register the policies (`extra`, and the
+/// kernel's own function where `--kernel-source` names a tree), and run
+/// the command.
+fn dispatch(mut extra: Vec<PolicyEntry>, args: Vec<OsString>) -> Result<ExitCode, CliError> {
     let cli = Cli::try_parse_from(args).unwrap_or_else(|e| e.exit());
+    let kernel = match &cli.command {
+        Command::Run(args) => Some(&args.kernel),
+        Command::Check(args) => Some(&args.kernel),
+        Command::Report(args) => Some(&args.kernel),
+        Command::Soak(args) => Some(&args.kernel),
+        _ => None,
+    };
+    if let Some(kernel) = kernel {
+        extra.extend(kernel.load()?);
+    }
+    register(extra)?;
     match cli.command {
         Command::List => {
             say!("{}", cli::list());

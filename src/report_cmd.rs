@@ -140,6 +140,8 @@ pub struct ReportArgs {
     pub sweep_cpus: Option<String>,
     #[command(flatten)]
     pub watchdog: WatchdogArgs,
+    #[command(flatten)]
+    pub kernel: crate::cli::KernelSourceArgs,
 }
 
 /// Parse `--sweep-cpus`.

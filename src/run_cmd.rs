@@ -30,6 +30,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub workload: WorkloadArgs,
     #[command(flatten)]
+    pub kernel: crate::cli::KernelSourceArgs,
+    #[command(flatten)]
     pub engine: EngineArgs,
     /// Run each policy this long (`5s`, `500ms`, `2m`; virtual time under
     /// --engine sim). Default 5s (sim: 100ms), or the cap for --ops.

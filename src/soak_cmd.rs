@@ -38,6 +38,8 @@ pub struct SoakArgs {
     /// The workload (default: the `mixed` preset); oracles are always on.
     #[command(flatten)]
     pub workload: WorkloadArgs,
+    #[command(flatten)]
+    pub kernel: crate::cli::KernelSourceArgs,
     /// How long to soak each policy (`10m`, `90s`; 1s to 24h).
     #[arg(long, default_value = "10m")]
     pub duration: String,

@@ -47,6 +47,14 @@ impl ScanResult {
     }
 }
 
+impl ScanResult {
+    /// The result the kernel calls `name` (`"SCAN_PMD_NONE"`), if the
+    /// model has it.
+    pub fn from_name(name: &str) -> Option<ScanResult> {
+        (0..<ScanResult as Enum>::LENGTH).map(<ScanResult as Enum>::from_usize).find(|r| r.name() == name)
+    }
+}
+
 impl std::fmt::Display for ScanResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())

@@ -77,13 +77,16 @@ pub fn collapse_pte_mapped_thp<'a, E: Engine>(
             (result, _) => break 'drop_hpage result,
         };
 
-        /* step 1: check all mapped PTEs are to the right huge page */
-        cx.step(Step::Check);
         let Some((start_pte, ptl)) = cx.pte_offset_map_lock(pmd, haddr) else {
             // Not expected, with mmap_lock and the page lock held; v6.6
             // gives up here without going through the abort path.
             break 'drop_hpage ScanResult::Fail;
         };
+
+        /* step 1: check all mapped PTEs are to the right huge page */
+        // Marked once ptl is held, where the kernel's comment stands (the
+        // kernel-C cross-check compares the step marks too).
+        cx.step(Step::Check);
         if let Err(result) = check_ptes(cx, vma, haddr, hpage, start_pte) {
             // The abort path, at a point where nothing is cleared, no pml
             // is held and no notifier range started: all it does is unlock.

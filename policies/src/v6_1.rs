@@ -130,12 +130,12 @@ fn steps_1_to_4<E: Engine>(
     // write locks. v6.1's pte_offset_map_lock() cannot fail; the model's
     // returns an Option, and a PMD with no table here would be a bug of
     // the model.
-    cx.step(Step::Check);
     let Some((start_pte, ptl)) = cx.pte_offset_map_lock(pmd, haddr) else {
         return Err(ScanResult::Fail);
     };
 
     /* step 1: check all mapped PTEs are to the right huge page */
+    cx.step(Step::Check);
     let count = match check_and_count(cx, vma, haddr, hpage, start_pte) {
         Ok(count) => count,
         Err(result) => {

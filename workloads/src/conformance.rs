@@ -74,7 +74,7 @@ use bench_core::kernel::{Pte, PteMarker, Step};
 use bench_core::mm::vpn;
 use bench_core::mm::{MAP_BASE, VM_SHARED, VM_UFFD_MISSING, VM_UFFD_WP};
 use bench_core::pte::{HPAGE_PMD_NR, PAGE_SIZE};
-use bench_core::{FileKind, Mm, MmConfig, Native, Oracle, Role, StepHook};
+use bench_core::{Event, FileKind, Mm, MmConfig, Native, Oracle, Role, StepHook};
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::AtomicBool;
@@ -193,6 +193,11 @@ pub struct CaseOutcome {
     /// What differed from the expectation, one line each ("refcount of
     /// hpage: expected 513, found 512"); empty when the case passed.
     pub failures: Vec<String>,
+    /// What the collapsing CPU did, in order: the events of its primitive
+    /// calls ([`Native::recorded`]) and each collapse's result
+    /// ([`Event::Returned`]). Two policies that make the same calls in
+    /// every case give the same `calls`.
+    pub calls: Vec<Event>,
 }
 
 impl CaseOutcome {
@@ -788,6 +793,8 @@ struct Probe<'a> {
     mm: &'a Mm,
     policy: &'a dyn DynPolicy,
     failures: Vec<String>,
+    /// The collapsing CPU's events ([`CaseOutcome::calls`]).
+    calls: Arc<Mutex<Vec<Event>>>,
 }
 
 impl<'a> Probe<'a> {
@@ -817,14 +824,23 @@ impl<'a> Probe<'a> {
 
     /// [`Probe::collapse`], the collapse's steps reported to `hook`.
     fn collapse_hooked(&mut self, install: bool, want: ScanResult, hook: Option<StepHook>) {
-        let mut cx = new_cpu(self.mm, 0, Role::Collapse, Native::new(Instant::now(), hook, false));
-        let got = cx.run_collapse(self.policy, MAP_BASE, install);
+        let (mut cx, got) = self.collapse_once(install, hook);
         if got != want {
             let mode = if install { "MADV_COLLAPSE" } else { "khugepaged" };
             self.failures.push(format!("result of {mode}: expected {want}, found {got}"));
         }
         self.check_locks();
         cx.check_range_accounting(0);
+    }
+
+    /// One collapse of range 0 on CPU 0, its calls and result recorded
+    /// ([`CaseOutcome::calls`]): the CPU and the result.
+    fn collapse_once(&self, install: bool, hook: Option<StepHook>) -> (Cx<'a, Native>, ScanResult) {
+        let engine = Native::new(Instant::now(), hook, false).recorded(self.calls.clone());
+        let mut cx = new_cpu(self.mm, 0, Role::Collapse, engine);
+        let got = cx.run_collapse(self.policy, MAP_BASE, install);
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).push(Event::Returned(got));
+        (cx, got)
     }
 
     fn check_locks(&mut self) {
@@ -935,8 +951,7 @@ fn forked(p: &mut Probe<'_>, install: bool) {
         child.get_page(hpage.nth(i));
     }
     p.touch_all();
-    let mut cx = new_cpu(p.mm, 0, Role::Collapse, Native::new(Instant::now(), None, false));
-    let got = cx.run_collapse(p.policy, MAP_BASE, install);
+    let (mut cx, got) = p.collapse_once(install, None);
     if got != ScanResult::Succeed {
         p.failures.push(format!("result of {}: expected SCAN_SUCCEED, found {got}", mode_name(install)));
     }
@@ -1093,7 +1108,7 @@ fn in_the_window(p: &mut Probe<'_>, install: bool, path: WindowPath) {
     };
     let setup = std::thread::scope(|s| {
         let collapser = s.spawn(|| {
-            let mut probe = Probe { mm, policy: p.policy, failures: vec![] };
+            let mut probe = Probe { mm, policy: p.policy, failures: vec![], calls: p.calls.clone() };
             probe.collapse_hooked(install, want, Some(hook));
             probe.failures
         });
@@ -1207,16 +1222,18 @@ pub fn functional_cases(policy: &dyn DynPolicy) -> Vec<CaseOutcome> {
     for case in cases().into_iter().filter(|c| !(no_window && parks_in_the_window(c))) {
         for &install in case.modes {
             let name = format!("{} / {} / {}", case.name, case.setup.variant(), mode_name(install));
-            out.push(CaseOutcome { failures: run_case(policy, &case, install), name });
+            let (failures, calls) = run_case(policy, &case, install);
+            out.push(CaseOutcome { failures, calls, name });
         }
     }
     out
 }
 
-fn run_case(policy: &dyn DynPolicy, case: &Case, install: bool) -> Vec<String> {
+fn run_case(policy: &dyn DynPolicy, case: &Case, install: bool) -> (Vec<String>, Vec<Event>) {
+    let calls = Arc::new(Mutex::new(vec![]));
     let run = || {
         let mm = case.setup.model();
-        let mut probe = Probe { mm: &mm, policy, failures: vec![] };
+        let mut probe = Probe { mm: &mm, policy, failures: vec![], calls: calls.clone() };
         (case.body)(&mut probe, install);
         let mut failures = probe.failures;
         let (violations, count) = mm.violations.snapshot();
@@ -1233,8 +1250,10 @@ fn run_case(policy: &dyn DynPolicy, case: &Case, install: bool) -> Vec<String> {
         }
         failures
     };
-    match catch_unwind(AssertUnwindSafe(run)) {
+    let failures = match catch_unwind(AssertUnwindSafe(run)) {
         Ok(failures) => failures,
         Err(panic) => vec![format!("panicked: {}", panic_message(&*panic))],
-    }
+    };
+    let calls = std::mem::take(&mut *calls.lock().unwrap_or_else(|e| e.into_inner()));
+    (failures, calls)
 }

@@ -5,7 +5,7 @@
 use super::{CpuEngine, Sealed, StepHook};
 use crate::event::{Event, Step};
 use crate::watch::Watch;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Native engine: one OS thread per model CPU, wall-clock time.
@@ -14,6 +14,9 @@ pub struct Native {
     hook: Option<StepHook>,
     yield_while_spinning: bool,
     watch: Option<(Arc<Watch>, usize)>,
+    /// Where this CPU's events go, when someone reads them back
+    /// ([`Native::recorded`]).
+    record: Option<Arc<Mutex<Vec<Event>>>>,
 }
 
 impl Native {
@@ -22,7 +25,7 @@ impl Native {
     /// a preempted lock holder can run (the kernel would not; see the
     /// README on oversubscription).
     pub fn new(base: Instant, hook: Option<StepHook>, oversubscribed: bool) -> Self {
-        Native { base, hook, yield_while_spinning: oversubscribed, watch: None }
+        Native { base, hook, yield_while_spinning: oversubscribed, watch: None, record: None }
     }
 
     /// Run as CPU `cpu` under `watch`: publish the collapse step and what
@@ -34,6 +37,23 @@ impl Native {
     }
 
     /// Unwind if the watched run was abandoned.
+    /// This CPU with its events (the locks it takes and drops, the page
+    /// operations, the entries and PMDs it clears and sets, its flushes
+    /// and frees and the collapse's steps, in order) appended to `log`:
+    /// the sequence of primitive calls two policies are compared by. Not
+    /// the lockless reads: natively they are no events.
+    pub fn recorded(mut self, log: Arc<Mutex<Vec<Event>>>) -> Self {
+        self.record = Some(log);
+        self
+    }
+
+    #[inline]
+    fn note(&self, ev: Event) {
+        if let Some(log) = &self.record {
+            log.lock().unwrap_or_else(|e| e.into_inner()).push(ev);
+        }
+    }
+
     #[inline]
     fn check_abort(&self) {
         if let Some((watch, _)) = &self.watch {
@@ -114,13 +134,17 @@ impl CpuEngine for Native {
     /// that never waits) is where an abandoned run is noticed.
     #[inline(always)]
     fn sched_point(&mut self, _cpu: u32, ev: Event) {
-        if let Event::Trylock(..) = ev {
-            self.check_abort();
+        match ev {
+            Event::Trylock(..) => self.check_abort(),
+            Event::PageOp(_) => self.note(ev),
+            _ => {}
         }
     }
 
     #[inline(always)]
-    fn trace(&mut self, _cpu: u32, _ev: Event) {}
+    fn trace(&mut self, _cpu: u32, ev: Event) {
+        self.note(ev);
+    }
 
     #[inline]
     fn step(&mut self, cpu: u32, step: Step) {

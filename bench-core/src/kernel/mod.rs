@@ -81,7 +81,9 @@ pub use crate::pte::{
     PAGE_SIZE, PTRS_PER_PTE,
 };
 pub use crate::scan::ScanResult;
-pub use policy::{entry, CollapsePolicy, DynPolicy, Engine, MmapLock, NoParams, PolicyEntry};
+pub use policy::{
+    entry, runtime_entry, CollapsePolicy, DynPolicy, Engine, MmapLock, NoParams, PolicyEntry, Runtime, RuntimePolicy,
+};
 pub use primitives::{
     linear_page_index, pmd_offset, pmd_pgtable, pmd_same, range_in_vma, userfaultfd_armed, userfaultfd_wp, Cx,
     NotifierRange, PgTable, PmdRef, PteMap, PteRef, SINGLE_DEPTH_NESTING,

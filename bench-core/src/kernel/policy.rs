@@ -171,6 +171,7 @@ mod sealed {
 use sealed::Sealed;
 
 impl<P: CollapsePolicy> Sealed for P {}
+impl<P: RuntimePolicy> Sealed for Runtime<P> {}
 
 impl<P: CollapsePolicy> DynPolicy for P {
     fn name(&self) -> &'static str {
@@ -205,6 +206,64 @@ impl<P: CollapsePolicy> DynPolicy for P {
     }
 }
 
+/// A policy made while the program runs, as a value rather than a type:
+/// the kernel's own C, compiled from the tree the user names and named by
+/// it (`linux-6.12.118`). It takes no parameters. Wrapped in [`Runtime`]
+/// it is a [`DynPolicy`]; [`runtime_entry`] registers it.
+pub trait RuntimePolicy: Send + Sync + 'static {
+    /// Its name, as [`CollapsePolicy::NAME`].
+    fn name(&self) -> &'static str;
+    /// Its line for `list`, as [`CollapsePolicy::SUMMARY`].
+    fn summary(&self) -> &'static str;
+    /// As [`CollapsePolicy::MMAP_LOCK`].
+    fn mmap_lock(&self) -> MmapLock;
+    /// As [`CollapsePolicy::collapse`].
+    fn collapse<E: Engine>(&self, cx: &mut Cx<'_, E>, haddr: u64, install_pmd: bool) -> ScanResult;
+}
+
+/// A [`RuntimePolicy`] as a [`DynPolicy`].
+pub struct Runtime<P>(pub P);
+
+impl<P: RuntimePolicy> DynPolicy for Runtime<P> {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn summary(&self) -> &'static str {
+        self.0.summary()
+    }
+    fn mmap_lock(&self) -> MmapLock {
+        self.0.mmap_lock()
+    }
+    fn params_json(&self) -> serde_json::Value {
+        serde_json::json!({})
+    }
+    fn label(&self) -> String {
+        self.0.name().to_owned()
+    }
+    fn collapse_native(&self, cx: &mut Cx<'_, Native>, haddr: u64, install_pmd: bool) -> ScanResult {
+        self.0.collapse(cx, haddr, install_pmd)
+    }
+    fn collapse_controlled(&self, cx: &mut Cx<'_, Controlled<'_>>, haddr: u64, install_pmd: bool) -> ScanResult {
+        self.0.collapse(cx, haddr, install_pmd)
+    }
+}
+
+/// The registry entry for a [`RuntimePolicy`]: every build gives the one
+/// policy; any parameter is an error naming it.
+pub fn runtime_entry<P: RuntimePolicy>(policy: P) -> PolicyEntry {
+    let policy: Arc<Runtime<P>> = Arc::new(Runtime(policy));
+    let (name, summary) = (policy.0.name(), policy.0.summary());
+    PolicyEntry {
+        name,
+        summary,
+        build: Arc::new(move |v| match v.as_object().and_then(|m| m.keys().next()) {
+            Some(key) => Err(format!("parameters of policy {name}: unknown field `{key}`: it takes no parameters")),
+            None => Ok(policy.clone() as Arc<dyn DynPolicy>),
+        }),
+        default_params: || serde_json::json!({}),
+    }
+}
+
 /// What a policy is generic over: the engine its model CPU runs on. Only
 /// the crate's two engines implement it, [`Native`] and [`Controlled`];
 /// each hands a policy held as `dyn DynPolicy` its own monomorphic copy of
@@ -232,9 +291,10 @@ impl Engine for Controlled<'_> {
 /// A registered policy: how to list it and how to build it from
 /// parameters. Made by [`entry`]; a registry is a `Vec<PolicyEntry>`
 /// (`policies::registry()` for the shipped ones), and a plugin crate adds
-/// its own entries to it. Plain function pointers, so it is `Copy` and can
-/// live in a `const` or a `static`.
-#[derive(Clone, Copy)]
+/// its own entries to it. Cheap to clone. A policy made at run time (the
+/// kernel's own C, compiled from a tree) is an entry whose `build` holds
+/// what it was made from.
+#[derive(Clone)]
 pub struct PolicyEntry {
     /// [`CollapsePolicy::NAME`].
     pub name: &'static str,
@@ -242,10 +302,13 @@ pub struct PolicyEntry {
     pub summary: &'static str,
     /// Build from a JSON object of parameters (`{}` or `null` for the
     /// defaults); the error names the policy and the bad or unknown key.
-    pub build: fn(&serde_json::Value) -> Result<Arc<dyn DynPolicy>, String>,
+    pub build: BuildPolicy,
     /// The default parameters as JSON (for `list`).
     pub default_params: fn() -> serde_json::Value,
 }
+
+/// [`PolicyEntry::build`]: JSON parameters to a policy, or why not.
+pub type BuildPolicy = Arc<dyn Fn(&serde_json::Value) -> Result<Arc<dyn DynPolicy>, String> + Send + Sync>;
 
 /// The registry entry for `P`: its name and summary, a builder that
 /// deserializes [`CollapsePolicy::Params`] from JSON, and its default
@@ -271,12 +334,12 @@ pub fn entry<P: CollapsePolicy>() -> PolicyEntry {
     PolicyEntry {
         name: P::NAME,
         summary: P::SUMMARY,
-        build: |v| {
+        build: Arc::new(|v| {
             let v = if v.is_null() { serde_json::json!({}) } else { v.clone() };
             let params: P::Params =
                 serde_json::from_value(v).map_err(|e| format!("parameters of policy {}: {e}", P::NAME))?;
             Ok(Arc::new(P::new(params)) as Arc<dyn DynPolicy>)
-        },
+        }),
         default_params: || serde_json::to_value(P::Params::default()).unwrap_or_default(),
     }
 }

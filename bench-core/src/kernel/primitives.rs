@@ -57,6 +57,14 @@ impl<'a> PteMap<'a> {
     pub fn at(self, i: usize) -> PteRef<'a> {
         PteRef { slot: self.slot, ptl: self.ptl, idx: i, entry: &self.entries[i] }
     }
+
+    /// Where entry 0 lives in the model's table memory: what a front end
+    /// that runs kernel C hands it as `pte_t *`, so that `pte++` walks the
+    /// table as in the kernel. Entry `i` is `as_ptr() + i`; only
+    /// [`PteMap::at`] reads or writes one (as a primitive's argument).
+    pub fn as_ptr(self) -> *const u64 {
+        self.entries.as_ptr().cast()
+    }
 }
 
 /// Two maps are equal when they map the same table.
@@ -275,6 +283,30 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
         pmd_offset(self.mm, addr)
     }
 
+    /// Where PMD slot `pmd` lives in the model's PMD tables: what a front
+    /// end that runs kernel C hands it as `pmd_t *` (two lookups of one
+    /// slot give one pointer, as in the kernel). Read and written only
+    /// through the primitives.
+    pub fn pmd_ptr(&self, pmd: PmdRef) -> *const u64 {
+        (self.mm.pmds.entry(pmd.table, pmd.idx) as *const AtomicU64).cast()
+    }
+
+    /// The PMD slot at `ptr`, if it is one [`Cx::pmd_ptr`] gives.
+    pub fn pmd_at(&self, ptr: *const u64) -> Option<PmdRef> {
+        let base = self.mm.pmds.entry(0, 0) as *const AtomicU64 as usize;
+        let offset = (ptr as usize).checked_sub(base)?;
+        let (table, idx) = (offset / crate::pgtable::TABLE_BYTES, offset % crate::pgtable::TABLE_BYTES);
+        (idx % 8 == 0 && table < self.mm.pmds.len()).then_some(PmdRef { table: table as u32, idx: (idx / 8) as u32 })
+    }
+
+    /// Report a call outside a primitive's contract that the primitives
+    /// cannot see themselves: a front end that runs kernel C finds some
+    /// (an entry pointer into no table this collapse mapped) as it turns
+    /// C arguments into primitive arguments. An api-contract violation.
+    pub fn api_contract_broken(&self, message: String) {
+        self.violation(Oracle::ApiContract, message);
+    }
+
     /// Start address of the model's collapse range `r`.
     pub fn range_addr(&self, r: u32) -> u64 {
         self.mm.range_addr(r)
@@ -297,7 +329,13 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
     /// page lock (sleeping). A collapse's page lock also starts the record of
     /// cleared entries for the stale-TLB oracle.
     pub fn find_lock_page(&mut self, vma: &Vma, addr: u64) -> Option<Pfn> {
-        let page = self.page_cache_lookup(linear_page_index(vma, addr))?;
+        self.filemap_lock_folio(linear_page_index(vma, addr))
+    }
+
+    /// `filemap_lock_folio()` (v6.7 on; the kernel's `ERR_PTR(-ENOENT)` is
+    /// None): [`Cx::find_lock_page`] by file index, the model's one file.
+    pub fn filemap_lock_folio(&mut self, index: u64) -> Option<Pfn> {
+        let page = self.page_cache_lookup(index)?;
         self.get_page(page);
         self.lock_page(page);
         if self.role == Role::Collapse {
@@ -1225,13 +1263,25 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
         Some(slot)
     }
 
-    /// `set_huge_pmd()` (via `do_set_pmd()`): map `hpage` by PMD if the PMD
-    /// is still none, and take a reference for the mapping.
+    /// `set_huge_pmd()` in mm/khugepaged.c: `do_set_pmd()`, then a reference
+    /// for the mapping.
     pub fn set_huge_pmd(&mut self, _vma: &Vma, _haddr: u64, pmd: PmdRef, hpage: Pfn) -> ScanResult {
+        if !self.do_set_pmd(pmd, hpage) {
+            return ScanResult::Fail;
+        }
+        self.get_page(hpage);
+        ScanResult::Succeed
+    }
+
+    /// `do_set_pmd()` for a file huge page: under `pml`, map `hpage` by PMD
+    /// if the PMD is still none, with the rmap and mm counter that implies
+    /// (the caller takes the reference). False, mapping nothing, where the
+    /// PMD is not none (the kernel's `VM_FAULT_FALLBACK`).
+    pub fn do_set_pmd(&mut self, pmd: PmdRef, hpage: Pfn) -> bool {
         let pml = self.pmd_lock(pmd);
         if !self.mm.pmds.get(pmd.table, pmd.idx).is_none() {
             self.spin_unlock(pml);
-            return ScanResult::Fail;
+            return false;
         }
         self.charge(Cost::RmapUpdate, 1);
         self.charge(Cost::EntryWrite, 1);
@@ -1241,8 +1291,7 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
         self.mm.pmds.entry(pmd.table, pmd.idx).store(Pmd::huge(hpage).0, Ordering::Release);
         self.engine.trace(self.cpu, Event::PmdHuge);
         self.spin_unlock(pml);
-        self.get_page(hpage);
-        ScanResult::Succeed
+        true
     }
 
     /// `pte_alloc_one()`: a zeroed table. When every spare table is waiting

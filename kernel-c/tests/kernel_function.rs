@@ -1,0 +1,158 @@
+//! The kernel's own `collapse_pte_mapped_thp()`, compiled from Debian's
+//! linux-source-6.12 tarball, as a policy: it conforms, the shipped Rust
+//! `v1` makes its calls case for case, and small patches written here that
+//! turn it into the shipped buggy forms are caught by the oracle of their
+//! real bug, as the Rust ports of those forms are.
+//!
+//! Skipped (saying so) where the tarball is not installed; a failure
+//! under `CI=true`, where .ci/run installs it.
+
+mod common;
+
+use bench_core::kernel::{DynPolicy, PolicyEntry};
+use bench_core::{Event, Oracle};
+use kernel_c::{source, KernelFunction};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use workloads::check::{check_policy, CheckOptions, CheckReport};
+use workloads::conformance::{conformance, functional_cases, ConformanceOptions, Expect};
+
+/// The 6.12 tree, read once per test process (the cache lives in the
+/// target directory, so a CI run decodes the tarball once).
+fn tree() -> Option<source::KernelTree> {
+    static TREE: OnceLock<Option<source::KernelTree>> = OnceLock::new();
+    TREE.get_or_init(|| {
+        let tarball = common::kernel_source("6.12")?;
+        let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kernel-source-cache");
+        Some(source::open_with_cache(&tarball, Some(&cache)).expect("Debian's 6.12 tarball reads"))
+    })
+    .clone()
+}
+
+fn patch(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/patches").join(format!("{name}.patch"))
+}
+
+fn kernel(tree: source::KernelTree, patches: &[&str]) -> PolicyEntry {
+    let patches: Vec<PathBuf> = patches.iter().map(|p| patch(p)).collect();
+    KernelFunction::from_tree(tree, &patches).unwrap_or_else(|e| panic!("{e}")).entry()
+}
+
+fn built(entry: &PolicyEntry) -> Arc<dyn DynPolicy> {
+    (entry.build)(&serde_json::Value::Null).unwrap()
+}
+
+fn shipped(name: &str) -> Arc<dyn DynPolicy> {
+    built(&policies::registry().into_iter().find(|e| e.name == name).unwrap())
+}
+
+/// The default check of `policy` on `preset`.
+fn check(policy: &Arc<dyn DynPolicy>, preset: &str) -> CheckReport {
+    let scenario = workloads::preset(preset).unwrap();
+    check_policy(policy, &scenario, &CheckOptions { jobs: 2, ..CheckOptions::default() }).unwrap()
+}
+
+#[test]
+fn the_function_is_named_by_its_tree_and_compiles_its_helpers_from_the_file() {
+    let Some(tree) = tree() else { return };
+    let function = KernelFunction::from_tree(tree, &[patch("no-early-pml")]).unwrap();
+    let p = &function.provenance;
+    assert_eq!(p.version, "6.12.118");
+    assert_eq!(p.functions, ["find_pmd_or_thp_or_none", "set_huge_pmd", "collapse_pte_mapped_thp"]);
+    assert_eq!(p.steps, [1, 2, 3, 4, 5]);
+    assert!(function.warnings().is_empty(), "{}", function.warnings());
+    let entry = function.entry();
+    assert_eq!(entry.name, "linux-6.12.118+no-early-pml");
+    let err = (entry.build)(&serde_json::json!({"x": 1})).err().unwrap();
+    assert!(err.contains("unknown field `x`: it takes no parameters"), "{err}");
+}
+
+#[test]
+fn the_kernels_own_function_conforms_on_every_preset() {
+    let Some(tree) = tree() else { return };
+    let entry = kernel(tree, &[]);
+    let report = conformance(&entry, &serde_json::Value::Null, &ConformanceOptions::expecting(Expect::Correct));
+    assert!(report.passed(), "{report}");
+}
+
+/// The fidelity cross-check: in every functional case the Rust `v1` and
+/// the kernel's C take the same locks and page locks, clear the same
+/// entries and PMD, flush, free and mark the steps in the same order, and
+/// return the same `SCAN_*` result.
+#[test]
+fn v1_makes_the_kernels_calls_in_every_case() {
+    let Some(tree) = tree() else { return };
+    let c = built(&kernel(tree, &[]));
+    let rust = shipped("v1");
+    let (c_cases, rust_cases) = (functional_cases(c.as_ref()), functional_cases(rust.as_ref()));
+    assert_eq!(c_cases.len(), rust_cases.len());
+    let mut differ = vec![];
+    for (c_case, rust_case) in c_cases.iter().zip(&rust_cases) {
+        assert_eq!(c_case.name, rust_case.name);
+        assert!(
+            c_case.passed() && rust_case.passed(),
+            "{}: {:?} {:?}",
+            c_case.name,
+            c_case.failures,
+            rust_case.failures
+        );
+        assert!(c_case.calls.iter().any(|e| matches!(e, Event::Returned(_))), "{}: no call recorded", c_case.name);
+        if let Some(at) = first_difference(&c_case.calls, &rust_case.calls) {
+            differ.push(format!(
+                "{}: call {at}: C {:?}, Rust v1 {:?}",
+                c_case.name,
+                &c_case.calls[at.saturating_sub(2)..(at + 3).min(c_case.calls.len())],
+                &rust_case.calls[at.saturating_sub(2)..(at + 3).min(rust_case.calls.len())]
+            ));
+        }
+    }
+    assert!(differ.is_empty(), "v1 departs from the kernel's C in {} case(s):\n{}", differ.len(), differ.join("\n"));
+}
+
+fn first_difference(a: &[Event], b: &[Event]) -> Option<usize> {
+    (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i))
+}
+
+/// Removing v6.6's early `pmd_lock()` gives back the race of the 2023
+/// thread: a uffd page mapped into the emptied table, freed with it.
+#[test]
+fn without_the_early_pmd_lock_a_table_is_freed_live_on_uffd_private() {
+    let Some(tree) = tree() else { return };
+    let policy = built(&kernel(tree, &["no-early-pml"]));
+    let report = check(&policy, "uffd-private");
+    assert_eq!(report.gravest(), Some(Oracle::TableFreedLive), "{:?}", report.by_oracle);
+    let first = report.first.expect("a counterexample");
+    assert_eq!(first.violations[0].oracle, Oracle::TableFreedLive, "{}", first.violations[0]);
+    // The kernel's own function, unpatched, is clean there.
+    let clean = check(&built(&kernel(tree_again(), &[])), "uffd-private");
+    assert_eq!(clean.violating, 0, "{:?}", clean.by_oracle);
+}
+
+fn tree_again() -> source::KernelTree {
+    tree().expect("read once already")
+}
+
+/// The v2 forms of the thread, written as patches to the 6.12 function,
+/// get the verdicts of their Rust ports on the two presets of the
+/// thread's bugs: the same oracles, the same gravest.
+#[test]
+fn the_v2_forms_as_patches_get_their_rust_ports_verdicts() {
+    let Some(tree) = tree() else { return };
+    for (patch, rust) in
+        [("v2-flush-bool", "v2-flush-bool"), ("v2-step3-down", "v2-step3-down"), ("v2-posted", "v2-posted")]
+    {
+        let c = built(&kernel(tree.clone(), &[patch]));
+        let rust = shipped(rust);
+        for preset in ["uffd-private", "pml-contended"] {
+            let (c_report, rust_report) = (check(&c, preset), check(&rust, preset));
+            let oracles = |r: &CheckReport| r.by_oracle.keys().copied().collect::<Vec<_>>();
+            assert_eq!(
+                (c_report.gravest(), oracles(&c_report)),
+                (rust_report.gravest(), oracles(&rust_report)),
+                "{patch} on {preset}: C {:?}, Rust {:?}",
+                c_report.by_oracle,
+                rust_report.by_oracle
+            );
+        }
+    }
+}
