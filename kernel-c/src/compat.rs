@@ -107,7 +107,7 @@ const MAX_FRAMES: usize = 1 << 26;
 /// Locks likewise.
 const MAX_LOCKS: usize = 1 << 24;
 
-fn names() -> &'static Names {
+fn reserved_names() -> &'static Names {
     static NAMES: OnceLock<Names> = OnceLock::new();
     NAMES.get_or_init(|| Names {
         frames: vec![0u8; MAX_FRAMES].into_boxed_slice(),
@@ -127,37 +127,47 @@ struct CallFrame<'c, 'a, E: Engine> {
     /// Boxed: C keeps pointers to them while more are pushed.
     #[allow(clippy::vec_box)]
     vmas: Vec<Box<CVma>>,
+    /// Where [`reserved_names`] puts page frames and locks (read once per call).
+    frames: *const u8,
+    locks: *const u8,
+}
+
+/// A call in progress: its frame, and the unwind a callback caught, to be
+/// resumed when the C returns.
+struct Call {
+    frame: *mut (dyn Frame + 'static),
     unwound: Option<Box<dyn Any + Send>>,
 }
 
-/// The call in progress on this thread (see the module docs).
-type FramePtr = *mut (dyn Frame + 'static);
-
 thread_local! {
-    static CURRENT: Cell<Option<FramePtr>> = const { Cell::new(None) };
+    /// The call in progress on this thread (see the module docs).
+    static CURRENT: Cell<*mut Call> = const { Cell::new(null_mut()) };
 }
 
 /// Run one callback on the current call's frame: `dead` if the call is
 /// unwinding (or unwinds now, the payload kept for [`call`]).
+#[inline(always)]
 fn on_frame<R>(dead: R, op: impl FnOnce(&mut dyn Frame) -> R) -> R {
-    let Some(ptr) = CURRENT.get() else {
+    let ptr = CURRENT.get();
+    if ptr.is_null() {
         // Only kc_collapse() is exported to be called, and only by `call`.
         eprintln!("collapse-bench: a kernel-compat function was called outside a collapse; aborting");
         std::process::abort();
-    };
-    // SAFETY: `ptr` is the frame of a call still running on this thread
-    // (its C is what called us); `call` keeps the frame alive and does not
-    // touch it until the C returns.
-    let frame = unsafe { &mut *ptr };
-    if frame.unwinding() {
+    }
+    // SAFETY: `ptr` is the call still running on this thread (its C is
+    // what called us); `call` keeps it and its frame alive and does not
+    // touch them until the C returns.
+    let call = unsafe { &mut *ptr };
+    if call.unwound.is_some() {
         return dead;
     }
-    let result = catch_unwind(AssertUnwindSafe(|| op(&mut *frame)));
-    CURRENT.set(Some(ptr));
+    // SAFETY: as above.
+    let result = catch_unwind(AssertUnwindSafe(|| op(unsafe { &mut *call.frame })));
+    CURRENT.set(ptr);
     match result {
         Ok(value) => value,
         Err(payload) => {
-            frame.keep_unwind(payload);
+            call.unwound = Some(payload);
             dead
         }
     }
@@ -174,17 +184,25 @@ pub(crate) fn call<E: Engine>(
     install_pmd: bool,
 ) -> ScanResult {
     cx.step(Step::Prologue);
-    let mut frame = CallFrame { cx, maps: Vec::new(), vmas: Vec::new(), unwound: None };
+    let reserved = reserved_names();
+    let mut frame = CallFrame {
+        cx,
+        maps: Vec::new(),
+        vmas: Vec::new(),
+        frames: reserved.frames.as_ptr(),
+        locks: reserved.locks.as_ptr(),
+    };
     let ptr: *mut (dyn Frame + '_) = &mut frame;
     // SAFETY: the lifetime is erased for the thread-local only; the pointer
     // is used by callbacks of this call alone, while `frame` lives.
-    let ptr: FramePtr = unsafe { std::mem::transmute(ptr) };
-    let before = CURRENT.replace(Some(ptr));
+    let frame_ptr = unsafe { std::mem::transmute::<*mut (dyn Frame + '_), *mut (dyn Frame + 'static)>(ptr) };
+    let mut call = Call { frame: frame_ptr, unwound: None };
+    let before = CURRENT.replace(&mut call);
     // SAFETY: kc_collapse() has this signature (compat/kc_entry.c); the ops
     // table it uses was installed at load.
     let ret = unsafe { collapse(haddr as c_ulong, install_pmd) };
     CURRENT.set(before);
-    if let Some(payload) = frame.unwound.take() {
+    if let Some(payload) = call.unwound.take() {
         std::panic::resume_unwind(payload);
     }
     match usize::try_from(ret).ok().and_then(|i| results.get(i).copied()) {
@@ -199,8 +217,6 @@ pub(crate) fn call<E: Engine>(
 
 /// The model's side of each `kc_ops` entry, for one call.
 trait Frame {
-    fn unwinding(&self) -> bool;
-    fn keep_unwind(&mut self, payload: Box<dyn Any + Send>);
     fn step(&mut self, step: c_int);
     fn warn(&mut self, file: &str, line: c_int, cond: &str);
     fn vma_lookup(&mut self, addr: u64) -> *mut CVma;
@@ -260,8 +276,7 @@ impl<'a, E: Engine> CallFrame<'_, 'a, E> {
     /// The pfn C names by `page` (a frame address), or an api-contract
     /// violation for a pointer that names none (NULL included).
     fn pfn(&mut self, page: *mut c_void, what: &str) -> Option<Pfn> {
-        let base = names().frames.as_ptr() as usize;
-        match (page as usize).checked_sub(base).filter(|&off| off < MAX_FRAMES) {
+        match (page as usize).checked_sub(self.frames as usize).filter(|&off| off < MAX_FRAMES) {
             Some(off) => Some(Pfn(off as u32)),
             None => {
                 self.cx.api_contract_broken(format!("{what}() of {page:?}, which names no page frame"));
@@ -270,21 +285,20 @@ impl<'a, E: Engine> CallFrame<'_, 'a, E> {
         }
     }
 
-    fn page_ptr(pfn: Pfn) -> *mut c_void {
+    fn page_ptr(&self, pfn: Pfn) -> *mut c_void {
         let at = pfn.0 as usize;
         assert!(at < MAX_FRAMES, "page frame {at} beyond the {MAX_FRAMES} C can name");
-        names().frames[at..].as_ptr() as *mut c_void
+        self.frames.wrapping_add(at) as *mut c_void
     }
 
-    fn lock_ptr(id: LockId) -> *mut c_void {
+    fn lock_ptr(&self, id: LockId) -> *mut c_void {
         let at = id.0 as usize;
         assert!(at < MAX_LOCKS, "lock {at} beyond the {MAX_LOCKS} C can name");
-        names().locks[at..].as_ptr() as *mut c_void
+        self.locks.wrapping_add(at) as *mut c_void
     }
 
     fn lock(&mut self, lock: *mut c_void, what: &str) -> Option<LockId> {
-        let base = names().locks.as_ptr() as usize;
-        match (lock as usize).checked_sub(base).filter(|&off| off < MAX_LOCKS) {
+        match (lock as usize).checked_sub(self.locks as usize).filter(|&off| off < MAX_LOCKS) {
             Some(off) => Some(LockId(off as u32)),
             None => {
                 self.cx.api_contract_broken(format!("{what}() of {lock:?}, which is no spinlock_t"));
@@ -331,14 +345,6 @@ impl<'a, E: Engine> CallFrame<'_, 'a, E> {
 }
 
 impl<'a, E: Engine> Frame for CallFrame<'_, 'a, E> {
-    fn unwinding(&self) -> bool {
-        self.unwound.is_some()
-    }
-
-    fn keep_unwind(&mut self, payload: Box<dyn Any + Send>) {
-        self.unwound = Some(payload);
-    }
-
     fn step(&mut self, step: c_int) {
         let step = match step {
             1 => Step::Check,
@@ -403,7 +409,7 @@ impl<'a, E: Engine> Frame for CallFrame<'_, 'a, E> {
 
     fn filemap_lock_folio(&mut self, index: u64) -> *mut c_void {
         match self.cx.filemap_lock_folio(index) {
-            Some(pfn) => Self::page_ptr(pfn),
+            Some(pfn) => self.page_ptr(pfn),
             None => -2isize as *mut c_void, // ERR_PTR(-ENOENT)
         }
     }
@@ -461,14 +467,17 @@ impl<'a, E: Engine> Frame for CallFrame<'_, 'a, E> {
 
     fn pmd_lockptr(&mut self, pmd: *mut CPmd) -> *mut c_void {
         match self.pmd_ref(pmd, "pmd_lockptr") {
-            Some(pmd) => Self::lock_ptr(self.cx.pmd_lockptr(pmd)),
+            Some(pmd) => self.lock_ptr(self.cx.pmd_lockptr(pmd)),
             None => null_mut(),
         }
     }
 
     fn pmd_lock(&mut self, pmd: *mut CPmd) -> *mut c_void {
         match self.pmd_ref(pmd, "pmd_lock") {
-            Some(pmd) => Self::lock_ptr(self.cx.pmd_lock(pmd)),
+            Some(pmd) => {
+                let pml = self.cx.pmd_lock(pmd);
+                self.lock_ptr(pml)
+            }
             None => null_mut(),
         }
     }
@@ -515,7 +524,7 @@ impl<'a, E: Engine> Frame for CallFrame<'_, 'a, E> {
         self.maps.push(map);
         // SAFETY: the compat header passes the caller's out-parameters.
         unsafe {
-            *ptlp = Self::lock_ptr(ptl);
+            *ptlp = self.lock_ptr(ptl);
             if let Some(val) = val {
                 *pmdval = CPmd(val.0);
             }
@@ -552,7 +561,7 @@ impl<'a, E: Engine> Frame for CallFrame<'_, 'a, E> {
     fn vm_normal_page(&mut self, vma: *const CVma, addr: u64, pte: CPte) -> *mut c_void {
         let Some(vma) = self.the_vma(vma, "vm_normal_page") else { return null_mut() };
         match self.cx.vm_normal_page(vma, addr, Pte(pte.0)) {
-            Some(pfn) => Self::page_ptr(pfn),
+            Some(pfn) => self.page_ptr(pfn),
             None => null_mut(),
         }
     }

@@ -156,3 +156,57 @@ fn the_v2_forms_as_patches_get_their_rust_ports_verdicts() {
         }
     }
 }
+
+/// A misuse under the C (ptl taken twice after step 1) panics in the
+/// primitive; the panic is caught at the C boundary, the C runs to its
+/// return, and only then is it resumed: on the controlled engine it ends
+/// the check as any policy's panic does, and natively the run is
+/// reported failed with the panic's message and place. The process lives.
+#[test]
+fn a_panic_under_the_c_is_resumed_once_the_c_has_returned() {
+    let Some(tree) = tree() else { return };
+    let policy = built(&kernel(tree, &["ptl-twice"]));
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&policy, "uffd-private")))
+        .expect_err("the check panics with the policy");
+    let message = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    assert_eq!(message, "recursive spin_lock(ptl (PTE table 0)) would deadlock");
+    let failure = run_natively(policy, "uffd-private");
+    let text = failure.summary();
+    assert!(text.contains("recursive spin_lock(ptl (PTE table 0)) would deadlock"), "{text}");
+    assert!(text.contains("at step 1 (check)"), "{text}");
+}
+
+/// A C loop that cannot end (step 4 spinning on a trylock of the pml it
+/// holds) is abandoned by the native watchdog with the C frames on the
+/// spinning CPU's stack: the abandon is caught at the C boundary, the
+/// loop's trylock then succeeds, the C returns, and the run is reported
+/// hung at step 4 with pml held.
+#[test]
+fn the_watchdog_abandons_a_cpu_spinning_inside_the_c() {
+    let Some(tree) = tree() else { return };
+    let failure = run_natively(built(&kernel(tree, &["pml-spin"])), "shmem-shared");
+    let text = failure.summary();
+    assert!(text.starts_with("hung: CPU 0 finished nothing for 1 s"), "{text}");
+    let report = failure.lines().join("\n");
+    assert!(report.contains("at step 4 (remove table)") && report.contains("#0: pml (PMD table 0)"), "{report}");
+}
+
+/// `policy` run natively on `preset` until it fails (a watchdog of 1 s).
+fn run_natively(policy: Arc<dyn DynPolicy>, preset: &str) -> bench_core::results::RunFailure {
+    let opts = workloads::RunOptions {
+        limit: bench_core::actor::Limit::Duration(std::time::Duration::from_secs(20)),
+        pin: false,
+        hook: None,
+        git_revision: String::new(),
+        watchdog: std::time::Duration::from_secs(1),
+    };
+    match workloads::run_policy(policy, &workloads::preset(preset).unwrap(), &opts) {
+        Err(workloads::RunError::Failed(failure)) => *failure,
+        Err(e) => panic!("{e}"),
+        Ok(run) => panic!("the run finished: {} collapses", run.collapses),
+    }
+}
