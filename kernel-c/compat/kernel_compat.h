@@ -9,7 +9,8 @@
  *
  * Written for this project from the kernel's interfaces (v6.12, with
  * v6.13's pte_offset_map_rw_nolock() and pmd_same() for patches that
- * backport them); no kernel code is copied here.
+ * backport them, and v6.1's page-based names and locks); no kernel code
+ * is copied here.
  *
  * What forwards where, in the model's terms:
  *  - Page-table memory is the model's: a pte_t * or pmd_t * points at the
@@ -34,12 +35,20 @@
 #include <stddef.h>
 #include "kc_model.h"
 
+/* The configuration the model is: THP on shmem and files, userfaultfd,
+ * mmu notifiers. */
+#define CONFIG_TRANSPARENT_HUGEPAGE 1
+#define CONFIG_SHMEM 1
+#define CONFIG_USERFAULTFD 1
+#define CONFIG_MMU_NOTIFIER 1
+
 /* ---- compiler and debugging macros ---------------------------------- */
 
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 #define __maybe_unused __attribute__((unused))
 #define __always_inline inline __attribute__((always_inline))
+#define barrier() __asm__ __volatile__("" ::: "memory")
 #define READ_ONCE(x) (*(const volatile __typeof__(x) *)&(x))
 #define WRITE_ONCE(x, v) (*(volatile __typeof__(x) *)&(x) = (v))
 /* A WARN reports an api-contract violation naming the line, and goes on. */
@@ -74,8 +83,13 @@ typedef unsigned long pgoff_t;
 typedef unsigned int vm_fault_t;
 typedef unsigned long vm_flags_t;
 
-struct address_space { int kc_unused; };
+/* Sleeping locks are named by address, as spinlocks are. */
+struct rw_semaphore { unsigned char kc_lock; };
+struct address_space { struct rw_semaphore i_mmap_rwsem; };
 struct file { struct address_space *f_mapping; };
+/* A private VMA's anon_vma, once it has one: the model keeps no anon_vma
+ * lock (see anon_vma_lock_write() below). */
+struct anon_vma { struct anon_vma *root; struct rw_semaphore rwsem; };
 struct mm_struct;
 struct vm_area_struct {
 	unsigned long vm_start;
@@ -84,7 +98,7 @@ struct vm_area_struct {
 	vm_flags_t vm_flags;
 	unsigned long vm_pgoff;
 	struct file *vm_file;
-	void *anon_vma;
+	struct anon_vma *anon_vma;
 	const void *kc_vma; /* the model's VMA */
 };
 struct mm_struct { int kc_unused; };
@@ -143,7 +157,8 @@ struct kc_ops {
 	void (*folio_ref_sub)(struct folio *folio, int nr);
 	void (*get_page)(struct page *page);
 	bool (*page_trans_huge)(struct page *page);
-	int (*mm_counter_file)(struct folio *folio);
+	bool (*page_head)(struct page *page);
+	int (*mm_counter_file)(const void *folio_or_page);
 	void (*add_mm_counter)(int member, long value);
 	spinlock_t *(*pmd_lockptr)(pmd_t *pmd);
 	spinlock_t *(*pmd_lock)(pmd_t *pmd);
@@ -160,7 +175,7 @@ struct kc_ops {
 	bool (*pte_none)(pte_t pte);
 	bool (*pte_present)(pte_t pte);
 	struct page *(*vm_normal_page)(struct vm_area_struct *vma, unsigned long addr, pte_t pte);
-	void (*folio_remove_rmap_pte)(struct folio *folio, struct page *page, struct vm_area_struct *vma);
+	void (*page_remove_rmap)(struct page *page, struct vm_area_struct *vma, bool compound);
 	pmd_t (*pmdp_collapse_flush)(struct vm_area_struct *vma, unsigned long addr, pmd_t *pmd);
 	void (*pmd_clear)(pmd_t *pmd);
 	void (*flush_tlb_mm)(void);
@@ -172,6 +187,12 @@ struct kc_ops {
 	void (*pte_free_defer)(pgtable_t table);
 	void (*pte_free)(pgtable_t table);
 	bool (*do_set_pmd)(pmd_t *pmd, struct page *page);
+	void (*mmap_assert_write_locked)(void);
+	void (*i_mmap_lock_write)(void);
+	void (*i_mmap_unlock_write)(void);
+	/* kc_entry.c's fault net (not for the function itself). */
+	void (*set_fault_target)(void *jmp_buf);
+	void *(*fault_target)(void *fault_addr);
 };
 extern const struct kc_ops *kc_ops;
 
@@ -197,9 +218,24 @@ static inline pgoff_t linear_page_index(struct vm_area_struct *vma, unsigned lon
 static inline bool thp_vma_allowable_order(struct vm_area_struct *vma, vm_flags_t vm_flags, unsigned long tva_flags, int order) { (void)vma; (void)vm_flags; (void)tva_flags; (void)order; return true; }
 static inline bool thp_vma_suitable_order(struct vm_area_struct *vma, unsigned long addr, int order) { (void)order; return kc_ops->range_in_vma(vma, addr & HPAGE_PMD_MASK, (addr & HPAGE_PMD_MASK) + HPAGE_PMD_SIZE); }
 static inline bool vma_is_anonymous(struct vm_area_struct *vma) { return !vma->vm_file; }
-/* The caller (the harness) holds mmap_lock as the policy's MMAP_LOCK says. */
+/* The caller (the harness) holds mmap_lock as the policy's MMAP_LOCK says
+ * (for write where the function asserts it so). */
 static inline void mmap_assert_locked(struct mm_struct *mm) { (void)mm; }
-static inline void mmap_assert_write_locked(struct mm_struct *mm) { (void)mm; }
+static inline void mmap_assert_write_locked(struct mm_struct *mm) { (void)mm; kc_ops->mmap_assert_write_locked(); }
+static inline void i_mmap_lock_write(struct address_space *mapping) { (void)mapping; kc_ops->i_mmap_lock_write(); }
+static inline void i_mmap_unlock_write(struct address_space *mapping) { (void)mapping; kc_ops->i_mmap_unlock_write(); }
+/* The model keeps no anon_vma lock. v6.1 takes it where step 1 found only
+ * subpages of the huge page and mmap_lock for write keeps any anonymous
+ * page out since, so no walker it would stop has anything to find (as the
+ * Rust v6.1 port argues). */
+static inline void anon_vma_lock_write(struct anon_vma *anon_vma) { (void)anon_vma; }
+static inline void anon_vma_unlock_write(struct anon_vma *anon_vma) { (void)anon_vma; }
+/* Not checked here: where the function relies on these locks, the model's
+ * primitives check them (pmdp_collapse_flush() without pml requires
+ * mmap_lock and i_mmap_rwsem held for write). */
+#define lockdep_assert_held_write(lock) ((void)(lock))
+/* v6.1's THP policy check: nothing to reject, as thp_vma_allowable_order(). */
+static inline bool hugepage_vma_check(struct vm_area_struct *vma, unsigned long vm_flags, bool smaps, bool in_pf, bool enforce_sysfs) { (void)vma; (void)vm_flags; (void)smaps; (void)in_pf; (void)enforce_sysfs; return true; }
 static inline struct folio *filemap_lock_folio(struct address_space *mapping, pgoff_t index) { (void)mapping; return kc_ops->filemap_lock_folio(index); }
 static inline unsigned int folio_order(struct folio *folio) { return kc_ops->folio_order(folio); }
 static inline void folio_unlock(struct folio *folio) { kc_ops->folio_unlock(folio); }
@@ -211,13 +247,27 @@ static inline void get_page(struct page *page) { kc_ops->get_page(page); }
 static inline bool PageTransHuge(struct page *page) { return kc_ops->page_trans_huge(page); }
 /* The model has no ZONE_DEVICE memory. */
 static inline bool is_zone_device_page(const struct page *page) { (void)page; return false; }
-static inline int mm_counter_file(struct folio *folio) { return kc_ops->mm_counter_file(folio); }
+/* Of a folio from v6.7 on, of a page before. */
+#define mm_counter_file(folio_or_page) kc_ops->mm_counter_file(folio_or_page)
+/* v6.1's page-based names for the same primitives. */
+static inline struct page *find_lock_page(struct address_space *mapping, pgoff_t index)
+{
+	struct folio *folio = filemap_lock_folio(mapping, index);
+
+	return IS_ERR(folio) ? NULL : &folio->page;
+}
+static inline bool PageHead(struct page *page) { return kc_ops->page_head(page); }
+static inline unsigned int compound_order(struct page *page) { return kc_ops->folio_order(page_folio(page)); }
+static inline void unlock_page(struct page *page) { kc_ops->folio_unlock(page_folio(page)); }
+static inline void put_page(struct page *page) { kc_ops->folio_put(page_folio(page)); }
+static inline void page_ref_sub(struct page *page, int nr) { kc_ops->folio_ref_sub(page_folio(page), nr); }
 static inline void add_mm_counter(struct mm_struct *mm, int member, long value) { (void)mm; kc_ops->add_mm_counter(member, value); }
 static inline void mm_dec_nr_ptes(struct mm_struct *mm) { (void)mm; kc_ops->mm_dec_nr_ptes(); }
 
 /* PMDs */
 static inline pmd_t *mm_find_pmd(struct mm_struct *mm, unsigned long addr) { (void)mm; return kc_ops->mm_find_pmd(addr); }
 static inline pmd_t pmdp_get_lockless(pmd_t *pmd) { return kc_ops->pmdp_get_lockless(pmd); }
+static inline pmd_t pmd_read_atomic(pmd_t *pmd) { return kc_ops->pmdp_get_lockless(pmd); }
 /* The model reads a PMD in one load: nothing to wait for. */
 static inline void pmdp_get_lockless_sync(void) { }
 static inline bool pmd_none(pmd_t pmd) { return kc_ops->pmd_none(pmd); }
@@ -254,13 +304,14 @@ static inline void ptep_clear(struct mm_struct *mm, unsigned long addr, pte_t *p
 static inline bool pte_none(pte_t pte) { return kc_ops->pte_none(pte); }
 static inline bool pte_present(pte_t pte) { return kc_ops->pte_present(pte); }
 static inline struct page *vm_normal_page(struct vm_area_struct *vma, unsigned long addr, pte_t pte) { return kc_ops->vm_normal_page(vma, addr, pte); }
-static inline void folio_remove_rmap_pte(struct folio *folio, struct page *page, struct vm_area_struct *vma) { kc_ops->folio_remove_rmap_pte(folio, page, vma); }
+static inline void folio_remove_rmap_pte(struct folio *folio, struct page *page, struct vm_area_struct *vma) { (void)folio; kc_ops->page_remove_rmap(page, vma, false); }
+static inline void page_remove_rmap(struct page *page, struct vm_area_struct *vma, bool compound) { kc_ops->page_remove_rmap(page, vma, compound); }
 
 /* TLB, notifiers and freeing */
 static inline void flush_tlb_mm(struct mm_struct *mm) { (void)mm; kc_ops->flush_tlb_mm(); }
 static inline void flush_tlb_range(struct vm_area_struct *vma, unsigned long start, unsigned long end) { (void)vma; kc_ops->flush_tlb_range(start, end); }
 static inline void tlb_remove_table_sync_one(void) { kc_ops->tlb_remove_table_sync_one(); }
-static inline void mmu_notifier_range_init(struct mmu_notifier_range *range, enum mmu_notifier_event event, unsigned int flags, struct mm_struct *mm, unsigned long start, unsigned long end)
+static inline void kc_mmu_notifier_range_init(struct mmu_notifier_range *range, enum mmu_notifier_event event, unsigned int flags, struct mm_struct *mm, unsigned long start, unsigned long end)
 {
 	range->event = event;
 	range->flags = flags;
@@ -268,6 +319,10 @@ static inline void mmu_notifier_range_init(struct mmu_notifier_range *range, enu
 	range->start = start;
 	range->end = end;
 }
+/* Six arguments from v6.3 on; v6.1 passes the VMA too, before the mm. */
+#define KC_NTH7(_1, _2, _3, _4, _5, _6, _7, n, ...) n
+#define mmu_notifier_range_init(...) KC_NTH7(__VA_ARGS__, kc_range_init_vma, kc_mmu_notifier_range_init, , , , , )(__VA_ARGS__)
+#define kc_range_init_vma(range, event, flags, vma, mm, start, end) ((void)(vma), kc_mmu_notifier_range_init(range, event, flags, mm, start, end))
 static inline void mmu_notifier_invalidate_range_start(struct mmu_notifier_range *range) { kc_ops->mmu_notifier_invalidate_range_start(range->start, range->end); }
 static inline void mmu_notifier_invalidate_range_end(struct mmu_notifier_range *range) { kc_ops->mmu_notifier_invalidate_range_end(range->start, range->end); }
 static inline void pte_free_defer(struct mm_struct *mm, pgtable_t table) { (void)mm; kc_ops->pte_free_defer(table); }

@@ -68,8 +68,33 @@ struct CVma {
     vm_flags: c_ulong,
     vm_pgoff: c_ulong,
     vm_file: *const CFile,
-    anon_vma: *mut c_void,
+    anon_vma: *const CAnonVma,
     kc_vma: *const Vma,
+}
+
+/// `struct anon_vma`: one for every VMA that has one, its own root. The
+/// C tests it against NULL and takes addresses in it (for lockdep
+/// assertions the compat header does not check); the model keeps no
+/// anon_vma lock.
+#[repr(C)]
+struct CAnonVma {
+    root: *const CAnonVma,
+    rwsem: u8,
+}
+
+struct TheAnonVma(CAnonVma);
+// SAFETY: never written after it is made.
+unsafe impl Sync for TheAnonVma {}
+unsafe impl Send for TheAnonVma {}
+
+fn the_anon_vma() -> *const CAnonVma {
+    static ANON_VMA: OnceLock<Box<TheAnonVma>> = OnceLock::new();
+    let a = ANON_VMA.get_or_init(|| {
+        let mut a = Box::new(TheAnonVma(CAnonVma { root: std::ptr::null(), rwsem: 0 }));
+        a.0.root = &a.0;
+        a
+    });
+    &a.0
 }
 
 /// The model's one file and its mapping, as C sees them.
@@ -130,6 +155,8 @@ struct CallFrame<'c, 'a, E: Engine> {
     /// Where [`reserved_names`] puts page frames and locks (read once per call).
     frames: *const u8,
     locks: *const u8,
+    /// The last step the C marked.
+    marked: Option<Step>,
 }
 
 /// A call in progress: its frame, and the unwind a callback caught, to be
@@ -137,7 +164,17 @@ struct CallFrame<'c, 'a, E: Engine> {
 struct Call {
     frame: *mut (dyn Frame + 'static),
     unwound: Option<Box<dyn Any + Send>>,
+    /// A callback of this call is running (the model's code is on the
+    /// stack above the C): a fault now is not the C's.
+    in_model: bool,
+    /// kc_collapse()'s `sigjmp_buf`, where a fault of the C goes back to.
+    fault_target: *mut c_void,
+    /// The address the C faulted on, if it did.
+    fault_addr: Option<usize>,
 }
+
+/// kc_collapse()'s return when the C faulted (compat/kc_entry.c).
+const KC_FAULT: c_int = -1000;
 
 thread_local! {
     /// The call in progress on this thread (see the module docs).
@@ -161,9 +198,11 @@ fn on_frame<R>(dead: R, op: impl FnOnce(&mut dyn Frame) -> R) -> R {
     if call.unwound.is_some() {
         return dead;
     }
+    call.in_model = true;
     // SAFETY: as above.
     let result = catch_unwind(AssertUnwindSafe(|| op(unsafe { &mut *call.frame })));
     CURRENT.set(ptr);
+    call.in_model = false;
     match result {
         Ok(value) => value,
         Err(payload) => {
@@ -191,12 +230,14 @@ pub(crate) fn call<E: Engine>(
         vmas: Vec::new(),
         frames: reserved.frames.as_ptr(),
         locks: reserved.locks.as_ptr(),
+        marked: None,
     };
     let ptr: *mut (dyn Frame + '_) = &mut frame;
     // SAFETY: the lifetime is erased for the thread-local only; the pointer
     // is used by callbacks of this call alone, while `frame` lives.
     let frame_ptr = unsafe { std::mem::transmute::<*mut (dyn Frame + '_), *mut (dyn Frame + 'static)>(ptr) };
-    let mut call = Call { frame: frame_ptr, unwound: None };
+    let mut call =
+        Call { frame: frame_ptr, unwound: None, in_model: false, fault_target: null_mut(), fault_addr: None };
     let before = CURRENT.replace(&mut call);
     // SAFETY: kc_collapse() has this signature (compat/kc_entry.c); the ops
     // table it uses was installed at load.
@@ -204,6 +245,11 @@ pub(crate) fn call<E: Engine>(
     CURRENT.set(before);
     if let Some(payload) = call.unwound.take() {
         std::panic::resume_unwind(payload);
+    }
+    if ret == KC_FAULT {
+        let addr = call.fault_addr.unwrap_or_default();
+        let what = if addr < 4096 { "a NULL pointer dereference" } else { "a wild pointer" };
+        panic!("collapse_pte_mapped_thp() faulted on address {addr:#x} ({what}): the kernel would oops here");
     }
     match usize::try_from(ret).ok().and_then(|i| results.get(i).copied()) {
         Some(Some(result)) => result,
@@ -231,6 +277,7 @@ trait Frame {
     fn folio_ref_sub(&mut self, folio: *mut c_void, nr: c_int);
     fn get_page(&mut self, page: *mut c_void);
     fn page_trans_huge(&mut self, page: *mut c_void) -> bool;
+    fn page_head(&mut self, page: *mut c_void) -> bool;
     fn mm_counter_file(&mut self, folio: *mut c_void) -> c_int;
     fn add_mm_counter(&mut self, member: c_int, value: c_long);
     fn pmd_lockptr(&mut self, pmd: *mut CPmd) -> *mut c_void;
@@ -251,7 +298,7 @@ trait Frame {
     fn ptep_get(&mut self, pte: *mut CPte) -> CPte;
     fn ptep_clear(&mut self, addr: u64, pte: *mut CPte);
     fn vm_normal_page(&mut self, vma: *const CVma, addr: u64, pte: CPte) -> *mut c_void;
-    fn folio_remove_rmap_pte(&mut self, folio: *mut c_void, page: *mut c_void, vma: *const CVma);
+    fn page_remove_rmap(&mut self, page: *mut c_void, vma: *const CVma, compound: bool);
     fn pmdp_collapse_flush(&mut self, vma: *const CVma, addr: u64, pmd: *mut CPmd) -> CPmd;
     fn pmd_clear(&mut self, pmd: *mut CPmd);
     fn flush_tlb_mm(&mut self);
@@ -262,6 +309,8 @@ trait Frame {
     fn mm_dec_nr_ptes(&mut self);
     fn pte_free(&mut self, table: *mut c_void, deferred: bool);
     fn do_set_pmd(&mut self, pmd: *mut CPmd, page: *mut c_void) -> bool;
+    fn mmap_assert_write_locked(&mut self);
+    fn i_mmap_lock(&mut self, lock: bool);
 }
 
 /// Which `pte_offset_map*()` is called.
@@ -356,6 +405,7 @@ impl<'a, E: Engine> Frame for CallFrame<'_, 'a, E> {
             // The extraction marks steps 1 to 5 and the abort label only.
             _ => return,
         };
+        self.marked = Some(step);
         self.cx.step(step);
     }
 
@@ -377,7 +427,7 @@ impl<'a, E: Engine> Frame for CallFrame<'_, 'a, E> {
             vm_pgoff: v.pgoff as c_ulong,
             vm_file: the_file(),
             // Only tested against NULL (retract_page_tables()); not a pointer.
-            anon_vma: if anon { std::ptr::dangling_mut::<c_void>() } else { null_mut() },
+            anon_vma: if anon { the_anon_vma() } else { std::ptr::null() },
             kc_vma: vma,
         }));
         let last = self.vmas.last_mut().expect("just pushed");
@@ -440,6 +490,10 @@ impl<'a, E: Engine> Frame for CallFrame<'_, 'a, E> {
         if let Some(pfn) = self.pfn(page, "get_page") {
             self.cx.get_page(pfn);
         }
+    }
+
+    fn page_head(&mut self, page: *mut c_void) -> bool {
+        self.pfn(page, "PageHead").is_some_and(|pfn| self.cx.page_head(pfn))
     }
 
     fn page_trans_huge(&mut self, page: *mut c_void) -> bool {
@@ -566,13 +620,11 @@ impl<'a, E: Engine> Frame for CallFrame<'_, 'a, E> {
         }
     }
 
-    fn folio_remove_rmap_pte(&mut self, _folio: *mut c_void, page: *mut c_void, vma: *const CVma) {
-        let (Some(pfn), Some(vma)) =
-            (self.pfn(page, "folio_remove_rmap_pte"), self.the_vma(vma, "folio_remove_rmap_pte"))
-        else {
+    fn page_remove_rmap(&mut self, page: *mut c_void, vma: *const CVma, compound: bool) {
+        let (Some(pfn), Some(vma)) = (self.pfn(page, "page_remove_rmap"), self.the_vma(vma, "page_remove_rmap")) else {
             return;
         };
-        self.cx.page_remove_rmap(pfn, vma, false);
+        self.cx.page_remove_rmap(pfn, vma, compound);
     }
 
     fn pmdp_collapse_flush(&mut self, vma: *const CVma, addr: u64, pmd: *mut CPmd) -> CPmd {
@@ -603,8 +655,13 @@ impl<'a, E: Engine> Frame for CallFrame<'_, 'a, E> {
     }
 
     fn mmu_notifier_start(&mut self, start: u64, end: u64) {
-        // The Rust ports mark the step just before starting the range.
-        self.cx.step(Step::Notify);
+        // The window between step 1 and step 2 (v6.6 on) is the timeline's
+        // "mmu_notifier start", marked just before the range starts as the
+        // Rust ports do; v6.1 starts its range inside step 4, which marks
+        // nothing.
+        if self.marked == Some(Step::Check) {
+            self.cx.step(Step::Notify);
+        }
         let NotifierRange { .. } = self.cx.mmu_notifier_invalidate_range_start(start, end);
     }
 
@@ -633,6 +690,18 @@ impl<'a, E: Engine> Frame for CallFrame<'_, 'a, E> {
             return false;
         };
         self.cx.do_set_pmd(pmd, pfn)
+    }
+
+    fn mmap_assert_write_locked(&mut self) {
+        self.cx.mmap_assert_write_locked();
+    }
+
+    fn i_mmap_lock(&mut self, lock: bool) {
+        if lock {
+            self.cx.i_mmap_lock_write();
+        } else {
+            self.cx.i_mmap_unlock_write();
+        }
     }
 }
 
@@ -665,6 +734,7 @@ pub(crate) struct Ops {
     folio_ref_sub: extern "C" fn(*mut c_void, c_int),
     get_page: extern "C" fn(*mut c_void),
     page_trans_huge: extern "C" fn(*mut c_void) -> bool,
+    page_head: extern "C" fn(*mut c_void) -> bool,
     mm_counter_file: extern "C" fn(*mut c_void) -> c_int,
     add_mm_counter: extern "C" fn(c_int, c_long),
     pmd_lockptr: extern "C" fn(*mut CPmd) -> *mut c_void,
@@ -682,7 +752,7 @@ pub(crate) struct Ops {
     pte_none: extern "C" fn(CPte) -> bool,
     pte_present: extern "C" fn(CPte) -> bool,
     vm_normal_page: extern "C" fn(*const CVma, c_ulong, CPte) -> *mut c_void,
-    folio_remove_rmap_pte: extern "C" fn(*mut c_void, *mut c_void, *const CVma),
+    page_remove_rmap: extern "C" fn(*mut c_void, *const CVma, bool),
     pmdp_collapse_flush: extern "C" fn(*const CVma, c_ulong, *mut CPmd) -> CPmd,
     pmd_clear: extern "C" fn(*mut CPmd),
     flush_tlb_mm: extern "C" fn(),
@@ -694,6 +764,11 @@ pub(crate) struct Ops {
     pte_free_defer: extern "C" fn(*mut c_void),
     pte_free: extern "C" fn(*mut c_void),
     do_set_pmd: extern "C" fn(*mut CPmd, *mut c_void) -> bool,
+    mmap_assert_write_locked: extern "C" fn(),
+    i_mmap_lock_write: extern "C" fn(),
+    i_mmap_unlock_write: extern "C" fn(),
+    set_fault_target: extern "C" fn(*mut c_void),
+    fault_target: extern "C" fn(*mut c_void) -> *mut c_void,
 }
 
 fn text(s: *const c_char) -> String {
@@ -845,6 +920,12 @@ pub(crate) static OPS: Ops = Ops {
         }
         f
     },
+    page_head: {
+        extern "C" fn f(page: *mut c_void) -> bool {
+            on_frame(false, |fr| fr.page_head(page))
+        }
+        f
+    },
     mm_counter_file: {
         extern "C" fn f(folio: *mut c_void) -> c_int {
             on_frame(0, |fr| fr.mm_counter_file(folio))
@@ -948,9 +1029,9 @@ pub(crate) static OPS: Ops = Ops {
         }
         f
     },
-    folio_remove_rmap_pte: {
-        extern "C" fn f(folio: *mut c_void, page: *mut c_void, vma: *const CVma) {
-            on_frame((), |fr| fr.folio_remove_rmap_pte(folio, page, vma))
+    page_remove_rmap: {
+        extern "C" fn f(page: *mut c_void, vma: *const CVma, compound: bool) {
+            on_frame((), |fr| fr.page_remove_rmap(page, vma, compound))
         }
         f
     },
@@ -1017,6 +1098,50 @@ pub(crate) static OPS: Ops = Ops {
     do_set_pmd: {
         extern "C" fn f(pmd: *mut CPmd, page: *mut c_void) -> bool {
             on_frame(false, |fr| fr.do_set_pmd(pmd, page))
+        }
+        f
+    },
+    mmap_assert_write_locked: {
+        extern "C" fn f() {
+            on_frame((), |fr| fr.mmap_assert_write_locked())
+        }
+        f
+    },
+    i_mmap_lock_write: {
+        extern "C" fn f() {
+            on_frame((), |fr| fr.i_mmap_lock(true))
+        }
+        f
+    },
+    i_mmap_unlock_write: {
+        extern "C" fn f() {
+            on_frame((), |fr| fr.i_mmap_lock(false))
+        }
+        f
+    },
+    set_fault_target: {
+        extern "C" fn f(target: *mut c_void) {
+            let ptr = CURRENT.get();
+            // SAFETY: as in `on_frame`; called by kc_collapse() before the C runs.
+            if let Some(call) = unsafe { ptr.as_mut() } {
+                call.fault_target = target;
+            }
+        }
+        f
+    },
+    // Called from kc_entry.c's signal handler: reads and writes this
+    // thread's call and nothing else (no allocation, no lock).
+    fault_target: {
+        extern "C" fn f(addr: *mut c_void) -> *mut c_void {
+            let ptr = CURRENT.get();
+            // SAFETY: as in `on_frame`: the call running on this thread.
+            match unsafe { ptr.as_mut() } {
+                Some(call) if !call.in_model && !call.fault_target.is_null() => {
+                    call.fault_addr = Some(addr as usize);
+                    call.fault_target
+                }
+                _ => null_mut(),
+            }
         }
         f
     },

@@ -67,8 +67,6 @@ pub enum CompileError {
 
 /// The loaded function, ready to call on any engine.
 pub struct Compiled {
-    /// Kept loaded for as long as the function may be called.
-    _library: libloading::Library,
     collapse: unsafe extern "C" fn(c_ulong, bool) -> c_int,
     /// The file's `enum scan_result` by value, as the model's results.
     results: Vec<Option<ScanResult>>,
@@ -217,9 +215,11 @@ fn load(so: &Path, extracted: &Extracted, warnings: String, started: Instant) ->
     };
     // SAFETY: OPS lives for the whole process.
     unsafe { init(&OPS) };
+    // Never unloaded: kc_init() installed its fault handler, which later
+    // faults of any code reach (and chain on), so its code must stay.
+    std::mem::forget(library);
     let results = extracted.scan_results.iter().map(|name| ScanResult::from_name(name)).collect();
     Ok(Compiled {
-        _library: library,
         collapse,
         results,
         result_names: extracted.scan_results.clone(),

@@ -21,12 +21,19 @@ use workloads::conformance::{conformance, functional_cases, ConformanceOptions, 
 /// target directory, so a CI run decodes the tarball once).
 fn tree() -> Option<source::KernelTree> {
     static TREE: OnceLock<Option<source::KernelTree>> = OnceLock::new();
-    TREE.get_or_init(|| {
-        let tarball = common::kernel_source("6.12")?;
-        let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kernel-source-cache");
-        Some(source::open_with_cache(&tarball, Some(&cache)).expect("Debian's 6.12 tarball reads"))
-    })
-    .clone()
+    TREE.get_or_init(|| read("6.12")).clone()
+}
+
+/// The 6.1 tree, likewise.
+fn tree_6_1() -> Option<source::KernelTree> {
+    static TREE: OnceLock<Option<source::KernelTree>> = OnceLock::new();
+    TREE.get_or_init(|| read("6.1")).clone()
+}
+
+fn read(version: &str) -> Option<source::KernelTree> {
+    let tarball = common::kernel_source(version)?;
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kernel-source-cache");
+    Some(source::open_with_cache(&tarball, Some(&cache)).unwrap_or_else(|e| panic!("{e}")))
 }
 
 fn patch(name: &str) -> PathBuf {
@@ -82,8 +89,60 @@ fn the_kernels_own_function_conforms_on_every_preset() {
 #[test]
 fn v1_makes_the_kernels_calls_in_every_case() {
     let Some(tree) = tree() else { return };
+    same_calls(&built(&kernel(tree, &[])), &shipped("v1"));
+}
+
+/// The same for the v6.1 form: `mmap_lock` and `i_mmap_rwsem` for write,
+/// the entries left in the table, no page-table lock around the PMD
+/// clear, the table freed at once after the IPI.
+#[test]
+fn v6_1_makes_the_6_1_kernels_calls_in_every_case() {
+    let Some(tree) = tree_6_1() else { return };
+    let function = KernelFunction::from_tree(tree, &[]).unwrap();
+    assert_eq!(
+        function.provenance.functions,
+        ["find_pmd_or_thp_or_none", "set_huge_pmd", "collapse_and_free_pmd", "collapse_pte_mapped_thp"]
+    );
+    let c = built(&function.entry());
+    assert_eq!(c.mmap_lock(), bench_core::kernel::MmapLock::Write, "read from mmap_assert_write_locked()");
+    same_calls(&c, &shipped("v6.1"));
+}
+
+/// v6.1's function is clean on every preset but one. On `retract` the
+/// table remover is v6.6's and later `retract_page_tables()`, which takes
+/// no `mmap_lock`: it can empty the PMD between v6.1's first look at it
+/// (before the page lock) and `pte_offset_map_lock()`, which in v6.1
+/// cannot fail, and the function dereferences the missing table: the
+/// kernel would oops, and the compiled C faults (caught, and reported as
+/// the oops it is). v6.1 itself never met that remover (its
+/// `retract_page_tables()` took `mmap_lock` for write, by trylock); the
+/// Rust port gives up with SCAN_FAIL there instead (its departure).
+#[test]
+fn the_6_1_function_is_clean_but_faults_against_a_later_kernels_retract() {
+    let Some(tree) = tree_6_1() else { return };
     let c = built(&kernel(tree, &[]));
-    let rust = shipped("v1");
+    for preset in workloads::PRESETS.iter().map(|(name, _)| *name).filter(|&p| p != "retract") {
+        let report = check(&c, preset);
+        assert_eq!(report.violating, 0, "{preset}: {:?}", report.by_oracle);
+    }
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&c, "retract")))
+        .expect_err("the 6.1 function faults on retract");
+    assert_eq!(
+        panic_message(&*panic),
+        "collapse_pte_mapped_thp() faulted on address 0x0 (a NULL pointer dereference): the kernel would oops here"
+    );
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+/// Every functional case passes for both, with the same calls.
+fn same_calls(c: &Arc<dyn DynPolicy>, rust: &Arc<dyn DynPolicy>) {
     let (c_cases, rust_cases) = (functional_cases(c.as_ref()), functional_cases(rust.as_ref()));
     assert_eq!(c_cases.len(), rust_cases.len());
     let mut differ = vec![];
@@ -168,12 +227,7 @@ fn a_panic_under_the_c_is_resumed_once_the_c_has_returned() {
     let policy = built(&kernel(tree, &["ptl-twice"]));
     let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&policy, "uffd-private")))
         .expect_err("the check panics with the policy");
-    let message = panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default();
-    assert_eq!(message, "recursive spin_lock(ptl (PTE table 0)) would deadlock");
+    assert_eq!(panic_message(&*panic), "recursive spin_lock(ptl (PTE table 0)) would deadlock");
     let failure = run_natively(policy, "uffd-private");
     let text = failure.summary();
     assert!(text.contains("recursive spin_lock(ptl (PTE table 0)) would deadlock"), "{text}");

@@ -127,9 +127,15 @@ fn steps_1_to_4<E: Engine>(
 ) -> Result<(), ScanResult> {
     // v6.1 says itself that this lock should be unnecessary: every other
     // path that changes entries of this table is excluded by the two
-    // write locks. v6.1's pte_offset_map_lock() cannot fail; the model's
-    // returns an Option, and a PMD with no table here would be a bug of
-    // the model.
+    // write locks. v6.1's pte_offset_map_lock() cannot fail: every table
+    // remover of v6.1 took mmap_lock (retract_page_tables() for write, by
+    // trylock). Only a later kernel's remover, the `retract` preset's
+    // (v6.6 on: no mmap_lock), can empty the PMD between the look at it
+    // above and here. DEPARTURE: v6.1 would then map a table that is not
+    // there (the kernel's own 6.1 C, compiled by the kernel-c front end,
+    // dereferences NULL and is reported as the oops that is); the port
+    // gives up with SCAN_FAIL, so that the 6.1 form can be set beside the
+    // others on that preset.
     let Some((start_pte, ptl)) = cx.pte_offset_map_lock(pmd, haddr) else {
         return Err(ScanResult::Fail);
     };
@@ -224,13 +230,10 @@ fn collapse_and_free_pmd<E: Engine>(cx: &mut Cx<'_, E>, vma: &Vma, haddr: u64, p
     // marks no "mmu_notifier start" step between steps 1 and 2: v6.1 has
     // no point there where ptl is dropped.
     let range = cx.mmu_notifier_invalidate_range_start(haddr, haddr + HPAGE_PMD_SIZE);
-    // DEPARTURE: the model's pmdp_collapse_flush() requires pml, so pml is
-    // held around the clear alone (as v6.0 and earlier did), although
-    // v6.1 needs and takes no lock there. Nothing else waits for it that
-    // v6.1 would not also make wait: only the hold is extra.
-    let pml = cx.pmd_lock(pmd);
+    // No page-table lock: every path that would take pml here is shut
+    // out by the two write locks, and pmdp_collapse_flush() accepts them
+    // in its place.
     let pgt_pmd = cx.pmdp_collapse_flush(vma, haddr, pmd);
-    cx.spin_unlock(pml);
     // GUP-fast walks with interrupts off and no lock: a walker that read
     // the PMD before the clear may still be reading the table. The IPI
     // returns only when every such walk has finished, so the table can

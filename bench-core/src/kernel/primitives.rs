@@ -1013,9 +1013,14 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
     }
 
     /// `pmdp_collapse_flush()`: clear the PMD and flush the 2 MiB range
-    /// from every TLB. Caller holds `pml`.
+    /// from every TLB. Caller holds `pml`, or excludes every path that
+    /// takes it here as v6.1's `collapse_and_free_pmd()` does, by holding
+    /// `mmap_lock` and the file's `i_mmap_rwsem` for write (the model has
+    /// no anon_vma lock, the third it takes: see the v6.1 policy).
     pub fn pmdp_collapse_flush(&mut self, _vma: &Vma, haddr: u64, pmd: PmdRef) -> Pmd {
-        self.assert_held(self.pmd_lockptr(pmd), "pmdp_collapse_flush");
+        if !(self.holds_for_write(LockClass::MmapLock) && self.holds_for_write(LockClass::IMmapRwsem)) {
+            self.assert_held(self.pmd_lockptr(pmd), "pmdp_collapse_flush");
+        }
         self.charge(Cost::EntryClear, 1);
         let old = Pmd(self.mm.pmds.entry(pmd.table, pmd.idx).swap(0, Ordering::AcqRel));
         self.engine.trace(self.cpu, Event::PmdClear);

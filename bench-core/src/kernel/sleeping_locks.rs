@@ -103,12 +103,17 @@ impl<'a, E: CpuEngine> Cx<'a, E> {
     /// `mmap_assert_write_locked()`: a `lock-order` violation if this CPU
     /// does not hold `mmap_lock` for write.
     pub fn mmap_assert_write_locked(&self) {
-        if !self.rwsems.iter().any(|h| h.class == LockClass::MmapLock && h.write) {
+        if !self.holds_for_write(LockClass::MmapLock) {
             self.violation(
                 Oracle::LockOrder,
                 "mmap_assert_write_locked(): the caller holds mmap_lock for read or not at all".into(),
             );
         }
+    }
+
+    /// Whether this CPU holds the reader-writer lock of `class` for write.
+    pub(crate) fn holds_for_write(&self, class: LockClass) -> bool {
+        self.rwsems.iter().any(|h| h.class == class && h.write)
     }
 
     /// `i_mmap_lock_read()` of the file's mapping.
