@@ -217,11 +217,13 @@ impl SoakPlan {
         let mut interrupted = false;
         for policy in policies {
             let label = policy.label();
+            let kernel_words: Vec<String> = crate::cli::kernel_options(&label).iter().map(|w| quote(w)).collect();
             let rerun = |seed: u64| {
                 format!(
-                    "{} run -p {} {} --seed {seed} --duration {}ms",
+                    "{} run -p {} {}{} --seed {seed} --duration {}ms",
                     crate::program(),
                     quote(&label),
+                    kernel_words.iter().map(|w| format!("{w} ")).collect::<String>(),
                     workload_words.join(" "),
                     round.as_millis()
                 )

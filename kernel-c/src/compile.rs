@@ -42,7 +42,7 @@ pub enum CompileError {
     /// The function calls what the compat layer does not provide.
     #[error(
         "--kernel-source: the function calls {} that the kernel-compat layer does not provide, so the model \
-         cannot run it (the layer covers collapse_pte_mapped_thp() of v6.6 to v6.13: see the README's \"Checking \
+         cannot run it (the layer covers collapse_pte_mapped_thp() of v6.1 and of v6.6 to v6.13: see the README's \"Checking \
          a kernel patch\"):\n{diagnostics}",
         missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
     )]
