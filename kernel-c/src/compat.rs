@@ -157,6 +157,8 @@ struct CallFrame<'c, 'a, E: Engine> {
     locks: *const u8,
     /// The last step the C marked.
     marked: Option<Step>,
+    /// Whether it has marked step 2 yet.
+    cleared: bool,
 }
 
 /// A call in progress: its frame, and the unwind a callback caught, to be
@@ -231,6 +233,7 @@ pub(crate) fn call<E: Engine>(
         frames: reserved.frames.as_ptr(),
         locks: reserved.locks.as_ptr(),
         marked: None,
+        cleared: false,
     };
     let ptr: *mut (dyn Frame + '_) = &mut frame;
     // SAFETY: the lifetime is erased for the thread-local only; the pointer
@@ -397,7 +400,14 @@ impl<'a, E: Engine> Frame for CallFrame<'_, 'a, E> {
     fn step(&mut self, step: c_int) {
         let step = match step {
             1 => Step::Check,
-            2 => Step::Clear,
+            // Step 2 again in one call is a recheck pass (the v2 forms
+            // go back to step 2 after a failed trylock), as the Rust
+            // ports mark it.
+            2 if self.cleared => Step::Recheck,
+            2 => {
+                self.cleared = true;
+                Step::Clear
+            }
             3 => Step::Account,
             4 => Step::RemoveTable,
             5 => Step::Install,
