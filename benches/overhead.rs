@@ -34,8 +34,11 @@
 mod common;
 
 use bench_core::harness::Harness;
+use bench_core::kernel::Cx;
 use bench_core::mm::MAP_BASE;
+use bench_core::{Mm, Native};
 use common::{assert_clean, cpu, framework_round, model, policy, Reference};
+use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 /// The benches' names, as `--list` shows them and filters match them.
@@ -155,17 +158,21 @@ fn measure(
         .collect()
 }
 
+/// CPU 0 of `mm`, as the criterion group has it: in mm_cpumask with one
+/// cached translation, so the collapse's flush walks this CPU's TLB.
+fn collapsing_cpu(mm: &Mm) -> RefCell<Cx<'_, Native>> {
+    let mut cx = cpu(mm, 0);
+    assert!(cx.touch(MAP_BASE).is_some());
+    RefCell::new(cx)
+}
+
 /// The framework's `v1` against the reference loop.
 fn measure_overhead(samples: usize, warm_up: Duration) -> Vec<Pair> {
     let mm = model(1);
     let v1 = policy("v1");
     let haddr = MAP_BASE;
-    let mut cx = cpu(&mm, 0);
-    // As the criterion group: CPU 0 in mm_cpumask with one cached
-    // translation, so the collapse's flush walks this CPU's TLB.
-    assert!(cx.touch(haddr).is_some());
+    let cx = collapsing_cpu(&mm);
     let reference = Reference::new();
-    let cx = std::cell::RefCell::new(cx);
     let pairs = measure(samples, warm_up, || framework_round(&mut cx.borrow_mut(), &*v1, haddr), || reference.round());
     drop(cx);
     assert_clean(&mm, NAME);
@@ -194,9 +201,7 @@ fn measure_kernel_c(samples: usize, warm_up: Duration) -> Option<Vec<Pair>> {
     let v1 = policy("v1");
     let mm = model(1);
     let haddr = MAP_BASE;
-    let mut cx = cpu(&mm, 0);
-    assert!(cx.touch(haddr).is_some());
-    let cx = std::cell::RefCell::new(cx);
+    let cx = collapsing_cpu(&mm);
     let pairs = measure(
         samples,
         warm_up,

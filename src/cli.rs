@@ -316,7 +316,7 @@ static KERNEL_POLICY: std::sync::OnceLock<(&'static str, KernelSourceArgs)> = st
 /// none.
 pub fn kernel_options(policy: &str) -> Vec<String> {
     let mut words = vec![];
-    if let Some((_, args)) = KERNEL_POLICY.get().filter(|(name, _)| policy == *name || policy == kernel_c::ALIAS) {
+    if let Some((_, args)) = KERNEL_POLICY.get().filter(|(name, _)| policy == *name) {
         if let Some(source) = &args.kernel_source {
             words.extend(["--kernel-source".to_owned(), source.display().to_string()]);
         }

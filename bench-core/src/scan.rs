@@ -45,9 +45,7 @@ impl ScanResult {
             ScanResult::VmaCheck => "SCAN_VMA_CHECK",
         }
     }
-}
 
-impl ScanResult {
     /// The result the kernel calls `name` (`"SCAN_PMD_NONE"`), if the
     /// model has it.
     pub fn from_name(name: &str) -> Option<ScanResult> {

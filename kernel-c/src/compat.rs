@@ -82,38 +82,32 @@ struct CAnonVma {
     rwsem: u8,
 }
 
-struct TheAnonVma(CAnonVma);
-// SAFETY: never written after it is made.
-unsafe impl Sync for TheAnonVma {}
-unsafe impl Send for TheAnonVma {}
-
-fn the_anon_vma() -> *const CAnonVma {
-    static ANON_VMA: OnceLock<Box<TheAnonVma>> = OnceLock::new();
-    let a = ANON_VMA.get_or_init(|| {
-        let mut a = Box::new(TheAnonVma(CAnonVma { root: std::ptr::null(), rwsem: 0 }));
-        a.0.root = &a.0;
-        a
-    });
-    &a.0
-}
-
-/// The model's one file and its mapping, as C sees them.
-struct TheFile {
+/// What every VMA handed to C shares: the model's one file and its
+/// mapping (`struct address_space`, whose only field is the address of
+/// its `i_mmap_rwsem`), and the anon_vma of those that have one. Made
+/// once, never written after.
+struct Shared {
     mapping: u8,
     file: CFile,
+    anon_vma: CAnonVma,
 }
-// SAFETY: never written after it is made; C reads `f_mapping` only to pass it back.
-unsafe impl Sync for TheFile {}
-unsafe impl Send for TheFile {}
+// SAFETY: never written after it is made; C only takes addresses in it
+// and passes them back.
+unsafe impl Sync for Shared {}
+unsafe impl Send for Shared {}
 
-fn the_file() -> &'static CFile {
-    static FILE: OnceLock<Box<TheFile>> = OnceLock::new();
-    let f = FILE.get_or_init(|| {
-        let mut f = Box::new(TheFile { mapping: 0, file: CFile { f_mapping: std::ptr::null() } });
-        f.file.f_mapping = &f.mapping as *const u8 as *const c_void;
-        f
-    });
-    &f.file
+fn shared() -> &'static Shared {
+    static SHARED: OnceLock<Box<Shared>> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let mut s = Box::new(Shared {
+            mapping: 0,
+            file: CFile { f_mapping: std::ptr::null() },
+            anon_vma: CAnonVma { root: std::ptr::null(), rwsem: 0 },
+        });
+        s.file.f_mapping = &s.mapping as *const u8 as *const c_void;
+        s.anon_vma.root = &s.anon_vma;
+        s
+    })
 }
 
 /// Page frames and locks are named to C by addresses in two reserved
@@ -140,6 +134,30 @@ fn reserved_names() -> &'static Names {
     })
 }
 
+/// One of the two ranges of [`Names`], as a call uses it.
+#[derive(Copy, Clone)]
+struct NameRange {
+    base: *const u8,
+    len: usize,
+}
+
+impl NameRange {
+    fn of(names: &[u8]) -> NameRange {
+        NameRange { base: names.as_ptr(), len: names.len() }
+    }
+
+    /// The address that names `n`.
+    fn ptr(self, n: u32) -> *mut c_void {
+        assert!((n as usize) < self.len, "{n} is beyond the {} names C has for these", self.len);
+        self.base.wrapping_add(n as usize) as *mut c_void
+    }
+
+    /// What `ptr` names, if it is in this range.
+    fn index(self, ptr: *mut c_void) -> Option<u32> {
+        (ptr as usize).checked_sub(self.base as usize).filter(|&off| off < self.len).map(|off| off as u32)
+    }
+}
+
 /// What one call of the C function has made and learnt: the model CPU,
 /// the tables it mapped (to turn `pte_t *` back into entries), the VMAs
 /// it was handed, and the unwind it must resume on return.
@@ -153,8 +171,8 @@ struct CallFrame<'c, 'a, E: Engine> {
     #[allow(clippy::vec_box)]
     vmas: Vec<Box<CVma>>,
     /// Where [`reserved_names`] puts page frames and locks (read once per call).
-    frames: *const u8,
-    locks: *const u8,
+    frames: NameRange,
+    locks: NameRange,
     /// The last step the C marked.
     marked: Option<Step>,
     /// Whether it has marked step 2 yet.
@@ -230,8 +248,8 @@ pub(crate) fn call<E: Engine>(
         cx,
         maps: Vec::new(),
         vmas: Vec::new(),
-        frames: reserved.frames.as_ptr(),
-        locks: reserved.locks.as_ptr(),
+        frames: NameRange::of(&reserved.frames),
+        locks: NameRange::of(&reserved.locks),
         marked: None,
         cleared: false,
     };
@@ -328,35 +346,28 @@ impl<'a, E: Engine> CallFrame<'_, 'a, E> {
     /// The pfn C names by `page` (a frame address), or an api-contract
     /// violation for a pointer that names none (NULL included).
     fn pfn(&mut self, page: *mut c_void, what: &str) -> Option<Pfn> {
-        match (page as usize).checked_sub(self.frames as usize).filter(|&off| off < MAX_FRAMES) {
-            Some(off) => Some(Pfn(off as u32)),
-            None => {
-                self.cx.api_contract_broken(format!("{what}() of {page:?}, which names no page frame"));
-                None
-            }
+        let found = self.frames.index(page).map(Pfn);
+        if found.is_none() {
+            self.cx.api_contract_broken(format!("{what}() of {page:?}, which names no page frame"));
         }
+        found
     }
 
     fn page_ptr(&self, pfn: Pfn) -> *mut c_void {
-        let at = pfn.0 as usize;
-        assert!(at < MAX_FRAMES, "page frame {at} beyond the {MAX_FRAMES} C can name");
-        self.frames.wrapping_add(at) as *mut c_void
+        self.frames.ptr(pfn.0)
     }
 
     fn lock_ptr(&self, id: LockId) -> *mut c_void {
-        let at = id.0 as usize;
-        assert!(at < MAX_LOCKS, "lock {at} beyond the {MAX_LOCKS} C can name");
-        self.locks.wrapping_add(at) as *mut c_void
+        self.locks.ptr(id.0)
     }
 
+    /// The lock C names by `lock`, or an api-contract violation.
     fn lock(&mut self, lock: *mut c_void, what: &str) -> Option<LockId> {
-        match (lock as usize).checked_sub(self.locks as usize).filter(|&off| off < MAX_LOCKS) {
-            Some(off) => Some(LockId(off as u32)),
-            None => {
-                self.cx.api_contract_broken(format!("{what}() of {lock:?}, which is no spinlock_t"));
-                None
-            }
+        let found = self.locks.index(lock).map(LockId);
+        if found.is_none() {
+            self.cx.api_contract_broken(format!("{what}() of {lock:?}, which is no spinlock_t"));
         }
+        found
     }
 
     fn pmd_ref(&mut self, pmd: *mut CPmd, what: &str) -> Option<PmdRef> {
@@ -367,11 +378,12 @@ impl<'a, E: Engine> CallFrame<'_, 'a, E> {
         found
     }
 
-    /// The entry `pte` points at, in a table this call mapped.
-    fn pte_ref(&mut self, pte: *mut CPte, what: &str) -> Option<PteRef<'a>> {
-        let found = self.maps.iter().rev().find_map(|map| {
+    /// The table this call mapped that `pte` points into, and the
+    /// entry's index in it; an api-contract violation where there is none.
+    fn mapped_entry(&mut self, pte: *mut CPte, what: &str) -> Option<(PteMap<'a>, usize)> {
+        let found = self.maps.iter().rev().find_map(|&map| {
             let off = (pte as usize).checked_sub(map.as_ptr() as usize)?;
-            (off < PTRS_PER_PTE * 8 && off % 8 == 0).then(|| map.at(off / 8))
+            (off < PTRS_PER_PTE * 8 && off % 8 == 0).then_some((map, off / 8))
         });
         if found.is_none() {
             self.cx.api_contract_broken(format!(
@@ -381,18 +393,9 @@ impl<'a, E: Engine> CallFrame<'_, 'a, E> {
         found
     }
 
-    fn the_vma(&mut self, vma: *const CVma, what: &str) -> Option<&'static Vma> {
-        let found = self.vmas.iter().find(|v| std::ptr::eq(&***v, vma)).map(|v| v.kc_vma);
-        match found {
-            // SAFETY: the model's VMAs live as long as the model, which
-            // outlives every collapse on it; 'static stands for that here
-            // and never leaves this call.
-            Some(v) => Some(unsafe { &*v }),
-            None => {
-                self.cx.api_contract_broken(format!("{what}() of {vma:?}, which is no VMA vma_lookup() gave"));
-                None
-            }
-        }
+    /// The entry `pte` points at, in a table this call mapped.
+    fn pte_ref(&mut self, pte: *mut CPte, what: &str) -> Option<PteRef<'a>> {
+        self.mapped_entry(pte, what).map(|(map, i)| map.at(i))
     }
 }
 
@@ -435,9 +438,9 @@ impl<'a, E: Engine> Frame for CallFrame<'_, 'a, E> {
             vm_mm: null_mut(),
             vm_flags: v.flags as c_ulong,
             vm_pgoff: v.pgoff as c_ulong,
-            vm_file: the_file(),
+            vm_file: &shared().file,
             // Only tested against NULL (retract_page_tables()); not a pointer.
-            anon_vma: if anon { the_anon_vma() } else { std::ptr::null() },
+            anon_vma: if anon { &shared().anon_vma } else { std::ptr::null() },
             kc_vma: vma,
         }));
         let last = self.vmas.last_mut().expect("just pushed");
@@ -445,7 +448,17 @@ impl<'a, E: Engine> Frame for CallFrame<'_, 'a, E> {
     }
 
     fn vma(&mut self, vma: *const CVma, what: &str) -> Option<&'static Vma> {
-        self.the_vma(vma, what)
+        let found = self.vmas.iter().find(|v| std::ptr::eq(&***v, vma)).map(|v| v.kc_vma);
+        match found {
+            // SAFETY: the model's VMAs live as long as the model, which
+            // outlives every collapse on it; 'static stands for that here
+            // and never leaves this call.
+            Some(v) => Some(unsafe { &*v }),
+            None => {
+                self.cx.api_contract_broken(format!("{what}() of {vma:?}, which is no VMA vma_lookup() gave"));
+                None
+            }
+        }
     }
 
     fn mm_find_pmd(&mut self, addr: u64) -> *mut CPmd {
@@ -598,13 +611,7 @@ impl<'a, E: Engine> Frame for CallFrame<'_, 'a, E> {
     }
 
     fn pte_unmap(&mut self, pte: *mut CPte) {
-        if self.pte_ref(pte, "pte_unmap").is_some() {
-            let map = *self
-                .maps
-                .iter()
-                .rev()
-                .find(|m| (pte as usize).wrapping_sub(m.as_ptr() as usize) < PTRS_PER_PTE * 8)
-                .expect("found by pte_ref");
+        if let Some((map, _)) = self.mapped_entry(pte, "pte_unmap") {
             self.cx.pte_unmap(map);
         }
     }
@@ -623,7 +630,7 @@ impl<'a, E: Engine> Frame for CallFrame<'_, 'a, E> {
     }
 
     fn vm_normal_page(&mut self, vma: *const CVma, addr: u64, pte: CPte) -> *mut c_void {
-        let Some(vma) = self.the_vma(vma, "vm_normal_page") else { return null_mut() };
+        let Some(vma) = self.vma(vma, "vm_normal_page") else { return null_mut() };
         match self.cx.vm_normal_page(vma, addr, Pte(pte.0)) {
             Some(pfn) => self.page_ptr(pfn),
             None => null_mut(),
@@ -631,15 +638,14 @@ impl<'a, E: Engine> Frame for CallFrame<'_, 'a, E> {
     }
 
     fn page_remove_rmap(&mut self, page: *mut c_void, vma: *const CVma, compound: bool) {
-        let (Some(pfn), Some(vma)) = (self.pfn(page, "page_remove_rmap"), self.the_vma(vma, "page_remove_rmap")) else {
+        let (Some(pfn), Some(vma)) = (self.pfn(page, "page_remove_rmap"), self.vma(vma, "page_remove_rmap")) else {
             return;
         };
         self.cx.page_remove_rmap(pfn, vma, compound);
     }
 
     fn pmdp_collapse_flush(&mut self, vma: *const CVma, addr: u64, pmd: *mut CPmd) -> CPmd {
-        let (Some(vma), Some(pmd)) =
-            (self.the_vma(vma, "pmdp_collapse_flush"), self.pmd_ref(pmd, "pmdp_collapse_flush"))
+        let (Some(vma), Some(pmd)) = (self.vma(vma, "pmdp_collapse_flush"), self.pmd_ref(pmd, "pmdp_collapse_flush"))
         else {
             return CPmd(0);
         };
@@ -672,7 +678,9 @@ impl<'a, E: Engine> Frame for CallFrame<'_, 'a, E> {
         if self.marked == Some(Step::Check) {
             self.cx.step(Step::Notify);
         }
-        let NotifierRange { .. } = self.cx.mmu_notifier_invalidate_range_start(start, end);
+        // The C keeps the range (its struct mmu_notifier_range) and hands
+        // its bounds back to end it: mmu_notifier_end() rebuilds it.
+        let _started: NotifierRange = self.cx.mmu_notifier_invalidate_range_start(start, end);
     }
 
     fn mmu_notifier_end(&mut self, start: u64, end: u64) {

@@ -16,9 +16,11 @@ use bench_core::kernel::{
     Cx, Engine, ScanResult, HPAGE_PMD_ORDER, HPAGE_PMD_SIZE, PAGE_SHIFT, PTRS_PER_PTE, VM_SHARED, VM_UFFD_MINOR,
     VM_UFFD_MISSING, VM_UFFD_WP,
 };
+use std::collections::HashSet;
 use std::ffi::{c_int, c_ulong};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The compat header: what the compiled function sees of the kernel.
@@ -87,22 +89,23 @@ impl Compiled {
 
 /// The function names the compat header defines (as `static inline`
 /// functions or function-like macros): the extraction leaves these to it.
+/// Read from the header once.
 pub fn provided_by_compat(name: &str) -> bool {
-    COMPAT_HEADER.lines().any(|line| {
-        let line = line.trim_start();
-        let decl = if let Some(rest) = line.strip_prefix("#define ") {
-            rest
-        } else if line.starts_with("static inline ") {
-            line
-        } else {
-            return false;
-        };
-        decl.find('(').is_some_and(|open| {
-            let before = decl[..open].trim_end();
-            let ident_start = before.rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map_or(0, |i| i + 1);
-            &before[ident_start..] == name
+    static NAMES: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    NAMES
+        .get_or_init(|| {
+            COMPAT_HEADER
+                .lines()
+                .filter_map(|line| {
+                    let line = line.trim_start();
+                    let decl = line.strip_prefix("#define ").or(line.starts_with("static inline ").then_some(line))?;
+                    let before = decl[..decl.find('(')?].trim_end();
+                    let start = before.rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map_or(0, |i| i + 1);
+                    Some(&before[start..])
+                })
+                .collect()
         })
-    })
+        .contains(name)
 }
 
 /// `kc_model.h`: the model's constants, from bench-core's.
@@ -151,7 +154,7 @@ pub fn compile(extracted: &Extracted) -> Result<Compiled, CompileError> {
     Ok(compiled)
 }
 
-fn run_cc(dir: &Path, so: &PathBuf) -> Result<String, CompileError> {
+fn run_cc(dir: &Path, so: &Path) -> Result<String, CompileError> {
     let cc = cc();
     let mut parts = cc.split_whitespace();
     let program = parts.next().unwrap_or("cc");

@@ -90,8 +90,7 @@ impl KernelFunction {
         let source = tree.origin.as_path();
         let patch_files = patches.iter().map(|p| patch::KernelPatch::read(p)).collect::<Result<Vec<_>, _>>()?;
         let applied = patch::apply(&tree.khugepaged_c, FILE, &patch_files)?;
-        let extracted =
-            extract::extract(&applied.text, FILE, FUNCTION, &|name: &str| compile::provided_by_compat(name))?;
+        let extracted = extract::extract(&applied.text, FILE, FUNCTION, &compile::provided_by_compat)?;
         let compiled = compile::compile(&extracted)?;
         let mut name = format!("linux-{}", tree.version);
         for p in &patch_files {

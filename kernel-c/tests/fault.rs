@@ -3,10 +3,13 @@
 //! reported as the oops the kernel would have, on both engines; the
 //! process lives on. Needs no kernel tree.
 
+mod common;
+
 use bench_core::kernel::DynPolicy;
 use kernel_c::source::{KernelTree, KernelVersion};
 use kernel_c::KernelFunction;
 use std::sync::Arc;
+use std::time::Duration;
 use workloads::check::{check_policy, CheckOptions};
 
 /// Looks the VMA up (a callback), then reads through NULL in its own C.
@@ -36,25 +39,12 @@ fn a_null_dereference_in_the_c_is_an_oops_on_the_controlled_engine() {
     let opts = CheckOptions { schedules: 20, jobs: 2, ..CheckOptions::default() };
     let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check_policy(&policy, &scenario, &opts)))
         .expect_err("the check ends with the fault");
-    assert_eq!(panic.downcast_ref::<String>().map(String::as_str), Some(MESSAGE));
+    assert_eq!(common::panic_message(&*panic), MESSAGE);
 }
 
 #[test]
 fn a_null_dereference_in_the_c_is_an_oops_natively() {
-    let opts = workloads::RunOptions {
-        limit: bench_core::actor::Limit::Duration(std::time::Duration::from_secs(20)),
-        pin: false,
-        hook: None,
-        git_revision: String::new(),
-        watchdog: std::time::Duration::from_secs(5),
-    };
-    match workloads::run_policy(faulting(), &workloads::preset("shmem-shared").unwrap(), &opts) {
-        Err(workloads::RunError::Failed(failure)) => {
-            let summary = failure.summary();
-            assert!(summary.starts_with("panic on CPU 0 (collapse) at prologue: "), "{summary}");
-            assert!(summary.contains(MESSAGE), "{summary}");
-        }
-        Err(e) => panic!("{e}"),
-        Ok(run) => panic!("the run finished: {} collapses", run.collapses),
-    }
+    let summary = common::run_natively(faulting(), "shmem-shared", Duration::from_secs(5)).summary();
+    assert!(summary.starts_with("panic on CPU 0 (collapse) at prologue: "), "{summary}");
+    assert!(summary.contains(MESSAGE), "{summary}");
 }

@@ -11,9 +11,11 @@ mod common;
 
 use bench_core::kernel::{DynPolicy, PolicyEntry};
 use bench_core::{Event, Oracle};
+use common::{panic_message, run_natively};
 use kernel_c::{source, KernelFunction};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use workloads::check::{check_policy, CheckOptions, CheckReport};
 use workloads::conformance::{conformance, functional_cases, ConformanceOptions, Expect};
 
@@ -133,14 +135,6 @@ fn the_6_1_function_is_clean_but_faults_against_a_later_kernels_retract() {
     );
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default()
-}
-
 /// Every functional case passes for both, with the same calls.
 fn same_calls(c: &Arc<dyn DynPolicy>, rust: &Arc<dyn DynPolicy>) {
     let (c_cases, rust_cases) = (functional_cases(c.as_ref()), functional_cases(rust.as_ref()));
@@ -177,18 +171,14 @@ fn first_difference(a: &[Event], b: &[Event]) -> Option<usize> {
 #[test]
 fn without_the_early_pmd_lock_a_table_is_freed_live_on_uffd_private() {
     let Some(tree) = tree() else { return };
-    let policy = built(&kernel(tree, &["no-early-pml"]));
+    let policy = built(&kernel(tree.clone(), &["no-early-pml"]));
     let report = check(&policy, "uffd-private");
     assert_eq!(report.gravest(), Some(Oracle::TableFreedLive), "{:?}", report.by_oracle);
     let first = report.first.expect("a counterexample");
     assert_eq!(first.violations[0].oracle, Oracle::TableFreedLive, "{}", first.violations[0]);
     // The kernel's own function, unpatched, is clean there.
-    let clean = check(&built(&kernel(tree_again(), &[])), "uffd-private");
+    let clean = check(&built(&kernel(tree, &[])), "uffd-private");
     assert_eq!(clean.violating, 0, "{:?}", clean.by_oracle);
-}
-
-fn tree_again() -> source::KernelTree {
-    tree().expect("read once already")
 }
 
 /// The v2 forms of the thread, written as patches to the 6.12 function,
@@ -231,7 +221,7 @@ fn a_panic_under_the_c_is_resumed_once_the_c_has_returned() {
     let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&policy, "uffd-private")))
         .expect_err("the check panics with the policy");
     assert_eq!(panic_message(&*panic), "recursive spin_lock(ptl (PTE table 0)) would deadlock");
-    let failure = run_natively(policy, "uffd-private");
+    let failure = run_natively(policy, "uffd-private", Duration::from_secs(1));
     let text = failure.summary();
     assert!(text.contains("recursive spin_lock(ptl (PTE table 0)) would deadlock"), "{text}");
     assert!(text.contains("at step 1 (check)"), "{text}");
@@ -245,25 +235,9 @@ fn a_panic_under_the_c_is_resumed_once_the_c_has_returned() {
 #[test]
 fn the_watchdog_abandons_a_cpu_spinning_inside_the_c() {
     let Some(tree) = tree() else { return };
-    let failure = run_natively(built(&kernel(tree, &["pml-spin"])), "shmem-shared");
+    let failure = run_natively(built(&kernel(tree, &["pml-spin"])), "shmem-shared", Duration::from_secs(1));
     let text = failure.summary();
     assert!(text.starts_with("hung: CPU 0 finished nothing for 1 s"), "{text}");
     let report = failure.lines().join("\n");
     assert!(report.contains("at step 4 (remove table)") && report.contains("#0: pml (PMD table 0)"), "{report}");
-}
-
-/// `policy` run natively on `preset` until it fails (a watchdog of 1 s).
-fn run_natively(policy: Arc<dyn DynPolicy>, preset: &str) -> bench_core::results::RunFailure {
-    let opts = workloads::RunOptions {
-        limit: bench_core::actor::Limit::Duration(std::time::Duration::from_secs(20)),
-        pin: false,
-        hook: None,
-        git_revision: String::new(),
-        watchdog: std::time::Duration::from_secs(1),
-    };
-    match workloads::run_policy(policy, &workloads::preset(preset).unwrap(), &opts) {
-        Err(workloads::RunError::Failed(failure)) => *failure,
-        Err(e) => panic!("{e}"),
-        Ok(run) => panic!("the run finished: {} collapses", run.collapses),
-    }
 }

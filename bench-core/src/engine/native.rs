@@ -36,7 +36,6 @@ impl Native {
         self
     }
 
-    /// Unwind if the watched run was abandoned.
     /// This CPU with its events (the locks it takes and drops, the page
     /// operations, the entries and PMDs it clears and sets, its flushes
     /// and frees and the collapse's steps, in order) appended to `log`:
@@ -54,6 +53,7 @@ impl Native {
         }
     }
 
+    /// Unwind if the watched run was abandoned.
     #[inline]
     fn check_abort(&self) {
         if let Some((watch, _)) = &self.watch {

@@ -1,6 +1,12 @@
 //! Helpers shared by the integration tests.
+// Each test binary compiles this module and uses what it needs of it.
+#![allow(dead_code)]
 
+use bench_core::kernel::DynPolicy;
+use bench_core::results::RunFailure;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Debian's kernel source tarball for `version` (`"6.12"`):
 /// `/usr/src/linux-source-{version}.tar.xz`, from the package
@@ -25,4 +31,30 @@ pub fn kernel_source(version: &str) -> Option<PathBuf> {
         path.display()
     );
     None
+}
+
+/// `policy` run natively on `preset` until it fails, with a watchdog of
+/// `watchdog`: how it failed.
+pub fn run_natively(policy: Arc<dyn DynPolicy>, preset: &str, watchdog: Duration) -> RunFailure {
+    let opts = workloads::RunOptions {
+        limit: bench_core::actor::Limit::Duration(Duration::from_secs(20)),
+        pin: false,
+        hook: None,
+        git_revision: String::new(),
+        watchdog,
+    };
+    match workloads::run_policy(policy, &workloads::preset(preset).unwrap(), &opts) {
+        Err(workloads::RunError::Failed(failure)) => *failure,
+        Err(e) => panic!("{e}"),
+        Ok(run) => panic!("the run finished: {} collapses", run.collapses),
+    }
+}
+
+/// What a caught panic said.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
 }
